@@ -1,0 +1,101 @@
+"""The configuration root: every problem is reported with its location."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from callwhisper.domain.configuration import Configuration, format_location, validate_configuration
+from callwhisper.errors import ConfigError
+
+
+def base() -> dict[str, Any]:
+    return {
+        "buyers": [
+            {
+                "id": "acme",
+                "conversion": {"revenue": "25.00", "buffer_seconds": 90},
+                "targets": [{"id": "main", "destination": "sip:agents@acme.example"}],
+            }
+        ],
+        "campaigns": [
+            {"id": "auto", "routing": {"tiers": [{"buyers": [{"buyer": "acme"}]}]}},
+        ],
+        "numbers": [{"number": "+18005550100", "campaign": "auto"}],
+    }
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        validate_configuration(data)
+    return info.value.problems
+
+
+def test_a_valid_configuration_builds_and_indexes_its_objects() -> None:
+    configuration = validate_configuration(base())
+    assert configuration.buyers_by_id["acme"].targets[0].destination == "sip:agents@acme.example"
+    assert configuration.lookup_number("18005550100") is configuration.numbers[0]
+    assert configuration.lookup_number("+18005550199") is None
+
+
+def test_location_formatting() -> None:
+    location = ("campaigns", 0, "routing", "tiers", 1)
+    assert format_location(location) == "campaigns[0].routing.tiers[1]"
+    assert format_location(()) == "(top level)"
+
+
+def test_negative_cap_is_reported_at_its_path() -> None:
+    data = base()
+    data["campaigns"][0]["routing"]["tiers"][0]["buyers"][0]["caps"] = {"calls": {"daily": -5}}
+    assert problems(data) == [
+        "campaigns[0].routing.tiers[0].buyers[0].caps.calls.daily: "
+        "Input should be greater than or equal to 0"
+    ]
+
+
+def test_unknown_field_and_wrong_type_are_both_reported() -> None:
+    data = base()
+    data["buyers"][0]["colour"] = "blue"
+    data["campaigns"][0]["ring_timeout_seconds"] = "soon"
+    assert problems(data) == [
+        "buyers[0].colour: unknown field",
+        "campaigns[0].ring_timeout_seconds: Input should be a valid integer, "
+        "unable to parse string as an integer",
+    ]
+
+
+def test_broken_references_and_duplicates_are_each_reported() -> None:
+    data = base()
+    data["numbers"].append({"number": "+18005550100", "campaign": "home", "publisher": "p9"})
+    data["campaigns"][0]["routing"]["tiers"][0]["buyers"].append({"buyer": "acme", "target": "x"})
+    assert problems(data) == [
+        "numbers[1]: duplicate tracking number '+18005550100' (first at numbers[0])",
+        "campaigns[0].routing.tiers[0].buyers[1].target: buyer 'acme' has no target 'x'",
+        "numbers[1].campaign: unknown campaign 'home'",
+        "numbers[1].publisher: unknown publisher 'p9'",
+    ]
+
+
+def test_weight_of_zero_in_a_weighted_tier_is_rejected() -> None:
+    data = base()
+    tier = data["campaigns"][0]["routing"]["tiers"][0]
+    tier["method"] = "weighted"
+    tier["buyers"][0]["weight"] = 0
+    assert problems(data) == [
+        "campaigns[0].routing.tiers[0]: buyers[0].weight: must be > 0 in a weighted tier "
+        "(remove the buyer instead)"
+    ]
+
+
+def test_destination_must_be_a_sip_uri_or_e164() -> None:
+    data = base()
+    data["buyers"][0]["targets"][0]["destination"] = "555-0100"
+    assert problems(data) == [
+        "buyers[0].targets[0].destination: '555-0100' is neither a SIP URI (sip:user@host) "
+        "nor an E.164 number (+15551234567)"
+    ]
+
+
+def test_empty_configuration_is_valid() -> None:
+    assert Configuration().campaigns == []
