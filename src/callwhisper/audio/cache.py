@@ -56,6 +56,8 @@ STALE_TEMP_SECONDS: Final = 3600.0
 _HEADER: Final = struct.Struct("<8sIII")
 _MAGIC: Final = b"CWPCM\x00\x00\x01"
 
+_MemoryKey = tuple[str, str, TtsOptions]
+
 
 def cache_key(engine: str, text: str, options: TtsOptions) -> str:
     """The hex SHA-256 naming the rendering of ``text`` by ``engine`` with ``options``."""
@@ -127,7 +129,9 @@ class TtsCache:
         self.max_bytes = max_bytes
         self.memory_bytes = memory_bytes
         self.stats = CacheStats()
-        self._memory: OrderedDict[str, Audio] = OrderedDict()
+        # Keyed by the values themselves (TtsOptions is frozen, hence hashable): a
+        # memory hit then costs one dictionary lookup, no hashing of a serialisation.
+        self._memory: OrderedDict[_MemoryKey, Audio] = OrderedDict()
         self._memory_used = 0
         self._disk_used: int | None = None  # unknown until the first write scans
         self._lock = threading.Lock()
@@ -142,13 +146,14 @@ class TtsCache:
 
     def render(self, engine: TtsEngine, text: str, options: TtsOptions) -> Audio:
         """Return ``text`` spoken by ``engine``, from a cache when possible."""
-        key = cache_key(engine.name, text, options)
+        memory_key = (engine.name, text, options)
         with self._lock:
-            audio = self._memory.get(key)
+            audio = self._memory.get(memory_key)
             if audio is not None:
-                self._memory.move_to_end(key)
+                self._memory.move_to_end(memory_key)
                 self.stats.memory_hits += 1
                 return audio
+        key = cache_key(engine.name, text, options)
         audio = self._read(key)
         if audio is None:
             audio = engine.synthesize(text, options)
@@ -158,7 +163,7 @@ class TtsCache:
         else:
             with self._lock:
                 self.stats.disk_hits += 1
-        self._remember(key, audio)
+        self._remember(memory_key, audio)
         return audio
 
     def forget_memory(self) -> None:
@@ -167,7 +172,7 @@ class TtsCache:
             self._memory.clear()
             self._memory_used = 0
 
-    def _remember(self, key: str, audio: Audio) -> None:
+    def _remember(self, key: _MemoryKey, audio: Audio) -> None:
         with self._lock:
             if key in self._memory or len(audio.pcm) > self.memory_bytes:
                 return
