@@ -15,8 +15,6 @@ from callwhisper.media.g711 import alaw_encode, ulaw_encode
 FRAME_SAMPLES: Final = 160
 """Samples in one 20 ms RTP packet at 8 kHz (RFC 3551 4.5: G.711 default packetisation)."""
 
-FRAME_SECONDS: Final = FRAME_SAMPLES / SAMPLE_RATE
-
 Codec = Literal["PCMU", "PCMA"]
 """G.711 variants by their RTP encoding names (RFC 3551 table 4)."""
 

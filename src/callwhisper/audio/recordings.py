@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Final
+from typing import BinaryIO, Final
 
 import numpy as np
 import soundfile
@@ -47,7 +47,7 @@ def import_recording_bytes(data: bytes, name: str, *, max_seconds: float = MAX_S
     return _import(io.BytesIO(data), name, max_seconds)
 
 
-def _import(file: Any, name: str, max_seconds: float) -> Audio:
+def _import(file: BinaryIO, name: str, max_seconds: float) -> Audio:
     try:
         with soundfile.SoundFile(file) as sound:
             if sound.format not in SUPPORTED_FORMATS:

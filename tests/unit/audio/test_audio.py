@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import callwhisper.audio.audio as audio_module
 from callwhisper.audio import FRAME_SAMPLES, Audio
@@ -120,3 +122,14 @@ def test_empty_audio_has_no_frames() -> None:
 def test_unknown_codec_is_rejected() -> None:
     with pytest.raises(ValueError, match="unsupported codec 'G722'"):
         ramp(10).frames("G722")  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=2000).filter(lambda data: len(data) % 2 == 0))
+def test_frames_of_any_length_rebuild_the_encoding(pcm: bytes) -> None:
+    audio = Audio(pcm)
+    frames = audio.frames("PCMU")
+    assert all(len(frame) == FRAME_SAMPLES for frame in frames)
+    assert len(frames) == -(-audio.sample_count // FRAME_SAMPLES)
+    joined = b"".join(frames)
+    assert joined[: audio.sample_count] == audio.ulaw
+    assert joined[audio.sample_count :] == bytes([ULAW_SILENCE]) * (len(joined) - len(pcm) // 2)

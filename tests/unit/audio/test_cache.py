@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -9,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callwhisper.audio import Audio, CacheStats, TtsCache, TtsOptions, cache_key
 from callwhisper.audio.cache import STALE_TEMP_SECONDS, decode_entry, encode_entry
@@ -222,3 +225,11 @@ def test_concurrent_renders_agree(tmp_path: Path, fake_engine: FakeEngine) -> No
 def test_bounds_must_be_sensible(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes must be positive"):
         TtsCache(tmp_path, max_bytes=0)
+
+
+@given(st.binary(max_size=200))
+def test_any_damaged_file_is_a_value_error_never_a_crash(data: bytes) -> None:
+    header = encode_entry(Audio(b"\x01\x00\xff\x7f"))[:20]
+    for candidate in (data, header + data):
+        with contextlib.suppress(ValueError):
+            assert isinstance(decode_entry(candidate), Audio)
