@@ -121,7 +121,8 @@ class TtsCache:
         """Cache in ``directory`` (created if missing).
 
         ``max_bytes`` bounds the disk files; ``memory_bytes`` bounds the PCM kept
-        in memory (the G.711 encodings kept with it add about the same again).
+        in memory; the G.711 encodings and frames kept with it, once both codecs
+        have been played, add up to twice that again.
         """
         if max_bytes <= 0 or memory_bytes < 0:
             raise ValueError("max_bytes must be positive and memory_bytes not negative")
