@@ -1,0 +1,289 @@
+"""SIP dialogs (RFC 3261 12): creation, in-dialog requests and matching.
+
+A :class:`Dialog` is pure state: it is created from the request and response
+that establish it, builds the requests we send inside it (BYE, re-INVITE,
+ACK for 2xx) and checks the requests the peer sends. :class:`DialogTable`
+finds the dialog a message belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final, Literal
+
+from callwhisper.errors import LocalProtocolError, RemoteProtocolError
+from callwhisper.sip.headers import NameAddr, Via, parse_uri
+from callwhisper.sip.message import Headers, SipMessage, SipRequest, SipResponse
+
+__all__ = ["DIALOG_TRANSITIONS", "Dialog", "DialogId", "DialogState", "DialogTable"]
+
+
+class DialogState(StrEnum):
+    """RFC 3261 12: a dialog is early (1xx with To tag), confirmed (2xx) or terminated."""
+
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+DialogInput = Literal["2xx", "error", "bye"]
+
+DIALOG_TRANSITIONS: Final[Mapping[DialogState, Mapping[DialogInput, DialogState]]] = {
+    # 12.3: a non-2xx final response ends an early dialog; BYE ends any (15).
+    DialogState.EARLY: {
+        "2xx": DialogState.CONFIRMED,
+        "error": DialogState.TERMINATED,
+        "bye": DialogState.TERMINATED,
+    },
+    DialogState.CONFIRMED: {"2xx": DialogState.CONFIRMED, "bye": DialogState.TERMINATED},
+    DialogState.TERMINATED: {},
+}
+
+# 12.2.1.1: ACK and CANCEL reuse the CSeq number of the request they belong to.
+_NO_NEW_CSEQ: Final = frozenset({"ACK", "CANCEL"})
+# 12.2: requests that refresh the remote target.
+_TARGET_REFRESH: Final = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
+
+
+@dataclass(frozen=True, slots=True)
+class DialogId:
+    """Call-ID, local tag and remote tag (RFC 3261 12)."""
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+
+    @classmethod
+    def of_incoming_request(cls, request: SipMessage) -> DialogId:
+        """The id seen from our side for a request the peer sent (To tag is ours)."""
+        return cls(request.call_id, request.to.tag or "", request.from_.tag or "")
+
+    @classmethod
+    def of_response(cls, response: SipMessage) -> DialogId:
+        """The id seen from our side for a response to our request (From tag is ours)."""
+        return cls(response.call_id, response.from_.tag or "", response.to.tag or "")
+
+
+def _contact_uri(message: SipMessage) -> str | None:
+    contacts = message.contacts
+    return contacts[0].uri if contacts else None
+
+
+@dataclass(slots=True)
+class Dialog:
+    """The state of one dialog (RFC 3261 12.1) and the requests sent within it."""
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: NameAddr
+    remote_uri: NameAddr
+    remote_target: str
+    local_seq: int | None
+    remote_seq: int | None
+    route_set: list[str] = field(default_factory=list)
+    local_contact: str | None = None
+    secure: bool = False
+    state: DialogState = DialogState.EARLY
+
+    @property
+    def id(self) -> DialogId:
+        """This dialog's identifier."""
+        return DialogId(self.call_id, self.local_tag, self.remote_tag)
+
+    @classmethod
+    def as_uac(
+        cls, request: SipRequest, response: SipResponse, *, local_contact: str | None = None
+    ) -> Dialog:
+        """The dialog our request's 1xx (with To tag) or 2xx creates (RFC 3261 12.1.2)."""
+        remote_tag = response.to.tag
+        if remote_tag is None or not 100 < response.status < 300:
+            raise RemoteProtocolError(
+                f"{response.status} response without To tag cannot create a dialog"
+            )
+        local_tag = request.from_.tag
+        if local_tag is None:
+            raise LocalProtocolError("our request has no From tag")
+        return cls(
+            call_id=request.call_id,
+            local_tag=local_tag,
+            remote_tag=remote_tag,
+            local_uri=request.from_,
+            remote_uri=response.to,
+            remote_target=_contact_uri(response) or request.uri,
+            local_seq=request.cseq.seq,
+            remote_seq=None,
+            # 12.1.2: the route set is the Record-Route list, reversed.
+            route_set=[str(route) for route in reversed(response.record_route)],
+            local_contact=local_contact,
+            secure=request.uri.lower().startswith("sips:"),
+            state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
+        )
+
+    @classmethod
+    def as_uas(
+        cls,
+        request: SipRequest,
+        response: SipResponse,
+        *,
+        local_contact: str | None = None,
+    ) -> Dialog:
+        """The dialog our 1xx or 2xx to ``request`` creates (RFC 3261 12.1.1)."""
+        local_tag = response.to.tag
+        remote_tag = request.from_.tag
+        if local_tag is None:
+            raise LocalProtocolError("a dialog-creating response needs a To tag")
+        if remote_tag is None:
+            raise RemoteProtocolError("request without From tag cannot create a dialog", 400)
+        return cls(
+            call_id=request.call_id,
+            local_tag=local_tag,
+            remote_tag=remote_tag,
+            local_uri=response.to,
+            remote_uri=request.from_,
+            remote_target=_contact_uri(request) or str(request.from_.uri),
+            local_seq=None,
+            remote_seq=request.cseq.seq,
+            route_set=[str(route) for route in request.record_route],
+            local_contact=local_contact,
+            secure=request.uri.lower().startswith("sips:"),
+            state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
+        )
+
+    def _apply(self, event: DialogInput) -> None:
+        new = DIALOG_TRANSITIONS[self.state].get(event)
+        if new is None:
+            raise LocalProtocolError(f"dialog: event {event} is not allowed in state {self.state}")
+        self.state = new
+
+    def create_request(
+        self,
+        method: str,
+        via: Via,
+        *,
+        cseq: int | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra: Iterable[tuple[str, str]] = (),
+    ) -> SipRequest:
+        """Build a request inside this dialog (RFC 3261 12.2.1.1).
+
+        ``via`` should carry a fresh branch (``Via(..., params={"branch":
+        new_branch()})``). ACK and CANCEL take ``cseq``, the number of the
+        INVITE they belong to; other methods increment the local CSeq.
+        """
+        if self.state is DialogState.TERMINATED:
+            raise LocalProtocolError(f"cannot send {method} in a terminated dialog")
+        if method in _NO_NEW_CSEQ:
+            if cseq is None:
+                raise LocalProtocolError(f"{method} needs the CSeq number of its INVITE")
+            number = cseq
+        else:
+            number = (self.local_seq or 0) + 1
+            self.local_seq = number
+        uri, routes = self._request_target()
+        headers = Headers()
+        headers.add("Via", str(via))
+        headers.add("Max-Forwards", "70")
+        for route in routes:
+            headers.add("Route", route)
+        headers.add("From", str(self.local_uri.with_tag(self.local_tag)))
+        headers.add("To", str(self.remote_uri.with_tag(self.remote_tag)))
+        headers.add("Call-ID", self.call_id)
+        headers.add("CSeq", f"{number} {method}")
+        if self.local_contact is not None and method in _TARGET_REFRESH:
+            headers.add("Contact", self.local_contact)
+        for name, value in extra:
+            headers.add(name, value)
+        if content_type is not None:
+            headers.add("Content-Type", content_type)
+        return SipRequest(method, uri, headers, body)
+
+    def create_ack(
+        self, invite_cseq: int, via: Via, *, body: bytes = b"", content_type: str | None = None
+    ) -> SipRequest:
+        """The ACK for a 2xx to our INVITE (13.2.2.4): the INVITE's CSeq number, a new branch."""
+        return self.create_request(
+            "ACK", via, cseq=invite_cseq, body=body, content_type=content_type
+        )
+
+    def _request_target(self) -> tuple[str, list[str]]:
+        """Request-URI and Route headers from the route set (12.2.1.1, 16.12.1.1)."""
+        if not self.route_set:
+            return self.remote_target, []
+        first = self.route_set[0]
+        uri = first.partition("<")[2].partition(">")[0] or first
+        if "lr" in parse_uri(uri).params:
+            return self.remote_target, list(self.route_set)
+        # Strict routing: the first route becomes the Request-URI.
+        return uri, [*self.route_set[1:], f"<{self.remote_target}>"]
+
+    def receive_request(self, request: SipRequest) -> None:
+        """Check and record a request the peer sent in this dialog (12.2.2).
+
+        A CSeq lower than the last one is an error the TU answers with
+        ``500 Server Internal Error``; a target refresh updates the remote target.
+        """
+        seq = request.cseq.seq
+        if request.method not in _NO_NEW_CSEQ:
+            if self.remote_seq is not None and seq < self.remote_seq:
+                raise RemoteProtocolError(
+                    f"CSeq {seq} is lower than the last one ({self.remote_seq})", 500
+                )
+            self.remote_seq = seq
+        if request.method in _TARGET_REFRESH:
+            self.remote_target = _contact_uri(request) or self.remote_target
+        if request.method == "BYE":
+            self._apply("bye")
+
+    def receive_response(self, response: SipResponse) -> None:
+        """Apply a response to a request we sent in or for this dialog (12.1.2, 12.2.1.2)."""
+        if response.status < 200:
+            return
+        if response.status < 300:
+            self._apply("2xx")
+            if response.cseq.method in _TARGET_REFRESH:
+                self.remote_target = _contact_uri(response) or self.remote_target
+        elif self.state is DialogState.EARLY and response.cseq.method == "INVITE":
+            self._apply("error")
+
+    def terminate(self) -> None:
+        """End the dialog after a BYE we sent or an early failure (15)."""
+        if self.state is DialogState.EARLY:
+            self._apply("error")
+        else:
+            self._apply("bye")
+
+
+class DialogTable:
+    """The dialogs of one user agent, found by Call-ID and tags (RFC 3261 12.2.2)."""
+
+    def __init__(self) -> None:
+        self._dialogs: dict[DialogId, Dialog] = {}
+
+    def add(self, dialog: Dialog) -> None:
+        """Register a dialog."""
+        self._dialogs[dialog.id] = dialog
+
+    def remove(self, dialog: Dialog) -> None:
+        """Forget a dialog."""
+        self._dialogs.pop(dialog.id, None)
+
+    def get(self, dialog_id: DialogId) -> Dialog | None:
+        """The dialog with this id, or None."""
+        return self._dialogs.get(dialog_id)
+
+    def match_request(self, request: SipRequest) -> Dialog | None:
+        """The dialog an incoming request belongs to; None if it is out of dialog."""
+        if request.to.tag is None:
+            return None
+        return self._dialogs.get(DialogId.of_incoming_request(request))
+
+    def match_response(self, response: SipResponse) -> Dialog | None:
+        """The dialog a response to our request belongs to (one per To tag when forked)."""
+        return self._dialogs.get(DialogId.of_response(response))
+
+    def __len__(self) -> int:
+        return len(self._dialogs)

@@ -1,0 +1,375 @@
+"""Typed SIP header values: URIs, name-addr, Via, CSeq and parameters (RFC 3261 19, 20, 25).
+
+Every ``parse_*`` function takes the header value as text and raises
+:class:`~callwhisper.errors.SipParseError` with an exact message; every type
+renders back to wire text with ``str()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from callwhisper.errors import SipParseError
+
+__all__ = [
+    "BRANCH_MAGIC_COOKIE",
+    "CSeq",
+    "NameAddr",
+    "Params",
+    "SipURI",
+    "Via",
+    "canonical_name",
+    "format_params",
+    "parse_cseq",
+    "parse_name_addr",
+    "parse_params",
+    "parse_uri",
+    "parse_via",
+    "split_comma_list",
+]
+
+# RFC 3261 8.1.1.7: a branch starting with this cookie is RFC 3261 compliant.
+BRANCH_MAGIC_COOKIE: Final = "z9hG4bK"
+
+Params: TypeAlias = dict[str, str | None]
+
+# RFC 3261 7.3.3 and the extensions that registered a compact form.
+_COMPACT: Final[dict[str, str]] = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_KNOWN: Final[tuple[str, ...]] = (
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Allow",
+    "Authentication-Info",
+    "Authorization",
+    "Call-ID",
+    "Call-Info",
+    "Contact",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Length",
+    "Content-Type",
+    "CSeq",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "From",
+    "In-Reply-To",
+    "Max-Forwards",
+    "Min-Expires",
+    "MIME-Version",
+    "Organization",
+    "P-Asserted-Identity",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "RAck",
+    "Reason",
+    "Record-Route",
+    "Refer-To",
+    "Referred-By",
+    "Reply-To",
+    "Require",
+    "Retry-After",
+    "Route",
+    "RSeq",
+    "Server",
+    "Session-Expires",
+    "Subject",
+    "Supported",
+    "Timestamp",
+    "To",
+    "Unsupported",
+    "User-Agent",
+    "Via",
+    "Warning",
+    "WWW-Authenticate",
+)
+
+_CANONICAL: Final[dict[str, str]] = {name.lower(): name for name in _KNOWN} | _COMPACT
+
+
+def canonical_name(name: str) -> str:
+    """The full, conventionally cased name of a header; unknown names are kept as written."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+def _split_outside(value: str, sep: str) -> list[str]:
+    """Split on ``sep`` where it is outside double quotes and angle brackets."""
+    if '"' not in value and "<" not in value:
+        return value.split(sep)
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    angle = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle += 1
+        elif ch == ">" and angle:
+            angle -= 1
+        elif ch == sep:
+            parts.append(value[start:i])
+            start = i + 1
+        i += 1
+    if quoted:
+        raise SipParseError(f"unterminated quoted string in {value!r}")
+    parts.append(value[start:])
+    return parts
+
+
+def split_comma_list(value: str) -> list[str]:
+    """Split a header value holding several comma-separated values (RFC 3261 7.3.1)."""
+    return [part.strip() for part in _split_outside(value, ",") if part.strip()]
+
+
+def parse_params(text: str) -> Params:
+    """Parse ``;name=value;flag`` generic parameters (RFC 3261 25.1 ``generic-param``).
+
+    Names are lowercased; values are kept as written (quotes included).
+    """
+    params: Params = {}
+    if not text.strip():
+        return params
+    parts = _split_outside(text, ";")
+    if parts[0].strip():
+        raise SipParseError(f"malformed parameters: {text!r}")
+    for part in parts[1:]:
+        name, eq, val = part.partition("=")
+        name = name.strip().lower()
+        if not name or " " in name:
+            raise SipParseError(f"malformed parameter: {part!r}")
+        params[name] = val.strip() if eq else None
+    return params
+
+
+def format_params(params: Params) -> str:
+    """Render parameters back to ``;name=value`` text."""
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
+    """Split ``host[:port]`` with IPv6 references in brackets (RFC 3261 25.1 ``hostport``)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipParseError(f"malformed {what}: {text!r}")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise SipParseError(f"malformed {what}: {text!r}")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_raw = text.partition(":")
+        port_text = port_text_raw if colon else None
+    if not host or any(c in host for c in ' \t<>"@;,'):
+        raise SipParseError(f"malformed {what}: {text!r}")
+    if port_text is None:
+        return host, None
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+        raise SipParseError(f"malformed {what}: {text!r}")
+    return host, int(port_text)
+
+
+@dataclass(slots=True)
+class SipURI:
+    """A ``sip:`` or ``sips:`` URI (RFC 3261 19.1)."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    params: Params = field(default_factory=dict)
+    headers: str = ""
+    password: str | None = None
+
+    def __str__(self) -> str:
+        userinfo = ""
+        if self.user is not None:
+            userinfo = self.user
+            if self.password is not None:
+                userinfo += f":{self.password}"
+            userinfo += "@"
+        port = f":{self.port}" if self.port is not None else ""
+        headers = f"?{self.headers}" if self.headers else ""
+        return f"{self.scheme}:{userinfo}{self.host}{port}{format_params(self.params)}{headers}"
+
+    @property
+    def hostport(self) -> str:
+        """``host[:port]`` as written in the URI."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+
+def parse_uri(text: str) -> SipURI:
+    """Parse a SIP or SIPS URI (RFC 3261 19.1.1); other schemes raise SipParseError."""
+    scheme, colon, rest = text.strip().partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in ("sip", "sips"):
+        raise SipParseError(f"not a SIP URI: {text!r}")
+    rest, _, headers = rest.partition("?")
+    at = rest.rfind("@")
+    user: str | None = None
+    password: str | None = None
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user, pcolon, pw = userinfo.partition(":")
+        password = pw if pcolon else None
+        if not user:
+            raise SipParseError(f"malformed SIP URI: {text!r}")
+    hostport, semi, params_text = rest.partition(";")
+    host, port = _split_host_port(hostport, "SIP URI host")
+    params = parse_params(";" + params_text) if semi else {}
+    return SipURI(scheme, user, host, port, params, headers, password)
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """A ``name-addr`` or ``addr-spec`` with header parameters (From, To, Contact, Route)."""
+
+    uri: str
+    display: str = ""
+    params: Params = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        display = f"{self.display} " if self.display else ""
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` parameter (RFC 3261 19.3), if any."""
+        return self.params.get("tag")
+
+    def with_tag(self, tag: str) -> NameAddr:
+        """A copy with the ``tag`` parameter set."""
+        return NameAddr(self.uri, self.display, {**self.params, "tag": tag})
+
+
+def parse_name_addr(text: str) -> NameAddr:
+    """Parse ``"Display" <uri>;params`` or ``uri;params`` (RFC 3261 20.10, 20.20, 20.39).
+
+    Without angle brackets, everything after the first ``;`` is a header
+    parameter, not a URI parameter (RFC 3261 20).
+    """
+    value = text.strip()
+    display = ""
+    search_from = 0
+    if value.startswith('"'):
+        i = 1
+        while i < len(value) and value[i] != '"':
+            i += 2 if value[i] == "\\" else 1
+        if i >= len(value):
+            raise SipParseError(f"unterminated display name in {text!r}")
+        search_from = i + 1
+    lt = value.find("<", search_from)
+    if lt >= 0:
+        display = value[:lt].strip()
+        gt = value.find(">", lt)
+        if gt < 0:
+            raise SipParseError(f"missing '>' in {text!r}")
+        uri = value[lt + 1 : gt].strip()
+        params = parse_params(value[gt + 1 :])
+    else:
+        if search_from:
+            raise SipParseError(f"missing '<' after display name in {text!r}")
+        uri, semi, rest = value.partition(";")
+        uri = uri.strip()
+        params = parse_params(";" + rest) if semi else {}
+        if " " in uri or "," in uri or "?" in uri:
+            raise SipParseError(f"malformed address: {text!r}")
+    if ":" not in uri or uri.startswith(":"):
+        raise SipParseError(f"malformed address: {text!r}")
+    return NameAddr(uri, display, params)
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via header value (RFC 3261 20.42)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
+
+    @property
+    def sent_by(self) -> str:
+        """``host[:port]`` of the sender."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
+    def branch(self) -> str | None:
+        """The ``branch`` parameter (RFC 3261 8.1.1.7)."""
+        return self.params.get("branch")
+
+
+def parse_via(text: str) -> Via:
+    """Parse one ``via-parm``: ``SIP/2.0/UDP host:port;branch=...`` (RFC 3261 20.42)."""
+    parts = text.split("/", 2)
+    if len(parts) != 3 or parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
+        raise SipParseError(f"malformed Via: {text!r}")
+    words = parts[2].split(None, 1)
+    if len(words) != 2:
+        raise SipParseError(f"malformed Via: {text!r}")
+    transport = words[0].upper()
+    sent_by, semi, params_text = words[1].partition(";")
+    host, port = _split_host_port(sent_by.strip(), "Via sent-by")
+    params = parse_params(";" + params_text) if semi else {}
+    return Via(transport, host, port, params)
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """The CSeq header (RFC 3261 20.16): a sequence number and a method."""
+
+    seq: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"
+
+
+def parse_cseq(text: str) -> CSeq:
+    """Parse ``314159 INVITE``; the number must be below 2**31 (RFC 3261 8.1.1.5)."""
+    words = text.split()
+    if len(words) != 2 or not (words[0].isascii() and words[0].isdigit()) or len(words[0]) > 10:
+        raise SipParseError(f"malformed CSeq: {text!r}")
+    seq = int(words[0])
+    if seq >= 2**31:
+        raise SipParseError(f"CSeq number out of range: {text!r}")
+    return CSeq(seq, words[1])

@@ -1,0 +1,691 @@
+"""SIP messages: parsing, serialization, stream framing and builders (RFC 3261 7, 8, 18.3).
+
+``parse_message(data)`` turns one datagram (or one framed stream message) into
+a :class:`SipRequest` or :class:`SipResponse`; ``bytes(message)`` turns it back.
+:class:`StreamFramer` cuts a TCP byte stream into messages by Content-Length.
+Every problem raises :class:`~callwhisper.errors.SipParseError` with an exact
+message and a status hint (400, 505 for a wrong version, 513 when too large);
+:func:`error_response` answers a request that could not be parsed.
+
+Header values are kept as text and parsed into typed values on access
+(``message.cseq``, ``message.top_via``...), which keeps the hot path to a few
+``bytes.find`` and ``str.split`` calls.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final, TypeVar
+
+from callwhisper.errors import SipParseError
+from callwhisper.sip.headers import (
+    BRANCH_MAGIC_COOKIE,
+    CSeq,
+    NameAddr,
+    Via,
+    canonical_name,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_comma_list,
+)
+
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "REASON_PHRASES",
+    "Headers",
+    "SipMessage",
+    "SipRequest",
+    "SipResponse",
+    "StreamFramer",
+    "error_response",
+    "make_request",
+    "make_response",
+    "new_branch",
+    "new_call_id",
+    "new_tag",
+    "parse_message",
+]
+
+# RFC 3261 18.1.1 bounds UDP messages by the path MTU; a larger cap still
+# leaves room for big SDP bodies over TCP while bounding memory per message.
+MAX_MESSAGE_SIZE: Final = 65535
+
+# RFC 3261 21.
+REASON_PHRASES: Final[dict[int, str]] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+# RFC 3261 25.1 ``token``.
+_TOKEN_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+# RFC 3261 8.1.1: the headers every request and response must carry.
+_MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+
+_T = TypeVar("_T")
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and all(c in _TOKEN_CHARS for c in text)
+
+
+class Headers:
+    """An ordered, case-insensitive multimap of header names to raw values.
+
+    Compact forms are expanded on the way in (``v`` becomes ``Via``), so
+    ``headers.get("via")`` and ``headers.get("v")`` find the same header.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str, str]] = []
+        for name, value in items:
+            self.add(name, value)
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return canonical_name(name).lower()
+
+    def add(self, name: str, value: str) -> None:
+        """Append a header line."""
+        full = canonical_name(name)
+        self._items.append((full.lower(), full, value))
+
+    def prepend(self, name: str, value: str) -> None:
+        """Insert a header line before all others (a new top Via, RFC 3261 8.1.1.7)."""
+        full = canonical_name(name)
+        self._items.insert(0, (full.lower(), full, value))
+
+    def get(self, name: str) -> str | None:
+        """The value of the first header line with this name, or None."""
+        key = self._key(name)
+        for k, _, value in self._items:
+            if k == key:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """The values of every header line with this name, in order."""
+        key = self._key(name)
+        return [value for k, _, value in self._items if k == key]
+
+    def values(self, name: str) -> list[str]:
+        """Every value of a list header, split on commas across lines (RFC 3261 7.3.1)."""
+        out: list[str] = []
+        for value in self.get_all(name):
+            out.extend(split_comma_list(value))
+        return out
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line with this name by one line, kept at the first one's place."""
+        full = canonical_name(name)
+        key = full.lower()
+        for i, (k, _, _) in enumerate(self._items):
+            if k == key:
+                self._items[i] = (key, full, value)
+                self._items[i + 1 :] = [item for item in self._items[i + 1 :] if item[0] != key]
+                return
+        self._items.append((key, full, value))
+
+    def remove(self, name: str) -> None:
+        """Remove every line with this name."""
+        key = self._key(name)
+        self._items = [item for item in self._items if item[0] != key]
+
+    def copy(self) -> Headers:
+        """A shallow copy."""
+        new = Headers()
+        new._items = list(self._items)
+        return new
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((name, value) for _, name, value in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+
+class _Message:
+    """What requests and responses share: headers, body and typed accessors."""
+
+    __slots__ = ("_cache", "body", "headers")
+
+    def __init__(self, headers: Headers, body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+        self._cache: dict[str, tuple[str, object]] = {}
+
+    def _parsed(self, name: str, parser: Callable[[str], _T]) -> _T:
+        raw = self.headers.get(name)
+        if raw is None:
+            raise SipParseError(f"missing {name} header")
+        hit = self._cache.get(name)
+        if hit is not None and hit[0] is raw:
+            return hit[1]  # type: ignore[return-value]
+        value = parser(raw)
+        self._cache[name] = (raw, value)
+        return value
+
+    def _start_line(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def call_id(self) -> str:
+        """The Call-ID (RFC 3261 20.8)."""
+        return self._parsed("Call-ID", str.strip)
+
+    @property
+    def cseq(self) -> CSeq:
+        """The CSeq (RFC 3261 20.16)."""
+        return self._parsed("CSeq", parse_cseq)
+
+    @property
+    def from_(self) -> NameAddr:
+        """The From header (RFC 3261 20.20)."""
+        return self._parsed("From", parse_name_addr)
+
+    @property
+    def to(self) -> NameAddr:
+        """The To header (RFC 3261 20.39)."""
+        return self._parsed("To", parse_name_addr)
+
+    @property
+    def top_via(self) -> Via:
+        """The first Via value (RFC 3261 20.42)."""
+        return self._parsed("Via", lambda raw: parse_via(split_comma_list(raw)[0]))
+
+    @property
+    def vias(self) -> list[Via]:
+        """Every Via value, top first, across lines and commas."""
+        return [parse_via(v) for v in self.headers.values("Via")]
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """The Contact values (RFC 3261 20.10); empty for none or ``*``."""
+        return [parse_name_addr(v) for v in self.headers.values("Contact") if v != "*"]
+
+    @property
+    def record_route(self) -> list[NameAddr]:
+        """The Record-Route values, top first (RFC 3261 20.30)."""
+        return [parse_name_addr(v) for v in self.headers.values("Record-Route")]
+
+    @property
+    def content_type(self) -> str | None:
+        """The media type of the body, lowercased and without parameters."""
+        raw = self.headers.get("Content-Type")
+        return None if raw is None else raw.partition(";")[0].strip().lower()
+
+    def __bytes__(self) -> bytes:
+        lines = [self._start_line()]
+        length = str(len(self.body))
+        wrote_length = False
+        for key, name, value in self.headers._items:
+            if key == "content-length":
+                if wrote_length:
+                    continue
+                value = length
+                wrote_length = True
+            lines.append(f"{name}: {value}")
+        if not wrote_length:
+            lines.append(f"Content-Length: {length}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode() + self.body
+
+
+class SipRequest(_Message):
+    """A SIP request (RFC 3261 7.1)."""
+
+    __slots__ = ("method", "uri")
+
+    def __init__(self, method: str, uri: str, headers: Headers, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def _start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SipRequest):
+            return NotImplemented
+        return (self.method, self.uri, self.headers, self.body) == (
+            other.method,
+            other.uri,
+            other.headers,
+            other.body,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<SipRequest {self.method} {self.uri}>"
+
+
+class SipResponse(_Message):
+    """A SIP response (RFC 3261 7.2)."""
+
+    __slots__ = ("reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: Headers, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+
+    def _start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SipResponse):
+            return NotImplemented
+        return (self.status, self.reason, self.headers, self.body) == (
+            other.status,
+            other.reason,
+            other.headers,
+            other.body,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<SipResponse {self.status} {self.reason}>"
+
+
+SipMessage = SipRequest | SipResponse
+
+
+def _content_length(values: list[str]) -> int | None:
+    if not values:
+        return None
+    text = values[0].strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise SipParseError(f"invalid Content-Length: {values[0]!r}")
+    if any(v.strip() != text for v in values[1:]):
+        raise SipParseError("conflicting Content-Length headers")
+    return int(text)
+
+
+def _skip_crlf(data: bytes | bytearray) -> int:
+    # RFC 3261 7.5: CRLFs before the start line are ignored.
+    start = 0
+    while data.startswith(b"\r\n", start):
+        start += 2
+    return start
+
+
+def parse_message(
+    data: bytes, *, stream: bool = False, max_size: int = MAX_MESSAGE_SIZE
+) -> SipMessage:
+    """Parse one SIP message.
+
+    For a datagram (``stream=False``) a missing Content-Length means the body
+    runs to the end of the datagram and bytes past Content-Length are dropped
+    (RFC 3261 18.3); on a stream Content-Length is mandatory and must match.
+    """
+    if len(data) > max_size:
+        raise SipParseError(f"message too large: {len(data)} bytes (limit {max_size})", 513)
+    start = _skip_crlf(data)
+    if start == len(data):
+        raise SipParseError("empty message")
+    head_end = data.find(b"\r\n\r\n", start)
+    if head_end < 0:
+        raise SipParseError("missing empty line after headers")
+    try:
+        head = data[start:head_end].decode()
+    except UnicodeDecodeError:
+        raise SipParseError("header block is not valid UTF-8") from None
+    lines = head.split("\r\n")
+    if head.count("\r") != len(lines) - 1 or head.count("\n") != len(lines) - 1:
+        raise SipParseError("bare CR or LF in header block")
+    headers = Headers()
+    items = headers._items
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            # RFC 3261 7.3.1: a line starting with whitespace continues the previous one.
+            if not items:
+                raise SipParseError(f"continuation line before first header: {line!r}")
+            key, name, value = items[-1]
+            items[-1] = (key, name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        name = name.rstrip()
+        if not colon or not _is_token(name):
+            raise SipParseError(f"malformed header line: {line!r}")
+        full = canonical_name(name)
+        items.append((full.lower(), full, value.strip()))
+
+    message = _parse_start_line(lines[0], headers)
+    length = _content_length(headers.get_all("Content-Length"))
+    body = data[head_end + 4 :]
+    if length is None:
+        if stream:
+            raise SipParseError("missing Content-Length on stream transport")
+    elif length > len(body):
+        raise SipParseError(f"Content-Length {length} exceeds body size {len(body)}")
+    elif stream and length < len(body):
+        raise SipParseError(f"Content-Length {length} is less than body size {len(body)}")
+    else:
+        body = body[:length]
+    message.body = body
+    _validate(message)
+    return message
+
+
+def _parse_start_line(line: str, headers: Headers) -> SipMessage:
+    if line.startswith("SIP/"):
+        version, _, rest = line.partition(" ")
+        if version != "SIP/2.0":
+            raise SipParseError(f"unsupported SIP version: {version!r}", 505)
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
+            raise SipParseError(f"invalid status code: {code!r}")
+        return SipResponse(int(code), reason.strip(), headers)
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise SipParseError(f"malformed request line: {line!r}")
+    method, uri, version = parts
+    if not _is_token(method):
+        raise SipParseError(f"invalid method: {method!r}")
+    if version != "SIP/2.0":
+        raise SipParseError(f"unsupported SIP version: {version!r}", 505)
+    if ":" not in uri or uri.startswith(":"):
+        raise SipParseError(f"malformed Request-URI: {uri!r}")
+    return SipRequest(method, uri, headers)
+
+
+def _validate(message: SipMessage) -> None:
+    """Check the headers every later layer relies on (RFC 3261 8.1.1, 8.2.2)."""
+    headers = message.headers
+    for name in _MANDATORY:
+        if headers.get(name) is None:
+            raise SipParseError(f"missing {name} header")
+    if not message.call_id:
+        raise SipParseError("empty Call-ID header")
+    cseq = message.cseq
+    if not _is_token(cseq.method):
+        raise SipParseError(f"malformed CSeq: {headers.get('CSeq')!r}")
+    _ = (message.from_, message.to)
+    if not message.vias:
+        raise SipParseError("missing Via header")
+    if isinstance(message, SipRequest) and cseq.method != message.method:
+        raise SipParseError(
+            f"CSeq method {cseq.method!r} does not match request method {message.method!r}"
+        )
+    max_forwards = headers.get("Max-Forwards")
+    if max_forwards is not None and not (
+        max_forwards.isascii() and max_forwards.isdigit() and len(max_forwards) <= 3
+    ):
+        raise SipParseError(f"invalid Max-Forwards: {max_forwards!r}")
+
+
+class StreamFramer:
+    """Cuts a stream (TCP, TLS) into SIP messages by Content-Length (RFC 3261 18.3).
+
+    Feed it bytes in chunks of any size; it returns each complete message's
+    bytes, ready for ``parse_message(raw, stream=True)``. A framing error
+    (no or bad Content-Length, a message over ``max_size``) leaves the stream
+    unusable: the error is raised again on every later ``feed`` and the
+    connection should be closed.
+    """
+
+    __slots__ = ("_buffer", "_error", "_max_size", "_need", "_scan")
+
+    def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
+        self._buffer = bytearray()
+        self._max_size = max_size
+        self._need: int | None = None
+        self._scan = 0
+        self._error: SipParseError | None = None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the messages they complete, in order."""
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        try:
+            return self._drain()
+        except SipParseError as exc:
+            self._error = exc
+            raise
+
+    def _drain(self) -> list[bytes]:
+        buffer = self._buffer
+        out: list[bytes] = []
+        while True:
+            if self._need is None:
+                skip = _skip_crlf(buffer)
+                if skip:
+                    del buffer[:skip]
+                    self._scan = 0
+                if buffer == b"\r":
+                    return out
+                end = buffer.find(b"\r\n\r\n", max(0, self._scan - 3))
+                if end < 0:
+                    if len(buffer) > self._max_size:
+                        raise SipParseError(f"message headers exceed {self._max_size} bytes", 513)
+                    self._scan = len(buffer)
+                    return out
+                length = _framing_length(bytes(buffer[:end]))
+                self._need = end + 4 + length
+                if self._need > self._max_size:
+                    raise SipParseError(
+                        f"message too large: {self._need} bytes (limit {self._max_size})", 513
+                    )
+            if len(buffer) < self._need:
+                return out
+            out.append(bytes(buffer[: self._need]))
+            del buffer[: self._need]
+            self._need = None
+            self._scan = 0
+
+
+def _framing_length(head: bytes) -> int:
+    values = []
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() in (b"content-length", b"l"):
+            values.append(value.decode("latin-1"))
+    length = _content_length(values)
+    if length is None:
+        raise SipParseError("missing Content-Length on stream transport")
+    return length
+
+
+def new_branch() -> str:
+    """A fresh Via branch with the RFC 3261 magic cookie (8.1.1.7)."""
+    return BRANCH_MAGIC_COOKIE + secrets.token_hex(8)
+
+
+def new_tag() -> str:
+    """A fresh From/To tag with 64 random bits (RFC 3261 19.3)."""
+    return secrets.token_hex(8)
+
+
+def new_call_id(host: str | None = None) -> str:
+    """A fresh, globally unique Call-ID (RFC 3261 8.1.1.4)."""
+    local = secrets.token_hex(12)
+    return f"{local}@{host}" if host else local
+
+
+def make_response(
+    request: SipRequest,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    contact: str | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> SipResponse:
+    """Build a response to ``request`` (RFC 3261 8.2.6).
+
+    Via lines, From, Call-ID and CSeq are copied; To is copied and gets
+    ``to_tag`` (or a fresh tag) when it has none, except on 100 Trying
+    (8.2.6.2). Record-Route is copied into 101-299 responses to dialog-
+    creating requests (12.1.1).
+    """
+    headers = Headers()
+    for name, value in request.headers:
+        if name in ("Via", "From", "Call-ID", "CSeq"):
+            headers.add(name, value)
+        elif name == "To":
+            if status != 100 and request.to.tag is None:
+                value = str(request.to.with_tag(to_tag or new_tag()))
+            headers.add(name, value)
+        elif name == "Record-Route" and 100 < status < 300 and request.method in ("INVITE",):
+            headers.add(name, value)
+    if contact is not None:
+        headers.add("Contact", contact)
+    for name, value in extra:
+        headers.add(name, value)
+    if content_type is not None:
+        headers.add("Content-Type", content_type)
+    return SipResponse(status, reason or REASON_PHRASES.get(status, ""), headers, body)
+
+
+def make_request(
+    method: str,
+    uri: str,
+    *,
+    from_: NameAddr,
+    to: NameAddr,
+    via: Via,
+    call_id: str | None = None,
+    cseq: int = 1,
+    contact: str | None = None,
+    max_forwards: int = 70,
+    routes: Iterable[str] = (),
+    body: bytes = b"",
+    content_type: str | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> SipRequest:
+    """Build an out-of-dialog request (RFC 3261 8.1.1); From gets a fresh tag if it has none."""
+    if from_.tag is None:
+        from_ = from_.with_tag(new_tag())
+    headers = Headers()
+    headers.add("Via", str(via))
+    headers.add("Max-Forwards", str(max_forwards))
+    for route in routes:
+        headers.add("Route", route)
+    headers.add("From", str(from_))
+    headers.add("To", str(to))
+    headers.add("Call-ID", call_id or new_call_id())
+    headers.add("CSeq", f"{cseq} {method}")
+    if contact is not None:
+        headers.add("Contact", contact)
+    for name, value in extra:
+        headers.add(name, value)
+    if content_type is not None:
+        headers.add("Content-Type", content_type)
+    return SipRequest(method, uri, headers, body)
+
+
+_ERROR_HEADERS: Final[dict[bytes, bytes]] = {
+    b"via": b"Via",
+    b"v": b"Via",
+    b"from": b"From",
+    b"f": b"From",
+    b"to": b"To",
+    b"t": b"To",
+    b"call-id": b"Call-ID",
+    b"i": b"Call-ID",
+    b"cseq": b"CSeq",
+}
+
+
+def error_response(
+    data: bytes, error: SipParseError, *, agent: str = "callwhisper"
+) -> bytes | None:
+    """The response to a request that failed to parse, or None to drop it silently.
+
+    RFC 3261 21.4.1: answer ``400 Bad Request`` (or ``error.status_hint``)
+    when the request line and the Via, From, To, Call-ID and CSeq lines can be
+    read, with the problem in a Warning (20.43, code 399). Responses and ACKs
+    are never answered (17.1.1.3, 17.2.1); anything else unreadable is dropped.
+    """
+    start = _skip_crlf(data)
+    end = data.find(b"\r\n\r\n", start)
+    lines = data[start : end if end >= 0 else len(data)].split(b"\r\n")
+    request_line = lines[0].split(b" ")
+    if len(request_line) != 3 or lines[0].startswith(b"SIP/") or request_line[0] == b"ACK":
+        return None
+    found: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        full = _ERROR_HEADERS.get(name.strip().lower())
+        if full is None or not colon or b"\r" in value or b"\n" in value:
+            continue
+        found.setdefault(full, []).append(value.strip())
+    if any(name not in found for name in _ERROR_HEADERS.values()):
+        return None
+    if any(b"ACK" in cseq.upper().split() for cseq in found[b"CSeq"]):
+        return None
+    status = error.status_hint or 400
+    reason = REASON_PHRASES.get(status, "Bad Request")
+    text = str(error).replace("\\", "\\\\").replace('"', '\\"')
+    out = [f"SIP/2.0 {status} {reason}".encode()]
+    out.extend(b"Via: " + via for via in found[b"Via"])
+    out.append(b"From: " + found[b"From"][0])
+    to = found[b"To"][0]
+    if b";tag=" not in to.lower().replace(b" ", b""):
+        to += b";tag=" + new_tag().encode()
+    out.append(b"To: " + to)
+    out.append(b"Call-ID: " + found[b"Call-ID"][0])
+    out.append(b"CSeq: " + found[b"CSeq"][0])
+    out.append(f'Warning: 399 {agent} "{text}"'.encode())
+    out.append(b"Content-Length: 0")
+    return b"\r\n".join(out) + b"\r\n\r\n"
