@@ -1,0 +1,524 @@
+"""The routing decision: which buyers a call is offered to, in order, and why not the others.
+
+``decide`` is a pure function of the configuration, the call's attributes, a
+snapshot of the counters and ``now``. Each route entry's targets go through
+the eligibility checks in a fixed order, and the first that fails is the
+reason the target is skipped:
+
+1. campaign disabled, caller blocked (the whole call is refused);
+2. buyer or target disabled;
+3. schedule (a target's schedule overrides its buyer's);
+4. filters, the buyer's then the target's;
+5. duplicates (the buyer's rule; ``no_convert`` keeps the candidate);
+6. caps of the buyer, target, route entry and publisher;
+7. concurrency, then spacing, of the same owners.
+
+The tier's method then orders its eligible members, tiers follow each other
+in order, and the list stops at the plan's ``max_candidates``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from callwhisper.domain import (
+    CallAttributes,
+    CapCharge,
+    CapKey,
+    ConcurrencyLimit,
+    Configuration,
+    DuplicateRule,
+    PastCall,
+    Reservation,
+    RoutingCounters,
+    TierRotation,
+    WhisperConfig,
+)
+from callwhisper.domain.campaign import RingMode
+from callwhisper.domain.caps import CapPeriod, describe_cap, metric_amount, period_key
+from callwhisper.routing.geo import enrich, is_withheld, normalize_number
+from callwhisper.routing.methods import rotation_to_dict
+from callwhisper.routing.plan import (
+    CampaignPlan,
+    EntryPlan,
+    OwnerLimits,
+    TargetPlan,
+    compile_plan,
+)
+
+_ZERO = Decimal(0)
+_NO_ROTATION = TierRotation()
+# Every time zone in use today is offset from UTC by a multiple of 15 minutes, so
+# calendar periods (hour, day, week, month) start on a UTC quarter hour.
+_QUARTER_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A buyer target to offer the call to, with all the call flow needs to dial and bill it.
+
+    ``charges`` and ``concurrency`` are what the attempt reserves in the cap
+    ledger (calendar periods as of the decision's ``now``). ``no_convert``
+    means the call must not convert for this buyer: a duplicate under the
+    buyer's ``no_convert`` rule or under the campaign's rule.
+    """
+
+    buyer_id: str
+    buyer_name: str
+    target_id: str
+    destination: str
+    trunk_id: str | None
+    tier_index: int
+    ring: RingMode
+    ring_timeout_seconds: int
+    whisper: WhisperConfig
+    revenue: Decimal
+    buffer_seconds: int
+    no_convert: bool
+    no_convert_reason: str | None
+    charges: tuple[CapCharge, ...]
+    concurrency: tuple[ConcurrencyLimit, ...]
+
+    def reservation(self, reservation_id: str, at: datetime) -> Reservation:
+        """The cap ledger reservation for dialing this candidate at ``at``."""
+        return Reservation(reservation_id, self.charges, self.concurrency, at)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The candidate as JSON-ready data (the whisper is configuration, so it is left out)."""
+        return {
+            "buyer_id": self.buyer_id,
+            "buyer_name": self.buyer_name,
+            "target_id": self.target_id,
+            "destination": self.destination,
+            "trunk_id": self.trunk_id,
+            "tier_index": self.tier_index,
+            "ring": self.ring,
+            "ring_timeout_seconds": self.ring_timeout_seconds,
+            "revenue": str(self.revenue),
+            "buffer_seconds": self.buffer_seconds,
+            "no_convert": self.no_convert,
+            "no_convert_reason": self.no_convert_reason,
+            "charges": [
+                {
+                    "owner": charge.key.owner,
+                    "metric": charge.key.metric,
+                    "period": charge.key.period,
+                    "period_key": charge.key.period_key,
+                    "limit": str(charge.limit),
+                    "amount": str(charge.amount),
+                }
+                for charge in self.charges
+            ],
+            "concurrency": [
+                {"owner": slot.owner, "limit": slot.limit} for slot in self.concurrency
+            ],
+        }
+
+    def describe(self) -> str:
+        """One line: who, where, which tier, and what a conversion pays."""
+        text = (
+            f"{self.buyer_id}/{self.target_id} ({self.buyer_name}) -> {self.destination}, "
+            f"tier {self.tier_index + 1} {self.ring}, ring {self.ring_timeout_seconds} s, "
+            f"pays {self.revenue} after {self.buffer_seconds} s"
+        )
+        if self.no_convert_reason is not None:
+            text += f", does not convert ({self.no_convert_reason})"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A buyer (``target_id`` ``None``: all its targets in the entry) or target not offered."""
+
+    buyer_id: str
+    target_id: str | None
+    tier_index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    """The outcome of routing one call.
+
+    ``call_refused`` is set when the call is not routed at all (campaign
+    disabled, caller blocked). ``rotations`` holds the new rotation state of
+    the tiers that supplied candidates, keyed like ``RoutingCounters.rotation``
+    by (campaign id, tier index), for the caller to persist. ``duplicate`` is
+    set when the campaign's duplicate rule matched: the call does not convert.
+    """
+
+    call_refused: str | None
+    candidates: tuple[Candidate, ...]
+    skipped: tuple[Skipped, ...]
+    rotations: Mapping[tuple[str, int], TierRotation]
+    duplicate: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The decision as JSON-ready data, for storage with the call."""
+        return {
+            "call_refused": self.call_refused,
+            "duplicate": self.duplicate,
+            "candidates": [candidate.to_dict() for candidate in self.candidates],
+            "skipped": [
+                {
+                    "buyer_id": s.buyer_id,
+                    "target_id": s.target_id,
+                    "tier_index": s.tier_index,
+                    "reason": s.reason,
+                }
+                for s in self.skipped
+            ],
+            "rotations": [
+                {"campaign_id": campaign_id, "tier_index": tier_index, **rotation_to_dict(rotation)}
+                for (campaign_id, tier_index), rotation in self.rotations.items()
+            ],
+        }
+
+    def explain(self) -> str:
+        """The decision as readable text: one line per candidate and per skipped buyer."""
+        if self.call_refused is not None:
+            return f"call refused: {self.call_refused}"
+        lines = ["duplicate call: it does not convert"] if self.duplicate else []
+        lines += [
+            f"candidate {number}: {candidate.describe()}"
+            for number, candidate in enumerate(self.candidates, 1)
+        ]
+        if not self.candidates:
+            lines.append("no candidates")
+        lines += [
+            f"skipped {s.buyer_id}/{s.target_id or '*'} (tier {s.tier_index + 1}): {s.reason}"
+            for s in self.skipped
+        ]
+        return "\n".join(lines)
+
+
+def refused(reason: str) -> RoutingDecision:
+    """A decision that refuses the whole call for ``reason``."""
+    return RoutingDecision(reason, (), (), {}, duplicate=False)
+
+
+def decide(
+    configuration: Configuration,
+    attributes: CallAttributes,
+    counters: RoutingCounters,
+    now: datetime,
+) -> RoutingDecision:
+    """Route one call: the ordered candidates, and why every other buyer was skipped.
+
+    ``now`` must be an aware datetime. The caller's geography is filled from
+    its number when the attributes do not carry it.
+    """
+    if now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime")
+    plan = compile_plan(configuration)
+    campaign_plan = plan.campaigns.get(attributes.campaign_id)
+    if campaign_plan is None:
+        return refused(f"unknown campaign {attributes.campaign_id}")
+    campaign = campaign_plan.campaign
+    if not campaign.enabled:
+        return refused(f"campaign {campaign.id} disabled")
+    blocked = _blocked(campaign_plan, attributes.caller)
+    if blocked is not None:
+        return refused(blocked)
+    publisher_limits: tuple[OwnerLimits, ...] = ()
+    if attributes.publisher_id is not None:
+        publisher = plan.publishers.get(attributes.publisher_id)
+        if publisher is not None and publisher.limits is not None:
+            publisher_limits = (publisher.limits,)
+    return _Decider(campaign_plan, enrich(attributes), counters, now, publisher_limits).run()
+
+
+def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:
+    if caller is None or is_withheld(caller):
+        return "anonymous caller blocked" if plan.campaign.blocking.anonymous else None
+    if plan.blocked_numbers and (
+        caller.strip() in plan.blocked_numbers or normalize_number(caller) in plan.blocked_numbers
+    ):
+        return f"caller {caller} blocked"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _period_key(period: CapPeriod, timezone: str, quarter: int) -> str:
+    return period_key(period, datetime.fromtimestamp(quarter * _QUARTER_SECONDS, UTC), timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """A target that passed every check, with what dialing it reserves."""
+
+    plan: TargetPlan
+    charges: tuple[CapCharge, ...]
+    concurrency: tuple[ConcurrencyLimit, ...]
+    no_convert_reason: str | None
+
+
+# A failed check: the reason, and whether it concerns the target alone (not its buyer).
+_Failure = tuple[str, bool]
+
+
+class _Decider:
+    """The state of one decision: the call, the counters and per-decision caches."""
+
+    def __init__(
+        self,
+        plan: CampaignPlan,
+        attributes: CallAttributes,
+        counters: RoutingCounters,
+        now: datetime,
+        publisher_limits: tuple[OwnerLimits, ...],
+    ) -> None:
+        self.plan = plan
+        self.attributes = attributes
+        self.counters = counters
+        self.now = now
+        self.publisher_limits = publisher_limits
+        self.quarter = int(now.timestamp()) // _QUARTER_SECONDS
+        self.local_times: dict[ZoneInfo, datetime] = {}
+        self.tags = _tags(attributes)
+        # Duplicate rules look for the same caller; a withheld caller has no history.
+        self.history: Sequence[PastCall] = (
+            () if is_withheld(attributes.caller) else counters.caller_history
+        )
+        rule = plan.campaign.duplicates
+        self.campaign_duplicate = (
+            _duplicate(rule, self.history, plan.campaign.id, None, now)
+            if rule is not None and self.history
+            else None
+        )
+
+    def run(self) -> RoutingDecision:
+        campaign = self.plan.campaign
+        max_candidates = campaign.routing.max_candidates
+        candidates: list[Candidate] = []
+        skipped: list[Skipped] = []
+        rotations: dict[tuple[str, int], TierRotation] = {}
+        chosen_in: dict[tuple[str, str], int] = {}
+        for tier in self.plan.tiers:
+            passes_of: list[list[_Pass]] = []
+            for entry in tier.entries:
+                passes: list[_Pass] = []
+                failures: list[tuple[str, str, bool]] = []
+                for target_plan in entry.targets:
+                    target_id = target_plan.target.id
+                    earlier = chosen_in.get((entry.buyer.id, target_id))
+                    result: _Pass | _Failure = (
+                        (f"already a candidate in tier {earlier + 1}", True)
+                        if earlier is not None
+                        else self.evaluate(target_plan)
+                    )
+                    if isinstance(result, _Pass):
+                        passes.append(result)
+                    else:
+                        failures.append((target_id, *result))
+                skipped += _skipped_rows(entry, tier.index, failures, passes)
+                passes_of.append(passes)
+            key = (campaign.id, tier.index)
+            rotation = self.counters.rotation.get(key, _NO_ROTATION)
+            ordering = tier.method.order(tier.members, [bool(p) for p in passes_of], rotation)
+            supplied = False
+            for index in ordering.order:
+                for passed in passes_of[index]:
+                    target_plan = passed.plan
+                    pair = (target_plan.buyer.id, target_plan.target.id)
+                    earlier = chosen_in.get(pair)
+                    if earlier is not None:
+                        reason = f"already a candidate in tier {earlier + 1}"
+                    elif len(candidates) >= max_candidates:
+                        reason = f"not tried: already {max_candidates} candidates (max_candidates)"
+                    else:
+                        candidates.append(_candidate(passed, tier.index, tier.ring))
+                        chosen_in[pair] = tier.index
+                        supplied = True
+                        continue
+                    skipped.append(Skipped(pair[0], pair[1], tier.index, reason))
+            if supplied and ordering.rotation != rotation:
+                rotations[key] = ordering.rotation
+        return RoutingDecision(
+            call_refused=None,
+            candidates=tuple(candidates),
+            skipped=tuple(skipped),
+            rotations=rotations,
+            duplicate=self.campaign_duplicate is not None,
+        )
+
+    def local(self, zone: ZoneInfo) -> datetime:
+        local = self.local_times.get(zone)
+        if local is None:
+            local = self.local_times[zone] = self.now.astimezone(zone)
+        return local
+
+    def evaluate(self, plan: TargetPlan) -> _Pass | _Failure:
+        """Every check on one target, in order; the first failure is its reason."""
+        if not plan.buyer.enabled:
+            return "buyer disabled", False
+        if not plan.target.enabled:
+            return "target disabled", True
+        if plan.hours is not None:
+            closed = plan.hours.closed_reason_local(self.local(plan.hours.timezone))
+            if closed is not None:
+                return closed, plan.hours_target_level
+        attributes = self.attributes
+        for filters, target_level in ((plan.buyer_filters, False), (plan.target_filters, True)):
+            if filters is not None:
+                rejection = filters.rejection(
+                    attributes.state, attributes.area_code, attributes.zip_code, self.tags
+                )
+                if rejection is not None:
+                    return rejection, target_level
+        no_convert_reason = self.campaign_duplicate
+        if plan.duplicates is not None and self.history:
+            duplicate = _duplicate(
+                plan.duplicates, self.history, self.plan.campaign.id, plan.buyer.id, self.now
+            )
+            if duplicate is not None:
+                if plan.duplicates.action == "skip":
+                    return duplicate, False
+                no_convert_reason = duplicate
+        owners = plan.owners + self.publisher_limits
+        charges: list[CapCharge] = []
+        usage = self.counters.cap_usage
+        revenue = plan.conversion.revenue
+        for owner in owners:
+            for metric, period, limit in owner.limits:
+                key = CapKey(
+                    owner.owner, metric, period, _period_key(period, owner.timezone, self.quarter)
+                )
+                amount = metric_amount(metric, revenue)
+                used = usage.get(key, _ZERO)
+                if used + amount > limit:
+                    return owner.label + describe_cap(metric, period, used, limit), (
+                        owner.target_level
+                    )
+                charges.append(CapCharge(key, limit, amount))
+        slots: list[ConcurrencyLimit] = []
+        in_progress = self.counters.in_progress
+        for owner in owners:
+            if owner.concurrency is not None:
+                calls = in_progress.get(owner.owner, 0)
+                if calls >= owner.concurrency:
+                    return f"{owner.label}concurrency {calls}/{owner.concurrency}", (
+                        owner.target_level
+                    )
+                slots.append(ConcurrencyLimit(owner.owner, owner.concurrency))
+        last_call_at = self.counters.last_call_at
+        for owner in owners:
+            if owner.spacing_seconds:
+                last = last_call_at.get(owner.owner)
+                if last is not None:
+                    elapsed = (self.now - last).total_seconds()
+                    if elapsed < owner.spacing_seconds:
+                        return (
+                            f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
+                            f"needs {owner.spacing_seconds} s"
+                        ), owner.target_level
+        return _Pass(plan, tuple(charges), tuple(slots), no_convert_reason)
+
+
+def _skipped_rows(
+    entry: EntryPlan,
+    tier_index: int,
+    failures: list[tuple[str, str, bool]],
+    passes: list[_Pass],
+) -> list[Skipped]:
+    """Skipped rows of one entry: one row when the buyer itself failed, else one per target."""
+    if not failures:
+        return []
+    reasons = {reason for _, reason, _ in failures}
+    if not passes and len(reasons) == 1 and not any(level for _, _, level in failures):
+        return [Skipped(entry.buyer.id, entry.target_id, tier_index, reasons.pop())]
+    return [
+        Skipped(entry.buyer.id, target_id, tier_index, reason) for target_id, reason, _ in failures
+    ]
+
+
+def _candidate(passed: _Pass, tier_index: int, ring: RingMode) -> Candidate:
+    plan = passed.plan
+    return Candidate(
+        buyer_id=plan.buyer.id,
+        buyer_name=plan.buyer.name or plan.buyer.id,
+        target_id=plan.target.id,
+        destination=plan.target.destination,
+        trunk_id=plan.target.trunk,
+        tier_index=tier_index,
+        ring=ring,
+        ring_timeout_seconds=plan.ring_timeout_seconds,
+        whisper=plan.whisper,
+        revenue=plan.conversion.revenue,
+        buffer_seconds=plan.conversion.buffer_seconds,
+        no_convert=passed.no_convert_reason is not None,
+        no_convert_reason=passed.no_convert_reason,
+        charges=passed.charges,
+        concurrency=passed.concurrency,
+    )
+
+
+def _tags(attributes: CallAttributes) -> dict[str, str]:
+    """What tag rules see: the call's attributes by field name, overridden by its tags.
+
+    Tags win because they were set on purpose (tracking number, IVR answer,
+    traffic source), while attributes may only be derived from the number.
+    """
+    values = {
+        name: value
+        for name, value in (
+            ("campaign_id", attributes.campaign_id),
+            ("dialed", attributes.dialed),
+            ("caller", attributes.caller),
+            ("publisher_id", attributes.publisher_id),
+            ("state", attributes.state),
+            ("area_code", attributes.area_code),
+            ("zip_code", attributes.zip_code),
+            ("city", attributes.city),
+            ("country", attributes.country),
+        )
+        if value is not None
+    }
+    values.update(attributes.tags)
+    return values
+
+
+def _duplicate(
+    rule: DuplicateRule,
+    history: Sequence[PastCall],
+    campaign_id: str,
+    buyer_id: str | None,
+    now: datetime,
+) -> str | None:
+    """Why the caller is a duplicate under ``rule``, from its latest counted call, or ``None``.
+
+    ``buyer_id`` ``None`` is the campaign's own rule, which counts the
+    campaign's calls whatever its scope says.
+    """
+    window = timedelta(days=rule.window_days)
+    latest: datetime | None = None
+    for past in history:
+        if buyer_id is not None and rule.scope == "buyer":
+            if past.buyer_id != buyer_id:
+                continue
+        elif past.campaign_id != campaign_id:
+            continue
+        counted = past.converted if rule.count_on == "converted" else past.connected
+        if counted and now - past.at < window and (latest is None or past.at > latest):
+            latest = past.at
+    if latest is None:
+        return None
+    return f"duplicate: same caller {rule.count_on} {_ago(now - latest)} ago"
+
+
+def _ago(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h"
+    days = seconds // 86400
+    return "1 day" if days == 1 else f"{days} days"

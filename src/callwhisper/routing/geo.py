@@ -1,0 +1,218 @@
+"""Caller geography from the caller's number, with the ``phonenumbers`` library.
+
+North American (NANP, country code 1) numbers give a state or province, an
+area code and a place description; other numbers give their country only.
+Numbers that are withheld, anonymous or invalid give unknown geography: this
+module never raises on caller input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import phonenumbers
+from phonenumbers import geocoder
+from phonenumbers.geodata import GEOCODE_DATA
+
+from callwhisper.domain import CallAttributes
+
+# Names used by libphonenumber's English geocoding data, to two-letter codes.
+_REGION_CODES: dict[str, str] = {
+    "Alabama": "AL",
+    "Alaska": "AK",
+    "Arizona": "AZ",
+    "Arkansas": "AR",
+    "California": "CA",
+    "Colorado": "CO",
+    "Connecticut": "CT",
+    "Delaware": "DE",
+    "Florida": "FL",
+    "Georgia": "GA",
+    "Hawaii": "HI",
+    "Idaho": "ID",
+    "Illinois": "IL",
+    "Indiana": "IN",
+    "Iowa": "IA",
+    "Kansas": "KS",
+    "Kentucky": "KY",
+    "Louisiana": "LA",
+    "Maine": "ME",
+    "Maryland": "MD",
+    "Massachusetts": "MA",
+    "Michigan": "MI",
+    "Minnesota": "MN",
+    "Mississippi": "MS",
+    "Missouri": "MO",
+    "Montana": "MT",
+    "Nebraska": "NE",
+    "Nevada": "NV",
+    "New Hampshire": "NH",
+    "New Jersey": "NJ",
+    "New Mexico": "NM",
+    "New York": "NY",
+    "North Carolina": "NC",
+    "North Dakota": "ND",
+    "Ohio": "OH",
+    "Oklahoma": "OK",
+    "Oregon": "OR",
+    "Pennsylvania": "PA",
+    "Rhode Island": "RI",
+    "South Carolina": "SC",
+    "South Dakota": "SD",
+    "Tennessee": "TN",
+    "Texas": "TX",
+    "Utah": "UT",
+    "Vermont": "VT",
+    "Virginia": "VA",
+    "Washington": "WA",
+    "Washington State": "WA",
+    "Washington D.C.": "DC",
+    "West Virginia": "WV",
+    "Wisconsin": "WI",
+    "Wyoming": "WY",
+    "Alberta": "AB",
+    "British Columbia": "BC",
+    "British Colombia": "BC",  # sic: spelled so for some prefixes in the data
+    "Manitoba": "MB",
+    "New Brunswick": "NB",
+    "Newfoundland and Labrador": "NL",
+    "Northwest Territories": "NT",
+    "Nova Scotia": "NS",
+    "Nunavut": "NU",
+    "Ontario": "ON",
+    "Prince Edward Island": "PE",
+    "Quebec": "QC",
+    "Saskatchewan": "SK",
+    "Yukon": "YT",
+}
+_STATE_CODES = frozenset(_REGION_CODES.values())
+
+# US territories have their own NANP region and a USPS two-letter code equal to it.
+_US_TERRITORIES = frozenset({"PR", "VI", "GU", "MP", "AS"})
+
+# What switches and SIP providers put in From when the caller withholds its number.
+_WITHHELD = frozenset({"", "anonymous", "restricted", "private", "unavailable", "unknown"})
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    """Where a caller's number belongs; every field is ``None`` when unknown.
+
+    ``city`` is the most precise place the numbering data names: a city and
+    state ("San Francisco, CA"), a state ("Texas") or, outside North America,
+    a city or country ("London").
+    """
+
+    country: str | None = None
+    state: str | None = None
+    area_code: str | None = None
+    city: str | None = None
+
+
+UNKNOWN = Geo()
+"""The geography of a withheld, anonymous or invalid number."""
+
+
+def is_withheld(caller: str | None) -> bool:
+    """Whether the caller withheld its number (none, empty, or "anonymous" and the like)."""
+    return caller is None or caller.strip().lower() in _WITHHELD
+
+
+def normalize_number(caller: str | None) -> str | None:
+    """The caller as E.164 (``+14155550100``), or ``None`` when it is not a phone number.
+
+    Accepts E.164, and 10- or 11-digit North American numbers with or without
+    punctuation (``(415) 555-0100``, ``1-415-555-0100``).
+    """
+    if caller is None or is_withheld(caller):
+        return None
+    text = caller.strip()
+    digits = "".join(c for c in text if c.isdigit())
+    if text.startswith("+"):
+        return "+" + digits if 7 <= len(digits) <= 15 and digits[0] != "0" else None
+    if len(digits) == 10:
+        return "+1" + digits
+    if len(digits) == 11 and digits[0] == "1":
+        return "+" + digits
+    return None
+
+
+@lru_cache(maxsize=65536)
+def geo_for_number(caller: str | None) -> Geo:
+    """The geography of ``caller`` (E.164 or a 10/11-digit NANP number), ``UNKNOWN`` if none."""
+    e164 = normalize_number(caller)
+    if e164 is None:
+        return UNKNOWN
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return UNKNOWN
+    if not phonenumbers.is_valid_number(number):
+        return UNKNOWN
+    country = phonenumbers.region_code_for_number(number)
+    description = geocoder.description_for_number(number, "en") or None
+    if number.country_code != 1:
+        return Geo(country=country, city=description)
+    area_code = phonenumbers.national_significant_number(number)[:3]
+    if country in _US_TERRITORIES:
+        state: str | None = country
+    else:
+        state = _state_of(description) or area_code_states().get(area_code)
+    return Geo(country=country, state=state, area_code=area_code, city=description)
+
+
+def _state_of(description: str | None) -> str | None:
+    """The state code in a description such as ``"San Francisco, CA"`` or ``"Texas"``."""
+    if not description:
+        return None
+    _, comma, suffix = description.rpartition(", ")
+    if comma and suffix in _STATE_CODES:
+        return suffix
+    return _REGION_CODES.get(description)
+
+
+@cache
+def area_code_states() -> dict[str, str]:
+    """NANP area codes of the US and Canada to their state or province, from the geocoder data.
+
+    An area code whose own description spans several regions
+    ("Nova Scotia/Prince Edward Island") takes the state named most often by
+    its exchanges.
+    """
+    direct: dict[str, str] = {}
+    votes: dict[str, Counter[str]] = {}
+    for prefix, names in GEOCODE_DATA.items():
+        if not (prefix.startswith("1") and len(prefix) >= 4):
+            continue
+        state = _state_of(names.get("en"))
+        if state is None:
+            continue
+        area_code = prefix[1:4]
+        if len(prefix) == 4:
+            direct[area_code] = state
+        else:
+            votes.setdefault(area_code, Counter())[state] += 1
+    for area_code, counter in votes.items():
+        direct.setdefault(area_code, counter.most_common(1)[0][0])
+    return direct
+
+
+def enrich(attributes: CallAttributes) -> CallAttributes:
+    """``attributes`` with country, state, area code and city filled from the caller when unknown.
+
+    Values already set (by the traffic source or an IVR answer) are kept.
+    """
+    geo = geo_for_number(attributes.caller)
+    if geo is UNKNOWN:
+        return attributes
+    filled = dataclasses.replace(
+        attributes,
+        country=attributes.country or geo.country,
+        state=attributes.state or geo.state,
+        area_code=attributes.area_code or geo.area_code,
+        city=attributes.city or geo.city,
+    )
+    return attributes if filled == attributes else filled
