@@ -223,6 +223,11 @@ class _Message:
     def _start_line(self) -> str:
         raise NotImplementedError
 
+    def _identity(self) -> tuple[str, list[tuple[str, str]], bytes]:
+        # Content-Length is derived from the body, so it takes no part in equality.
+        headers = [(k, v) for k, _, v in self.headers._items if k != "content-length"]
+        return self._start_line(), headers, self.body
+
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 20.8)."""
@@ -302,12 +307,7 @@ class SipRequest(_Message):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SipRequest):
             return NotImplemented
-        return (self.method, self.uri, self.headers, self.body) == (
-            other.method,
-            other.uri,
-            other.headers,
-            other.body,
-        )
+        return self._identity() == other._identity()
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -331,12 +331,7 @@ class SipResponse(_Message):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SipResponse):
             return NotImplemented
-        return (self.status, self.reason, self.headers, self.body) == (
-            other.status,
-            other.reason,
-            other.headers,
-            other.body,
-        )
+        return self._identity() == other._identity()
 
     __hash__ = None  # type: ignore[assignment]
 
