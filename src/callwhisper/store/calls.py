@@ -1,0 +1,415 @@
+"""Call records: calls, their legs and their timelines, written at every milestone.
+
+Each write is its own transaction, so a crash loses nothing already written;
+``close_interrupted_calls`` runs at start-up and closes what a crash left open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypedDict
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callwhisper.store.engine import Database
+from callwhisper.store.ledger import SqlCapLedger
+from callwhisper.store.sql import utcnow
+from callwhisper.store.tables import call_events, call_legs, calls, cap_reservations
+
+INTERRUPTED = "interrupted"
+"""Outcome of a call (and its open legs) that was in flight when the process stopped."""
+
+ENDED = "ended"
+"""State of a call that is over."""
+
+
+class CallChanges(TypedDict, total=False):
+    """Fields of a call that ``update_call`` may change."""
+
+    state: str
+    outcome: str | None
+    publisher_id: str | None
+    answered_at: datetime | None
+    tags: Mapping[str, str]
+    converted: bool
+    duplicate: bool
+    recording_path: str | None
+    revenue: Decimal
+    payout: Decimal
+    cost: Decimal
+
+
+class LegChanges(TypedDict, total=False):
+    """Fields of a leg that ``update_leg`` may change."""
+
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    accepted_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    reason: str | None
+    cost: Decimal
+    reservation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One entry of a call's timeline; ``seq`` counts from 1 per call."""
+
+    seq: int
+    at: datetime
+    kind: str
+    leg_id: str | None
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LegRecord:
+    """One attempt to reach a buyer's target."""
+
+    id: str
+    call_id: str
+    buyer_id: str | None
+    target_id: str | None
+    destination: str
+    reservation_id: str | None
+    dialed_at: datetime
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    accepted_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    reason: str | None
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One inbound call with its legs and timeline (empty when not asked for)."""
+
+    id: str
+    campaign_id: str | None
+    dialed: str
+    caller: str | None
+    publisher_id: str | None
+    state: str
+    outcome: str | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    tags: Mapping[str, str]
+    routing: Mapping[str, Any] | None
+    revenue: Decimal
+    payout: Decimal
+    cost: Decimal
+    converted: bool
+    duplicate: bool
+    recording_path: str | None
+    legs: tuple[LegRecord, ...] = ()
+    events: tuple[CallEvent, ...] = field(default=())
+
+    @property
+    def profit(self) -> Decimal:
+        """Revenue minus payout minus telephony cost."""
+        return self.revenue - self.payout - self.cost
+
+
+class CallRepository:
+    """Writes and reads call records."""
+
+    def __init__(self, database: Database, ledger: SqlCapLedger) -> None:
+        self._db = database
+        self._ledger = ledger
+
+    async def create_call(
+        self,
+        call_id: str,
+        *,
+        dialed: str,
+        started_at: datetime,
+        campaign_id: str | None = None,
+        caller: str | None = None,
+        publisher_id: str | None = None,
+        state: str = "new",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record a new inbound call."""
+        async with self._db.write() as connection:
+            await connection.execute(
+                calls.insert().values(
+                    id=call_id,
+                    campaign_id=campaign_id,
+                    dialed=dialed,
+                    caller=caller,
+                    publisher_id=publisher_id,
+                    state=state,
+                    started_at=started_at,
+                    tags=dict(tags or {}),
+                    revenue=Decimal(0),
+                    payout=Decimal(0),
+                    cost=Decimal(0),
+                    converted=False,
+                    duplicate=False,
+                    updated_at=utcnow(),
+                )
+            )
+
+    async def update_call(self, call_id: str, changes: CallChanges) -> None:
+        """Change some fields of a call; raises ``KeyError`` for an unknown call."""
+        values: dict[str, Any] = dict(changes)
+        if "tags" in values:
+            values["tags"] = dict(values["tags"])
+        async with self._db.write() as connection:
+            await _update_call(connection, call_id, values)
+
+    async def record_routing(self, call_id: str, decision: Mapping[str, Any]) -> None:
+        """Keep the routing decision (candidates and reasons) of a call, as JSON."""
+        async with self._db.write() as connection:
+            await _update_call(connection, call_id, {"routing": dict(decision)})
+
+    async def finish_call(
+        self,
+        call_id: str,
+        *,
+        outcome: str,
+        ended_at: datetime,
+        revenue: Decimal,
+        payout: Decimal,
+        cost: Decimal,
+        converted: bool | None = None,
+    ) -> None:
+        """Close a call with its outcome and its money."""
+        values: dict[str, Any] = {
+            "state": ENDED,
+            "outcome": outcome,
+            "ended_at": ended_at,
+            "revenue": revenue,
+            "payout": payout,
+            "cost": cost,
+        }
+        if converted is not None:
+            values["converted"] = converted
+        async with self._db.write() as connection:
+            await _update_call(connection, call_id, values)
+
+    async def create_leg(
+        self,
+        leg_id: str,
+        call_id: str,
+        *,
+        destination: str,
+        dialed_at: datetime,
+        buyer_id: str | None = None,
+        target_id: str | None = None,
+        reservation_id: str | None = None,
+    ) -> None:
+        """Record a buyer leg being dialed."""
+        async with self._db.write() as connection:
+            await connection.execute(
+                call_legs.insert().values(
+                    id=leg_id,
+                    call_id=call_id,
+                    buyer_id=buyer_id,
+                    target_id=target_id,
+                    destination=destination,
+                    reservation_id=reservation_id,
+                    dialed_at=dialed_at,
+                    cost=Decimal(0),
+                )
+            )
+
+    async def update_leg(self, leg_id: str, changes: LegChanges) -> None:
+        """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
+        async with self._db.write() as connection:
+            result = await connection.execute(
+                update(call_legs).where(call_legs.c.id == leg_id).values(**changes)
+            )
+            if result.rowcount != 1:
+                raise KeyError(leg_id)
+
+    async def append_event(
+        self,
+        call_id: str,
+        kind: str,
+        at: datetime,
+        data: Mapping[str, Any] | None = None,
+        *,
+        leg_id: str | None = None,
+    ) -> int:
+        """Add an entry to a call's timeline; returns its sequence number (1, 2, ...)."""
+        async with self._db.write() as connection:
+            return await _append_event(connection, call_id, kind, at, data or {}, leg_id)
+
+    async def close_interrupted_calls(self, now: datetime) -> int:
+        """Close the calls that never ended (after a crash); returns how many.
+
+        Each gets the outcome ``interrupted``, its open legs too, a timeline
+        event ``interrupted``, and its open cap reservations are finished, which
+        releases what they had not committed.
+        """
+        async with self._db.write() as connection:
+            open_calls = [
+                str(call_id)
+                for call_id in await connection.scalars(
+                    select(calls.c.id).where(calls.c.ended_at.is_(None)).order_by(calls.c.id)
+                )
+            ]
+            if not open_calls:
+                return 0
+            await connection.execute(
+                update(call_legs)
+                .where(call_legs.c.call_id.in_(open_calls), call_legs.c.ended_at.is_(None))
+                .values(ended_at=now, outcome=INTERRUPTED)
+            )
+            reservations = await connection.scalars(
+                select(cap_reservations.c.id)
+                .where(
+                    cap_reservations.c.call_id.in_(open_calls),
+                    cap_reservations.c.finished_at.is_(None),
+                )
+                .order_by(cap_reservations.c.id)
+            )
+            for reservation_id in list(reservations):
+                await self._ledger.finish_in(connection, str(reservation_id), now)
+            for call_id in open_calls:
+                await _append_event(connection, call_id, INTERRUPTED, now, {}, None)
+                await _update_call(
+                    connection,
+                    call_id,
+                    {"state": ENDED, "outcome": INTERRUPTED, "ended_at": now},
+                )
+            return len(open_calls)
+
+    async def get_call(self, call_id: str) -> CallRecord | None:
+        """A call with its legs and timeline, or ``None``."""
+        found = await self._load(select(calls).where(calls.c.id == call_id))
+        return found[0] if found else None
+
+    async def list_calls(
+        self,
+        *,
+        campaign_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+        with_events: bool = False,
+    ) -> list[CallRecord]:
+        """The newest calls first, with their legs (and timelines if asked)."""
+        query = select(calls).order_by(calls.c.started_at.desc(), calls.c.id).limit(limit)
+        if campaign_id is not None:
+            query = query.where(calls.c.campaign_id == campaign_id)
+        if since is not None:
+            query = query.where(calls.c.started_at >= since)
+        return await self._load(query, with_events=with_events)
+
+    async def _load(self, query: Any, *, with_events: bool = True) -> list[CallRecord]:
+        async with self._db.read() as connection:
+            rows = list(await connection.execute(query))
+            ids = [str(row.id) for row in rows]
+            legs: dict[str, list[LegRecord]] = {}
+            events: dict[str, list[CallEvent]] = {}
+            if ids:
+                for leg in await connection.execute(
+                    select(call_legs)
+                    .where(call_legs.c.call_id.in_(ids))
+                    .order_by(call_legs.c.dialed_at, call_legs.c.id)
+                ):
+                    legs.setdefault(str(leg.call_id), []).append(_leg(leg))
+                if with_events:
+                    for event in await connection.execute(
+                        select(call_events)
+                        .where(call_events.c.call_id.in_(ids))
+                        .order_by(call_events.c.call_id, call_events.c.seq)
+                    ):
+                        events.setdefault(str(event.call_id), []).append(
+                            CallEvent(
+                                int(event.seq),
+                                event.at,
+                                str(event.kind),
+                                event.leg_id,
+                                dict(event.data),
+                            )
+                        )
+        return [_call(row, legs.get(str(row.id), ()), events.get(str(row.id), ())) for row in rows]
+
+
+async def _update_call(
+    connection: AsyncConnection, call_id: str, values: Mapping[str, Any]
+) -> None:
+    result = await connection.execute(
+        update(calls).where(calls.c.id == call_id).values(**values, updated_at=utcnow())
+    )
+    if result.rowcount != 1:
+        raise KeyError(call_id)
+
+
+async def _append_event(
+    connection: AsyncConnection,
+    call_id: str,
+    kind: str,
+    at: datetime,
+    data: Mapping[str, Any],
+    leg_id: str | None,
+) -> int:
+    # Bumping the call's counter locks the call row: concurrent appends take turns.
+    seq = await connection.scalar(
+        update(calls)
+        .where(calls.c.id == call_id)
+        .values(last_event_seq=calls.c.last_event_seq + 1)
+        .returning(calls.c.last_event_seq)
+    )
+    if seq is None:
+        raise KeyError(call_id)
+    await connection.execute(
+        call_events.insert().values(
+            call_id=call_id, seq=seq, at=at, kind=kind, leg_id=leg_id, data=dict(data)
+        )
+    )
+    return int(seq)
+
+
+def _leg(row: Row[Any]) -> LegRecord:
+    return LegRecord(
+        id=row.id,
+        call_id=row.call_id,
+        buyer_id=row.buyer_id,
+        target_id=row.target_id,
+        destination=row.destination,
+        reservation_id=row.reservation_id,
+        dialed_at=row.dialed_at,
+        ringing_at=row.ringing_at,
+        answered_at=row.answered_at,
+        accepted_at=row.accepted_at,
+        ended_at=row.ended_at,
+        outcome=row.outcome,
+        reason=row.reason,
+        cost=row.cost,
+    )
+
+
+def _call(row: Row[Any], legs: Sequence[LegRecord], events: Sequence[CallEvent]) -> CallRecord:
+    return CallRecord(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        dialed=row.dialed,
+        caller=row.caller,
+        publisher_id=row.publisher_id,
+        state=row.state,
+        outcome=row.outcome,
+        started_at=row.started_at,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        tags=dict(row.tags),
+        routing=row.routing,
+        revenue=row.revenue,
+        payout=row.payout,
+        cost=row.cost,
+        converted=bool(row.converted),
+        duplicate=bool(row.duplicate),
+        recording_path=row.recording_path,
+        legs=tuple(legs),
+        events=tuple(events),
+    )

@@ -1,0 +1,169 @@
+"""What routing reads: a ``RoutingCounters`` snapshot, plus rotations and caller history."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callwhisper.domain.caps import CapKey
+from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
+from callwhisper.store.engine import Database
+from callwhisper.store.sql import upsert, utcnow
+from callwhisper.store.tables import (
+    caller_history,
+    cap_concurrency,
+    cap_last_call,
+    cap_usage,
+    routing_rotation,
+)
+
+DEFAULT_HISTORY_WINDOW = timedelta(days=30)
+
+_NO_BUYER = ""
+
+
+class CounterRepository:
+    """Routing counters: cap usage, calls in progress, spacing, duplicates, rotations."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def load_counters(
+        self,
+        campaign_id: str,
+        *,
+        keys: Collection[CapKey] = (),
+        owners: Collection[str] = (),
+        caller: str | None = None,
+        now: datetime,
+        history_window: timedelta = DEFAULT_HISTORY_WINDOW,
+    ) -> RoutingCounters:
+        """One consistent snapshot for routing a call of ``campaign_id``.
+
+        ``cap_usage`` holds used plus reserved for each of ``keys`` that has a
+        counter; ``in_progress`` and ``last_call_at`` cover ``owners``;
+        ``caller_history`` lists the caller's calls since ``now -
+        history_window`` (every campaign, oldest first); ``rotation`` holds the
+        campaign's tier rotations.
+        """
+        async with self._db.read() as connection:
+            usage = await _usage(connection, keys)
+            in_progress: dict[str, int] = {}
+            last_call_at: dict[str, datetime] = {}
+            if owners:
+                owner_list = sorted(set(owners))
+                for row in await connection.execute(
+                    select(cap_concurrency).where(cap_concurrency.c.owner.in_(owner_list))
+                ):
+                    in_progress[str(row.owner)] = int(row.in_progress)
+                for row in await connection.execute(
+                    select(cap_last_call).where(cap_last_call.c.owner.in_(owner_list))
+                ):
+                    last_call_at[str(row.owner)] = row.at
+            history: list[PastCall] = []
+            if caller is not None:
+                for row in await connection.execute(
+                    select(caller_history)
+                    .where(
+                        caller_history.c.caller == caller,
+                        caller_history.c.at >= now - history_window,
+                    )
+                    .order_by(caller_history.c.at, caller_history.c.id)
+                ):
+                    history.append(
+                        PastCall(
+                            campaign_id=str(row.campaign_id),
+                            buyer_id=row.buyer_id or None,
+                            at=row.at,
+                            connected=bool(row.connected),
+                            converted=bool(row.converted),
+                        )
+                    )
+            rotation = {
+                (campaign_id, int(row.tier_index)): TierRotation(
+                    last=row.last_member, current=dict(row.current)
+                )
+                for row in await connection.execute(
+                    select(routing_rotation).where(routing_rotation.c.campaign_id == campaign_id)
+                )
+            }
+        return RoutingCounters(
+            cap_usage=usage,
+            in_progress=in_progress,
+            last_call_at=last_call_at,
+            caller_history=tuple(history),
+            rotation=rotation,
+        )
+
+    async def save_rotation(
+        self, campaign_id: str, tier_index: int, rotation: TierRotation
+    ) -> None:
+        """Persist a tier's rotation so round robin and weighted shares survive restarts."""
+        statement = upsert(self._db.dialect, routing_rotation)
+        values: dict[str, Any] = {
+            "last_member": rotation.last,
+            "current": dict(rotation.current),
+            "updated_at": utcnow(),
+        }
+        async with self._db.write() as connection:
+            await connection.execute(
+                statement.values(
+                    campaign_id=campaign_id, tier_index=tier_index, **values
+                ).on_conflict_do_update(
+                    index_elements=[routing_rotation.c.campaign_id, routing_rotation.c.tier_index],
+                    set_=values,
+                )
+            )
+
+    async def record_caller_history(
+        self,
+        *,
+        caller: str,
+        campaign_id: str,
+        call_id: str,
+        at: datetime,
+        buyer_id: str | None = None,
+        connected: bool = False,
+        converted: bool = False,
+    ) -> None:
+        """Remember that ``caller`` called (and whether it connected or converted).
+
+        One entry per call and buyer: recording it again only ever turns
+        ``connected`` and ``converted`` on, so a later correction cannot lose them.
+        """
+        statement = upsert(self._db.dialect, caller_history).values(
+            caller=caller,
+            campaign_id=campaign_id,
+            buyer_id=buyer_id or _NO_BUYER,
+            call_id=call_id,
+            at=at,
+            connected=connected,
+            converted=converted,
+        )
+        async with self._db.write() as connection:
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[caller_history.c.call_id, caller_history.c.buyer_id],
+                    set_={
+                        "connected": or_(caller_history.c.connected, statement.excluded.connected),
+                        "converted": or_(caller_history.c.converted, statement.excluded.converted),
+                    },
+                )
+            )
+
+
+async def _usage(connection: AsyncConnection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
+    if not keys:
+        return {}
+    key = tuple_(cap_usage.c.owner, cap_usage.c.metric, cap_usage.c.period, cap_usage.c.period_key)
+    wanted = sorted({(k.owner, k.metric, k.period, k.period_key) for k in keys})
+    rows = await connection.execute(select(cap_usage).where(key.in_(wanted)))
+    return {
+        CapKey(str(row.owner), row.metric, row.period, str(row.period_key)): row.used + row.reserved
+        for row in rows
+    }

@@ -1,0 +1,142 @@
+"""Engines, transactions and the ``Store`` facade.
+
+``create_store()`` picks the database: an explicit URL, else
+``CALLWHISPER_DATABASE_URL``, else a SQLite file in the data directory
+(``CALLWHISPER_DATA_DIR``, default ``./var``). SQLite runs in WAL mode with
+foreign keys on and a busy timeout; write transactions there start with
+``BEGIN IMMEDIATE`` so that writers queue instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+DATABASE_URL_ENV = "CALLWHISPER_DATABASE_URL"
+DATA_DIR_ENV = "CALLWHISPER_DATA_DIR"
+DEFAULT_DATA_DIR = "var"
+DATABASE_FILE = "callwhisper.db"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+_BEGIN_OPTION = "callwhisper_begin"
+
+
+def database_url(url: str | None = None, data_dir: str | os.PathLike[str] | None = None) -> URL:
+    """The SQLAlchemy URL to use, with an async driver.
+
+    ``postgresql://`` and ``postgres://`` are rewritten to ``postgresql+asyncpg://``
+    and ``sqlite://`` to ``sqlite+aiosqlite://``.
+    """
+    text = url or os.environ.get(DATABASE_URL_ENV)
+    if not text:
+        directory = Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+        text = f"sqlite+aiosqlite:///{directory / DATABASE_FILE}"
+    parsed = make_url(text)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(f"unsupported database {backend!r} (use postgresql:// or sqlite://)")
+
+
+def json_default(value: object) -> object:
+    """JSON for the values our records carry besides plain JSON: money, times and dates."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: object) -> str:
+    return json.dumps(value, default=json_default, separators=(",", ":"))
+
+
+def make_engine(url: URL, *, pool_size: int = 10, null_pool: bool = False) -> AsyncEngine:
+    """An async engine for ``url`` set up for the store (SQLite pragmas, JSON, pooling)."""
+    options: dict[str, Any] = {"json_serializer": _json_dumps}
+    if null_pool:
+        options["poolclass"] = NullPool
+    else:
+        options["pool_size"] = pool_size
+        options["max_overflow"] = pool_size
+    if url.get_backend_name() == "sqlite":
+        database = url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+        engine = create_async_engine(url, **options)
+        _configure_sqlite(engine)
+        return engine
+    options["pool_pre_ping"] = True
+    return create_async_engine(url, **options)
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (see _on_begin); the driver's own is deferred and
+        # skipped for SELECT, which would make reads unrepeatable.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One engine and its transactions; every repository of a store shares it."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this is the embedded SQLite database."""
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction, committed on success.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes the
+        write lock at once, so concurrent writers wait (busy timeout) instead of
+        failing when they try to upgrade a read lock.
+        """
+        async with self.engine.connect() as connection:
+            if self.is_sqlite:
+                connection = await connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            async with connection.begin():
+                yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a read transaction (one consistent snapshot)."""
+        async with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+
+async def pause(attempt: int) -> None:
+    """Back off a little before retrying a transaction that lost a race."""
+    await asyncio.sleep(min(0.002 * 2**attempt, 0.1))

@@ -1,0 +1,418 @@
+"""The cap ledger in SQL: reservations that can never overshoot a cap.
+
+Same contract and same refusal reasons as ``domain.state.MemoryCapLedger``,
+but async and safe across tasks and processes:
+
+- PostgreSQL: counter rows are created first (``INSERT ... ON CONFLICT DO
+  NOTHING``, in a short transaction of their own), then one transaction locks
+  every row the reservation touches with ``SELECT ... FOR UPDATE`` in key order
+  (a fixed order, so two reservations cannot deadlock on each other), checks
+  the limits, and applies conditional updates
+  (``reserved = reserved + :n WHERE used + reserved + :n <= :limit``).
+  Serialization failures and deadlocks are retried.
+- SQLite: the same statements inside ``BEGIN IMMEDIATE``, which serializes
+  writers on the database file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, TypeVar, cast
+
+from sqlalchemy import Row, and_, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
+from callwhisper.domain.state import ConcurrencyLimit, Reservation
+from callwhisper.errors import StoreError
+from callwhisper.store.engine import Database, pause
+from callwhisper.store.sql import is_retryable, upsert, utcnow
+from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
+
+MAX_ATTEMPTS = 20
+_T = TypeVar("_T")
+
+
+class AsyncCapLedger(Protocol):
+    """``domain.state.CapLedger`` with awaitable methods."""
+
+    async def reserve(self, reservation: Reservation) -> str | None:
+        """Reserve everything or nothing; ``None`` on success, else why not."""
+        ...
+
+    async def commit(
+        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
+    ) -> None:
+        """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount."""
+        ...
+
+    async def finish(self, reservation_id: str) -> None:
+        """Release what was not committed, and the concurrency slots."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CapAmounts:
+    """What one counter holds: committed (``used``) and held by open reservations."""
+
+    used: Decimal
+    reserved: Decimal
+
+    @property
+    def usage(self) -> Decimal:
+        """What counts against the limit."""
+        return self.used + self.reserved
+
+
+def refusal(
+    charges: Sequence[CapCharge],
+    concurrency: Sequence[ConcurrencyLimit],
+    usage: Mapping[CapKey, Decimal],
+    in_progress: Mapping[str, int],
+) -> str | None:
+    """Why a reservation cannot be made (checked in the reference ledger's order), or None."""
+    for charge in charges:
+        current = usage.get(charge.key, Decimal(0))
+        if current + charge.amount > charge.limit:
+            key = charge.key
+            return describe_cap(key.metric, key.period, current, charge.limit)
+    for slot in concurrency:
+        count = in_progress.get(slot.owner, 0)
+        if count + 1 > slot.limit:
+            return f"concurrency {count}/{slot.limit}"
+    return None
+
+
+def _key_tuple(key: CapKey) -> tuple[str, str, str, str]:
+    return (key.owner, key.metric, key.period, key.period_key)
+
+
+def _charge_json(charge: CapCharge) -> dict[str, str]:
+    key = charge.key
+    return {
+        "owner": key.owner,
+        "metric": key.metric,
+        "period": key.period,
+        "period_key": key.period_key,
+        "limit": str(charge.limit),
+        "amount": str(charge.amount),
+    }
+
+
+def _charge_from_json(data: Mapping[str, str]) -> CapCharge:
+    key = CapKey(
+        data["owner"],
+        cast(CapMetric, data["metric"]),
+        cast(Any, data["period"]),
+        data["period_key"],
+    )
+    return CapCharge(key, Decimal(data["limit"]), Decimal(data["amount"]))
+
+
+def _key_of(row: Row[Any]) -> CapKey:
+    return CapKey(str(row.owner), row.metric, row.period, str(row.period_key))
+
+
+_USAGE_KEY = tuple_(
+    cap_usage.c.owner, cap_usage.c.metric, cap_usage.c.period, cap_usage.c.period_key
+)
+
+
+def _usage_row(key: CapKey) -> Any:
+    return and_(
+        cap_usage.c.owner == key.owner,
+        cap_usage.c.metric == key.metric,
+        cap_usage.c.period == key.period,
+        cap_usage.c.period_key == key.period_key,
+    )
+
+
+class SqlCapLedger:
+    """The cap ledger on the store's database (see the module docstring for how)."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def reserve(self, reservation: Reservation, *, call_id: str | None = None) -> str | None:
+        """Reserve every charge and concurrency slot, or nothing; ``None`` on success, else why not.
+
+        Also records ``reservation.at`` as the last call time of every owner
+        involved (spacing). ``call_id`` links the reservation to its call so that
+        ``CallRepository.close_interrupted_calls`` can release it after a crash.
+        Raises ``ValueError`` if the id exists already or if a key or a
+        concurrency owner appears twice.
+        """
+        keys = [charge.key for charge in reservation.charges]
+        owners = [slot.owner for slot in reservation.concurrency]
+        if len(set(keys)) != len(keys) or len(set(owners)) != len(owners):
+            raise ValueError(f"reservation {reservation.reservation_id} repeats a counter")
+
+        async def attempt() -> str | None:
+            if not self._db.is_sqlite:
+                await self._create_counters(reservation)
+            async with self._db.write() as connection:
+                if self._db.is_sqlite:
+                    await self._create_counters_in(connection, reservation)
+                return await self._reserve_in(connection, reservation, call_id)
+
+        try:
+            return await self._retrying(attempt)
+        except IntegrityError as error:
+            raise ValueError(f"reservation {reservation.reservation_id} exists already") from error
+
+    async def commit(
+        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
+    ) -> None:
+        """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount.
+
+        Committing a metric twice changes nothing; an unknown or finished
+        reservation raises ``KeyError``.
+        """
+
+        async def attempt() -> None:
+            async with self._db.write() as connection:
+                await self._commit_in(connection, reservation_id, metrics, revenue)
+
+        await self._retrying(attempt)
+
+    async def finish(self, reservation_id: str, *, at: datetime | None = None) -> None:
+        """Release what was not committed, and the concurrency slots.
+
+        An unknown or finished reservation raises ``KeyError``.
+        """
+
+        async def attempt() -> None:
+            async with self._db.write() as connection:
+                await self.finish_in(connection, reservation_id, at or utcnow())
+
+        await self._retrying(attempt)
+
+    async def amounts(self, key: CapKey) -> CapAmounts:
+        """The used and reserved amounts of one counter (zero if never touched)."""
+        async with self._db.read() as connection:
+            row = (
+                await connection.execute(
+                    select(cap_usage.c.used, cap_usage.c.reserved).where(_usage_row(key))
+                )
+            ).first()
+        if row is None:
+            return CapAmounts(Decimal(0), Decimal(0))
+        return CapAmounts(row.used, row.reserved)
+
+    async def open_reservations(self) -> list[str]:
+        """Ids of the reservations not finished yet, oldest first."""
+        async with self._db.read() as connection:
+            result = await connection.execute(
+                select(cap_reservations.c.id)
+                .where(cap_reservations.c.finished_at.is_(None))
+                .order_by(cap_reservations.c.created_at, cap_reservations.c.id)
+            )
+            return [str(value) for value in result.scalars()]
+
+    async def _retrying(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return await work()
+            except DBAPIError as error:
+                if isinstance(error, IntegrityError):
+                    raise
+                if not is_retryable(error) or attempt == MAX_ATTEMPTS - 1:
+                    raise StoreError(f"cap ledger: {error.orig}") from error
+                await pause(attempt)
+        raise AssertionError("unreachable")
+
+    async def _create_counters(self, reservation: Reservation) -> None:
+        async with self._db.engine.connect() as connection, connection.begin():
+            await self._create_counters_in(connection, reservation)
+
+    async def _create_counters_in(
+        self, connection: AsyncConnection, reservation: Reservation
+    ) -> None:
+        keys = sorted({_key_tuple(charge.key) for charge in reservation.charges})
+        if keys:
+            await connection.execute(
+                upsert(self._db.dialect, cap_usage).on_conflict_do_nothing(),
+                [
+                    {
+                        "owner": owner,
+                        "metric": metric,
+                        "period": period,
+                        "period_key": period_key,
+                        "used": Decimal(0),
+                        "reserved": Decimal(0),
+                    }
+                    for owner, metric, period, period_key in keys
+                ],
+            )
+        owners = sorted({slot.owner for slot in reservation.concurrency})
+        if owners:
+            await connection.execute(
+                upsert(self._db.dialect, cap_concurrency).on_conflict_do_nothing(),
+                [{"owner": owner, "in_progress": 0} for owner in owners],
+            )
+
+    async def _reserve_in(
+        self, connection: AsyncConnection, reservation: Reservation, call_id: str | None
+    ) -> str | None:
+        exists = await connection.scalar(
+            select(cap_reservations.c.id).where(cap_reservations.c.id == reservation.reservation_id)
+        )
+        if exists is not None:
+            raise ValueError(f"reservation {reservation.reservation_id} exists already")
+        charges = sorted(reservation.charges, key=lambda charge: _key_tuple(charge.key))
+        slots = sorted(reservation.concurrency, key=lambda slot: slot.owner)
+        usage: dict[CapKey, Decimal] = {}
+        if charges:
+            rows = await connection.execute(
+                select(cap_usage)
+                .where(_USAGE_KEY.in_([_key_tuple(charge.key) for charge in charges]))
+                .order_by(*_USAGE_KEY.clauses)
+                .with_for_update()
+            )
+            usage = {_key_of(row): row.used + row.reserved for row in rows}
+        in_progress: dict[str, int] = {}
+        if slots:
+            rows = await connection.execute(
+                select(cap_concurrency)
+                .where(cap_concurrency.c.owner.in_([slot.owner for slot in slots]))
+                .order_by(cap_concurrency.c.owner)
+                .with_for_update()
+            )
+            in_progress = {str(row.owner): int(row.in_progress) for row in rows}
+        reason = refusal(reservation.charges, reservation.concurrency, usage, in_progress)
+        if reason is not None:
+            return reason
+        for charge in charges:
+            # The rows are locked and checked; the condition keeps the update honest anyway.
+            result = await connection.execute(
+                update(cap_usage)
+                .where(
+                    _usage_row(charge.key),
+                    cap_usage.c.used + cap_usage.c.reserved + charge.amount <= charge.limit,
+                )
+                .values(reserved=cap_usage.c.reserved + charge.amount)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"cap counter {charge.key} changed under a lock")
+        for slot in slots:
+            result = await connection.execute(
+                update(cap_concurrency)
+                .where(
+                    cap_concurrency.c.owner == slot.owner,
+                    cap_concurrency.c.in_progress + 1 <= slot.limit,
+                )
+                .values(in_progress=cap_concurrency.c.in_progress + 1)
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"concurrency counter {slot.owner} changed under a lock")
+        await self._touch_owners(connection, reservation)
+        await connection.execute(
+            cap_reservations.insert().values(
+                id=reservation.reservation_id,
+                call_id=call_id,
+                at=reservation.at,
+                charges=[_charge_json(charge) for charge in reservation.charges],
+                concurrency=[
+                    {"owner": slot.owner, "limit": slot.limit} for slot in reservation.concurrency
+                ],
+                committed=[],
+                created_at=utcnow(),
+            )
+        )
+        return None
+
+    async def _touch_owners(self, connection: AsyncConnection, reservation: Reservation) -> None:
+        owners = sorted(
+            {charge.key.owner for charge in reservation.charges}
+            | {slot.owner for slot in reservation.concurrency}
+        )
+        if not owners:
+            return
+        statement = upsert(self._db.dialect, cap_last_call)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[cap_last_call.c.owner], set_={"at": statement.excluded.at}
+            ),
+            [{"owner": owner, "at": reservation.at} for owner in owners],
+        )
+
+    async def _held(self, connection: AsyncConnection, reservation_id: str) -> Row[Any]:
+        row = (
+            await connection.execute(
+                select(cap_reservations)
+                .where(
+                    cap_reservations.c.id == reservation_id,
+                    cap_reservations.c.finished_at.is_(None),
+                )
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise KeyError(reservation_id)
+        return row
+
+    async def _commit_in(
+        self,
+        connection: AsyncConnection,
+        reservation_id: str,
+        metrics: Collection[CapMetric],
+        revenue: Decimal | None,
+    ) -> None:
+        row = await self._held(connection, reservation_id)
+        committed: set[str] = set(row.committed)
+        charges = sorted(
+            (_charge_from_json(data) for data in row.charges),
+            key=lambda charge: _key_tuple(charge.key),
+        )
+        for charge in charges:
+            metric = charge.key.metric
+            if metric in metrics and metric not in committed:
+                kept = revenue if metric == "revenue" and revenue is not None else charge.amount
+                await connection.execute(
+                    update(cap_usage)
+                    .where(_usage_row(charge.key))
+                    .values(
+                        reserved=cap_usage.c.reserved - charge.amount,
+                        used=cap_usage.c.used + kept,
+                    )
+                )
+        now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
+        if now_committed != committed:
+            await connection.execute(
+                update(cap_reservations)
+                .where(cap_reservations.c.id == reservation_id)
+                .values(committed=sorted(now_committed))
+            )
+
+    async def finish_in(
+        self, connection: AsyncConnection, reservation_id: str, at: datetime
+    ) -> None:
+        """Finish a reservation inside the caller's write transaction."""
+        row = await self._held(connection, reservation_id)
+        committed: set[str] = set(row.committed)
+        charges = sorted(
+            (_charge_from_json(data) for data in row.charges),
+            key=lambda charge: _key_tuple(charge.key),
+        )
+        for charge in charges:
+            if charge.key.metric not in committed:
+                await connection.execute(
+                    update(cap_usage)
+                    .where(_usage_row(charge.key))
+                    .values(reserved=cap_usage.c.reserved - charge.amount)
+                )
+        for owner in sorted(str(slot["owner"]) for slot in row.concurrency):
+            await connection.execute(
+                update(cap_concurrency)
+                .where(cap_concurrency.c.owner == owner)
+                .values(in_progress=cap_concurrency.c.in_progress - 1)
+            )
+        await connection.execute(
+            update(cap_reservations)
+            .where(cap_reservations.c.id == reservation_id)
+            .values(finished_at=at)
+        )

@@ -1,0 +1,73 @@
+"""Column types that behave the same on PostgreSQL and SQLite.
+
+SQLite has no exact decimal type and no time zones, so money is stored there
+as an integer of ten-thousandths and timestamps as naive UTC; PostgreSQL gets
+``NUMERIC(14, 4)`` and ``timestamptz``. Python always sees ``Decimal`` and
+aware UTC ``datetime`` values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+MONEY_SCALE = 4
+_QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
+_FACTOR: int = 10**MONEY_SCALE
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount with four decimal places: ``NUMERIC(14, 4)``, or scaled integers on SQLite.
+
+    Scaled integers keep SQL arithmetic (``used + reserved + :n <= :limit``)
+    exact on SQLite, where ``NUMERIC`` values would be floating point.
+    """
+
+    impl = Numeric(14, MONEY_SCALE)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(14, MONEY_SCALE, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        exact = Decimal(value).quantize(_QUANTUM)
+        if dialect.name == "sqlite":
+            return int(exact * _FACTOR)
+        return exact
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / _FACTOR).quantize(_QUANTUM)
+        return Decimal(str(value)).quantize(_QUANTUM)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (give a time zone)")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
