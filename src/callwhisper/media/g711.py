@@ -19,7 +19,9 @@ from callwhisper.errors import AudioError
 
 __all__ = [
     "ALAW_SILENCE",
+    "ALAW_TO_ULAW",
     "ULAW_SILENCE",
+    "ULAW_TO_ALAW",
     "alaw_decode",
     "alaw_decode_array",
     "alaw_encode",
@@ -91,8 +93,10 @@ _ULAW_DECODE: Final = _ulaw_decode_table()
 _ALAW_DECODE: Final = _alaw_decode_table()
 _ULAW_ENCODE: Final = _ulaw_encode_table()
 _ALAW_ENCODE: Final = _alaw_encode_table()
-_ULAW_TO_ALAW: Final = _ALAW_ENCODE[_ULAW_DECODE.view(np.uint16)].tobytes()
-_ALAW_TO_ULAW: Final = _ULAW_ENCODE[_ALAW_DECODE.view(np.uint16)].tobytes()
+ULAW_TO_ALAW: Final = _ALAW_ENCODE[_ULAW_DECODE.view(np.uint16)].tobytes()
+"""``bytes.translate`` table from mu-law to A-law codes (decode, then encode)."""
+ALAW_TO_ULAW: Final = _ULAW_ENCODE[_ALAW_DECODE.view(np.uint16)].tobytes()
+"""``bytes.translate`` table from A-law to mu-law codes (decode, then encode)."""
 
 
 def _pcm_index(pcm: bytes) -> NDArray[np.uint16]:
@@ -147,9 +151,9 @@ def alaw_decode(data: bytes) -> bytes:
 
 def ulaw_to_alaw(data: bytes) -> bytes:
     """Transcode mu-law to A-law (decode then re-encode, done as one ``bytes.translate``)."""
-    return data.translate(_ULAW_TO_ALAW)
+    return data.translate(ULAW_TO_ALAW)
 
 
 def alaw_to_ulaw(data: bytes) -> bytes:
     """Transcode A-law to mu-law (decode then re-encode, done as one ``bytes.translate``)."""
-    return data.translate(_ALAW_TO_ULAW)
+    return data.translate(ALAW_TO_ULAW)

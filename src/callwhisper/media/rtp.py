@@ -189,6 +189,14 @@ def _check_header(data: bytes) -> None:
         raise RtpError(f"RTP version is {data[0] >> 6}, expected 2")
 
 
+def _payload_bounds(data: bytearray) -> tuple[int, int]:
+    start = RTP_HEADER_SIZE + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10 and start + 4 <= len(data):
+        start += 4 + 4 * _EXTENSION_HEADER.unpack_from(data, start)[1]
+    end = len(data) - data[-1] if data[0] & 0x20 else len(data)
+    return min(start, len(data)), max(start, end)
+
+
 class OutgoingStream:
     """Our RTP numbering towards one peer, continuous across changes of audio source.
 
@@ -217,7 +225,9 @@ class OutgoingStream:
         "ssrc",
     )
 
-    def __init__(self, ssrc: int, sequence_number: int, timestamp: int, clock_rate: int = 8000):
+    def __init__(
+        self, ssrc: int, sequence_number: int, timestamp: int, clock_rate: int = 8000
+    ) -> None:
         """Start a stream; pick ``ssrc``, ``sequence_number`` and ``timestamp`` at random."""
         self.ssrc = ssrc
         self.clock_rate = clock_rate
@@ -257,23 +267,18 @@ class OutgoingStream:
         advances by ``samples``: RFC 4733 events keep their start timestamp.
         Use :meth:`next_timestamp` to learn it.
         """
+        ts = self.next_timestamp(now)
         if self._source is not None:
             self._source = None
             marker = True
-            ts = self._resume_timestamp(now)
-        elif self._last_time is None:
-            ts = self._last_ts
-        else:
-            ts = (self._last_ts + self._duration) % _TS_MOD
         seq = self._next_seq
         self._next_seq = (seq + 1) % _SEQ_MOD
         self._last_ts = ts
         self._duration = samples
         self._last_time = now
         second = (0x80 if marker else 0) | payload_type
-        return _HEADER.pack(
-            0x80, second, seq, ts if timestamp is None else timestamp, self.ssrc
-        ) + (payload)
+        header = _HEADER.pack(0x80, second, seq, ts if timestamp is None else timestamp, self.ssrc)
+        return header + payload
 
     def next_timestamp(self, now: float) -> int:
         """The timestamp that the next :meth:`send` at ``now`` will use by default."""
@@ -283,10 +288,21 @@ class OutgoingStream:
             return self._last_ts
         return (self._last_ts + self._duration) % _TS_MOD
 
-    def relay(self, packet: bytes, now: float) -> bytes:
+    def relay(
+        self,
+        packet: bytes,
+        now: float,
+        *,
+        payload_type: int | None = None,
+        translate: bytes | None = None,
+    ) -> bytes:
         """Rewrite a packet received from another leg onto this stream.
 
-        Raises :class:`RtpError` if ``packet`` is not RTP version 2.
+        ``payload_type`` replaces the packet's (the legs may have negotiated
+        different numbers, e.g. for telephone-event); ``translate`` is a
+        256-byte table applied to the payload, which is how G.711 is
+        transcoded between the laws (``g711.ALAW_TO_ULAW``). Raises
+        :class:`RtpError` if ``packet`` is not RTP version 2.
         """
         _check_header(packet)
         seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)
@@ -303,6 +319,11 @@ class OutgoingStream:
         out_seq = (seq + self._seq_offset) % _SEQ_MOD
         out_ts = (ts + self._ts_offset) % _TS_MOD
         _SEQ_TS_SSRC.pack_into(out, 2, out_seq, out_ts, self.ssrc)
+        if payload_type is not None:
+            out[1] = (out[1] & 0x80) | payload_type
+        if translate is not None:
+            start, end = _payload_bounds(out)
+            out[start:end] = out[start:end].translate(translate)
         # Keep the latest position only: a late (reordered) packet must not move it back.
         if (out_seq - self._next_seq) % _SEQ_MOD < 0x8000:
             self._next_seq = (out_seq + 1) % _SEQ_MOD

@@ -362,3 +362,41 @@ def test_incoming_stream_refuses_malformed_rtp_without_latching() -> None:
     with pytest.raises(RtpError, match=r"^RTP version is 1, expected 2$"):
         stream.receive(b"\x40" + DTMF_START[1:], A, 0.0)
     assert stream.latched is None
+
+
+def test_relay_rewrites_payload_type_and_transcodes_the_payload() -> None:
+    """A PCMA buyer relayed to a PCMU caller: the header keeps its place, the payload is mapped."""
+    stream = OutgoingStream(ssrc=1, sequence_number=0, timestamp=0)
+    alaw = g711.alaw_encode(bytes(range(256)) * 2)
+    packet = RtpPacket(8, 5, 5, 9, alaw, csrc=(7,), padding=4).serialize()
+    out = RtpPacket.parse(stream.relay(packet, 0.0, payload_type=0, translate=g711.ALAW_TO_ULAW))
+    assert (out.payload_type, out.marker, out.csrc, out.padding) == (0, True, (7,), 4)
+    assert out.payload == g711.alaw_to_ulaw(alaw)
+
+
+def test_relay_translate_skips_the_header_extension() -> None:
+    stream = OutgoingStream(ssrc=1, sequence_number=0, timestamp=0)
+    out = RtpPacket.parse(stream.relay(FULL, 0.0, translate=g711.ALAW_TO_ULAW))
+    assert out.extension == RtpExtension(0xBEDE, bytes.fromhex("10ff0000"))
+    assert out.payload == g711.alaw_to_ulaw(b"\xd5\xd5\xd5")
+
+
+def test_g711a_capture_through_the_relay() -> None:
+    """SIPp's g711a.pcap received on one leg and relayed onto another: no loss, same audio."""
+    path = SIPP_PCAP_DIR / "g711a.pcap"
+    if not path.exists():
+        pytest.skip(f"{path} is absent: install the sip-tester package")
+    datagrams = read_udp(path)
+    incoming = IncomingStream()
+    outgoing = OutgoingStream(ssrc=0xABCDEF, sequence_number=1000, timestamp=50000)
+    relayed = []
+    for datagram in datagrams:
+        assert incoming.receive(datagram.payload, datagram.source, datagram.time)
+        relayed.append(RtpPacket.parse(outgoing.relay(datagram.payload, datagram.time)))
+    stats = incoming.stats
+    assert (stats.received, stats.expected, stats.lost) == (len(datagrams), len(datagrams), 0)
+    assert stats.jitter < 240  # under one 30 ms packet, in samples
+    assert [p.sequence_number for p in relayed] == list(range(1000, 1000 + len(datagrams)))
+    assert [p.timestamp for p in relayed] == [50000 + 240 * i for i in range(len(datagrams))]
+    assert [p.marker for p in relayed[:2]] == [True, False]
+    assert [p.payload for p in relayed] == [RtpPacket.parse(d.payload).payload for d in datagrams]
