@@ -1,0 +1,658 @@
+"""The RTP media engine: one UDP socket per leg, playback from the shared clock, bridging.
+
+Hot path: each leg's socket is watched with ``loop.add_reader`` and drained
+with non-blocking ``recvfrom`` calls in one callback (several times faster
+than a ``DatagramProtocol``, see the measurements in the notes of the
+repository). A relayed packet goes from the reader callback of one leg
+straight to the socket of the other, rewritten onto that leg's outgoing
+stream; it never waits for the clock.
+
+Everything a leg *plays* (ringback, whisper, silence) is sent from the one
+shared :class:`~callwhisper.engine.clock.MediaClock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import secrets
+import socket
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from callwhisper.audio import FRAME_SAMPLES, Audio, Codec
+from callwhisper.engine.clock import PTIME, MediaClock
+from callwhisper.engine.playback import LegCodec, Playback, silence_frame
+from callwhisper.engine.recording import BUYER, CALLER, CallRecorder, Channel
+from callwhisper.errors import LocalProtocolError, RtpError
+from callwhisper.media.dtmf import DigitStarted, DtmfReceiver
+from callwhisper.media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from callwhisper.media.rtp import IncomingStream, OutgoingStream, RtpPacket, is_rtcp
+
+__all__ = [
+    "Bridge",
+    "DigitReceived",
+    "LegCounters",
+    "LegStats",
+    "MediaConfig",
+    "MediaEngine",
+    "MediaEvent",
+    "MediaLeg",
+    "PlaybackFinished",
+    "PortAllocator",
+]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+MAX_DATAGRAM: Final = 1500
+"""Largest RTP datagram accepted: one Ethernet MTU; G.711 at 20 ms is 172 bytes."""
+_DRAIN_BATCH: Final = 64
+"""Datagrams read per reader callback, so one busy leg cannot starve the others."""
+RECORDING_FLUSH_INTERVAL: Final = 0.5
+"""Seconds between two writes of the recordings in progress."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    """Where the engine opens its RTP sockets."""
+
+    address: str = "127.0.0.1"
+    """Local address of every RTP socket (the address put in our SDP)."""
+    port_min: int = 20000
+    """Lowest RTP port; rounded up to even (RFC 3550 11: RTP on even ports)."""
+    port_max: int = 30000
+    """Highest RTP port (inclusive)."""
+    relatch_after: int | None = None
+    """Consecutive packets from a new address that move the latch; None never moves it."""
+
+    def __post_init__(self) -> None:
+        """Reject an empty or out-of-range port range."""
+        if not 0 < self.port_min <= self.port_max <= 65535:
+            raise ValueError(f"invalid RTP port range {self.port_min}-{self.port_max}")
+
+
+class PortAllocator:
+    """Hands out the even ports of a range round-robin, so a port just freed rests a while."""
+
+    def __init__(self, low: int, high: int) -> None:
+        """Use the even ports in ``low``-``high`` inclusive."""
+        self.low = low + (low & 1)
+        self.high = high
+        if self.low > high:
+            raise ValueError(f"no even port in {low}-{high}")
+        self._next = self.low
+
+    @property
+    def size(self) -> int:
+        """Number of even ports in the range."""
+        return (self.high - self.low) // 2 + 1
+
+    def candidates(self) -> Iterator[int]:
+        """Every port of the range once, starting after the last one handed out."""
+        for _ in range(self.size):
+            port = self._next
+            self._next = port + 2 if port + 2 <= self.high else self.low
+            yield port
+
+
+@dataclass(frozen=True, slots=True)
+class DigitReceived:
+    """A DTMF key press (RFC 4733) started on a leg: reported at once, for barge-in."""
+
+    leg: str
+    digit: str
+    at: float
+    """Loop time of the event's first packet."""
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    """A playback started with :meth:`MediaLeg.play` has played its last frame."""
+
+    leg: str
+    playback: int
+    at: float
+
+
+MediaEvent = DigitReceived | PlaybackFinished
+EventHandler = Callable[[MediaEvent], None]
+
+
+@dataclass(slots=True)
+class LegCounters:
+    """Live packet counters of one leg."""
+
+    packets_in: int = 0
+    """Datagrams read from the socket, good or bad."""
+    packets_out: int = 0
+    """Datagrams handed to the kernel."""
+    malformed: int = 0
+    """Dropped: not RTP version 2, truncated, oversized or a bad telephone-event."""
+    rejected: int = 0
+    """Dropped: from an address other than the latched one."""
+    rtcp: int = 0
+    """RTCP received (consumed, not relayed: each leg is its own RTP session)."""
+    unknown_payload: int = 0
+    """Dropped: a payload type that was not negotiated."""
+    send_failed: int = 0
+    """Not sent: no destination yet, socket buffer full or a socket error."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegStats:
+    """A snapshot of a leg's counters and reception statistics."""
+
+    packets_in: int
+    packets_out: int
+    malformed: int
+    rejected: int
+    rtcp: int
+    unknown_payload: int
+    send_failed: int
+    lost: int
+    """Packets missing by sequence number from the current source (RFC 3550 A.3)."""
+    jitter_ms: float
+    """Interarrival jitter of the current source (RFC 3550 A.8)."""
+
+
+@dataclass(slots=True)
+class _Route:
+    """How packets received on one leg of a bridge reach the other leg."""
+
+    target: MediaLeg
+    source_encoding: Codec
+    audio_pt: int
+    rewrite_audio: bool
+    event_pt: int | None
+    transcode: Callable[[bytes], bytes] | None
+    recorder: CallRecorder | None
+    channel: Channel
+
+    def audio(self, data: bytes, now: float) -> None:
+        target = self.target
+        if self.transcode is None and self.recorder is None and not self.rewrite_audio:
+            target._send(target.outgoing.relay(data, now))
+            return
+        packet = RtpPacket.parse(data)
+        if self.recorder is not None:
+            self.recorder.add(
+                self.channel, packet.ssrc, packet.timestamp, packet.payload,
+                self.source_encoding, now,
+            )  # fmt: skip
+        if self.transcode is not None or self.rewrite_audio:
+            payload = packet.payload if self.transcode is None else self.transcode(packet.payload)
+            data = RtpPacket(
+                self.audio_pt, packet.sequence_number, packet.timestamp, packet.ssrc,
+                payload, packet.marker,
+            ).serialize()  # fmt: skip
+        target._send(target.outgoing.relay(data, now))
+
+    def event(self, data: bytes, now: float) -> None:
+        if self.event_pt is None:
+            return  # the other side did not negotiate telephone-events
+        if data[1] & 0x7F != self.event_pt:
+            data = bytes((data[0], (data[1] & 0x80) | self.event_pt)) + data[2:]
+        self.target._send(self.target.outgoing.relay(data, now))
+
+
+def _route(
+    source: MediaLeg, target: MediaLeg, recorder: CallRecorder | None, channel: Channel
+) -> _Route:
+    transcode: Callable[[bytes], bytes] | None = None
+    if source.codec.encoding != target.codec.encoding:
+        transcode = ulaw_to_alaw if source.codec.encoding == "PCMU" else alaw_to_ulaw
+    return _Route(
+        target=target,
+        source_encoding=source.codec.encoding,
+        audio_pt=target.codec.payload_type,
+        rewrite_audio=source.codec.payload_type != target.codec.payload_type,
+        event_pt=target.codec.telephone_event,
+        transcode=transcode,
+        recorder=recorder,
+        channel=channel,
+    )
+
+
+class Bridge:
+    """Two legs relaying RTP to each other, optionally recorded (caller left, buyer right)."""
+
+    def __init__(
+        self, caller: MediaLeg, buyer: MediaLeg, recorder: CallRecorder | None, started: float
+    ) -> None:
+        """Created by :meth:`MediaEngine.bridge`."""
+        self.caller = caller
+        self.buyer = buyer
+        self.recorder = recorder
+        self.started = started
+        self.lock = asyncio.Lock()
+        """Serializes the worker-thread writes of the recording."""
+        self._closed = asyncio.Event()
+        self._error: BaseException | None = None
+
+    def _set_closed(self, error: BaseException | None = None) -> None:
+        self._error = error
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the bridge is torn down and its recording is written and closed.
+
+        Raises the error that prevented the recording from being completed, if any.
+        """
+        await self._closed.wait()
+        if self._error is not None:
+            raise self._error
+
+
+class MediaLeg:
+    """The RTP endpoint of one call leg: a UDP socket, our outgoing stream and the peer's.
+
+    Created by :meth:`MediaEngine.open_leg`. Send towards :attr:`remote` (from
+    the peer's SDP) until the peer's first packet latches its real address
+    (symmetric RTP, RFC 4961).
+    """
+
+    __slots__ = (
+        "_engine",
+        "_on_event",
+        "_playback",
+        "_route",
+        "_sock",
+        "bridge",
+        "codec",
+        "counters",
+        "dtmf",
+        "ident",
+        "incoming",
+        "local_address",
+        "outgoing",
+        "remote",
+    )
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        sock: socket.socket,
+        ident: str,
+        codec: LegCodec,
+        remote: Address | None,
+        on_event: EventHandler | None,
+        relatch_after: int | None,
+    ) -> None:
+        """Wrap a bound non-blocking socket; use :meth:`MediaEngine.open_leg`."""
+        self._engine = engine
+        self._sock = sock
+        self.ident = ident
+        self.codec = codec
+        self.remote = remote
+        self._on_event = on_event
+        host, port = sock.getsockname()[:2]
+        self.local_address: Address = (host, port)
+        self.counters = LegCounters()
+        self.incoming = IncomingStream(relatch_after=relatch_after)
+        # RFC 3550 5.1: random initial SSRC, sequence number and timestamp.
+        self.outgoing = OutgoingStream(
+            secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
+        )
+        self.dtmf = DtmfReceiver()
+        self._playback: Playback | None = None
+        self._route: _Route | None = None
+        self.bridge: Bridge | None = None
+
+    def __repr__(self) -> str:
+        """Name the leg and its local port."""
+        return f"<MediaLeg {self.ident} {self.local_address[0]}:{self.local_address[1]}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the leg's socket is closed."""
+        return self._sock.fileno() < 0
+
+    @property
+    def destination(self) -> Address | None:
+        """Where our packets go: the latched source of the peer's packets, else its SDP address."""
+        return self.incoming.latched or self.remote
+
+    def set_remote(self, address: Address, *, relatch: bool = False) -> None:
+        """Set the peer's address from its SDP; ``relatch`` after a re-INVITE moved it."""
+        self.remote = address
+        if relatch:
+            self.incoming.unlatch()
+
+    def stats(self) -> LegStats:
+        """Counters and reception statistics at this moment."""
+        c = self.counters
+        reception = self.incoming.stats
+        return LegStats(
+            c.packets_in, c.packets_out, c.malformed, c.rejected, c.rtcp, c.unknown_payload,
+            c.send_failed, reception.lost, reception.jitter * 1000 / self.incoming.clock_rate,
+        )  # fmt: skip
+
+    # -- playback -------------------------------------------------------------------
+
+    @property
+    def playing(self) -> int | None:
+        """The identifier of the playback in progress, if any."""
+        return None if self._playback is None else self._playback.ident
+
+    def play(self, source: Audio | Sequence[bytes], *, loop: bool = False) -> int:
+        """Play a prompt (or payloads in this leg's codec) from the next clock tick.
+
+        Replaces any playback in progress (without a :class:`PlaybackFinished`
+        for it). Returns the identifier reported in :class:`PlaybackFinished`.
+        Raises :class:`LocalProtocolError` on a bridged or closed leg.
+        """
+        if self.bridge is not None:
+            raise LocalProtocolError(f"{self.ident} is bridged: unbridge it before playing")
+        if self.closed:
+            raise LocalProtocolError(f"{self.ident} is closed")
+        playback = Playback(self._engine._next_playback(), source, self.codec.encoding, loop=loop)
+        self._playback = playback
+        self._engine._playing[self] = None
+        return playback.ident
+
+    def play_silence(self, seconds: float) -> int:
+        """Play G.711 silence for ``seconds`` (rounded up to whole 20 ms frames)."""
+        count = max(1, -int(-seconds // PTIME))
+        return self.play([silence_frame(self.codec.encoding)] * count)
+
+    def stop_playback(self) -> None:
+        """Stop the playback in progress, if any, without reporting it finished."""
+        self._playback = None
+        self._engine._playing.pop(self, None)
+
+    def _tick(self, now: float) -> None:
+        playback = self._playback
+        if playback is None:
+            self._engine._playing.pop(self, None)
+            return
+        frame = playback.next_frame()
+        if frame is None:
+            self.stop_playback()
+            self._emit(PlaybackFinished(self.ident, playback.ident, now))
+            return
+        # RFC 3551 4.1: the marker bit starts a talkspurt; the receiver resynchronises.
+        packet = self.outgoing.send(
+            frame, self.codec.payload_type, now,
+            samples=FRAME_SAMPLES, marker=playback.frames_played == 1,
+        )  # fmt: skip
+        self._send(packet)
+
+    # -- socket I/O -----------------------------------------------------------------
+
+    def _send(self, packet: bytes) -> None:
+        destination = self.incoming.latched or self.remote
+        if destination is None:
+            self.counters.send_failed += 1
+            return
+        try:
+            self._sock.sendto(packet, destination)
+        except OSError:
+            # Buffer full (EAGAIN) or an ICMP error: RTP tolerates a lost packet.
+            self.counters.send_failed += 1
+            return
+        self.counters.packets_out += 1
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        now = self._engine._loop_time()
+        for _ in range(_DRAIN_BATCH):
+            try:
+                data, address = sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # Linux reports a previous send's ICMP error here; the next read goes on.
+                continue
+            self._receive(data, address, now)
+
+    def _receive(self, data: bytes, address: Address, now: float) -> None:
+        counters = self.counters
+        counters.packets_in += 1
+        if len(data) > MAX_DATAGRAM:
+            counters.malformed += 1
+            return
+        try:
+            if not self.incoming.receive(data, address, now):
+                counters.rejected += 1
+                return
+            if is_rtcp(data):
+                counters.rtcp += 1
+                return
+            payload_type = data[1] & 0x7F
+            route = self._route
+            if payload_type == self.codec.payload_type:
+                if route is not None:
+                    route.audio(data, now)
+            elif payload_type == self.codec.telephone_event:
+                self._receive_event(data, now)
+                if route is not None:
+                    route.event(data, now)
+            else:
+                counters.unknown_payload += 1
+        except RtpError:
+            counters.malformed += 1
+
+    def _receive_event(self, data: bytes, now: float) -> None:
+        for event in self.dtmf.receive(RtpPacket.parse(data), now):
+            if isinstance(event, DigitStarted):
+                self._emit(DigitReceived(self.ident, event.digit, now))
+
+    def _emit(self, event: MediaEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            # The handler's bug must not break the reader callback or the shared clock.
+            log.exception("media event handler failed on %r", event)
+
+    def _close_socket(self) -> None:
+        if not self.closed:
+            self._engine._remove_reader(self._sock)
+            self._sock.close()
+
+
+class MediaEngine:
+    """Owns every RTP leg of the process, the shared media clock and recording writes.
+
+    Lifecycle: ``await start()`` on the loop that will serve the media, then
+    :meth:`open_leg`, :meth:`bridge`... and finally ``await stop()``, which
+    closes every leg, finishes every recording and cancels the engine's tasks.
+    """
+
+    def __init__(self, config: MediaConfig | None = None) -> None:
+        """Prepare the engine; no socket is opened and no task started before :meth:`start`."""
+        self.config = config or MediaConfig()
+        self.ports = PortAllocator(self.config.port_min, self.config.port_max)
+        self.clock = MediaClock(self._tick)
+        self.legs: dict[str, MediaLeg] = {}
+        self.bridges: set[Bridge] = set()
+        self._playing: dict[MediaLeg, None] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._playback_ids = 0
+        self._leg_ids = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the engine runs on; raises if the engine is not started."""
+        if self._loop is None:
+            raise LocalProtocolError("media engine is not started")
+        return self._loop
+
+    def _loop_time(self) -> float:
+        return self.loop.time()
+
+    async def start(self) -> None:
+        """Start the media clock and the recording writer on the running loop."""
+        if self._loop is not None:
+            raise LocalProtocolError("media engine already started")
+        self._loop = asyncio.get_running_loop()
+        self.clock.start()
+        self._spawn(self._flush_recordings(), "media-recording-flush")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Close every leg, wait up to ``grace`` seconds for recordings to close, cancel tasks."""
+        if self._loop is None:
+            return
+        for leg in list(self.legs.values()):
+            self.close_leg(leg)
+        closing = [t for t in self._tasks if t.get_name().startswith("media-recording-close")]
+        if closing:
+            await asyncio.wait(closing, timeout=grace)
+        await self.clock.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._loop = None
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = self.loop.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _next_playback(self) -> int:
+        self._playback_ids += 1
+        return self._playback_ids
+
+    def _tick(self, now: float) -> None:
+        for leg in list(self._playing):
+            leg._tick(now)
+
+    def _remove_reader(self, sock: socket.socket) -> None:
+        self.loop.remove_reader(sock.fileno())
+
+    # -- legs -----------------------------------------------------------------------
+
+    def open_leg(
+        self,
+        codec: LegCodec,
+        *,
+        remote: Address | None = None,
+        on_event: EventHandler | None = None,
+        name: str | None = None,
+    ) -> MediaLeg:
+        """Bind a socket on the next free even port and start reading it.
+
+        Raises :class:`OSError` (``EADDRINUSE``) when every port of the range is taken.
+        """
+        loop = self.loop
+        if name is None:
+            self._leg_ids += 1
+            name = f"leg-{self._leg_ids}"
+        if name in self.legs:
+            raise LocalProtocolError(f"a media leg named {name!r} is already open")
+        sock = self._bind()
+        leg = MediaLeg(self, sock, name, codec, remote, on_event, self.config.relatch_after)
+        loop.add_reader(sock.fileno(), leg._on_readable)
+        self.legs[name] = leg
+        return leg
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.config.address else socket.AF_INET
+        for port in self.ports.candidates():
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                sock.setblocking(False)
+                sock.bind((self.config.address, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    continue
+                raise
+            return sock
+        raise OSError(
+            errno.EADDRINUSE,
+            f"no free even RTP port in {self.config.port_min}-{self.config.port_max}",
+        )
+
+    def close_leg(self, leg: MediaLeg) -> None:
+        """Stop the leg's playback, tear down its bridge and close its socket."""
+        if leg.bridge is not None:
+            self.unbridge(leg.bridge)
+        leg.stop_playback()
+        leg._close_socket()
+        self.legs.pop(leg.ident, None)
+
+    # -- bridges --------------------------------------------------------------------
+
+    def bridge(self, caller: MediaLeg, buyer: MediaLeg, *, record_to: Path | None = None) -> Bridge:
+        """Connect two legs both ways from the next packet; record to ``record_to`` if given.
+
+        Playbacks on both legs stop; each leg's outgoing stream goes on with
+        the same SSRC and continuous numbering, the first relayed packet
+        carrying the marker bit.
+        """
+        for leg in (caller, buyer):
+            if leg.bridge is not None:
+                raise LocalProtocolError(f"{leg.ident} is already bridged")
+            if leg.closed:
+                raise LocalProtocolError(f"{leg.ident} is closed")
+        if caller is buyer:
+            raise LocalProtocolError("cannot bridge a leg to itself")
+        now = self.loop.time()
+        recorder = None if record_to is None else CallRecorder(record_to, now)
+        bridge = Bridge(caller, buyer, recorder, now)
+        for leg in (caller, buyer):
+            leg.stop_playback()
+            leg.bridge = bridge
+        caller._route = _route(caller, buyer, recorder, CALLER)
+        buyer._route = _route(buyer, caller, recorder, BUYER)
+        self.bridges.add(bridge)
+        return bridge
+
+    def unbridge(self, bridge: Bridge) -> None:
+        """Stop relaying at once; the recording is finished in the background.
+
+        Await :meth:`Bridge.wait_closed` to know the file is complete.
+        """
+        if bridge not in self.bridges:
+            return
+        self.bridges.discard(bridge)
+        for leg in (bridge.caller, bridge.buyer):
+            leg._route = None
+            leg.bridge = None
+        if bridge.recorder is None:
+            bridge._set_closed()
+        else:
+            self._spawn(
+                self._close_recording(bridge), f"media-recording-close-{bridge.caller.ident}"
+            )
+
+    async def _close_recording(self, bridge: Bridge) -> None:
+        recorder = bridge.recorder
+        assert recorder is not None
+        try:
+            async with bridge.lock:
+                batch = recorder.take(self.loop.time(), final=True)
+                await asyncio.to_thread(recorder.close, batch)
+        except Exception as exc:
+            log.exception("closing recording %s failed", recorder.path)
+            bridge._set_closed(exc)
+        else:
+            bridge._set_closed()
+
+    async def _flush_recordings(self) -> None:
+        while True:
+            await asyncio.sleep(RECORDING_FLUSH_INTERVAL)
+            for bridge in list(self.bridges):
+                recorder = bridge.recorder
+                if recorder is None:
+                    continue
+                async with bridge.lock:
+                    if bridge not in self.bridges:
+                        continue  # torn down while we waited; the close writes the rest
+                    try:
+                        await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
+                    except Exception:
+                        log.exception(
+                            "writing recording %s failed; recording stopped", recorder.path
+                        )
+                        bridge.recorder = None
+                        bridge.caller._route = _route(bridge.caller, bridge.buyer, None, CALLER)
+                        bridge.buyer._route = _route(bridge.buyer, bridge.caller, None, BUYER)

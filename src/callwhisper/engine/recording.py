@@ -1,0 +1,141 @@
+"""Two-channel recording of a bridged call: caller left, buyer right, 8 kHz 16-bit WAV.
+
+The relay path only appends ``(position, payload)`` to a list
+(:meth:`CallRecorder.add`); decoding, placing and writing run in a worker
+thread on batches (:meth:`CallRecorder.write`), so disk latency never delays
+a packet. Positions come from the RTP timestamps, anchored on arrival time
+when a source starts, so lost packets become silence of the right length and
+the two channels stay aligned.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from callwhisper.audio import Codec
+from callwhisper.media.g711 import alaw_decode_array, ulaw_decode_array
+
+__all__ = ["BUYER", "CALLER", "CallRecorder", "Channel", "RecordingBatch"]
+
+SAMPLE_RATE: Final = 8000
+Channel = Literal[0, 1]
+CALLER: Final[Channel] = 0
+"""Left channel: what the caller said."""
+BUYER: Final[Channel] = 1
+"""Right channel: what the buyer said."""
+
+_TS_MOD: Final = 1 << 32
+# A timestamp that lands further than this from the arrival time re-anchors the
+# channel: the source jumped its timeline (RFC 3550 allows it on a new talk spurt).
+_MAX_SKEW: Final = SAMPLE_RATE
+# Samples kept unwritten behind the present so that late packets still find their place.
+_LATE_MARGIN: Final = SAMPLE_RATE // 4
+
+
+@dataclass(slots=True)
+class _Anchor:
+    ssrc: int
+    timestamp: int
+    position: int
+
+
+@dataclass(slots=True)
+class RecordingBatch:
+    """Chunks taken from the relay path, to be written by :meth:`CallRecorder.write`."""
+
+    chunks: list[tuple[Channel, int, bytes, Codec]]
+    safe_position: int
+    """Samples before this position will receive no more audio and can be written."""
+
+
+@dataclass(slots=True)
+class _Writer:
+    path: Path
+    file: wave.Wave_write | None = None
+    written: int = 0
+    pending: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int16))
+
+
+class CallRecorder:
+    """Records the two directions of one bridge into a stereo WAV file.
+
+    :meth:`add` and :meth:`take` run on the event loop; :meth:`write` and
+    :meth:`close` in one worker thread at a time (the engine serializes them).
+    """
+
+    def __init__(self, path: Path, start: float) -> None:
+        """Record into ``path``; ``start`` (loop time) is the first sample of the file."""
+        self.path = path
+        self.start = start
+        self._chunks: list[tuple[Channel, int, bytes, Codec]] = []
+        self._anchors: list[_Anchor | None] = [None, None]
+        self._writer = _Writer(path)
+
+    def _arrival(self, now: float) -> int:
+        return round((now - self.start) * SAMPLE_RATE)
+
+    def add(
+        self,
+        channel: Channel,
+        ssrc: int,
+        timestamp: int,
+        payload: bytes,
+        encoding: Codec,
+        now: float,
+    ) -> None:
+        """Queue one packet's G.711 payload for ``channel``."""
+        anchor = self._anchors[channel]
+        if anchor is not None and anchor.ssrc == ssrc:
+            position = anchor.position + (timestamp - anchor.timestamp) % _TS_MOD
+            if abs(position - self._arrival(now)) <= _MAX_SKEW:
+                self._chunks.append((channel, position, payload, encoding))
+                return
+        position = max(self._arrival(now), 0)
+        self._anchors[channel] = _Anchor(ssrc, timestamp, position)
+        self._chunks.append((channel, position, payload, encoding))
+
+    def take(self, now: float, *, final: bool = False) -> RecordingBatch:
+        """Hand over what was queued; ``final`` lets the writer write everything."""
+        chunks, self._chunks = self._chunks, []
+        safe = (1 << 62) if final else self._arrival(now) - _LATE_MARGIN
+        return RecordingBatch(chunks, safe)
+
+    def write(self, batch: RecordingBatch) -> None:
+        """Decode and place a batch, then append every finished sample to the file."""
+        writer = self._writer
+        if writer.file is None:
+            writer.file = wave.open(str(writer.path), "wb")  # noqa: SIM115 - kept open across batches
+            writer.file.setnchannels(2)
+            writer.file.setsampwidth(2)
+            writer.file.setframerate(SAMPLE_RATE)
+        for channel, position, payload, encoding in batch.chunks:
+            codes = np.frombuffer(payload, dtype=np.uint8)
+            pcm = ulaw_decode_array(codes) if encoding == "PCMU" else alaw_decode_array(codes)
+            offset = position - writer.written
+            if offset < 0:  # too late: that part of the file is written already
+                pcm = pcm[-offset:]
+                offset = 0
+            end = offset + len(pcm)
+            if end > len(writer.pending):
+                grown = np.zeros((end, 2), dtype=np.int16)
+                grown[: len(writer.pending)] = writer.pending
+                writer.pending = grown
+            writer.pending[offset:end, channel] = pcm
+        ready = min(len(writer.pending), max(batch.safe_position - writer.written, 0))
+        if ready:
+            writer.file.writeframes(writer.pending[:ready].astype("<i2", copy=False).tobytes())
+            writer.pending = writer.pending[ready:]
+            writer.written += ready
+
+    def close(self, batch: RecordingBatch) -> None:
+        """Write the last batch (taken with ``final=True``) and close the file."""
+        self.write(batch)
+        if self._writer.file is not None:
+            self._writer.file.close()
+            self._writer.file = None

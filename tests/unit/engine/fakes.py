@@ -1,0 +1,74 @@
+"""Fakes of a socket and an event loop, so a media leg runs without network or sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import cast
+
+from callwhisper.engine.media import MediaEngine
+
+Address = tuple[str, int]
+
+
+class FakeSocket:
+    """A non-blocking UDP socket that records what is sent and serves queued datagrams."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sent: list[tuple[bytes, Address]] = []
+        self.inbox: list[tuple[bytes, Address]] = []
+        self._fd = 1000 + port
+
+    def getsockname(self) -> Address:
+        return ("127.0.0.1", self.port)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        self._fd = -1
+
+    def sendto(self, data: bytes, address: Address) -> int:
+        self.sent.append((data, address))
+        return len(data)
+
+    def recvfrom(self, size: int) -> tuple[bytes, Address]:
+        if not self.inbox:
+            raise BlockingIOError
+        data, address = self.inbox.pop(0)
+        return data[:size], address
+
+
+class FakeLoop:
+    """The three loop methods the media engine uses, on a virtual clock."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.readers: dict[int, Callable[[], None]] = {}
+
+    def time(self) -> float:
+        return self.now
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.readers[fd] = callback
+
+    def remove_reader(self, fd: int) -> bool:
+        return self.readers.pop(fd, None) is not None
+
+
+def fake_engine() -> tuple[MediaEngine, FakeLoop, list[FakeSocket]]:
+    """A media engine on a fake loop whose legs get fake sockets on ports 20000, 20002..."""
+    engine = MediaEngine()
+    loop = FakeLoop()
+    sockets: list[FakeSocket] = []
+
+    def bind() -> socket.socket:
+        fake = FakeSocket(20000 + 2 * len(sockets))
+        sockets.append(fake)
+        return cast(socket.socket, fake)
+
+    engine._loop = cast(asyncio.AbstractEventLoop, loop)
+    engine._bind = bind  # type: ignore[method-assign]
+    return engine, loop, sockets

@@ -1,0 +1,87 @@
+"""Two-channel call recording: placement by RTP timestamp, silence for gaps, late packets."""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from callwhisper.engine.recording import BUYER, CALLER, CallRecorder
+from callwhisper.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+
+
+def frame(value: int, encoder: Callable[[bytes], bytes] = ulaw_encode) -> bytes:
+    """One 20 ms G.711 frame of a constant sample value."""
+    return encoder(np.full(160, value, dtype="<i2").tobytes())
+
+
+def decoded(
+    payload: bytes, decoder: Callable[[bytes], bytes] = ulaw_decode
+) -> npt.NDArray[np.int16]:
+    return np.frombuffer(decoder(payload), dtype="<i2")
+
+
+def read_stereo(path: Path) -> npt.NDArray[np.int16]:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 8000)
+        data = wav.readframes(wav.getnframes())
+    return np.frombuffer(data, dtype="<i2").reshape(-1, 2)
+
+
+def test_caller_is_left_and_buyer_is_right(tmp_path: Path) -> None:
+    recorder = CallRecorder(tmp_path / "call.wav", start=10.0)
+    for n in range(3):
+        recorder.add(CALLER, 1, 1000 + 160 * n, frame(1000), "PCMU", 10.0 + 0.02 * n)
+        recorder.add(BUYER, 2, 5000 + 160 * n, frame(-2000, alaw_encode), "PCMA", 10.0 + 0.02 * n)
+    recorder.close(recorder.take(10.06, final=True))
+    samples = read_stereo(tmp_path / "call.wav")
+    assert samples.shape == (480, 2)
+    assert (samples[:, 0] == np.tile(decoded(frame(1000)), 3)).all()
+    assert (samples[:, 1] == np.tile(decoded(frame(-2000, alaw_encode), alaw_decode), 3)).all()
+
+
+def test_a_lost_packet_leaves_silence_of_its_length(tmp_path: Path) -> None:
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    recorder.add(CALLER, 1, 0, frame(1000), "PCMU", 0.0)
+    recorder.add(CALLER, 1, 320, frame(1000), "PCMU", 0.04)  # the packet at 160 never came
+    recorder.close(recorder.take(0.06, final=True))
+    left = read_stereo(tmp_path / "call.wav")[:, 0]
+    assert len(left) == 480
+    assert (left[160:320] == 0).all()
+    assert (left[:160] == decoded(frame(1000))).all()
+    assert (left[320:] == decoded(frame(1000))).all()
+
+
+def test_a_late_start_is_placed_at_its_arrival_time(tmp_path: Path) -> None:
+    """The buyer's first packet arriving 100 ms into the bridge starts 800 samples in."""
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    recorder.add(CALLER, 1, 0, frame(500), "PCMU", 0.0)
+    recorder.add(BUYER, 2, 777, frame(500), "PCMU", 0.1)
+    recorder.close(recorder.take(0.2, final=True))
+    right = read_stereo(tmp_path / "call.wav")[:, 1]
+    assert (right[:800] == 0).all()
+    assert (right[800:960] != 0).all()
+
+
+def test_periodic_writes_keep_a_margin_for_late_packets(tmp_path: Path) -> None:
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    for n in range(50):  # one second of caller audio
+        recorder.add(CALLER, 1, 160 * n, frame(700), "PCMU", 0.02 * n)
+    recorder.write(recorder.take(1.0))
+    recorder.add(BUYER, 2, 0, frame(-700), "PCMU", 0.9)  # reaches the part still held back
+    recorder.close(recorder.take(1.0, final=True))
+    samples = read_stereo(tmp_path / "call.wav")
+    assert samples.shape == (8000, 2)
+    assert (samples[7200:7360, 1] != 0).all()
+    assert (samples[:7200, 1] == 0).all()
+
+
+def test_a_timestamp_jump_re_anchors_on_arrival(tmp_path: Path) -> None:
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    recorder.add(CALLER, 1, 0, frame(300), "PCMU", 0.0)
+    recorder.add(CALLER, 1, 4_000_000, frame(300), "PCMU", 0.02)
+    recorder.close(recorder.take(0.04, final=True))
+    assert read_stereo(tmp_path / "call.wav").shape == (320, 2)
