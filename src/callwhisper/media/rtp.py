@@ -354,7 +354,9 @@ class IncomingStream:
     packets from any other address are refused. With ``relatch_after`` set,
     that many consecutive packets from one new address move the latch (the
     peer's NAT binding changed); :meth:`unlatch` forgets it (after a
-    re-INVITE). Statistics restart when the SSRC changes.
+    re-INVITE). Statistics restart when the SSRC changes or the sequence
+    number jumps by more than ``MAX_DROPOUT`` (RFC 3550 A.1 without its
+    probation of two packets: one stray packet restarts them too).
     """
 
     __slots__ = (
