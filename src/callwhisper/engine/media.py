@@ -18,19 +18,20 @@ import errno
 import logging
 import secrets
 import socket
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from callwhisper.audio import FRAME_SAMPLES, Audio, Codec
+from callwhisper.audio import FRAME_SAMPLES, Codec
 from callwhisper.engine.clock import PTIME, MediaClock
-from callwhisper.engine.playback import LegCodec, Playback, silence_frame
+from callwhisper.engine.playback import LegCodec, Playback, PlaybackSource, silence_frame
 from callwhisper.engine.recording import BUYER, CALLER, CallRecorder, Channel
 from callwhisper.errors import LocalProtocolError, RtpError
 from callwhisper.media.dtmf import DigitStarted, DtmfReceiver
-from callwhisper.media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from callwhisper.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW, alaw_encode, ulaw_encode
 from callwhisper.media.rtp import IncomingStream, OutgoingStream, RtpPacket, is_rtcp
+from callwhisper.media.tones import RingbackStyle, ToneSource, ringback
 
 __all__ = [
     "Bridge",
@@ -166,53 +167,47 @@ class _Route:
 
     target: MediaLeg
     source_encoding: Codec
-    audio_pt: int
-    rewrite_audio: bool
+    audio_pt: int | None
+    """The target's audio payload type where it differs from the source's, else None."""
     event_pt: int | None
-    transcode: Callable[[bytes], bytes] | None
+    """The target's telephone-event payload type, None to drop events (not negotiated)."""
+    translate: bytes | None
+    """G.711 transcoding table when the laws differ."""
     recorder: CallRecorder | None
     channel: Channel
 
     def audio(self, data: bytes, now: float) -> None:
-        target = self.target
-        if self.transcode is None and self.recorder is None and not self.rewrite_audio:
-            target._send(target.outgoing.relay(data, now))
-            return
-        packet = RtpPacket.parse(data)
         if self.recorder is not None:
+            packet = RtpPacket.parse(data)
             self.recorder.add(
                 self.channel, packet.ssrc, packet.timestamp, packet.payload,
                 self.source_encoding, now,
             )  # fmt: skip
-        if self.transcode is not None or self.rewrite_audio:
-            payload = packet.payload if self.transcode is None else self.transcode(packet.payload)
-            data = RtpPacket(
-                self.audio_pt, packet.sequence_number, packet.timestamp, packet.ssrc,
-                payload, packet.marker,
-            ).serialize()  # fmt: skip
-        target._send(target.outgoing.relay(data, now))
+        target = self.target
+        target._send(
+            target.outgoing.relay(data, now, payload_type=self.audio_pt, translate=self.translate)
+        )
 
     def event(self, data: bytes, now: float) -> None:
         if self.event_pt is None:
-            return  # the other side did not negotiate telephone-events
-        if data[1] & 0x7F != self.event_pt:
-            data = bytes((data[0], (data[1] & 0x80) | self.event_pt)) + data[2:]
-        self.target._send(self.target.outgoing.relay(data, now))
+            return
+        target = self.target
+        target._send(target.outgoing.relay(data, now, payload_type=self.event_pt))
 
 
 def _route(
     source: MediaLeg, target: MediaLeg, recorder: CallRecorder | None, channel: Channel
 ) -> _Route:
-    transcode: Callable[[bytes], bytes] | None = None
+    translate: bytes | None = None
     if source.codec.encoding != target.codec.encoding:
-        transcode = ulaw_to_alaw if source.codec.encoding == "PCMU" else alaw_to_ulaw
+        translate = ULAW_TO_ALAW if source.codec.encoding == "PCMU" else ALAW_TO_ULAW
+    audio_pt = target.codec.payload_type
     return _Route(
         target=target,
         source_encoding=source.codec.encoding,
-        audio_pt=target.codec.payload_type,
-        rewrite_audio=source.codec.payload_type != target.codec.payload_type,
+        audio_pt=None if audio_pt == source.codec.payload_type else audio_pt,
         event_pt=target.codec.telephone_event,
-        transcode=transcode,
+        translate=translate,
         recorder=recorder,
         channel=channel,
     )
@@ -339,8 +334,8 @@ class MediaLeg:
         """The identifier of the playback in progress, if any."""
         return None if self._playback is None else self._playback.ident
 
-    def play(self, source: Audio | Sequence[bytes], *, loop: bool = False) -> int:
-        """Play a prompt (or payloads in this leg's codec) from the next clock tick.
+    def play(self, source: PlaybackSource, *, loop: bool = False) -> int:
+        """Play a prompt, payloads in this leg's codec or a tone from the next clock tick.
 
         Replaces any playback in progress (without a :class:`PlaybackFinished`
         for it). Returns the identifier reported in :class:`PlaybackFinished`.
@@ -359,6 +354,10 @@ class MediaLeg:
         """Play G.711 silence for ``seconds`` (rounded up to whole 20 ms frames)."""
         count = max(1, -int(-seconds // PTIME))
         return self.play([silence_frame(self.codec.encoding)] * count)
+
+    def play_ringback(self, style: RingbackStyle = "north_america") -> int:
+        """Play ringback in the leg's codec until stopped or bridged (call-flow.md 1.2)."""
+        return self.play(self._engine._ringback(style, self.codec.encoding))
 
     def stop_playback(self) -> None:
         """Stop the playback in progress, if any, without reporting it finished."""
@@ -476,6 +475,7 @@ class MediaEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._playback_ids = 0
+        self._ringbacks: dict[tuple[RingbackStyle, Codec], ToneSource] = {}
         self._leg_ids = 0
 
     @property
@@ -515,6 +515,15 @@ class MediaEngine:
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _ringback(self, style: RingbackStyle, encoding: Codec) -> ToneSource:
+        # One precomputed cadence period per style and law, shared by every caller.
+        key = (style, encoding)
+        source = self._ringbacks.get(key)
+        if source is None:
+            encode = ulaw_encode if encoding == "PCMU" else alaw_encode
+            source = self._ringbacks[key] = ringback(style, encode=encode)
+        return source
 
     def _next_playback(self) -> int:
         self._playback_ids += 1

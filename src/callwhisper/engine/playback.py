@@ -8,8 +8,9 @@ from typing import Final
 
 from callwhisper.audio import FRAME_SAMPLES, Audio, Codec
 from callwhisper.media.g711 import ALAW_SILENCE, ULAW_SILENCE
+from callwhisper.media.tones import FrameSource
 
-__all__ = ["PCMA", "PCMU", "LegCodec", "Playback", "silence_frame"]
+__all__ = ["PCMA", "PCMU", "LegCodec", "Playback", "PlaybackSource", "silence_frame"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,25 +34,38 @@ def silence_frame(encoding: Codec) -> bytes:
     return bytes((ULAW_SILENCE if encoding == "PCMU" else ALAW_SILENCE,)) * FRAME_SAMPLES
 
 
+PlaybackSource = Audio | Sequence[bytes] | FrameSource
+"""What a leg can play: a prompt, payloads in the leg's codec, or an endless tone source."""
+
+
 class Playback:
-    """A sequence of 20 ms payloads played once or in a loop, one per clock tick.
+    """20 ms payloads played one per clock tick: once, in a loop, or endlessly from a tone.
 
     ``source`` is an :class:`~callwhisper.audio.Audio` (its cached frames in
-    the leg's codec are used) or ready-made payloads already in that codec.
+    the leg's codec are used), ready-made payloads already in that codec, or a
+    :class:`~callwhisper.media.tones.FrameSource` encoded in that codec
+    (ringback), which never ends.
     """
 
-    __slots__ = ("_frames", "_index", "ident", "loop")
+    __slots__ = ("_frames", "_index", "_tone", "ident", "loop")
 
     def __init__(
-        self, ident: int, source: Audio | Sequence[bytes], encoding: Codec, *, loop: bool = False
+        self, ident: int, source: PlaybackSource, encoding: Codec, *, loop: bool = False
     ) -> None:
         """Prepare the frames; a looped playback needs at least one frame."""
-        frames = source.frames(encoding) if isinstance(source, Audio) else tuple(source)
-        if loop and not frames:
+        self._tone: FrameSource | None = None
+        frames: Sequence[bytes] = ()
+        if isinstance(source, Audio):
+            frames = source.frames(encoding)
+        elif isinstance(source, Sequence):
+            frames = tuple(source)
+        else:
+            self._tone = source
+        if loop and not frames and self._tone is None:
             raise ValueError("a looped playback needs at least one frame")
         self.ident = ident
         self.loop = loop
-        self._frames: Sequence[bytes] = frames
+        self._frames = frames
         self._index = 0
 
     @property
@@ -61,8 +75,11 @@ class Playback:
 
     def next_frame(self) -> bytes | None:
         """The payload for this tick, or None once a non-looped playback is over."""
-        frames = self._frames
         index = self._index
+        if self._tone is not None:
+            self._index = index + 1
+            return self._tone.frame(index)
+        frames = self._frames
         if index >= len(frames) and not self.loop:
             return None
         self._index = index + 1

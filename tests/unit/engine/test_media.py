@@ -18,8 +18,9 @@ from callwhisper.engine.media import (
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec
 from callwhisper.errors import LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
-from callwhisper.media.g711 import ulaw_to_alaw
+from callwhisper.media.g711 import alaw_encode, ulaw_to_alaw
 from callwhisper.media.rtp import RtpPacket
+from callwhisper.media.tones import ringback
 from tests.unit.engine.fakes import FakeLoop, FakeSocket, fake_engine
 
 CALLER_PEER = ("127.0.0.1", 4000)
@@ -304,3 +305,15 @@ async def test_closing_a_bridged_leg_tears_the_bridge_down() -> None:
     await bridge.wait_closed()
     assert caller.bridge is None
     assert engine.bridges == set()
+
+
+def test_ringback_is_played_in_the_legs_codec_until_bridged() -> None:
+    engine, _, sockets, caller, buyer = bridged(PCMA, PCMU)
+    caller.play_ringback("europe")
+    for tick in range(60):
+        engine._tick(tick * 0.02)
+    engine.bridge(caller, buyer)
+    engine._tick(1.2)
+    expected = ringback("europe", encode=alaw_encode)
+    assert [p.payload for p in sent_packets(sockets[0])] == [expected.frame(n) for n in range(60)]
+    assert {p.payload_type for p in sent_packets(sockets[0])} == {8}

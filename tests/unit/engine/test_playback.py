@@ -6,7 +6,8 @@ import pytest
 
 from callwhisper.audio import Audio
 from callwhisper.engine.playback import Playback, silence_frame
-from callwhisper.media.g711 import ulaw_encode
+from callwhisper.media.g711 import alaw_encode, ulaw_encode
+from callwhisper.media.tones import ringback
 
 
 def test_plays_each_frame_once_then_ends() -> None:
@@ -37,3 +38,10 @@ def test_audio_uses_its_frames_in_the_leg_codec() -> None:
 def test_silence_frames_are_g711_zero() -> None:
     assert silence_frame("PCMU") == ulaw_encode(bytes(320))
     assert silence_frame("PCMA") == b"\xd5" * 160
+
+
+def test_a_tone_source_plays_endlessly_from_its_first_frame() -> None:
+    tone = ringback("uk", encode=alaw_encode)
+    playback = Playback(1, tone, "PCMA")
+    frames = [playback.next_frame() for _ in range(tone.period + 2)]
+    assert frames == [tone.frame(n) for n in range(tone.period + 2)]
