@@ -1,0 +1,76 @@
+"""Caller geography from real numbering data."""
+
+from __future__ import annotations
+
+import pytest
+
+from callwhisper.routing.geo import (
+    UNKNOWN,
+    Geo,
+    area_code_states,
+    enrich,
+    geo_for_number,
+    normalize_number,
+)
+from tests.unit.routing.helpers import call
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        ("+14155550100", Geo("US", "CA", "415", "San Francisco, CA")),
+        ("+12125550100", Geo("US", "NY", "212", "New York, NY")),
+        ("+15125550100", Geo("US", "TX", "512", "Texas")),
+        ("+16135550100", Geo("CA", "ON", "613", "Ontario")),
+        ("+17875550100", Geo("PR", "PR", "787", "Puerto Rico")),
+        ("+442079460000", Geo("GB", None, None, "London")),
+    ],
+)
+def test_geography_of_real_numbers(number: str, expected: Geo) -> None:
+    assert geo_for_number(number) == expected
+
+
+@pytest.mark.parametrize(
+    "number", ["4155550100", "14155550100", "(415) 555-0100", "1-415-555-0100"]
+)
+def test_north_american_numbers_without_plus_are_understood(number: str) -> None:
+    assert geo_for_number(number).state == "CA"
+
+
+@pytest.mark.parametrize(
+    "number", [None, "", "anonymous", "Restricted", "unavailable", "12", "+19995550100", "sip:x"]
+)
+def test_withheld_and_invalid_numbers_give_unknown_geography(number: str | None) -> None:
+    assert geo_for_number(number) is UNKNOWN
+
+
+def test_toll_free_number_has_an_area_code_but_no_state() -> None:
+    assert geo_for_number("+18005550100") == Geo("US", None, "800", None)
+
+
+def test_area_code_spanning_provinces_takes_the_state_most_exchanges_name() -> None:
+    assert area_code_states()["902"] == "NS"
+    assert area_code_states()["415"] == "CA"
+
+
+def test_normalize_number_gives_e164() -> None:
+    assert normalize_number(" 415.555.0100 ") == "+14155550100"
+    assert normalize_number("+44 20 7946 0000") == "+442079460000"
+    assert normalize_number("555-0100") is None
+
+
+def test_enrich_fills_unknown_geography_only() -> None:
+    enriched = enrich(call("+14155550100", state="NV"))
+    assert (enriched.state, enriched.area_code, enriched.city, enriched.country) == (
+        "NV",
+        "415",
+        "San Francisco, CA",
+        "US",
+    )
+
+
+def test_enrich_leaves_anonymous_and_complete_calls_unchanged() -> None:
+    anonymous = call(None)
+    assert enrich(anonymous) is anonymous
+    complete = call("+14155550100", state="CA", area_code="415", city="X", country="US")
+    assert enrich(complete) is complete
