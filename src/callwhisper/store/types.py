@@ -20,8 +20,18 @@ _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
 _FACTOR: int = 10**MONEY_SCALE
 
 
+def plain(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros or exponent: ``60.2500`` is ``60.25``, ``1E+2`` ``100``."""
+    reduced = value.normalize()
+    return reduced.quantize(Decimal(1)) if reduced == reduced.to_integral() else reduced
+
+
 class Money(TypeDecorator[Decimal]):
     """An exact amount with four decimal places: ``NUMERIC(14, 4)``, or scaled integers on SQLite.
+
+    Values read back carry no trailing zeros (``plain``), as amounts written in
+    a configuration do, so that reasons such as ``revenue cap 60.25/100`` read
+    the same from the store as from the reference ledger.
 
     Scaled integers keep SQL arithmetic (``used + reserved + :n <= :limit``)
     exact on SQLite, where ``NUMERIC`` values would be floating point.
@@ -47,8 +57,8 @@ class Money(TypeDecorator[Decimal]):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return (Decimal(int(value)) / _FACTOR).quantize(_QUANTUM)
-        return Decimal(str(value)).quantize(_QUANTUM)
+            return plain(Decimal(int(value)) / _FACTOR)
+        return plain(Decimal(str(value)))
 
 
 class UtcDateTime(TypeDecorator[datetime]):

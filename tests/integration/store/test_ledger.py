@@ -1,0 +1,218 @@
+"""The SQL cap ledger: exact amounts, the reference ledger's reasons, and no overshoot."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from callwhisper.domain.caps import CapCharge, CapKey
+from callwhisper.domain.state import ConcurrencyLimit, Reservation
+from callwhisper.store import CapAmounts, Store, create_store
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+CALLS = CapKey("buyer:acme", "calls", "day", "2026-03-02")
+REVENUE = CapKey("buyer:acme", "revenue", "month", "2026-03")
+CONVERSIONS = CapKey("route:auto/acme/*", "conversions", "total", "all")
+
+
+def reservation(
+    reservation_id: str,
+    *charges: CapCharge,
+    concurrency: tuple[ConcurrencyLimit, ...] = (),
+    at: datetime = AT,
+) -> Reservation:
+    return Reservation(reservation_id, charges, concurrency, at)
+
+
+def calls_cap(limit: int) -> CapCharge:
+    return CapCharge(CALLS, Decimal(limit), Decimal(1))
+
+
+async def test_reserve_holds_every_charge(store: Store) -> None:
+    refused = await store.ledger.reserve(
+        reservation(
+            "r1",
+            calls_cap(50),
+            CapCharge(REVENUE, Decimal("1000"), Decimal("42.5")),
+            concurrency=(ConcurrencyLimit("buyer:acme", 3),),
+        )
+    )
+    assert refused is None
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(1))
+    assert await store.ledger.amounts(REVENUE) == CapAmounts(Decimal(0), Decimal("42.5"))
+    counters = await store.counters.load_counters(
+        "auto", keys=[CALLS, REVENUE], owners=["buyer:acme"], now=AT
+    )
+    assert counters.in_progress == {"buyer:acme": 1}
+    assert counters.last_call_at == {"buyer:acme": AT}
+    assert await store.ledger.open_reservations() == ["r1"]
+
+
+async def test_reserve_refuses_at_the_limit_with_the_reference_reason(store: Store) -> None:
+    for number in range(2):
+        assert await store.ledger.reserve(reservation(f"r{number}", calls_cap(2))) is None
+    refused = await store.ledger.reserve(reservation("r2", calls_cap(2)))
+    assert refused == "daily calls cap 2/2"
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(2))
+
+
+async def test_refused_reservation_changes_nothing(store: Store) -> None:
+    """All or nothing: a later charge that fails leaves the earlier ones untouched."""
+    assert (
+        await store.ledger.reserve(
+            reservation("full", CapCharge(CONVERSIONS, Decimal(1), Decimal(1)))
+        )
+        is None
+    )
+    refused = await store.ledger.reserve(
+        reservation(
+            "r1",
+            calls_cap(50),
+            CapCharge(CONVERSIONS, Decimal(1), Decimal(1)),
+            concurrency=(ConcurrencyLimit("buyer:acme", 3),),
+            at=datetime(2026, 3, 2, 16, 0, tzinfo=UTC),
+        )
+    )
+    assert refused == "total conversions cap 1/1"
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(0))
+    counters = await store.counters.load_counters(
+        "auto", owners=["buyer:acme", "route:auto/acme/*"], now=AT
+    )
+    assert counters.in_progress.get("buyer:acme", 0) == 0
+    assert counters.last_call_at == {"route:auto/acme/*": AT}
+    assert await store.ledger.open_reservations() == ["full"]
+
+
+async def test_concurrency_refusal_reason(store: Store) -> None:
+    slot = (ConcurrencyLimit("target:acme/main", 1),)
+    assert await store.ledger.reserve(reservation("r1", concurrency=slot)) is None
+    assert await store.ledger.reserve(reservation("r2", concurrency=slot)) == "concurrency 1/1"
+    await store.ledger.finish("r1")
+    assert await store.ledger.reserve(reservation("r3", concurrency=slot)) is None
+
+
+async def test_money_reason_keeps_cents(store: Store) -> None:
+    charge = CapCharge(REVENUE, Decimal("100"), Decimal("60.25"))
+    assert await store.ledger.reserve(reservation("r1", charge)) is None
+    assert await store.ledger.reserve(reservation("r2", charge)) == "monthly revenue cap 60.25/100"
+
+
+async def test_commit_keeps_and_finish_releases_the_rest(store: Store) -> None:
+    await store.ledger.reserve(
+        reservation(
+            "r1",
+            calls_cap(50),
+            CapCharge(REVENUE, Decimal("1000"), Decimal("40")),
+            CapCharge(CONVERSIONS, Decimal(10), Decimal(1)),
+            concurrency=(ConcurrencyLimit("buyer:acme", 3),),
+        )
+    )
+    await store.ledger.commit("r1", ["calls"])
+    await store.ledger.commit("r1", ["calls"])
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(1), Decimal(0))
+    await store.ledger.commit("r1", ["revenue"], revenue=Decimal("35.1234"))
+    assert await store.ledger.amounts(REVENUE) == CapAmounts(Decimal("35.1234"), Decimal(0))
+    await store.ledger.finish("r1")
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(1), Decimal(0))
+    assert await store.ledger.amounts(CONVERSIONS) == CapAmounts(Decimal(0), Decimal(0))
+    counters = await store.counters.load_counters("auto", owners=["buyer:acme"], now=AT)
+    assert counters.in_progress == {"buyer:acme": 0}
+    assert await store.ledger.open_reservations() == []
+
+
+async def test_finished_or_unknown_reservations_raise_key_error(store: Store) -> None:
+    await store.ledger.reserve(reservation("r1", calls_cap(5)))
+    await store.ledger.finish("r1")
+    with pytest.raises(KeyError):
+        await store.ledger.finish("r1")
+    with pytest.raises(KeyError):
+        await store.ledger.commit("r1", ["calls"])
+    with pytest.raises(KeyError):
+        await store.ledger.commit("nope", ["calls"])
+
+
+async def test_reservation_ids_are_unique(store: Store) -> None:
+    await store.ledger.reserve(reservation("r1", calls_cap(5)))
+    with pytest.raises(ValueError, match="exists already"):
+        await store.ledger.reserve(reservation("r1", calls_cap(5)))
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(1))
+
+
+async def test_repeated_counter_in_one_reservation_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="repeats a counter"):
+        await store.ledger.reserve(reservation("r1", calls_cap(5), calls_cap(5)))
+
+
+CONCURRENT_ATTEMPTS = 240
+CAP = 50
+PROCESSES = 4
+
+
+async def test_concurrent_reservations_never_overshoot(database_url: str, store: Store) -> None:
+    """240 attempts at once from 4 engines (as from 4 processes) against a cap of 50.
+
+    Each attempt also takes a concurrency slot (limit 60) and a revenue charge,
+    so every reservation locks several counters.
+    """
+    engines = [create_store(database_url, pool_size=5) for _ in range(PROCESSES)]
+    try:
+
+        async def attempt(number: int) -> str | None:
+            ledger = engines[number % PROCESSES].ledger
+            return await ledger.reserve(
+                reservation(
+                    f"r{number:03d}",
+                    CapCharge(REVENUE, Decimal("100000"), Decimal("10.01")),
+                    calls_cap(CAP),
+                    concurrency=(ConcurrencyLimit("buyer:acme", 60),),
+                )
+            )
+
+        outcomes = await asyncio.gather(*(attempt(n) for n in range(CONCURRENT_ATTEMPTS)))
+    finally:
+        for engine in engines:
+            await engine.close()
+    accepted = [outcome for outcome in outcomes if outcome is None]
+    refused = [outcome for outcome in outcomes if outcome is not None]
+    assert len(accepted) == CAP
+    assert set(refused) == {f"daily calls cap {CAP}/{CAP}"}
+    assert len(refused) == CONCURRENT_ATTEMPTS - CAP
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(CAP))
+    assert await store.ledger.amounts(REVENUE) == CapAmounts(Decimal(0), Decimal("500.50"))
+    counters = await store.counters.load_counters("auto", owners=["buyer:acme"], now=AT)
+    assert counters.in_progress == {"buyer:acme": CAP}
+    assert len(await store.ledger.open_reservations()) == CAP
+
+
+async def test_concurrent_finish_and_reserve_keep_counts_exact(
+    database_url: str, store: Store
+) -> None:
+    """Releases racing with new reservations never lose or double a slot."""
+    slot = (ConcurrencyLimit("target:acme/main", 20),)
+    for number in range(20):
+        assert (
+            await store.ledger.reserve(
+                reservation(f"old{number}", calls_cap(1000), concurrency=slot)
+            )
+            is None
+        )
+    other = create_store(database_url, pool_size=5)
+    try:
+        finishes = [store.ledger.finish(f"old{n}") for n in range(20)]
+        reserves = [
+            other.ledger.reserve(reservation(f"new{n}", calls_cap(1000), concurrency=slot))
+            for n in range(40)
+        ]
+        results = await asyncio.gather(*finishes, *reserves)
+    finally:
+        await other.close()
+    accepted = sum(1 for outcome in results[20:] if outcome is None)
+    assert 0 < accepted <= 20
+    counters = await store.counters.load_counters("auto", owners=["target:acme/main"], now=AT)
+    assert counters.in_progress == {"target:acme/main": accepted}
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(accepted))
