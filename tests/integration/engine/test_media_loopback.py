@@ -1,0 +1,183 @@
+"""The media engine over real loopback sockets: relay, DTMF capture, playback, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import wave
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from callwhisper.engine.media import (
+    DigitReceived,
+    MediaConfig,
+    MediaEngine,
+    MediaEvent,
+    PlaybackFinished,
+)
+from callwhisper.engine.playback import PCMA, PCMU
+from callwhisper.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from callwhisper.media.rtp import RtpPacket
+from tests.unit.media.pcap import SIPP_PCAP_DIR, read_udp
+
+pytestmark = pytest.mark.integration
+
+Address = tuple[str, int]
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[MediaEngine]:
+    media = MediaEngine(MediaConfig("127.0.0.1", 31000, 31999))
+    await media.start()
+    yield media
+    await media.stop()
+
+
+@pytest.fixture
+def peers() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """Two plain UDP sockets standing for the caller's and the buyer's phones."""
+    pair = []
+    for _ in range(2):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        pair.append(sock)
+    yield pair[0], pair[1]
+    for sock in pair:
+        sock.close()
+
+
+def address(sock: socket.socket) -> Address:
+    host, port = sock.getsockname()
+    return (host, port)
+
+
+async def receive(sock: socket.socket, count: int) -> list[RtpPacket]:
+    """The next ``count`` RTP packets arriving at ``sock``, within a few seconds."""
+    loop = asyncio.get_running_loop()
+    packets: list[RtpPacket] = []
+    async with asyncio.timeout(3):
+        while len(packets) < count:
+            data, _ = await loop.sock_recvfrom(sock, 2048)
+            packets.append(RtpPacket.parse(data))
+    return packets
+
+
+def constant_frame(value: int, encode: Callable[[bytes], bytes]) -> bytes:
+    """One 20 ms G.711 frame of a constant sample value."""
+    return encode(np.full(160, value, dtype="<i2").tobytes())
+
+
+async def test_bridge_relays_both_ways_with_continuous_numbering(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket]
+) -> None:
+    phone_a, phone_b = peers
+    caller = engine.open_leg(PCMU, remote=address(phone_a))
+    buyer = engine.open_leg(PCMU, remote=address(phone_b))
+    assert caller.local_address[1] % 2 == 0
+    assert buyer.local_address[1] % 2 == 0
+    engine.bridge(caller, buyer)
+    for n in range(20):
+        phone_a.sendto(
+            RtpPacket(0, 1000 + n, 160 * n, 0xA, bytes([n]) * 160).serialize(), caller.local_address
+        )
+        phone_b.sendto(
+            RtpPacket(0, 60000 + n, 160 * n, 0xB, bytes([n]) * 160).serialize(), buyer.local_address
+        )
+    at_b = await receive(phone_b, 20)
+    at_a = await receive(phone_a, 20)
+    for packets, leg in ((at_b, buyer), (at_a, caller)):
+        first = packets[0].sequence_number
+        assert [p.sequence_number for p in packets] == [(first + n) % 65536 for n in range(20)]
+        assert [p.payload for p in packets] == [bytes([n]) * 160 for n in range(20)]
+        assert {p.ssrc for p in packets} == {leg.outgoing.ssrc}
+    assert caller.stats().packets_in == 20
+    assert buyer.stats().packets_out == 20
+    assert caller.stats().lost == 0
+
+
+async def test_sipp_dtmf_capture_gives_exactly_one_digit(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket]
+) -> None:
+    phone, _ = peers
+    events: list[MediaEvent] = []
+    leg = engine.open_leg(PCMA, on_event=events.append, name="buyer")
+    datagrams = [d for d in read_udp(SIPP_PCAP_DIR / "dtmf_2833_1.pcap") if d.payload]
+    for datagram in datagrams:
+        phone.sendto(datagram.payload, leg.local_address)
+    async with asyncio.timeout(3):
+        # The counters are plain integers, not awaitable: poll until the leg read them all.
+        while leg.counters.packets_in < len(datagrams):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert [e for e in events if isinstance(e, DigitReceived)] == [
+        DigitReceived("buyer", "1", events[0].at)
+    ]
+    assert leg.counters.malformed == 0
+
+
+async def test_playback_of_n_frames_sends_n_packets_at_the_packet_time(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket]
+) -> None:
+    phone, _ = peers
+    finished = asyncio.Event()
+    events: list[MediaEvent] = []
+
+    def on_event(event: MediaEvent) -> None:
+        events.append(event)
+        finished.set()
+
+    leg = engine.open_leg(PCMU, remote=address(phone), on_event=on_event, name="buyer")
+    frames = [bytes([n]) * 160 for n in range(25)]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ident = leg.play(frames)
+    packets = await receive(phone, 25)
+    elapsed = loop.time() - started
+    await asyncio.wait_for(finished.wait(), 1)
+    assert [p.payload for p in packets] == frames
+    assert [p.marker for p in packets] == [True] + [False] * 24
+    assert [(p.sequence_number - packets[0].sequence_number) % 65536 for p in packets] == list(
+        range(25)
+    )
+    assert elapsed > 24 * 0.02 * 0.5  # paced by the clock, not sent in one burst
+    assert events == [PlaybackFinished("buyer", ident, events[0].at)]
+
+
+async def test_recording_has_the_caller_left_and_the_buyer_right(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    phone_a, phone_b = peers
+    caller = engine.open_leg(PCMU, remote=address(phone_a))
+    buyer = engine.open_leg(PCMA, remote=address(phone_b))
+    path = tmp_path / "call.wav"
+    bridge = engine.bridge(caller, buyer, record_to=path)
+    caller_says = constant_frame(1000, ulaw_encode)
+    buyer_says = constant_frame(-2000, alaw_encode)
+    for n in range(40):
+        phone_a.sendto(RtpPacket(0, n, 160 * n, 0xA, caller_says).serialize(), caller.local_address)
+        phone_b.sendto(RtpPacket(8, n, 160 * n, 0xB, buyer_says).serialize(), buyer.local_address)
+        await asyncio.sleep(0.02)
+    await receive(phone_b, 40)
+    await receive(phone_a, 40)
+    engine.unbridge(bridge)
+    await bridge.wait_closed()
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 8000, 2)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    left_value = np.frombuffer(ulaw_decode(caller_says), dtype="<i2")[0]
+    right_value = np.frombuffer(alaw_decode(buyer_says), dtype="<i2")[0]
+    assert set(np.unique(samples[:, 0])) <= {0, left_value}
+    assert set(np.unique(samples[:, 1])) <= {0, right_value}
+    assert np.count_nonzero(samples[:, 0] == left_value) == 40 * 160
+    assert np.count_nonzero(samples[:, 1] == right_value) == 40 * 160
+
+
+async def test_stop_closes_every_leg(engine: MediaEngine) -> None:
+    legs = [engine.open_leg(PCMU) for _ in range(3)]
+    assert len({leg.local_address[1] for leg in legs}) == 3
+    await engine.stop()
+    assert all(leg.closed for leg in legs)
+    assert engine.legs == {}
