@@ -1,24 +1,31 @@
-"""What the commands share: reading a configuration file and reporting failures."""
+"""What the commands share: reading a configuration file, opening the store, failing clearly."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import NoReturn
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
 
 import click
+from alembic.util.exc import CommandError as AlembicError
+from sqlalchemy import make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from callwhisper.config import load_configuration_file
 from callwhisper.domain.configuration import Configuration
-from callwhisper.errors import ConfigError
+from callwhisper.errors import ConfigError, StoreError
+from callwhisper.store import DATABASE_URL_ENV, Store, create_store, database_url
+
+T = TypeVar("T")
 
 EXIT_INVALID = 1
 """Exit status when the configuration is invalid."""
 
 EXIT_STORE = 2
 """Exit status when the store (database) cannot be reached or fails."""
-
-DATABASE_URL_ENV = "CALLWHISPER_DATABASE_URL"
-"""Environment variable read when ``--database-url`` is not given."""
 
 
 def fail(problems: list[str], status: int = EXIT_INVALID) -> NoReturn:
@@ -54,3 +61,89 @@ def summary(configuration: Configuration) -> str:
     if configuration.trunks:
         parts.append(_plural(len(configuration.trunks), "trunk"))
     return ", ".join(parts)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be used; the message says which and why."""
+
+
+def database_option(function: Callable[..., T]) -> Callable[..., T]:
+    """The ``--database-url`` option, read from ``CALLWHISPER_DATABASE_URL`` when absent."""
+    option = click.option(
+        "--database-url",
+        envvar=DATABASE_URL_ENV,
+        show_envvar=True,
+        default=None,
+        metavar="URL",
+        help="sqlite:///path/to/file.db or postgresql://user@host/db "
+        "(default: SQLite in $CALLWHISPER_DATA_DIR or ./var).",
+    )
+    return option(function)
+
+
+def with_store(
+    url: str | None,
+    work: Callable[[Store], Awaitable[T]],
+    *,
+    migrate: bool,
+) -> T:
+    """Run ``work`` on the store at ``url``, or exit 2 with a clear message when it fails.
+
+    With ``migrate`` the schema is brought up to date first (``apply``);
+    without it the database must exist already, and nothing is written.
+    """
+    try:
+        return asyncio.run(_with_store(url, work, migrate=migrate))
+    except StoreUnavailable as error:
+        fail([f"error: {error}"], EXIT_STORE)
+
+
+async def _with_store(
+    url: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
+) -> T:
+    shown = _shown(url)
+    try:
+        resolved = database_url(url)
+        if not migrate:
+            _require_existing_file(resolved)
+        shown = resolved.render_as_string(hide_password=True)
+        store = create_store(url)
+    except (ValueError, ArgumentError, OSError) as error:
+        raise StoreUnavailable(f"database {shown}: {error}") from None
+    try:
+        if migrate:
+            await store.migrate()
+        return await work(store)
+    except (StoreError, SQLAlchemyError, AlembicError, OSError, TimeoutError) as error:
+        raise StoreUnavailable(f"database {shown}: {_reason(error)}") from None
+    finally:
+        await store.close()
+
+
+def _shown(url: str | None) -> str:
+    if url is None:
+        return "(default)"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(invalid URL)"
+
+
+def _require_existing_file(url: URL) -> None:
+    if url.get_backend_name() != "sqlite":
+        return
+    path = url.database
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        raise StoreUnavailable(
+            f"database {url.render_as_string(hide_password=True)}: no such file "
+            "(run callwhisper apply first)"
+        )
+
+
+def _reason(error: BaseException) -> str:
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, OperationalError) and "no such table" in first_line:
+        return f"{first_line} (not a callwhisper database, or run callwhisper apply first)"
+    return first_line
