@@ -1,0 +1,152 @@
+"""Call records: milestones, timelines, money, and closing calls a crash left open."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from callwhisper.domain.caps import CapCharge, CapKey
+from callwhisper.domain.state import ConcurrencyLimit, Reservation
+from callwhisper.store import CapAmounts, Store
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def later(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+async def test_a_call_is_recorded_milestone_by_milestone(store: Store) -> None:
+    calls = store.calls
+    await calls.create_call(
+        "c1",
+        dialed="+18005550123",
+        caller="+14155550111",
+        campaign_id="auto-ca",
+        publisher_id="pub-a",
+        started_at=START,
+        tags={"source": "radio"},
+    )
+    assert await calls.append_event("c1", "inbound", START, {"from": "+14155550111"}) == 1
+    decision = {"candidates": [{"buyer": "zeta", "skipped": "daily calls cap 50/50"}]}
+    await calls.record_routing("c1", decision)
+    await calls.create_leg(
+        "c1-l1",
+        "c1",
+        destination="+13125550199",
+        dialed_at=later(1),
+        buyer_id="acme",
+        target_id="desk",
+        reservation_id="r1",
+    )
+    assert await calls.append_event("c1", "dial", later(1), leg_id="c1-l1") == 2
+    await calls.update_leg(
+        "c1-l1", {"answered_at": later(5), "accepted_at": later(9), "ringing_at": later(2)}
+    )
+    await calls.update_call("c1", {"state": "bridged", "answered_at": later(0.5)})
+    await calls.update_leg(
+        "c1-l1", {"ended_at": later(200), "outcome": "converted", "cost": Decimal("0.0429")}
+    )
+    await calls.finish_call(
+        "c1",
+        outcome="converted",
+        ended_at=later(200),
+        revenue=Decimal("30"),
+        payout=Decimal("10"),
+        cost=Decimal("0.0714"),
+        converted=True,
+    )
+    call = await calls.get_call("c1")
+    assert call is not None
+    assert (call.state, call.outcome, call.converted) == ("ended", "converted", True)
+    assert (call.revenue, call.payout, call.cost) == (Decimal(30), Decimal(10), Decimal("0.0714"))
+    assert call.profit == Decimal("19.9286")
+    assert call.started_at == START
+    assert call.ended_at == later(200)
+    assert call.answered_at == later(0.5)
+    assert call.tags == {"source": "radio"}
+    assert call.routing == decision
+    assert [(e.seq, e.kind, e.leg_id) for e in call.events] == [
+        (1, "inbound", None),
+        (2, "dial", "c1-l1"),
+    ]
+    assert call.events[0].data == {"from": "+14155550111"}
+    (leg,) = call.legs
+    assert (leg.buyer_id, leg.target_id, leg.outcome) == ("acme", "desk", "converted")
+    assert (leg.ringing_at, leg.answered_at, leg.accepted_at) == (later(2), later(5), later(9))
+    assert leg.cost == Decimal("0.0429")
+
+
+async def test_timeline_sequence_is_monotonic_under_concurrent_appends(store: Store) -> None:
+    await store.calls.create_call("c1", dialed="+18005550123", started_at=START)
+    seqs = await asyncio.gather(
+        *(store.calls.append_event("c1", "dtmf", later(n), {"key": str(n % 10)}) for n in range(30))
+    )
+    assert sorted(seqs) == list(range(1, 31))
+    call = await store.calls.get_call("c1")
+    assert call is not None
+    assert [event.seq for event in call.events] == list(range(1, 31))
+
+
+async def test_unknown_calls_and_legs_raise_key_error(store: Store) -> None:
+    with pytest.raises(KeyError):
+        await store.calls.update_call("missing", {"state": "bridged"})
+    with pytest.raises(KeyError):
+        await store.calls.update_leg("missing", {"outcome": "busy"})
+    with pytest.raises(KeyError):
+        await store.calls.append_event("missing", "inbound", START)
+    assert await store.calls.get_call("missing") is None
+
+
+async def test_list_calls_newest_first_by_campaign(store: Store) -> None:
+    for number, campaign in enumerate(["a", "b", "a"]):
+        await store.calls.create_call(
+            f"c{number}", dialed="+18005550123", campaign_id=campaign, started_at=later(number)
+        )
+    listed = await store.calls.list_calls(campaign_id="a")
+    assert [call.id for call in listed] == ["c2", "c0"]
+    assert [call.id for call in await store.calls.list_calls(since=later(1))] == ["c2", "c1"]
+
+
+async def test_close_interrupted_calls_closes_open_calls_and_releases_their_caps(
+    store: Store,
+) -> None:
+    key = CapKey("buyer:acme", "calls", "day", "2026-03-02")
+    slot = ConcurrencyLimit("buyer:acme", 5)
+    await store.calls.create_call("done", dialed="+18005550123", started_at=START)
+    await store.calls.finish_call(
+        "done",
+        outcome="no_answer",
+        ended_at=later(30),
+        revenue=Decimal(0),
+        payout=Decimal(0),
+        cost=Decimal(0),
+    )
+    await store.calls.create_call("live", dialed="+18005550123", started_at=START)
+    reservation = Reservation("r-live", (CapCharge(key, Decimal(10), Decimal(1)),), (slot,), START)
+    assert await store.ledger.reserve(reservation, call_id="live") is None
+    await store.calls.create_leg(
+        "live-l1", "live", destination="+13125550199", dialed_at=later(1), reservation_id="r-live"
+    )
+    await store.calls.append_event("live", "dial", later(1), leg_id="live-l1")
+
+    assert await store.calls.close_interrupted_calls(later(60)) == 1
+    assert await store.calls.close_interrupted_calls(later(61)) == 0
+
+    live = await store.calls.get_call("live")
+    assert live is not None
+    assert (live.state, live.outcome, live.ended_at) == ("ended", "interrupted", later(60))
+    assert [(e.seq, e.kind) for e in live.events] == [(1, "dial"), (2, "interrupted")]
+    assert (live.legs[0].outcome, live.legs[0].ended_at) == ("interrupted", later(60))
+    done = await store.calls.get_call("done")
+    assert done is not None
+    assert done.outcome == "no_answer"
+    assert await store.ledger.amounts(key) == CapAmounts(Decimal(0), Decimal(0))
+    assert await store.ledger.open_reservations() == []
+    counters = await store.counters.load_counters("auto", owners=["buyer:acme"], now=START)
+    assert counters.in_progress == {"buyer:acme": 0}
