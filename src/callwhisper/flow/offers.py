@@ -1,7 +1,8 @@
 """What routing hands to the call flow: the candidates to offer the call to.
 
-These are the flow's own input types, so the flow does not depend on how
-routing is computed; the runner maps a routing decision onto them.
+These are the flow's own small input types, so that the session depends on
+nothing of how routing is computed; :meth:`RoutingResult.from_decision` maps
+a :class:`~callwhisper.routing.RoutingDecision` onto them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from callwhisper.domain.campaign import RingMode
 from callwhisper.domain.caps import CapCharge
 from callwhisper.domain.state import ConcurrencyLimit
 from callwhisper.domain.whisper import WhisperConfig
+from callwhisper.routing import Candidate, RoutingDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,27 @@ class Offer:
     charges: tuple[CapCharge, ...] = ()
     concurrency: tuple[ConcurrencyLimit, ...] = ()
 
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, caller_id: str | None = None) -> Offer:
+        """The offer of a routing candidate, presenting ``caller_id`` if given."""
+        return cls(
+            buyer_id=candidate.buyer_id,
+            destination=candidate.destination,
+            whisper=candidate.whisper,
+            revenue=candidate.revenue,
+            buffer_seconds=candidate.buffer_seconds,
+            target_id=candidate.target_id,
+            buyer_name=candidate.buyer_name,
+            trunk=candidate.trunk_id,
+            caller_id=caller_id,
+            tier=candidate.tier_index,
+            ring_mode=candidate.ring,
+            ring_timeout_seconds=candidate.ring_timeout_seconds,
+            no_convert=candidate.no_convert,
+            charges=candidate.charges,
+            concurrency=candidate.concurrency,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RoutingResult:
@@ -56,3 +79,20 @@ class RoutingResult:
     candidates: tuple[Offer, ...]
     refused_reason: str | None = None
     explanation: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_decision(
+        cls, decision: RoutingDecision, caller_id: str | None = None
+    ) -> RoutingResult:
+        """The result of a routing decision; ``caller_id`` is presented to every buyer."""
+        explanation = {
+            f"{c.buyer_id}/{c.target_id}": f"candidate {number}"
+            for number, c in enumerate(decision.candidates, 1)
+        }
+        for skipped in decision.skipped:
+            explanation[f"{skipped.buyer_id}/{skipped.target_id or '*'}"] = skipped.reason
+        return cls(
+            tuple(Offer.from_candidate(c, caller_id) for c in decision.candidates),
+            decision.call_refused,
+            explanation,
+        )

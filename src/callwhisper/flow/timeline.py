@@ -47,7 +47,7 @@ _DESCRIBE: dict[str, _Describe] = {
         f"end  {d['reason']}"
         + (f" by {d['by']}" if "by" in d else "")
         + (f" (status {d['status']})" if "status" in d else "")
-        + (f" cost {d['cost']}" if d["cost"] not in ("0", "0.0000") else "")
+        + (f" cost {d['cost']}" if Decimal(d["cost"]) else "")
     ),
     "recording_start": lambda d: "recording start",
     "recording_stop": lambda d: "recording stop",
