@@ -43,14 +43,6 @@ def is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def model_in(tp: Any) -> type[BaseModel] | None:
-    """The model class a value of type ``tp`` is validated as, if any."""
-    for member in union_members(tp):
-        if is_model(member):
-            return typing.cast(type[BaseModel], member)
-    return None
-
-
 def child_type(tp: Any, key: str | int) -> Any | None:
     """The type expected at ``key`` inside a value of type ``tp``; ``None`` if unknown."""
     for member in union_members(tp):
@@ -62,14 +54,6 @@ def child_type(tp: Any, key: str | int) -> Any | None:
             return typing.get_args(member)[0]
         if origin is dict and isinstance(key, str):
             return typing.get_args(member)[1]
-    return None
-
-
-def key_type(tp: Any) -> Any | None:
-    """The type of the keys of a mapping of type ``tp``; ``None`` if it is not a dict."""
-    for member in union_members(tp):
-        if typing.get_origin(member) is dict:
-            return typing.get_args(member)[0]
     return None
 
 
