@@ -15,6 +15,13 @@ from callwhisper.engine.media import (
 )
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec, Playback, silence_frame
 from callwhisper.engine.recording import BUYER, CALLER, CallRecorder
+from callwhisper.engine.transport import (
+    SipCore,
+    SipEndpoint,
+    SourceRateLimiter,
+    TransportConfig,
+    TransportCounters,
+)
 
 __all__ = [
     "BUYER",
@@ -36,6 +43,11 @@ __all__ = [
     "Playback",
     "PlaybackFinished",
     "PortAllocator",
+    "SipCore",
+    "SipEndpoint",
+    "SourceRateLimiter",
     "TickSchedule",
+    "TransportConfig",
+    "TransportCounters",
     "silence_frame",
 ]
