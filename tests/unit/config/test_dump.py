@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -69,6 +70,18 @@ def test_money_keeps_its_digits_and_short_lists_are_inline() -> None:
     dumped = dump_configuration(load_configuration_text(text))
     assert "      revenue: 42.50\n" in dumped
     assert "      states: [CA, NV]\n" in dumped
+
+
+@pytest.mark.parametrize(
+    "name", ["caf\u00e9 \u2603", "line\x85break", "a\u2028b", "no", "08:00", ""]
+)
+def test_awkward_strings_round_trip(name: str) -> None:
+    configuration = load_configuration_text(
+        MINIMAL.replace("  - id: acme\n", "  - id: acme\n    name: x\n")
+    )
+    buyer = configuration.buyers[0].model_copy(update={"name": name})
+    changed = configuration.model_copy(update={"buyers": [buyer]})
+    assert load_configuration_text(dump_configuration(changed)).buyers[0].name == name
 
 
 def test_empty_configuration() -> None:
@@ -165,7 +178,7 @@ def _configurations(draw: st.DrawFn) -> Configuration:
     )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, suppress_health_check=[HealthCheck.too_slow])
 @given(_configurations())
 def test_generated_configurations_round_trip(configuration: Configuration) -> None:
     assert load_configuration_text(dump_configuration(configuration)) == configuration
