@@ -21,16 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from callwhisper.domain import (
     CallAttributes,
     CapCharge,
-    CapKey,
     ConcurrencyLimit,
     Configuration,
     DuplicateRule,
@@ -41,8 +39,9 @@ from callwhisper.domain import (
     WhisperConfig,
 )
 from callwhisper.domain.campaign import RingMode
-from callwhisper.domain.caps import CapPeriod, describe_cap, metric_amount, period_key
+from callwhisper.domain.caps import describe_cap
 from callwhisper.routing.geo import enrich, is_withheld, normalize_number
+from callwhisper.routing.hours import Hours
 from callwhisper.routing.methods import rotation_to_dict
 from callwhisper.routing.plan import (
     CampaignPlan,
@@ -50,13 +49,11 @@ from callwhisper.routing.plan import (
     OwnerLimits,
     TargetPlan,
     compile_plan,
+    quarter_of,
 )
 
 _ZERO = Decimal(0)
 _NO_ROTATION = TierRotation()
-# Every time zone in use today is offset from UTC by a multiple of 15 minutes, so
-# calendar periods (hour, day, week, month) start on a UTC quarter hour.
-_QUARTER_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +241,6 @@ def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=4096)
-def _period_key(period: CapPeriod, timezone: str, quarter: int) -> str:
-    return period_key(period, datetime.fromtimestamp(quarter * _QUARTER_SECONDS, UTC), timezone)
-
-
 @dataclass(frozen=True, slots=True)
 class _Pass:
     """A target that passed every check, with what dialing it reserves."""
@@ -279,8 +271,10 @@ class _Decider:
         self.counters = counters
         self.now = now
         self.publisher_limits = publisher_limits
-        self.quarter = int(now.timestamp()) // _QUARTER_SECONDS
-        self.local_times: dict[ZoneInfo, datetime] = {}
+        self.quarter = quarter_of(now)
+        self.local_times: dict[ZoneInfo, tuple[date, int]] = {}
+        # Compiled schedules are shared by every target with the same hours.
+        self.closed: dict[int, str | None] = {}
         self.tags = _tags(attributes)
         # Duplicate rules look for the same caller; a withheld caller has no history.
         self.history: Sequence[PastCall] = (
@@ -306,8 +300,7 @@ class _Decider:
                 passes: list[_Pass] = []
                 failures: list[tuple[str, str, bool]] = []
                 for target_plan in entry.targets:
-                    target_id = target_plan.target.id
-                    earlier = chosen_in.get((entry.buyer.id, target_id))
+                    earlier = chosen_in.get(target_plan.pair) if chosen_in else None
                     result: _Pass | _Failure = (
                         (f"already a candidate in tier {earlier + 1}", True)
                         if earlier is not None
@@ -316,8 +309,15 @@ class _Decider:
                     if isinstance(result, _Pass):
                         passes.append(result)
                     else:
-                        failures.append((target_id, *result))
-                skipped += _skipped_rows(entry, tier.index, failures, passes)
+                        failures.append((target_plan.target.id, *result))
+                if failures:
+                    if len(failures) == 1 and not passes and not failures[0][2]:
+                        # The common case: an entry with one target, skipped for its buyer.
+                        skipped.append(
+                            Skipped(entry.buyer.id, entry.target_id, tier.index, failures[0][1])
+                        )
+                    else:
+                        skipped += _skipped_rows(entry, tier.index, failures, passes)
                 passes_of.append(passes)
             key = (campaign.id, tier.index)
             rotation = self.counters.rotation.get(key, _NO_ROTATION)
@@ -325,8 +325,7 @@ class _Decider:
             supplied = False
             for index in ordering.order:
                 for passed in passes_of[index]:
-                    target_plan = passed.plan
-                    pair = (target_plan.buyer.id, target_plan.target.id)
+                    pair = passed.plan.pair
                     earlier = chosen_in.get(pair)
                     if earlier is not None:
                         reason = f"already a candidate in tier {earlier + 1}"
@@ -348,30 +347,36 @@ class _Decider:
             duplicate=self.campaign_duplicate is not None,
         )
 
-    def local(self, zone: ZoneInfo) -> datetime:
-        local = self.local_times.get(zone)
+    def closed_reason(self, hours: Hours) -> str | None:
+        """Why ``hours`` is closed now, worked out once per decision for each schedule."""
+        key = id(hours)
+        if key in self.closed:
+            return self.closed[key]
+        local = self.local_times.get(hours.timezone)
         if local is None:
-            local = self.local_times[zone] = self.now.astimezone(zone)
-        return local
+            moment = self.now.astimezone(hours.timezone)
+            local = self.local_times[hours.timezone] = (
+                moment.date(),
+                moment.hour * 60 + moment.minute,
+            )
+        reason = self.closed[key] = hours.closed_reason_at(*local)
+        return reason
 
     def evaluate(self, plan: TargetPlan) -> _Pass | _Failure:
         """Every check on one target, in order; the first failure is its reason."""
-        if not plan.buyer.enabled:
-            return "buyer disabled", False
-        if not plan.target.enabled:
-            return "target disabled", True
+        if plan.disabled is not None:
+            return plan.disabled
         if plan.hours is not None:
-            closed = plan.hours.closed_reason_local(self.local(plan.hours.timezone))
+            closed = self.closed_reason(plan.hours)
             if closed is not None:
                 return closed, plan.hours_target_level
         attributes = self.attributes
-        for filters, target_level in ((plan.buyer_filters, False), (plan.target_filters, True)):
-            if filters is not None:
-                rejection = filters.rejection(
-                    attributes.state, attributes.area_code, attributes.zip_code, self.tags
-                )
-                if rejection is not None:
-                    return rejection, target_level
+        for filters, target_level in plan.filters:
+            rejection = filters.rejection(
+                attributes.state, attributes.area_code, attributes.zip_code, self.tags
+            )
+            if rejection is not None:
+                return rejection, target_level
         no_convert_reason = self.campaign_duplicate
         if plan.duplicates is not None and self.history:
             duplicate = _duplicate(
@@ -386,27 +391,24 @@ class _Decider:
         usage = self.counters.cap_usage
         revenue = plan.conversion.revenue
         for owner in owners:
-            for metric, period, limit in owner.limits:
-                key = CapKey(
-                    owner.owner, metric, period, _period_key(period, owner.timezone, self.quarter)
-                )
-                amount = metric_amount(metric, revenue)
-                used = usage.get(key, _ZERO)
-                if used + amount > limit:
-                    return owner.label + describe_cap(metric, period, used, limit), (
+            owner_charges = owner.charges(self.quarter, revenue)
+            for charge in owner_charges:
+                used = usage.get(charge.key, _ZERO)
+                if used + charge.amount > charge.limit:
+                    key = charge.key
+                    return owner.label + describe_cap(key.metric, key.period, used, charge.limit), (
                         owner.target_level
                     )
-                charges.append(CapCharge(key, limit, amount))
+            charges += owner_charges
         slots: list[ConcurrencyLimit] = []
         in_progress = self.counters.in_progress
         for owner in owners:
-            if owner.concurrency is not None:
-                calls = in_progress.get(owner.owner, 0)
-                if calls >= owner.concurrency:
-                    return f"{owner.label}concurrency {calls}/{owner.concurrency}", (
-                        owner.target_level
-                    )
-                slots.append(ConcurrencyLimit(owner.owner, owner.concurrency))
+            slot = owner.slot
+            if slot is not None:
+                calls = in_progress.get(slot.owner, 0)
+                if calls >= slot.limit:
+                    return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
+                slots.append(slot)
         last_call_at = self.counters.last_call_at
         for owner in owners:
             if owner.spacing_seconds:
@@ -428,8 +430,6 @@ def _skipped_rows(
     passes: list[_Pass],
 ) -> list[Skipped]:
     """Skipped rows of one entry: one row when the buyer itself failed, else one per target."""
-    if not failures:
-        return []
     reasons = {reason for _, reason, _ in failures}
     if not passes and len(reasons) == 1 and not any(level for _, _, level in failures):
         return [Skipped(entry.buyer.id, entry.target_id, tier_index, reasons.pop())]

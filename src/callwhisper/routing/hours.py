@@ -1,11 +1,15 @@
-"""Schedules compiled to minutes, so a routing decision never parses a time range.
+"""Schedules compiled to minutes of the week, so a routing decision never parses a time range.
 
-``Hours`` answers the same questions as ``Schedule.is_open`` and
-``Schedule.closed_reason``, with the same words, from spans computed once.
+``Hours`` answers what ``Schedule.closed_reason`` answers, with the same
+words: open spans are laid out once as sorted intervals over the week, and
+one binary search tells whether a minute is open and when the next opening
+is. Closed dates only change the days they touch, so a day-by-day search
+(as ``Schedule`` does it) is left for when one of those days is involved.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -14,28 +18,34 @@ from callwhisper.domain import Schedule
 from callwhisper.domain.schedule import WEEKDAYS, parse_time_range
 
 _MINUTES_PER_DAY = 24 * 60
+_MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # As Schedule: a year and a week covers every closed date a year ahead plus a full week.
 _LOOKAHEAD_DAYS = 372
+_ONE_DAY = timedelta(days=1)
 
 Span = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
 class Hours:
-    """A schedule in minutes since local midnight, per weekday (Monday first).
+    """A schedule in minutes since local midnight, in its time zone.
 
-    ``own[d]`` are the spans a weekday opens itself; ``spill[d]`` the part of
-    the previous weekday's overnight ranges that runs into weekday ``d``.
-    ``both[d]`` is their sorted union, for days when no closed date interferes.
+    ``own[d]`` are the spans weekday ``d`` (Monday first) opens itself;
+    ``spill[d]`` the part of the previous weekday's overnight ranges that runs
+    into ``d``. ``starts``/``ends`` are both, merged, as minutes of the week.
+    ``affected`` are the ordinals of the days a closed date changes: the date
+    itself and the day after (whose spill-over it cancels), sorted.
     """
 
     timezone_name: str
     timezone: ZoneInfo
     own: tuple[tuple[Span, ...], ...]
     spill: tuple[tuple[Span, ...], ...]
-    both: tuple[tuple[Span, ...], ...]
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
     closed_dates: frozenset[date]
+    affected: tuple[int, ...]
 
     @classmethod
     def compile(cls, schedule: Schedule, default_timezone: str) -> Hours:
@@ -54,52 +64,90 @@ class Hours:
                     else:
                         own[weekday].append((start, _MINUTES_PER_DAY))
                         spill[(weekday + 1) % 7].append((0, end))
+        week = sorted(
+            (weekday * _MINUTES_PER_DAY + start, weekday * _MINUTES_PER_DAY + end)
+            for weekday in range(7)
+            for start, end in own[weekday] + spill[weekday]
+        )
+        merged: list[list[int]] = []
+        for start, end in week:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
         name = schedule.timezone or default_timezone
         return cls(
             timezone_name=name,
             timezone=ZoneInfo(name),
             own=tuple(tuple(sorted(spans)) for spans in own),
             spill=tuple(tuple(sorted(spans)) for spans in spill),
-            both=tuple(tuple(sorted(a + b)) for a, b in zip(own, spill, strict=True)),
+            starts=tuple(start for start, _ in merged),
+            ends=tuple(end for _, end in merged),
             closed_dates=frozenset(schedule.closed_dates),
+            affected=tuple(
+                sorted(
+                    {day.toordinal() for day in schedule.closed_dates}
+                    | {day.toordinal() + 1 for day in schedule.closed_dates}
+                )
+            ),
         )
 
-    def spans(self, day: date) -> tuple[Span, ...]:
+    def closed_reason(self, now: datetime) -> str | None:
+        """``None`` when open at the aware ``now``, else ``closed until Mon 09:00 <zone>``."""
+        local = now.astimezone(self.timezone)
+        return self.closed_reason_at(local.date(), local.hour * 60 + local.minute)
+
+    def closed_reason_at(self, today: date, minute: int) -> str | None:
+        """``None`` when open on the local date ``today`` at ``minute`` past midnight, else why."""
+        starts = self.starts
+        if not starts:
+            # Closed dates only close more: a week that never opens never will.
+            return "closed: no opening hours"
+        week_minute = today.weekday() * _MINUTES_PER_DAY + minute
+        index = bisect_right(starts, week_minute) - 1
+        is_open = index >= 0 and week_minute < self.ends[index]
+        opening = week_minute
+        if not is_open:
+            index += 1
+            opening = starts[index] if index < len(starts) else starts[0] + _MINUTES_PER_WEEK
+        offset = opening // _MINUTES_PER_DAY - week_minute // _MINUTES_PER_DAY
+        if self.affected:
+            first = today.toordinal()
+            position = bisect_left(self.affected, first)
+            if position < len(self.affected) and self.affected[position] <= first + offset:
+                return self._closed_reason_by_date(today, minute)
+        if is_open:
+            return None
+        when = _when(today, offset, opening % _MINUTES_PER_DAY)
+        return f"closed until {when} {self.timezone_name}"
+
+    def _spans(self, day: date) -> list[Span]:
         """Open spans of the local ``day``, including spill-over from the day before."""
         weekday = day.weekday()
-        if not self.closed_dates:
-            return self.both[weekday]
         spans: list[Span] = []
         if day not in self.closed_dates:
             spans += self.own[weekday]
-        if day - timedelta(days=1) not in self.closed_dates:
+        if day - _ONE_DAY not in self.closed_dates:
             spans += self.spill[weekday]
-        return tuple(sorted(spans))
+        return sorted(spans)
 
-    def closed_reason_local(self, local: datetime) -> str | None:
-        """``None`` when open at ``local``, else ``closed until Mon 09:00 America/New_York``."""
-        minute = local.hour * 60 + local.minute
-        today = local.date()
+    def _closed_reason_by_date(self, today: date, minute: int) -> str | None:
+        """The answer worked out day by day, for when a closed date is involved."""
         for offset in range(_LOOKAHEAD_DAYS):
-            day = today + timedelta(days=offset)
-            for start, end in self.spans(day):
+            for start, end in self._spans(today + timedelta(days=offset)):
                 if offset == 0:
                     if start <= minute < end:
                         return None
                     if start <= minute:
                         continue
-                return f"closed until {_when(today, day, start)} {self.timezone_name}"
+                return f"closed until {_when(today, offset, start)} {self.timezone_name}"
         return "closed: no opening hours"
 
-    def closed_reason(self, now: datetime) -> str | None:
-        """``None`` when open at the aware ``now``, else why it is closed."""
-        return self.closed_reason_local(now.astimezone(self.timezone))
 
-
-def _when(today: date, day: date, start: int) -> str:
+def _when(today: date, offset: int, start: int) -> str:
     clock = f"{start // 60:02d}:{start % 60:02d}"
-    if day == today:
+    if offset == 0:
         return clock
-    if (day - today).days >= 7:
-        return f"{day.isoformat()} {clock}"
-    return f"{_DAY_NAMES[day.weekday()]} {clock}"
+    if offset >= 7:
+        return f"{(today + timedelta(days=offset)).isoformat()} {clock}"
+    return f"{_DAY_NAMES[(today.weekday() + offset) % 7]} {clock}"

@@ -8,24 +8,35 @@ decision does no parsing, no pydantic validation and no searching.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 
 from callwhisper.domain import (
     Buyer,
     Campaign,
     Caps,
+    ConcurrencyLimit,
     Configuration,
     ConversionRule,
     DuplicateRule,
     Filters,
     Publisher,
     RouteEntry,
+    Schedule,
     Target,
     WhisperConfig,
 )
 from callwhisper.domain.campaign import RingMode
-from callwhisper.domain.caps import CapMetric, CapPeriod
+from callwhisper.domain.caps import (
+    CapCharge,
+    CapKey,
+    CapMetric,
+    CapPeriod,
+    metric_amount,
+    period_key,
+)
 from callwhisper.domain.state import buyer_owner, publisher_owner, route_owner, target_owner
 from callwhisper.errors import ConfigError
 from callwhisper.routing.geo import normalize_number
@@ -48,6 +59,11 @@ class OwnerLimits:
     concurrency: int | None
     spacing_seconds: int | None
     target_level: bool
+    slot: ConcurrencyLimit | None
+    # Charges of the latest quarter hour asked for, by call revenue; see ``charges``.
+    _charges: dict[int, dict[Decimal, tuple[CapCharge, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -59,21 +75,97 @@ class OwnerLimits:
         limits = tuple(caps.limits())
         if not limits and caps.concurrency is None and caps.spacing_seconds is None:
             return None
+        slot = None if caps.concurrency is None else ConcurrencyLimit(owner, caps.concurrency)
         return cls(
-            owner, label, timezone, limits, caps.concurrency, caps.spacing_seconds, target_level
+            owner,
+            label,
+            timezone,
+            limits,
+            caps.concurrency,
+            caps.spacing_seconds,
+            target_level,
+            slot,
         )
+
+    def charges(self, quarter: int, revenue: Decimal) -> tuple[CapCharge, ...]:
+        """What one call paying ``revenue`` reserves, in the periods of UTC quarter ``quarter``.
+
+        The answer only changes with the quarter hour (see ``quarter_of``) and
+        the revenue, so it is kept: deciding a call then builds no cap keys.
+        """
+        by_revenue = self._charges.get(quarter)
+        if by_revenue is None:
+            self._charges.clear()
+            by_revenue = self._charges[quarter] = {}
+        found = by_revenue.get(revenue)
+        if found is None:
+            found = by_revenue[revenue] = tuple(
+                CapCharge(
+                    CapKey(self.owner, metric, period, _period_key(period, self.timezone, quarter)),
+                    limit,
+                    metric_amount(metric, revenue),
+                )
+                for metric, period, limit in self.limits
+            )
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class FilterPlan:
+    """Filters with a memo of their answers.
+
+    ``Filters.rejection`` depends only on the call's state, area code, ZIP and
+    the tags its rules name, and callers share those often, so answers are
+    kept per combination (up to ``_MEMO_SIZE``, then started afresh).
+    """
+
+    filters: Filters
+    tag_names: tuple[str, ...]
+    _memo: dict[tuple[object, ...], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    @classmethod
+    def of(cls, filters: Filters) -> FilterPlan:
+        """The plan of ``filters``."""
+        return cls(filters, tuple(dict.fromkeys(rule.tag for rule in filters.tags)))
+
+    def rejection(
+        self, state: str | None, area_code: str | None, zip_code: str | None, tags: dict[str, str]
+    ) -> str | None:
+        """What ``Filters.rejection`` answers for these values."""
+        key: tuple[object, ...] = (state, area_code, zip_code)
+        if self.tag_names:
+            key = (*key, *map(tags.get, self.tag_names))
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        answer = memo[key] = self.filters.rejection(state, area_code, zip_code, tags)
+        return answer
+
+
+_MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class TargetPlan:
-    """One target as a route entry reaches it, with every override resolved."""
+    """One target as a route entry reaches it, with every override resolved.
+
+    Checks that can fail carry whether the failure concerns the target alone
+    (``True``) or its buyer: ``disabled`` is the (reason, target-level) of a
+    switched-off buyer or target, ``filters`` the buyer's then the target's.
+    ``pair`` is (buyer id, target id), which a call is offered at most once.
+    """
 
     buyer: Buyer
     target: Target
+    pair: tuple[str, str]
+    disabled: tuple[str, bool] | None
     hours: Hours | None
     hours_target_level: bool
-    buyer_filters: Filters | None
-    target_filters: Filters | None
+    filters: tuple[tuple[FilterPlan, bool], ...]
     duplicates: DuplicateRule | None
     owners: tuple[OwnerLimits, ...]
     ring_timeout_seconds: int
@@ -129,6 +221,20 @@ class Plan:
 
 _PLANS: dict[int, Plan] = {}
 
+# Every time zone in use today is offset from UTC by a multiple of 15 minutes, so
+# calendar periods (hour, day, week, month) start on a UTC quarter hour.
+_QUARTER_SECONDS = 15 * 60
+
+
+def quarter_of(now: datetime) -> int:
+    """The UTC quarter hour containing ``now``: every cap period key is the same within it."""
+    return int(now.timestamp()) // _QUARTER_SECONDS
+
+
+@lru_cache(maxsize=4096)
+def _period_key(period: CapPeriod, timezone: str, quarter: int) -> str:
+    return period_key(period, datetime.fromtimestamp(quarter * _QUARTER_SECONDS, UTC), timezone)
+
 
 def compile_plan(configuration: Configuration) -> Plan:
     """The routing plan of ``configuration``, compiled on first use and kept while it lives.
@@ -163,77 +269,121 @@ def _compile(configuration: Configuration) -> Plan:
         )
         for publisher in configuration.publishers
     }
-    campaigns = {
-        campaign.id: _compile_campaign(campaign, configuration.buyers_by_id)
-        for campaign in configuration.campaigns
-    }
+    compiler = _Compiler(configuration.buyers_by_id)
+    campaigns = {campaign.id: compiler.campaign(campaign) for campaign in configuration.campaigns}
     return Plan(campaigns, publishers)
 
 
-def _compile_campaign(campaign: Campaign, buyers: dict[str, Buyer]) -> CampaignPlan:
-    tiers = tuple(
-        TierPlan(
-            index=index,
-            method_name=tier.method,
-            method=get_method(tier.method),
-            ring=tier.ring,
-            members=tuple(Member(member_key(e.buyer, e.target), e.weight) for e in tier.buyers),
-            entries=tuple(
-                _compile_entry(campaign, entry, buyers[entry.buyer]) for entry in tier.buyers
-            ),
-        )
-        for index, tier in enumerate(campaign.routing.tiers)
-    )
-    blocked = frozenset(normalize_number(n) or n.strip() for n in campaign.blocking.numbers)
-    return CampaignPlan(campaign, tiers, blocked)
+@dataclass(frozen=True, slots=True)
+class _OwnerParts:
+    """What a buyer or target contributes to every entry that names it."""
+
+    limits: OwnerLimits | None
+    hours: Hours | None
+    filters: FilterPlan | None
 
 
-def _compile_entry(campaign: Campaign, entry: RouteEntry, buyer: Buyer) -> EntryPlan:
-    buyer_limits = OwnerLimits.of(
-        buyer_owner(buyer.id), "", buyer.caps, buyer.timezone, target_level=False
-    )
-    # Route caps are the buyer's caps on this campaign, so they count in the buyer's time zone.
-    route_limits = OwnerLimits.of(
-        route_owner(campaign.id, buyer.id, entry.target),
-        f"campaign {campaign.id}: ",
-        entry.caps,
-        buyer.timezone,
-        target_level=False,
-    )
-    buyer_hours = Hours.compile(buyer.schedule, buyer.timezone) if buyer.schedule else None
-    targets = []
-    for target in buyer.targets:
-        if entry.target is not None and target.id != entry.target:
-            continue
-        target_limits = OwnerLimits.of(
-            target_owner(buyer.id, target.id),
-            f"target {target.id}: ",
-            target.caps,
-            buyer.timezone,
-            target_level=True,
-        )
-        hours = buyer_hours
-        if target.schedule is not None:
-            hours = Hours.compile(target.schedule, buyer.timezone)
-        targets.append(
-            TargetPlan(
-                buyer=buyer,
-                target=target,
-                hours=hours,
-                hours_target_level=target.schedule is not None,
-                buyer_filters=buyer.filters,
-                target_filters=target.filters,
-                duplicates=buyer.duplicates,
-                owners=tuple(
-                    limits
-                    for limits in (buyer_limits, target_limits, route_limits)
-                    if limits is not None
-                ),
-                ring_timeout_seconds=target.ring_timeout_seconds
-                or buyer.ring_timeout_seconds
-                or campaign.ring_timeout_seconds,
-                whisper=target.whisper or buyer.whisper or campaign.whisper,
-                conversion=entry.conversion or target.conversion or buyer.conversion,
+class _Compiler:
+    """Compiles campaigns, sharing each buyer's and target's parts (and their memos)."""
+
+    def __init__(self, buyers: dict[str, Buyer]) -> None:
+        self.buyers = buyers
+        self.parts: dict[tuple[str, str | None], _OwnerParts] = {}
+        self.hours: dict[str, Hours] = {}
+
+    def compile_hours(self, schedule: Schedule, timezone: str) -> Hours:
+        """One ``Hours`` per distinct schedule, so a decision works each one out once."""
+        key = f"{timezone} {schedule.model_dump_json()}"
+        hours = self.hours.get(key)
+        if hours is None:
+            hours = self.hours[key] = Hours.compile(schedule, timezone)
+        return hours
+
+    def campaign(self, campaign: Campaign) -> CampaignPlan:
+        tiers = tuple(
+            TierPlan(
+                index=index,
+                method_name=tier.method,
+                method=get_method(tier.method),
+                ring=tier.ring,
+                members=tuple(Member(member_key(e.buyer, e.target), e.weight) for e in tier.buyers),
+                entries=tuple(self.entry(campaign, entry) for entry in tier.buyers),
             )
+            for index, tier in enumerate(campaign.routing.tiers)
         )
-    return EntryPlan(buyer, entry.target, tuple(targets))
+        blocked = frozenset(normalize_number(n) or n.strip() for n in campaign.blocking.numbers)
+        return CampaignPlan(campaign, tiers, blocked)
+
+    def owner_parts(self, buyer: Buyer, target: Target | None) -> _OwnerParts:
+        key = (buyer.id, None if target is None else target.id)
+        parts = self.parts.get(key)
+        if parts is None:
+            if target is None:
+                owner, label, caps = buyer_owner(buyer.id), "", buyer.caps
+                schedule, filters = buyer.schedule, buyer.filters
+            else:
+                owner, label, caps = (
+                    target_owner(buyer.id, target.id),
+                    f"target {target.id}: ",
+                    target.caps,
+                )
+                schedule, filters = target.schedule, target.filters
+            parts = self.parts[key] = _OwnerParts(
+                OwnerLimits.of(owner, label, caps, buyer.timezone, target_level=target is not None),
+                None if schedule is None else self.compile_hours(schedule, buyer.timezone),
+                None if filters is None else FilterPlan.of(filters),
+            )
+        return parts
+
+    def entry(self, campaign: Campaign, entry: RouteEntry) -> EntryPlan:
+        buyer = self.buyers[entry.buyer]
+        buyer_parts = self.owner_parts(buyer, None)
+        # Route caps are the buyer's caps on this campaign: they count in the buyer's time zone.
+        route_limits = OwnerLimits.of(
+            route_owner(campaign.id, buyer.id, entry.target),
+            f"campaign {campaign.id}: ",
+            entry.caps,
+            buyer.timezone,
+            target_level=False,
+        )
+        targets = []
+        for target in buyer.targets:
+            if entry.target is not None and target.id != entry.target:
+                continue
+            target_parts = self.owner_parts(buyer, target)
+            targets.append(
+                TargetPlan(
+                    buyer=buyer,
+                    target=target,
+                    pair=(buyer.id, target.id),
+                    disabled=(
+                        ("buyer disabled", False)
+                        if not buyer.enabled
+                        else None
+                        if target.enabled
+                        else ("target disabled", True)
+                    ),
+                    hours=target_parts.hours or buyer_parts.hours,
+                    hours_target_level=target_parts.hours is not None,
+                    filters=tuple(
+                        (filters, target_level)
+                        for filters, target_level in (
+                            (buyer_parts.filters, False),
+                            (target_parts.filters, True),
+                        )
+                        if filters is not None
+                    ),
+                    duplicates=buyer.duplicates,
+                    owners=tuple(
+                        limits
+                        for limits in (buyer_parts.limits, target_parts.limits, route_limits)
+                        if limits is not None
+                    ),
+                    ring_timeout_seconds=target.ring_timeout_seconds
+                    or buyer.ring_timeout_seconds
+                    or campaign.ring_timeout_seconds,
+                    whisper=target.whisper or buyer.whisper or campaign.whisper,
+                    conversion=entry.conversion or target.conversion or buyer.conversion,
+                )
+            )
+        return EntryPlan(buyer, entry.target, tuple(targets))
