@@ -1,0 +1,61 @@
+"""Choosing the database and setting up its connections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from callwhisper.store import Store, create_store, database_url
+
+pytestmark = pytest.mark.integration
+
+
+def test_postgresql_urls_get_the_asyncpg_driver() -> None:
+    url = database_url("postgresql://cw:secret@db.example.com:5433/calls")
+    assert url.drivername == "postgresql+asyncpg"
+    assert (url.host, url.port, url.database) == ("db.example.com", 5433, "calls")
+    assert database_url("postgres://db/calls").drivername == "postgresql+asyncpg"
+    assert database_url("sqlite:///x.db").drivername == "sqlite+aiosqlite"
+
+
+def test_other_databases_are_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        database_url("mysql://db/calls")
+
+
+def test_the_environment_chooses_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLWHISPER_DATABASE_URL", "postgresql://db/from-env")
+    assert database_url().database == "from-env"
+
+
+def test_default_is_a_sqlite_file_in_the_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CALLWHISPER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CALLWHISPER_DATA_DIR", raising=False)
+    assert database_url().database == "var/callwhisper.db"
+    assert database_url(data_dir=tmp_path).database == str(tmp_path / "callwhisper.db")
+    monkeypatch.setenv("CALLWHISPER_DATA_DIR", str(tmp_path / "data"))
+    assert database_url().database == str(tmp_path / "data" / "callwhisper.db")
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("CALLWHISPER_DATABASE_URL", raising=False)
+    store = create_store(data_dir=tmp_path / "new")
+    try:
+        await store.migrate()
+        async with store.database.read() as connection:
+            assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await connection.scalar(text("PRAGMA foreign_keys")) == 1
+            assert await connection.scalar(text("PRAGMA busy_timeout")) == 30000
+    finally:
+        await store.close()
+    assert (tmp_path / "new" / "callwhisper.db").exists()
+
+
+async def test_store_reports_its_dialect(store: Store, database_url: str) -> None:
+    assert store.dialect == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
