@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from callwhisper.config import load_configuration_file
+from callwhisper.domain import CallAttributes, RoutingCounters
+from callwhisper.routing import decide
+from callwhisper.store import create_store
 from tests.integration.cli.helpers import EXAMPLE, run, sqlite_url
 
 WEST = ("route", str(EXAMPLE), "--number", "+18005550100")
@@ -113,3 +119,35 @@ def test_counters_are_read_from_the_store_and_nothing_is_written(tmp_path: Path)
     assert stored.stdout == empty.stdout.replace("counters empty", "counters store")
     again = run("apply", EXAMPLE, "--database-url", url)
     assert again.stdout.endswith("no change\n")
+
+
+async def _fill_pacific(url: str, at: datetime) -> None:
+    """Five calls in progress at Pacific: its concurrency limit."""
+    configuration = load_configuration_file(EXAMPLE)
+    attributes = CallAttributes("auto-west", "+18005550100", "+14155550123", "searchads")
+    decision = decide(configuration, attributes, RoutingCounters(), at)
+    floor = next(c for c in decision.candidates if c.target_id == "floor")
+    store = create_store(url)
+    try:
+        for number in range(5):
+            assert await store.ledger.reserve(floor.reservation(f"held-{number}", at)) is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.integration
+def test_calls_in_progress_in_the_store_skip_a_full_buyer(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "cw.db")
+    run("apply", EXAMPLE, "--database-url", url)
+    at = datetime.fromisoformat("2025-06-02T10:00:00-07:00")
+    asyncio.run(_fill_pacific(url, at))
+    args = (*WEST, "--caller", "+14155550123", "--at", at.isoformat(), "--database-url", url)
+    result = run(*args)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-3:] == [
+        "candidate 1: backstop/main (Backstop Leads) -> sip:inbound@backstop-leads.example.org, "
+        "tier 2 sequential, ring 30 s, pays 15.00 after 60 s",
+        "skipped summit/* (tier 1): tag rule insured == yes failed (insured missing)",
+        "skipped pacific/* (tier 1): concurrency 5/5",
+    ]
+    assert run(*args).stdout == result.stdout
