@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callwhisper.domain.caps import CapCharge, CapKey, CapMetric
+from callwhisper.domain.caps import CapCharge, CapKey, CapMetric, CapPeriod
 from callwhisper.domain.state import ConcurrencyLimit, MemoryCapLedger, Reservation
 from callwhisper.store import Store
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 OWNERS = ("buyer:a", "target:a/x", "route:c/a/*")
-COUNTERS: tuple[tuple[CapMetric, str, str], ...] = (
+COUNTERS: tuple[tuple[CapMetric, CapPeriod, str], ...] = (
     ("calls", "day", "2026-03-02"),
     ("connections", "week", "2026-W10"),
     ("conversions", "total", "all"),
