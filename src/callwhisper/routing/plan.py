@@ -49,14 +49,15 @@ class OwnerLimits:
     """The caps of one owner (buyer, target, route or publisher), ready to check.
 
     ``label`` prefixes the owner's reasons ("target t1: ") so that a reason
-    says whose cap is full; the buyer's own caps have none.
+    says whose cap is full; the buyer's own caps have none. ``slot`` is the
+    concurrency limit a call holds, if any; ``target_level`` says whether a
+    full cap concerns the target alone rather than its buyer.
     """
 
     owner: str
     label: str
     timezone: str
     limits: tuple[tuple[CapMetric, CapPeriod, Decimal], ...]
-    concurrency: int | None
     spacing_seconds: int | None
     target_level: bool
     slot: ConcurrencyLimit | None
@@ -81,7 +82,6 @@ class OwnerLimits:
             label,
             timezone,
             limits,
-            caps.concurrency,
             caps.spacing_seconds,
             target_level,
             slot,
@@ -187,7 +187,6 @@ class TierPlan:
     """A tier: its method, ring mode and members (parallel to ``entries``)."""
 
     index: int
-    method_name: str
     method: RoutingMethod
     ring: RingMode
     members: tuple[Member, ...]
@@ -303,7 +302,6 @@ class _Compiler:
         tiers = tuple(
             TierPlan(
                 index=index,
-                method_name=tier.method,
                 method=get_method(tier.method),
                 ring=tier.ring,
                 members=tuple(Member(member_key(e.buyer, e.target), e.weight) for e in tier.buyers),
