@@ -2,10 +2,11 @@
 
 One small frozen dataclass per verb, in the order they must be executed. The
 caller is always leg ``"A"``; buyer legs are the ids given in :class:`DialLeg`.
-Three commands are requests whose answer is fed back as an event:
+Two commands are requests whose answer is fed back as an event:
 :class:`RequestRouting` (answered by ``RoutingDecided``) and
-:class:`ReserveCaps` (answered by ``CapsReserved``). :class:`Persist` carries
-each timeline entry to the store as it happens.
+:class:`ReserveCaps` (answered by ``CapsReserved``). :class:`CommitCaps` and
+:class:`FinishCaps` settle reservations as the ``CapLedger`` lifecycle says.
+:class:`Persist` carries each timeline entry to the store as it happens.
 """
 
 from __future__ import annotations
@@ -182,7 +183,12 @@ class FinishCaps:
 
 @dataclass(frozen=True, slots=True)
 class Persist:
-    """Append ``entry`` to the call's stored timeline before carrying on."""
+    """Append ``entry`` to the call's stored timeline.
+
+    Entries must be stored in the order they are emitted; a driver may write
+    them in the background so that signalling (a 180, a bridge) never waits
+    for the database.
+    """
 
     entry: Entry
 

@@ -355,7 +355,7 @@ class CallSession:
             case PlaybackFinished() if leg.gate is not None and leg.state is LegState.WHISPER:
                 leg.gate.playback_finished(event.play_id, now)
                 self._after_gate(leg, now)
-            case MachineDetected() if leg.gate is not None:
+            case MachineDetected() if leg.gate is not None and leg.state is LegState.WHISPER:
                 leg.gate.machine()
                 self._after_gate(leg, now)
             case LegHungUp() if leg.state is LegState.BRIDGED:
@@ -364,7 +364,7 @@ class CallSession:
                 leg.gate.hangup()
                 self._after_gate(leg, now)
             case _:
-                # Keys and playback ends on a bridged leg are not part of the flow.
+                # Keys, playback ends and machine verdicts on a bridged leg change nothing.
                 pass
 
     def _answered(self, leg: _Leg, now: float) -> None:

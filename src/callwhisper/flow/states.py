@@ -95,15 +95,13 @@ _BUYER_LEG_EVENTS: EventTypes = frozenset(
         LegHungUp,
     }
 )
-_CALLER_EVENTS: EventTypes = frozenset({DigitReceived, PlaybackFinished, LegHungUp})
-
-CALLER_EVENTS = _CALLER_EVENTS
+CALLER_EVENTS: EventTypes = frozenset({DigitReceived, PlaybackFinished, LegHungUp})
 """Events that may name the caller's leg ``"A"``."""
 
 CALL_EVENTS: Mapping[CallState, EventTypes] = {
     CallState.NEW: frozenset({CallArrived}),
-    CallState.IVR: _CALLER_EVENTS,
-    CallState.ROUTING: _CALLER_EVENTS | {RoutingDecided},
+    CallState.IVR: CALLER_EVENTS,
+    CallState.ROUTING: CALLER_EVENTS | {RoutingDecided},
     CallState.HUNTING: _BUYER_LEG_EVENTS | {CapsReserved},
     CallState.BRIDGED: _BUYER_LEG_EVENTS | {CapsReserved},
     CallState.FALLBACK: _BUYER_LEG_EVENTS | {CapsReserved},
@@ -130,7 +128,8 @@ LEG_EVENTS: Mapping[LegState, EventTypes] = {
     LegState.DIALING: frozenset({LegRinging, LegAnswered, LegFailed}),
     LegState.RINGING: frozenset({LegRinging, LegAnswered, LegFailed}),
     LegState.WHISPER: frozenset({DigitReceived, PlaybackFinished, MachineDetected, LegHungUp}),
-    LegState.BRIDGED: frozenset({DigitReceived, PlaybackFinished, LegHungUp}),
+    # A late answering-machine verdict or playback end after accept is dropped.
+    LegState.BRIDGED: frozenset({DigitReceived, PlaybackFinished, MachineDetected, LegHungUp}),
     LegState.ENDED: _BUYER_LEG_EVENTS,
 }
 """The events each buyer leg state accepts."""
@@ -156,9 +155,7 @@ GATE_MOVES: Mapping[GateState, frozenset[GateState]] = {
 """The legal moves of an accept gate: replays, the wait after a prompt, and the verdict."""
 
 IVR_MOVES: Mapping[IvrState, frozenset[IvrState]] = {
-    IvrState.PROMPTING: frozenset(
-        {IvrState.PROMPTING, IvrState.COLLECTING, IvrState.CLOSING, IvrState.DONE}
-    ),
+    IvrState.PROMPTING: frozenset({IvrState.PROMPTING, IvrState.COLLECTING}),
     IvrState.COLLECTING: frozenset({IvrState.PROMPTING, IvrState.CLOSING, IvrState.DONE}),
     IvrState.CLOSING: frozenset({IvrState.DONE}),
     IvrState.DONE: frozenset(),

@@ -29,6 +29,7 @@ from callwhisper.flow import (
     LegFailed,
     LegHungUp,
     LegRinging,
+    MachineDetected,
     Offer,
     PlaybackFinished,
     RejectCaller,
@@ -242,3 +243,12 @@ def test_ringing_twice_is_recorded_once() -> None:
     h.send(LegRinging("B1"), at=1)
     h.send(LegRinging("B1", early_media=True), at=2)
     assert [e.at for e in h.entries("ringing")] == [1]
+
+
+def test_a_late_machine_verdict_after_accept_changes_nothing() -> None:
+    h = Harness(offer("acme"))
+    h.arrive()
+    h.send(LegAnswered("B1"), at=1)
+    h.send(DigitReceived("B1", "1"), at=2)
+    assert control(h.send(MachineDetected("B1"), at=4)) == []
+    assert h.session.state is CallState.BRIDGED
