@@ -21,6 +21,7 @@ __all__ = [
     "Via",
     "canonical_name",
     "format_params",
+    "is_token",
     "parse_cseq",
     "parse_name_addr",
     "parse_params",
@@ -115,6 +116,17 @@ _KNOWN: Final[tuple[str, ...]] = (
 _CANONICAL: Final[dict[str, str]] = {name.lower(): name for name in _KNOWN} | _COMPACT
 
 
+# RFC 3261 25.1 ``token``.
+_TOKEN_CHARS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+
+
+def is_token(text: str) -> bool:
+    """Whether ``text`` is a non-empty RFC 3261 25.1 token (a method, a header name)."""
+    return bool(text) and all(c in _TOKEN_CHARS for c in text)
+
+
 def canonical_name(name: str) -> str:
     """The full, conventionally cased name of a header; unknown names are kept as written."""
     return _CANONICAL.get(name.lower(), name)
@@ -143,7 +155,7 @@ def _split_outside(value: str, sep: str) -> list[str]:
             angle += 1
         elif ch == ">" and angle:
             angle -= 1
-        elif ch == sep:
+        elif ch == sep and not angle:
             parts.append(value[start:i])
             start = i + 1
         i += 1
@@ -310,9 +322,21 @@ def parse_name_addr(text: str) -> NameAddr:
         params = parse_params(";" + rest) if semi else {}
         if " " in uri or "," in uri or "?" in uri:
             raise SipParseError(f"malformed address: {text!r}")
-    if ":" not in uri or uri.startswith(":"):
+    if not _is_absolute_uri(uri):
         raise SipParseError(f"malformed address: {text!r}")
     return NameAddr(uri, display, params)
+
+
+def _is_absolute_uri(uri: str) -> bool:
+    """``scheme ":" rest`` with an RFC 3986 scheme and no delimiter characters."""
+    scheme, colon, rest = uri.partition(":")
+    return (
+        bool(colon and rest and scheme)
+        and scheme[0].isascii()
+        and scheme[0].isalpha()
+        and all(c.isascii() and (c.isalnum() or c in "+-.") for c in scheme)
+        and not any(c in uri for c in ' \t<>"')
+    )
 
 
 @dataclass(slots=True)
@@ -367,7 +391,12 @@ class CSeq:
 def parse_cseq(text: str) -> CSeq:
     """Parse ``314159 INVITE``; the number must be below 2**31 (RFC 3261 8.1.1.5)."""
     words = text.split()
-    if len(words) != 2 or not (words[0].isascii() and words[0].isdigit()) or len(words[0]) > 10:
+    if (
+        len(words) != 2
+        or not (words[0].isascii() and words[0].isdigit())
+        or len(words[0]) > 10
+        or not is_token(words[1])
+    ):
         raise SipParseError(f"malformed CSeq: {text!r}")
     seq = int(words[0])
     if seq >= 2**31:

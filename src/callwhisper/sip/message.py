@@ -25,6 +25,7 @@ from callwhisper.sip.headers import (
     NameAddr,
     Via,
     canonical_name,
+    is_token,
     parse_cseq,
     parse_name_addr,
     parse_via,
@@ -95,18 +96,10 @@ REASON_PHRASES: Final[dict[int, str]] = {
     606: "Not Acceptable",
 }
 
-# RFC 3261 25.1 ``token``.
-_TOKEN_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
 # RFC 3261 8.1.1: the headers every request and response must carry.
 _MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
 
 _T = TypeVar("_T")
-
-
-def _is_token(text: str) -> bool:
-    return bool(text) and all(c in _TOKEN_CHARS for c in text)
 
 
 class Headers:
@@ -397,7 +390,7 @@ def parse_message(
             continue
         name, colon, value = line.partition(":")
         name = name.rstrip()
-        if not colon or not _is_token(name):
+        if not colon or not is_token(name):
             raise SipParseError(f"malformed header line: {line!r}")
         full = canonical_name(name)
         items.append((full.lower(), full, value.strip()))
@@ -432,7 +425,7 @@ def _parse_start_line(line: str, headers: Headers) -> SipMessage:
     if len(parts) != 3:
         raise SipParseError(f"malformed request line: {line!r}")
     method, uri, version = parts
-    if not _is_token(method):
+    if not is_token(method):
         raise SipParseError(f"invalid method: {method!r}")
     if version != "SIP/2.0":
         raise SipParseError(f"unsupported SIP version: {version!r}", 505)
@@ -450,8 +443,6 @@ def _validate(message: SipMessage) -> None:
     if not message.call_id:
         raise SipParseError("empty Call-ID header")
     cseq = message.cseq
-    if not _is_token(cseq.method):
-        raise SipParseError(f"malformed CSeq: {headers.get('CSeq')!r}")
     _ = (message.from_, message.to)
     if not message.vias:
         raise SipParseError("missing Via header")
@@ -669,6 +660,8 @@ def error_response(
         return None
     if any(b"ACK" in cseq.upper().split() for cseq in found[b"CSeq"]):
         return None
+    if not _answerable(found):
+        return None
     status = error.status_hint or 400
     reason = REASON_PHRASES.get(status, "Bad Request")
     text = str(error).replace("\\", "\\\\").replace('"', '\\"')
@@ -684,3 +677,18 @@ def error_response(
     out.append(f'Warning: 399 {agent} "{text}"'.encode())
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+def _answerable(found: dict[bytes, list[bytes]]) -> bool:
+    """Whether the copied headers are well-formed enough to route and match a response."""
+    try:
+        for via in found[b"Via"]:
+            for value in split_comma_list(via.decode()):
+                parse_via(value)
+        parse_name_addr(found[b"From"][0].decode())
+        parse_name_addr(found[b"To"][0].decode())
+        parse_cseq(found[b"CSeq"][0].decode())
+        call_id = found[b"Call-ID"][0].decode()
+    except (SipParseError, UnicodeDecodeError):
+        return False
+    return bool(call_id)

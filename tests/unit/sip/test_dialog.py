@@ -1,0 +1,183 @@
+"""Dialogs: creation from 1xx/2xx, in-dialog requests and matching (RFC 3261 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from callwhisper.errors import LocalProtocolError, RemoteProtocolError
+from callwhisper.sip.dialog import Dialog, DialogId, DialogState, DialogTable
+from callwhisper.sip.headers import NameAddr, Via
+from callwhisper.sip.message import (
+    SipRequest,
+    SipResponse,
+    make_request,
+    make_response,
+    new_branch,
+    parse_message,
+)
+from tests.unit.sip import fixtures as fx
+
+CONTACT = "<sip:cw@198.51.100.5:5060>"
+
+
+def via() -> Via:
+    return Via("UDP", "198.51.100.5", 5060, {"branch": new_branch()})
+
+
+def buyer_invite() -> SipRequest:
+    """The INVITE that fixtures RINGING, OK_INVITE and TERMINATED_487 answer."""
+    return make_request(
+        "INVITE",
+        "sip:agent@buyer.example.com",
+        from_=NameAddr("sip:+18005550100@198.51.100.5", params={"tag": "cw1"}),
+        to=NameAddr("sip:agent@buyer.example.com"),
+        via=Via("UDP", "198.51.100.5", 5060, {"branch": "z9hG4bKb0b0b0", "rport": None}),
+        call_id="leg-b-1@198.51.100.5",
+        contact=CONTACT,
+    )
+
+
+def state(dialog: Dialog) -> DialogState:
+    """The dialog's state, read afresh (keeps mypy from narrowing it across calls)."""
+    return dialog.state
+
+
+def response(data: bytes) -> SipResponse:
+    message = parse_message(data)
+    assert isinstance(message, SipResponse)
+    return message
+
+
+def request(data: bytes) -> SipRequest:
+    message = parse_message(data)
+    assert isinstance(message, SipRequest)
+    return message
+
+
+def test_uac_dialog_from_2xx_and_its_ack_and_bye() -> None:
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE), local_contact=CONTACT)
+    assert dialog.id == DialogId("leg-b-1@198.51.100.5", "cw1", "1928301774")
+    assert state(dialog) is DialogState.CONFIRMED
+    assert dialog.remote_target == "sip:agent@192.0.2.80:5060"
+    # 12.1.2: the route set is the Record-Route list in reverse order.
+    assert dialog.route_set == [
+        "<sip:proxy1.buyer.example.com;lr>",
+        "<sip:proxy2.buyer.example.com;lr>",
+    ]
+    ack = dialog.create_ack(1, via())
+    assert ack.uri == "sip:agent@192.0.2.80:5060"
+    assert ack.headers.get_all("Route") == dialog.route_set
+    assert ack.headers.get("CSeq") == "1 ACK"
+    assert ack.headers.get("From") == "<sip:+18005550100@198.51.100.5>;tag=cw1"
+    assert ack.headers.get("To") == "<sip:agent@buyer.example.com>;tag=1928301774"
+    assert ack.headers.get("Contact") is None
+    bye = dialog.create_request("BYE", via())
+    assert bye.headers.get("CSeq") == "2 BYE"
+    assert parse_message(bytes(bye)) == bye
+    dialog.terminate()
+    assert state(dialog) is DialogState.TERMINATED
+    with pytest.raises(LocalProtocolError, match=r"^cannot send BYE in a terminated dialog$"):
+        dialog.create_request("BYE", via())
+
+
+def test_early_dialog_from_180_is_confirmed_by_200() -> None:
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.RINGING))
+    assert state(dialog) is DialogState.EARLY
+    dialog.receive_response(response(fx.OK_INVITE))
+    assert state(dialog) is DialogState.CONFIRMED
+
+
+def test_early_dialog_ends_with_an_error_response() -> None:
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.RINGING))
+    dialog.receive_response(response(fx.TERMINATED_487))
+    assert state(dialog) is DialogState.TERMINATED
+
+
+def test_provisional_without_to_tag_creates_no_dialog() -> None:
+    trying = make_response(buyer_invite(), 100)
+    with pytest.raises(RemoteProtocolError, match=r"^100 response without To tag"):
+        Dialog.as_uac(buyer_invite(), trying)
+
+
+def test_uas_dialog_matches_the_callers_bye() -> None:
+    invite = request(fx.INVITE)
+    ok = make_response(invite, 200, to_tag="cw-a-1", contact=CONTACT)
+    dialog = Dialog.as_uas(invite, ok, local_contact=CONTACT)
+    assert dialog.id == DialogId("6d1c0f3b2a9e4c7d@203.0.113.10", "cw-a-1", "as58f4a1")
+    assert dialog.route_set == ["<sip:203.0.113.10;lr;ftag=as58f4a1>"]
+    assert dialog.remote_target == "sip:+13125550143@203.0.113.10:5060;transport=udp"
+    assert (dialog.local_seq, dialog.remote_seq) == (None, 102)
+    table = DialogTable()
+    table.add(dialog)
+    bye = request(fx.BYE)
+    assert table.match_request(bye) is dialog
+    assert table.match_request(request(fx.INVITE)) is None
+    dialog.receive_request(bye)
+    assert dialog.remote_seq == 103
+    assert state(dialog) is DialogState.TERMINATED
+    table.remove(dialog)
+    assert len(table) == 0
+
+
+def test_out_of_order_cseq_is_refused_with_500() -> None:
+    invite = request(fx.INVITE)
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="cw-a-1"))
+    old = request(fx.BYE.replace(b"CSeq: 103 BYE", b"CSeq: 101 BYE"))
+    with pytest.raises(RemoteProtocolError) as info:
+        dialog.receive_request(old)
+    assert str(info.value) == "CSeq 101 is lower than the last one (102)"
+    assert info.value.status_hint == 500
+    assert state(dialog) is DialogState.CONFIRMED
+
+
+def test_reinvite_refreshes_the_target_both_ways() -> None:
+    invite = request(fx.INVITE)
+    dialog = Dialog.as_uas(
+        invite, make_response(invite, 200, to_tag="cw-a-1"), local_contact=CONTACT
+    )
+    reinvite = dialog.create_request(
+        "INVITE", via(), body=fx.SDP_ANSWER, content_type="application/sdp"
+    )
+    assert reinvite.headers.get("CSeq") == "1 INVITE"
+    assert reinvite.headers.get("Contact") == CONTACT
+    assert reinvite.uri == dialog.remote_target
+    assert reinvite.headers.get_all("Route") == ["<sip:203.0.113.10;lr;ftag=as58f4a1>"]
+    theirs = request(
+        fx.INVITE.replace(b"CSeq: 102 INVITE", b"CSeq: 104 INVITE")
+        .replace(
+            b"To: <sip:+18005550100@198.51.100.5>",
+            b"To: <sip:+18005550100@198.51.100.5>;tag=cw-a-1",
+        )
+        .replace(
+            b"Contact: <sip:+13125550143@203.0.113.10:5060;transport=udp>",
+            b"Contact: <sip:moved@203.0.113.99>",
+        )
+    )
+    assert DialogTable().match_request(theirs) is None
+    dialog.receive_request(theirs)
+    assert dialog.remote_target == "sip:moved@203.0.113.99"
+
+
+def test_strict_router_becomes_the_request_uri() -> None:
+    invite = request(fx.INVITE.replace(b";lr;ftag=as58f4a1", b";ftag=as58f4a1"))
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="t"))
+    bye = dialog.create_request("BYE", via())
+    assert bye.uri == "sip:203.0.113.10;ftag=as58f4a1"
+    assert bye.headers.get_all("Route") == ["<sip:+13125550143@203.0.113.10:5060;transport=udp>"]
+
+
+def test_ack_needs_the_invite_cseq() -> None:
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE))
+    with pytest.raises(LocalProtocolError, match=r"^ACK needs the CSeq number of its INVITE$"):
+        dialog.create_request("ACK", via())
+
+
+def test_forked_early_dialogs_are_told_apart_by_to_tag() -> None:
+    table = DialogTable()
+    first = Dialog.as_uac(buyer_invite(), response(fx.RINGING))
+    other = response(fx.RINGING.replace(b"tag=1928301774", b"tag=fork2"))
+    second = Dialog.as_uac(buyer_invite(), other)
+    table.add(first)
+    table.add(second)
+    assert table.match_response(response(fx.OK_INVITE)) is first
+    assert table.match_response(other) is second

@@ -1,0 +1,92 @@
+"""Typed header values: URIs, name-addr, Via, CSeq and parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from callwhisper.errors import SipParseError
+from callwhisper.sip.headers import (
+    CSeq,
+    canonical_name,
+    parse_cseq,
+    parse_name_addr,
+    parse_params,
+    parse_uri,
+    parse_via,
+    split_comma_list,
+)
+
+
+def test_sip_uri_parts_and_round_trip() -> None:
+    text = "sips:+13125550143:pw@[2001:db8::1]:5061;transport=tls;lr?subject=lead"
+    uri = parse_uri(text)
+    assert (uri.scheme, uri.user, uri.password) == ("sips", "+13125550143", "pw")
+    assert (uri.host, uri.port, uri.hostport) == ("[2001:db8::1]", 5061, "[2001:db8::1]:5061")
+    assert uri.params == {"transport": "tls", "lr": None}
+    assert uri.headers == "subject=lead"
+    assert str(uri) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tel:+13125550143", "not a SIP URI: 'tel:+13125550143'"),
+        ("sip:@host", "malformed SIP URI: 'sip:@host'"),
+        ("sip:user@host:port", "malformed SIP URI host: 'host:port'"),
+        ("sip:user@[::1", "malformed SIP URI host: '[::1'"),
+    ],
+)
+def test_bad_uris_raise_exact_errors(text: str, message: str) -> None:
+    with pytest.raises(SipParseError) as info:
+        parse_uri(text)
+    assert str(info.value) == message
+
+
+def test_name_addr_with_quoted_display_containing_brackets() -> None:
+    addr = parse_name_addr('"Smith, <Bob> \\"B\\"" <sip:bob@example.com;user=phone>;tag=9a;x')
+    assert addr.display == '"Smith, <Bob> \\"B\\""'
+    assert addr.uri == "sip:bob@example.com;user=phone"
+    assert addr.params == {"tag": "9a", "x": None}
+    assert addr.tag == "9a"
+    assert str(addr) == '"Smith, <Bob> \\"B\\"" <sip:bob@example.com;user=phone>;tag=9a;x'
+
+
+def test_addr_spec_parameters_belong_to_the_header() -> None:
+    addr = parse_name_addr("sip:alice@example.com;tag=1928")
+    assert (addr.uri, addr.tag) == ("sip:alice@example.com", "1928")
+    assert str(addr.with_tag("x")) == "<sip:alice@example.com>;tag=x"
+
+
+def test_via_with_spaces_ipv6_and_flags() -> None:
+    via = parse_via(
+        "SIP / 2.0 / tcp  [2001:db8::9]:5070 ;branch=z9hG4bK77;rport;received=192.0.2.1"
+    )
+    assert (via.transport, via.host, via.port) == ("TCP", "[2001:db8::9]", 5070)
+    assert via.branch == "z9hG4bK77"
+    assert via.params["rport"] is None
+    assert str(via) == "SIP/2.0/TCP [2001:db8::9]:5070;branch=z9hG4bK77;rport;received=192.0.2.1"
+
+
+def test_comma_lists_respect_quotes_and_brackets() -> None:
+    value = '"A, B" <sip:a@x;p=1,2>, <sip:b@y>;q=0.5 ,sip:c@z'
+    assert split_comma_list(value) == ['"A, B" <sip:a@x;p=1,2>', "<sip:b@y>;q=0.5", "sip:c@z"]
+
+
+def test_params_keep_quoted_values_and_lowercase_names() -> None:
+    assert parse_params(';Expires=60;+sip.instance="<urn:uuid:1;2>"') == {
+        "expires": "60",
+        "+sip.instance": '"<urn:uuid:1;2>"',
+    }
+    with pytest.raises(SipParseError, match=r"^malformed parameters: 'x;a=1'$"):
+        parse_params("x;a=1")
+
+
+def test_cseq_and_canonical_names() -> None:
+    assert parse_cseq(" 4711   INVITE ") == CSeq(4711, "INVITE")
+    assert str(CSeq(1, "BYE")) == "1 BYE"
+    assert [canonical_name(n) for n in ("v", "CALL-ID", "www-authenticate", "X-Lead")] == [
+        "Via",
+        "Call-ID",
+        "WWW-Authenticate",
+        "X-Lead",
+    ]
