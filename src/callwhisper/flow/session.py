@@ -98,7 +98,30 @@ class _Leg:
 
 
 class CallSession:
-    """The whispered, gated, cascading transfer of one inbound call (call-flow.md 1-20)."""
+    """The whispered, gated, cascading transfer of one inbound call (call-flow.md 1-20).
+
+    A driver runs one session per call and carries out each command in order::
+
+        session = CallSession(call_id, settings)
+        pending = session.handle(CallArrived(attributes), now)
+        while pending:
+            command = pending.pop(0)
+            match command:
+                case RequestRouting(attributes):
+                    result = RoutingResult.from_decision(decide(...))
+                    pending += session.handle(RoutingDecided(result), now)
+                case ReserveCaps(reservation):
+                    refused = ledger.reserve(reservation)
+                    event = CapsReserved(reservation.reservation_id, refused)
+                    pending += session.handle(event, now)
+                case Persist(entry):
+                    store.append(call_id, entry)
+                case DialLeg() | Bridge() | ...:
+                    telephony.execute(command)
+
+    Telephony reports come back as events (``LegAnswered``, ``DigitReceived``...),
+    and ``handle_timer(now)`` is called once ``get_timer()`` is due.
+    """
 
     def __init__(self, call_id: str, settings: FlowSettings) -> None:
         self.call_id = call_id
