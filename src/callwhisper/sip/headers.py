@@ -7,6 +7,7 @@ renders back to wire text with ``str()``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -21,6 +22,7 @@ __all__ = [
     "Via",
     "canonical_name",
     "format_params",
+    "header_key",
     "is_token",
     "parse_cseq",
     "parse_name_addr",
@@ -116,15 +118,31 @@ _KNOWN: Final[tuple[str, ...]] = (
 _CANONICAL: Final[dict[str, str]] = {name.lower(): name for name in _KNOWN} | _COMPACT
 
 
-# RFC 3261 25.1 ``token``.
-_TOKEN_CHARS: Final = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
+# RFC 3261 25.1 ``token``; one compiled match is cheaper than a per-character loop.
+_TOKEN: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
 def is_token(text: str) -> bool:
     """Whether ``text`` is a non-empty RFC 3261 25.1 token (a method, a header name)."""
-    return bool(text) and all(c in _TOKEN_CHARS for c in text)
+    return _TOKEN.fullmatch(text) is not None
+
+
+def header_key(name: str) -> tuple[str, str] | None:
+    """``(lowercase key, canonical name)`` for a header name as written, None if not a token."""
+    hit = _KEYS.get(name)
+    if hit is not None:
+        return hit
+    if not is_token(name):
+        return None
+    full = canonical_name(name)
+    key = (full.lower(), full)
+    if name.lower() in _CANONICAL:
+        # Only known names are cached, so a peer cannot grow the cache.
+        _KEYS[name] = key
+    return key
+
+
+_KEYS: dict[str, tuple[str, str]] = {}
 
 
 def canonical_name(name: str) -> str:

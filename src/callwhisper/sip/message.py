@@ -15,6 +15,7 @@ Header values are kept as text and parsed into typed values on access
 from __future__ import annotations
 
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeVar
 
@@ -25,6 +26,7 @@ from callwhisper.sip.headers import (
     NameAddr,
     Via,
     canonical_name,
+    header_key,
     is_token,
     parse_cseq,
     parse_name_addr,
@@ -192,7 +194,7 @@ class Headers:
         return f"Headers({list(self)!r})"
 
 
-class _Message:
+class _Message(ABC):
     """What requests and responses share: headers, body and typed accessors."""
 
     __slots__ = ("_cache", "body", "headers")
@@ -213,8 +215,9 @@ class _Message:
         self._cache[name] = (raw, value)
         return value
 
+    @abstractmethod
     def _start_line(self) -> str:
-        raise NotImplementedError
+        """The request or status line, without CRLF."""
 
     def _identity(self) -> tuple[str, list[tuple[str, str]], bytes]:
         # Content-Length is derived from the body, so it takes no part in equality.
@@ -389,11 +392,10 @@ def parse_message(
             items[-1] = (key, name, f"{value} {line.strip()}")
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip()
-        if not colon or not is_token(name):
+        names = header_key(name.rstrip()) if colon else None
+        if names is None:
             raise SipParseError(f"malformed header line: {line!r}")
-        full = canonical_name(name)
-        items.append((full.lower(), full, value.strip()))
+        items.append((names[0], names[1], value.strip()))
 
     message = _parse_start_line(lines[0], headers)
     length = _content_length(headers.get_all("Content-Length"))

@@ -8,6 +8,7 @@ from callwhisper.errors import SipParseError
 from callwhisper.sip.headers import (
     CSeq,
     canonical_name,
+    header_key,
     parse_cseq,
     parse_name_addr,
     parse_params,
@@ -90,3 +91,10 @@ def test_cseq_and_canonical_names() -> None:
         "WWW-Authenticate",
         "X-Lead",
     ]
+
+
+def test_header_key_validates_tokens_and_expands_compact_forms() -> None:
+    assert header_key("v") == ("via", "Via")
+    assert header_key("X-Lead-Id") == ("x-lead-id", "X-Lead-Id")
+    assert header_key("Bad Name") is None
+    assert header_key("") is None
