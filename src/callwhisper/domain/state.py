@@ -80,12 +80,25 @@ class ConcurrencyLimit:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """What one dialed attempt holds: period charges and concurrency slots."""
+    """What one dialed attempt holds: period charges and concurrency slots.
+
+    ``spaced`` names owners with a spacing rule: the ledger records ``at`` as
+    their last call time even when they have no other limit.
+    """
 
     reservation_id: str
     charges: tuple[CapCharge, ...]
     concurrency: tuple[ConcurrencyLimit, ...]
     at: datetime
+    spaced: tuple[str, ...] = ()
+
+    def owners(self) -> set[str]:
+        """Every owner whose last call time this reservation sets."""
+        return (
+            {charge.key.owner for charge in self.charges}
+            | {slot.owner for slot in self.concurrency}
+            | set(self.spaced)
+        )
 
 
 class CapLedger(Protocol):
@@ -148,9 +161,7 @@ class MemoryCapLedger:
             self.reserved[charge.key] = self.reserved.get(charge.key, Decimal(0)) + charge.amount
         for slot in reservation.concurrency:
             self.in_progress[slot.owner] = self.in_progress.get(slot.owner, 0) + 1
-        for owner in {charge.key.owner for charge in reservation.charges} | {
-            slot.owner for slot in reservation.concurrency
-        }:
+        for owner in reservation.owners():
             self.last_call_at[owner] = reservation.at
         self._held[reservation.reservation_id] = _Held(reservation)
         return None

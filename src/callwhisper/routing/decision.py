@@ -81,10 +81,11 @@ class Candidate:
     no_convert_reason: str | None
     charges: tuple[CapCharge, ...]
     concurrency: tuple[ConcurrencyLimit, ...]
+    spaced: tuple[str, ...] = ()
 
     def reservation(self, reservation_id: str, at: datetime) -> Reservation:
         """The cap ledger reservation for dialing this candidate at ``at``."""
-        return Reservation(reservation_id, self.charges, self.concurrency, at)
+        return Reservation(reservation_id, self.charges, self.concurrency, at, self.spaced)
 
     def to_dict(self) -> dict[str, Any]:
         """The candidate as JSON-ready data (the whisper is configuration, so it is left out)."""
@@ -249,6 +250,7 @@ class _Pass:
     charges: tuple[CapCharge, ...]
     concurrency: tuple[ConcurrencyLimit, ...]
     no_convert_reason: str | None
+    spaced: tuple[str, ...]
 
 
 # A failed check: the reason, and whether it concerns the target alone (not its buyer).
@@ -410,8 +412,10 @@ class _Decider:
                     return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
                 slots.append(slot)
         last_call_at = self.counters.last_call_at
+        spaced: list[str] = []
         for owner in owners:
             if owner.spacing_seconds:
+                spaced.append(owner.owner)
                 last = last_call_at.get(owner.owner)
                 if last is not None:
                     elapsed = (self.now - last).total_seconds()
@@ -420,7 +424,7 @@ class _Decider:
                             f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
                             f"needs {owner.spacing_seconds} s"
                         ), owner.target_level
-        return _Pass(plan, tuple(charges), tuple(slots), no_convert_reason)
+        return _Pass(plan, tuple(charges), tuple(slots), no_convert_reason, tuple(spaced))
 
 
 def _skipped_rows(
@@ -456,6 +460,7 @@ def _candidate(passed: _Pass, tier_index: int, ring: RingMode) -> Candidate:
         no_convert_reason=passed.no_convert_reason,
         charges=passed.charges,
         concurrency=passed.concurrency,
+        spaced=passed.spaced,
     )
 
 

@@ -326,10 +326,7 @@ class SqlCapLedger:
         return None
 
     async def _touch_owners(self, connection: AsyncConnection, reservation: Reservation) -> None:
-        owners = sorted(
-            {charge.key.owner for charge in reservation.charges}
-            | {slot.owner for slot in reservation.concurrency}
-        )
+        owners = sorted(reservation.owners())
         if not owners:
             return
         statement = upsert(self._db.dialect, cap_last_call)

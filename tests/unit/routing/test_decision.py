@@ -415,6 +415,18 @@ def test_spacing_skips_a_buyer_called_too_recently() -> None:
     assert chosen(route(config, counters=enough)) == ["b1/t1"]
 
 
+def test_a_dialed_call_starts_the_spacing_of_an_owner_with_no_other_limit() -> None:
+    config = configuration([buyer("b1", caps={"spacing_seconds": 30})])
+    ledger = MemoryCapLedger()
+    [candidate] = route(config, counters=ledger.counters()).candidates
+    assert candidate.spaced == ("buyer:b1",)
+    assert ledger.reserve(candidate.reservation("r1", NOW)) is None
+    later = NOW + timedelta(seconds=5)
+    assert only_reason(config, counters=ledger.counters(), now=later) == (
+        "spacing: last call 5 s ago, needs 30 s"
+    )
+
+
 def test_caps_are_checked_before_concurrency_and_spacing() -> None:
     config = configuration(
         [buyer("b1", caps={"calls": {"daily": 1}, "concurrency": 1, "spacing_seconds": 60})]
