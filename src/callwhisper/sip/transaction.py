@@ -142,6 +142,7 @@ TRANSITIONS: Final[Mapping[Kind, Mapping[State, Mapping[Input, State]]]] = {
             "recv_2xx": _S.ACCEPTED,
             "recv_3xx_6xx": _S.ACCEPTED,
             "timer_M": _S.TERMINATED,
+            "transport_error": _S.TERMINATED,
         },
         _S.TERMINATED: {},
     },
@@ -167,6 +168,7 @@ TRANSITIONS: Final[Mapping[Kind, Mapping[State, Mapping[Input, State]]]] = {
             "recv_2xx": _S.COMPLETED,
             "recv_3xx_6xx": _S.COMPLETED,
             "timer_K": _S.TERMINATED,
+            "transport_error": _S.TERMINATED,
         },
         _S.TERMINATED: {},
     },
@@ -191,6 +193,7 @@ TRANSITIONS: Final[Mapping[Kind, Mapping[State, Mapping[Input, State]]]] = {
             "recv_request": _S.CONFIRMED,
             "recv_ack": _S.CONFIRMED,
             "timer_I": _S.TERMINATED,
+            "transport_error": _S.TERMINATED,
         },
         _S.ACCEPTED: {
             "recv_request": _S.ACCEPTED,
@@ -198,6 +201,7 @@ TRANSITIONS: Final[Mapping[Kind, Mapping[State, Mapping[Input, State]]]] = {
             "send_2xx": _S.ACCEPTED,
             "timer_2xx": _S.ACCEPTED,
             "timer_L": _S.TERMINATED,
+            "transport_error": _S.TERMINATED,
         },
         _S.TERMINATED: {},
     },
@@ -629,8 +633,6 @@ class InviteServerTransaction(_ServerTransaction):
             self._start("timer_H", self.config.timeout, now)
 
     def handle_timer(self, name: Input, now: float) -> None:
-        if name == "timer_L":
-            self.layer._awaiting_ack.pop(_ack_key(self.request), None)
         self._transition(name)
         if name == "timer_trying":
             self._send_trying()
@@ -879,3 +881,6 @@ class TransactionLayer:
             self._client.pop(transaction.key, None)
         else:
             self._server.pop(transaction.key, None)
+            ack_key = _ack_key(transaction.request)
+            if self._awaiting_ack.get(ack_key) is transaction:
+                del self._awaiting_ack[ack_key]

@@ -510,3 +510,23 @@ def test_rfc2543_requests_without_magic_cookie_still_match() -> None:
         fx.CANCEL.replace(b"branch=z9hG4bK-524287-1---a1b2c3d4e5f6", b"branch=1"), CALLER, 0.2
     )
     assert any(isinstance(e, InviteCancelled) for e in events(layer))
+
+
+def test_transport_error_is_accepted_in_every_live_state() -> None:
+    for kind in Kind:
+        for state, edges in TRANSITIONS[kind].items():
+            if state is not State.TERMINATED:
+                assert edges.get("transport_error") is State.TERMINATED, (kind, state)
+
+
+def test_transport_error_after_2xx_forgets_the_ack_wait() -> None:
+    layer = TransactionLayer()
+    invite, key = receive_invite(layer)
+    layer.send_response(make_response(invite, 200, to_tag="cw-a-1"), 0.0)
+    layer.transport_error(key, server=True)
+    assert events(layer) == [TransactionFailed(key, "transport error")]
+    layer.receive_datagram(fx.ACK, CALLER, 0.1)
+    [event] = events(layer)
+    assert isinstance(event, RequestReceived)
+    assert event.key is None
+    assert layer.get_timer() is None
