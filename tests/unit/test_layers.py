@@ -19,13 +19,14 @@ ALLOWED: dict[str, set[str]] = {
     "audio": {"errors", "domain", "media"},
     "flow": {"errors", "domain", "routing"},
     "config": {"errors", "domain"},
+    "whisper": {"errors", "domain", "media", "audio", "flow", "routing", "config"},
     "store": {"errors", "domain", "routing", "flow"},
     "engine": {"errors", "domain", "routing", "flow", "sip", "media", "audio", "store", "config"},
     "drivers": {"errors", "domain", "routing", "flow", "audio", "store", "config", "engine"},
     "api": {"errors", "domain", "routing", "flow", "audio", "store", "config", "engine", "drivers"},
     "cli": {
         "errors", "domain", "routing", "flow", "sip", "media", "audio", "config", "store",
-        "engine", "drivers", "api",
+        "engine", "drivers", "api", "whisper",
     },
 }  # fmt: skip
 
