@@ -47,6 +47,7 @@ from callwhisper.whisper.variables import builtin_variables
 
 Severity = Literal["error", "warning", "info"]
 _Add = Callable[[Severity, str, str], None]
+_RANK: Final[dict[Severity, int]] = {"error": 0, "warning": 1, "info": 2}
 
 _TOKEN: Final = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _KEY_WORDS: Final = {
@@ -335,7 +336,8 @@ def _whispers(configuration: Configuration) -> Iterator[tuple[Location, WhisperC
 
 
 def _merge(per_campaign: list[tuple[str, list[LintFinding]]]) -> list[LintFinding]:
-    """One list of findings; those not found on every campaign name the ones they hold on."""
+    """One list of findings, errors first; those not found on every campaign name the ones
+    they hold on."""
     holding: dict[LintFinding, list[str]] = {}
     for campaign_id, findings in per_campaign:
         for finding in findings:
@@ -346,4 +348,4 @@ def _merge(per_campaign: list[tuple[str, list[LintFinding]]]) -> list[LintFindin
             on = ", ".join(campaign_ids)
             finding = replace(finding, message=f"on campaign {on}: {finding.message}")
         merged.append(finding)
-    return merged
+    return sorted(merged, key=lambda finding: _RANK[finding.severity])
