@@ -1,0 +1,319 @@
+"""The back-to-back user agent: inbound INVITEs become calls, SIP events reach their call.
+
+:class:`B2bua` is the transaction user of the SIP core. It answers what no
+call owns (OPTIONS, unknown numbers with 404, offers without a common codec
+with 488, stray in-dialog requests with 481), creates a
+:class:`~callwhisper.engine.runner.CallRunner` per accepted INVITE, and
+routes every later transaction event to the runner of its call by server
+transaction key, client transaction key or dialog id. It never blocks: each
+runner works in its own task, which this object holds in a set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from callwhisper.domain import CallAttributes, Configuration
+from callwhisper.engine.backend import CallBackend, Prompts
+from callwhisper.engine.legs import CallerLeg, caller_user, codec_of, dialed_user, new_session_id
+from callwhisper.engine.media import MediaEngine
+from callwhisper.engine.runner import (
+    ALLOW,
+    CALLER,
+    CallRunner,
+    RunnerSettings,
+    SipInput,
+)
+from callwhisper.errors import LocalProtocolError, SdpError
+from callwhisper.flow import FlowSettings
+from callwhisper.media.sdp import SessionDescription, create_answer
+from callwhisper.routing import enrich, is_withheld
+from callwhisper.sip.dialog import DialogId
+from callwhisper.sip.message import SipRequest, SipResponse, make_response, new_tag
+from callwhisper.sip.transaction import (
+    Address,
+    InviteCancelled,
+    RequestReceived,
+    ResponseReceived,
+    TransactionEvent,
+    TransactionFailed,
+    TransactionKey,
+    TransactionLayer,
+)
+
+__all__ = ["B2bua"]
+
+log = logging.getLogger(__name__)
+
+_Route = tuple[CallRunner, str]
+SERVER_HEADER: Final = "callwhisper"
+
+
+class B2bua:
+    """Turns SIP transaction events into calls and routes them to their runners.
+
+    ``flush`` sends what the core queued (``SipEndpoint.flush``); ``clock`` is
+    the core's clock (the loop's monotonic time) and ``wall`` the flow's
+    (POSIX seconds).
+    """
+
+    def __init__(
+        self,
+        core: TransactionLayer,
+        media: MediaEngine,
+        backend: CallBackend,
+        prompts: Prompts,
+        configuration: Configuration,
+        settings: RunnerSettings,
+        *,
+        local: Address,
+        media_address: str,
+        flush: Callable[[], None],
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
+        """Serve calls for ``configuration``; nothing is sent before an event arrives."""
+        self.core = core
+        self.media = media
+        self.backend = backend
+        self.prompts = prompts
+        self.configuration = configuration
+        self.settings = settings
+        self._local = local
+        self._media_address = media_address
+        self._flush = flush
+        self._clock = clock
+        self._wall = wall
+        self.accepting = True
+        """False while draining: new INVITEs get 503."""
+        self.runners: set[CallRunner] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._invites: dict[TransactionKey, CallRunner] = {}
+        self._clients: dict[TransactionKey, _Route] = {}
+        self._dialogs: dict[DialogId, _Route] = {}
+        self._dispatching = False
+
+    # -- SipSide, for the runners -------------------------------------------------------
+
+    @property
+    def local(self) -> Address:
+        """Our SIP address."""
+        return self._local
+
+    @property
+    def media_address(self) -> str:
+        """The address of our RTP sockets, put in our SDP."""
+        return self._media_address
+
+    @property
+    def contact(self) -> str:
+        """Our Contact header value."""
+        host, port = self._local
+        host = f"[{host}]" if ":" in host else host
+        return f"<sip:callwhisper@{host}:{port}>"
+
+    def respond(
+        self,
+        request: SipRequest,
+        status: int,
+        *,
+        to_tag: str | None = None,
+        body: bytes = b"",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> SipResponse:
+        """Send a response through the request's server transaction."""
+        response = make_response(
+            request, status, to_tag=to_tag, body=body, extra=(("Server", SERVER_HEADER), *extra)
+        )
+        try:
+            self.core.send_response(response, self._clock())
+        except LocalProtocolError as exc:
+            # The transaction is gone (the caller cancelled, a timer ended it): nothing to answer.
+            log.debug("no transaction for %d to %s: %s", status, request.method, exc)
+        self._send()
+        return response
+
+    def send_request(
+        self, runner: CallRunner, leg: str, request: SipRequest, destination: Address
+    ) -> TransactionKey:
+        """Start a client transaction; its responses go to ``runner`` for ``leg``."""
+        key = self.core.send_request(request, destination, self._clock())
+        self._clients[key] = (runner, leg)
+        self._send()
+        return key
+
+    def send_ack(self, request: SipRequest, destination: Address) -> None:
+        """Send an ACK for a 2xx."""
+        self.core.send_stateless(request, destination)
+        self._send()
+
+    def cancel(self, key: TransactionKey) -> None:
+        """CANCEL a pending INVITE (sent once it has a provisional response)."""
+        cancel_key = self.core.cancel(key, self._clock())
+        if cancel_key is not None and key in self._clients:
+            self._clients[cancel_key] = self._clients[key]
+        self._send()
+
+    def add_dialog(self, dialog_id: DialogId, runner: CallRunner, leg: str) -> None:
+        """Route the requests of a dialog to ``runner``."""
+        self._dialogs[dialog_id] = (runner, leg)
+
+    def forget(self, runner: CallRunner) -> None:
+        """Drop every route to a finished call."""
+        self.runners.discard(runner)
+        self._clients = {k: route for k, route in self._clients.items() if route[0] is not runner}
+        self._dialogs = {k: route for k, route in self._dialogs.items() if route[0] is not runner}
+        self._invites = {k: owner for k, owner in self._invites.items() if owner is not runner}
+
+    def _send(self) -> None:
+        # Inside an event the endpoint flushes after the handler returns.
+        if not self._dispatching:
+            self._flush()
+
+    # -- events from the SIP core ---------------------------------------------------------
+
+    def handle_event(self, event: TransactionEvent) -> None:
+        """The ``on_event`` callback of the :class:`~callwhisper.engine.transport.SipEndpoint`."""
+        self._dispatching = True
+        try:
+            self._dispatch(event)
+        finally:
+            self._dispatching = False
+
+    def _dispatch(self, event: TransactionEvent) -> None:
+        match event:
+            case RequestReceived(request=request, source=source, key=key):
+                self._request(request, source, key, event)
+            case ResponseReceived(key=key):
+                route = self._clients.get(key)
+                if route is not None:
+                    route[0].feed(SipInput(route[1], event))
+            case InviteCancelled(key=key):
+                runner = self._invites.get(key)
+                if runner is not None:
+                    runner.feed(SipInput(CALLER, event))
+            case TransactionFailed(key=key):
+                client = self._clients.get(key)
+                if client is not None:
+                    client[0].feed(SipInput(client[1], event))
+                elif (runner := self._invites.get(key)) is not None:
+                    runner.feed(SipInput(CALLER, event))
+
+    def _request(
+        self,
+        request: SipRequest,
+        source: Address,
+        key: TransactionKey | None,
+        event: RequestReceived,
+    ) -> None:
+        if request.to.tag is not None:
+            route = self._dialogs.get(DialogId.of_incoming_request(request))
+            if route is not None:
+                route[0].feed(SipInput(route[1], event))
+            elif request.method != "ACK":
+                # RFC 3261 12.2.2: a request for a dialog we do not know.
+                self.respond(request, 481)
+            return
+        if request.method == "INVITE":
+            assert key is not None
+            self._invite(request, source, key)
+        elif request.method == "OPTIONS":
+            self.respond(
+                request,
+                200,
+                extra=(("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", self.contact)),
+            )
+        elif request.method == "ACK":
+            pass  # the ACK of an error response, or a stray one
+        elif request.method == "BYE":
+            self.respond(request, 481)
+        else:
+            self.respond(request, 405, extra=(("Allow", ALLOW),))
+
+    def _invite(self, request: SipRequest, source: Address, key: TransactionKey) -> None:
+        if not self.accepting:
+            self.respond(request, 503, extra=(("Retry-After", "5"),))
+            return
+        configuration = self.configuration
+        tracking = None
+        for user in dialed_user(request):
+            tracking = configuration.lookup_number(user)
+            if tracking is not None:
+                break
+        campaign = configuration.campaigns_by_id.get(tracking.campaign) if tracking else None
+        if tracking is None or campaign is None:
+            self.respond(request, 404)
+            return
+        # RFC 3261 13.3.1.4 / RFC 3264: a codec we can speak is checked before anything else.
+        try:
+            offer = SessionDescription.parse(request.body)
+            _, negotiated = create_answer(
+                offer, self.media_address, 9, session_id=0, codecs=self.settings.codecs
+            )
+        except SdpError as exc:
+            log.info("INVITE %s refused: %s", request.call_id, exc)
+            self.respond(request, exc.status_hint or 488)
+            return
+        call_id = uuid.uuid4().hex
+        remote = (negotiated.remote_address, negotiated.remote_port)
+        runner_box: list[CallRunner] = []
+        try:
+            media = self.media.open_leg(
+                codec_of(negotiated),
+                remote=remote,
+                on_event=lambda item: runner_box[0].media_handler(CALLER)(item),
+                name=f"{call_id}/{CALLER}",
+            )
+        except OSError as exc:
+            log.error("no RTP port for a new call: %s", exc)
+            self.respond(request, 503, extra=(("Retry-After", "5"),))
+            return
+        session_id = new_session_id()
+        answer, _ = create_answer(
+            offer,
+            self.media_address,
+            media.local_address[1],
+            session_id=session_id,
+            codecs=self.settings.codecs,
+        )
+        self.respond(request, 100)
+        to_tag = new_tag()
+        caller = CallerLeg(
+            request, source, key, to_tag, answer.serialize(), offer, media, session_id
+        )
+        publisher = configuration.publishers_by_id.get(tracking.publisher or "")
+        number = caller_user(request)
+        attributes = enrich(
+            CallAttributes(
+                campaign_id=campaign.id,
+                dialed=tracking.number,
+                caller=None if is_withheld(number) else number,
+                publisher_id=tracking.publisher,
+                tags=dict(tracking.tags),
+            )
+        )
+        runner = CallRunner(
+            call_id,
+            FlowSettings.for_campaign(campaign, configuration.telephony, publisher),
+            attributes,
+            caller,
+            sip=self,
+            media=self.media,
+            backend=self.backend,
+            prompts=self.prompts,
+            trunks=configuration.trunks_by_id,
+            config=self.settings,
+            wall=self._wall,
+        )
+        runner_box.append(runner)
+        self.runners.add(runner)
+        self._invites[key] = runner
+        self._dialogs[DialogId(request.call_id, to_tag, request.from_.tag or "")] = (runner, CALLER)
+        task = asyncio.get_running_loop().create_task(runner.run(), name=f"call-{call_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        log.info("call %s: %s -> %s (campaign %s)", call_id, number, tracking.number, campaign.id)

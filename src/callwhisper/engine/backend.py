@@ -1,0 +1,269 @@
+"""What a call runner needs besides signalling and media: routing, caps, records and prompts.
+
+:class:`CallBackend` is the narrow interface a :class:`~callwhisper.engine.runner.CallRunner`
+talks to; :class:`StoreBackend` implements it on the :class:`~callwhisper.store.Store`
+and :func:`~callwhisper.routing.decide`. Unit tests substitute a fake, so the
+command-to-SIP mapping is tested without a database.
+
+:class:`Prompts` turns ``PlayText`` and ``PlayAudio`` into
+:class:`~callwhisper.audio.Audio` in worker threads: speech synthesis and
+decoding a recording are blocking work that must never run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+from callwhisper.audio import Audio, TtsCache, TtsOptions, get_engine, import_recording
+from callwhisper.domain import CallAttributes, CapKey, Configuration
+from callwhisper.domain.caps import CapMetric, period_key
+from callwhisper.domain.state import Reservation
+from callwhisper.domain.whisper import TtsVoice
+from callwhisper.flow import CallRecord, Entry
+from callwhisper.routing import RoutingDecision, compile_plan, decide
+from callwhisper.store import LegChanges, Store
+
+__all__ = ["CallBackend", "Prompts", "StoreBackend", "counter_scope", "utc"]
+
+
+def utc(at: float) -> datetime:
+    """POSIX seconds as an aware UTC datetime, the store's and routing's time type."""
+    return datetime.fromtimestamp(at, UTC)
+
+
+class CallBackend(Protocol):
+    """Routing, the cap ledger and the call record, as one call runner uses them.
+
+    Writes are called by the runner in the order the session emitted them,
+    from one background writer per call: signalling never waits for them.
+    """
+
+    async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
+        """Create the call's record."""
+
+    async def route(self, call_id: str, attributes: CallAttributes, at: float) -> RoutingDecision:
+        """Decide the candidates of a call from the current counters."""
+        ...
+
+    async def routed(self, call_id: str, decision: RoutingDecision) -> None:
+        """Keep the decision with the call, and persist the tier rotations it moved."""
+
+    async def reserve(self, call_id: str, reservation: Reservation) -> str | None:
+        """Reserve caps; ``None`` when granted, else why not."""
+        ...
+
+    async def commit(
+        self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
+    ) -> None:
+        """Commit metrics of a reservation for good."""
+
+    async def finish(self, reservation_id: str) -> None:
+        """Release what a reservation did not commit."""
+
+    async def persist(self, call_id: str, entry: Entry) -> None:
+        """Append one timeline entry (and keep the call and leg rows up to date)."""
+
+    async def recording_started(self, call_id: str, path: Path) -> None:
+        """Remember where the call's recording is written."""
+
+    async def call_ended(
+        self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
+    ) -> None:
+        """Close the call with its outcome and money, and remember the caller for duplicates."""
+
+
+def counter_scope(
+    configuration: Configuration, attributes: CallAttributes, now: datetime
+) -> tuple[set[CapKey], set[str]]:
+    """The cap counters and the owners a routing decision for this call reads."""
+    plan = compile_plan(configuration)
+    campaign = plan.campaigns.get(attributes.campaign_id)
+    owners = (
+        []
+        if campaign is None
+        else [
+            owner
+            for tier in campaign.tiers
+            for entry in tier.entries
+            for target in entry.targets
+            for owner in target.owners
+        ]
+    )
+    publisher = plan.publishers.get(attributes.publisher_id or "")
+    if publisher is not None and publisher.limits is not None:
+        owners.append(publisher.limits)
+    keys = {
+        CapKey(owner.owner, metric, period, period_key(period, now, owner.timezone))
+        for owner in owners
+        for metric, period, _limit in owner.limits
+    }
+    return keys, {owner.owner for owner in owners}
+
+
+def leg_row_id(call_id: str, leg: str) -> str:
+    """The store id of a buyer leg: the same as its cap reservation id."""
+    return f"{call_id}/{leg}"
+
+
+class StoreBackend:
+    """:class:`CallBackend` on the store, routing on ``configuration``."""
+
+    def __init__(self, store: Store, configuration: Configuration) -> None:
+        """Route with ``configuration``; see :meth:`use_configuration` to change it."""
+        self.store = store
+        self.configuration = configuration
+
+    def use_configuration(self, configuration: Configuration) -> None:
+        """Route the next calls with ``configuration`` (calls in progress keep their offers)."""
+        self.configuration = configuration
+
+    async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
+        """Create the call row."""
+        await self.store.calls.create_call(
+            call_id,
+            dialed=attributes.dialed,
+            started_at=utc(at),
+            campaign_id=attributes.campaign_id,
+            caller=attributes.caller,
+            publisher_id=attributes.publisher_id,
+            state="active",
+            tags=attributes.tags,
+        )
+
+    async def route(self, call_id: str, attributes: CallAttributes, at: float) -> RoutingDecision:
+        """Read the counters the decision needs, then decide."""
+        now = utc(at)
+        configuration = self.configuration
+        keys, owners = counter_scope(configuration, attributes, now)
+        counters = await self.store.counters.load_counters(
+            attributes.campaign_id, keys=keys, owners=owners, caller=attributes.caller, now=now
+        )
+        return decide(configuration, attributes, counters, now)
+
+    async def routed(self, call_id: str, decision: RoutingDecision) -> None:
+        """Store the decision, the duplicate flag and the new rotations."""
+        await self.store.calls.record_routing(call_id, decision.to_dict())
+        if decision.duplicate:
+            await self.store.calls.update_call(call_id, {"duplicate": True})
+        for (campaign_id, tier_index), rotation in decision.rotations.items():
+            await self.store.counters.save_rotation(campaign_id, tier_index, rotation)
+
+    async def reserve(self, call_id: str, reservation: Reservation) -> str | None:
+        """Reserve in the SQL ledger, linked to the call for crash recovery."""
+        return await self.store.ledger.reserve(reservation, call_id=call_id)
+
+    async def commit(
+        self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
+    ) -> None:
+        """Commit in the SQL ledger."""
+        await self.store.ledger.commit(reservation_id, metrics, revenue)
+
+    async def finish(self, reservation_id: str) -> None:
+        """Finish in the SQL ledger."""
+        await self.store.ledger.finish(reservation_id)
+
+    async def persist(self, call_id: str, entry: Entry) -> None:
+        """Append the entry, then mirror leg milestones onto the call and leg rows."""
+        calls = self.store.calls
+        at = utc(entry.at)
+        await calls.append_event(call_id, entry.kind, at, dict(entry.data), leg_id=entry.leg)
+        data = entry.data
+        leg = entry.leg
+        if entry.kind == "caller_answered":
+            await calls.update_call(call_id, {"answered_at": at})
+        elif leg is None or leg == "A":
+            return
+        elif entry.kind == "dial":
+            await calls.create_leg(
+                leg_row_id(call_id, leg),
+                call_id,
+                destination=data["destination"],
+                dialed_at=at,
+                buyer_id=data["buyer"],
+                target_id=data.get("target"),
+                reservation_id=data["reservation"],
+            )
+        elif (changes := _leg_changes(entry.kind, at, data)) is not None:
+            await calls.update_leg(leg_row_id(call_id, leg), changes)
+
+    async def recording_started(self, call_id: str, path: Path) -> None:
+        """Store the recording's path on the call."""
+        await self.store.calls.update_call(call_id, {"recording_path": os.fspath(path)})
+
+    async def call_ended(
+        self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
+    ) -> None:
+        """Close the call row with its money; record the caller for duplicate rules."""
+        ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
+        converted = record.converted_leg is not None
+        await self.store.calls.finish_call(
+            call_id,
+            outcome=outcome,
+            ended_at=ended_at,
+            revenue=record.revenue,
+            payout=record.payout,
+            cost=record.cost,
+            converted=converted,
+        )
+        if attributes.caller is None:
+            return
+        arrived = utc(record.arrived_at) if record.arrived_at is not None else ended_at
+        bridged = record.bridged_legs[-1] if record.bridged_legs else None
+        buyer = record.legs[bridged].buyer_id if bridged in record.legs else None
+        await self.store.counters.record_caller_history(
+            caller=attributes.caller,
+            campaign_id=attributes.campaign_id,
+            call_id=call_id,
+            at=arrived,
+            buyer_id=buyer,
+            connected=bridged is not None,
+            converted=converted,
+        )
+
+
+def _leg_changes(kind: str, at: datetime, data: Mapping[str, str]) -> LegChanges | None:
+    if kind == "ringing":
+        return {"ringing_at": at}
+    if kind == "answer":
+        return {"answered_at": at}
+    if kind == "accept":
+        return {"accepted_at": at}
+    if kind == "leg_end":
+        reason = data.get("status") or data.get("by")
+        return {"ended_at": at, "outcome": data["reason"], "reason": reason, "cost": _money(data)}
+    return None
+
+
+def _money(data: Mapping[str, str]) -> Decimal:
+    return Decimal(data.get("cost", "0"))
+
+
+class Prompts:
+    """Speech and recordings as :class:`Audio`, rendered in worker threads and cached."""
+
+    def __init__(self, tts_cache: TtsCache) -> None:
+        """Render speech through ``tts_cache``."""
+        self.tts_cache = tts_cache
+        self._recordings: dict[tuple[str, int], Audio] = {}
+
+    async def speech(self, text: str, voice: TtsVoice) -> Audio:
+        """``text`` spoken with ``voice`` (cached by the TTS cache)."""
+        options = TtsOptions(voice=voice.voice, rate_wpm=voice.rate)
+        engine = get_engine(voice.engine)
+        return await asyncio.to_thread(self.tts_cache.render, engine, text, options)
+
+    async def recording(self, path: str) -> Audio:
+        """The recording at ``path``, imported once per modification time."""
+        stat = await asyncio.to_thread(os.stat, path)
+        key = (path, stat.st_mtime_ns)
+        audio = self._recordings.get(key)
+        if audio is None:
+            audio = await asyncio.to_thread(import_recording, path)
+            self._recordings[key] = audio
+        return audio

@@ -1,0 +1,990 @@
+"""One call on the built-in SIP engine: a :class:`~callwhisper.flow.CallSession` and its legs.
+
+:class:`CallRunner` is the adapter of call-flow.md onto SIP and RTP. It
+owns the session, the one timer handle armed at ``session.get_timer()``, the
+SIP state of the caller and buyer legs and their media legs. Everything
+that happens to the call (SIP events, RTP keys and playback ends, timers) is
+queued and handled by one task, one at a time, so the session is never
+re-entered; the commands it returns are carried out in order (the loop in
+:class:`~callwhisper.flow.CallSession`'s docstring).
+
+Store writes (timeline entries, cap commits) go through one background
+writer per call, in order, so that signalling never waits for the database;
+only routing and cap reservations are awaited, because the session needs
+their answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Final, Protocol, cast
+
+from callwhisper.audio import Audio
+from callwhisper.domain import CallAttributes
+from callwhisper.domain.buyer import Trunk
+from callwhisper.domain.whisper import DtmfKey
+from callwhisper.engine.backend import CallBackend, Prompts
+from callwhisper.engine.legs import (
+    BuyerLeg,
+    CallerLeg,
+    codec_of,
+    is_ip_literal,
+    new_session_id,
+    uri_address,
+)
+from callwhisper.engine.media import Bridge as MediaBridge
+from callwhisper.engine.media import DigitReceived as MediaDigit
+from callwhisper.engine.media import MediaEngine, MediaEvent, MediaLeg
+from callwhisper.engine.media import PlaybackFinished as MediaPlaybackFinished
+from callwhisper.engine.playback import PCMU
+from callwhisper.errors import (
+    IllegalTransition,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SdpError,
+    SipParseError,
+)
+from callwhisper.flow import (
+    AnswerCaller,
+    Bridge,
+    CallArrived,
+    CallSession,
+    CancelLeg,
+    CapsReserved,
+    CollectDigits,
+    Command,
+    CommitCaps,
+    DialLeg,
+    DigitReceived,
+    Entry,
+    Event,
+    FinishCaps,
+    FlowSettings,
+    ForwardCaller,
+    HangupLeg,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegRinging,
+    Persist,
+    PlayAudio,
+    PlaybackFinished,
+    PlayText,
+    RejectCaller,
+    RequestRouting,
+    ReserveCaps,
+    RoutingDecided,
+    RoutingResult,
+    StartRecording,
+    StartRingback,
+    StopPlayback,
+    StopRecording,
+    StopRingback,
+    reason_for_sip_status,
+)
+from callwhisper.media.sdp import (
+    SessionDescription,
+    create_answer,
+    create_offer,
+    negotiate_answer,
+)
+from callwhisper.sip.auth import DigestClient
+from callwhisper.sip.dialog import Dialog, DialogId, DialogState
+from callwhisper.sip.headers import NameAddr, Via
+from callwhisper.sip.message import SipRequest, SipResponse, make_request, new_branch
+from callwhisper.sip.transaction import (
+    Address,
+    InviteCancelled,
+    RequestReceived,
+    ResponseReceived,
+    TransactionEvent,
+    TransactionFailed,
+    TransactionKey,
+)
+
+__all__ = ["CALLER", "CallRunner", "RunnerSettings", "SipSide"]
+
+log = logging.getLogger(__name__)
+
+CALLER: Final = "A"
+SDP: Final = "application/sdp"
+MAX_AUTH_ATTEMPTS: Final = 2
+"""Challenges answered per buyer INVITE before a 401/407 counts as a rejection."""
+
+
+class SipSide(Protocol):
+    """What a runner needs from the SIP user agent (:class:`~callwhisper.engine.b2bua.B2bua`)."""
+
+    @property
+    def local(self) -> Address:
+        """Our SIP address, for Via and Contact."""
+        ...
+
+    @property
+    def media_address(self) -> str:
+        """The address in our SDP."""
+        ...
+
+    @property
+    def contact(self) -> str:
+        """Our Contact header value."""
+        ...
+
+    def respond(
+        self,
+        request: SipRequest,
+        status: int,
+        *,
+        to_tag: str | None = None,
+        body: bytes = b"",
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> SipResponse:
+        """Send a response through the request's server transaction and return it."""
+        ...
+
+    def send_request(
+        self, runner: CallRunner, leg: str, request: SipRequest, destination: Address
+    ) -> TransactionKey:
+        """Start a client transaction whose responses come back to ``runner`` for ``leg``."""
+        ...
+
+    def send_ack(self, request: SipRequest, destination: Address) -> None:
+        """Send an ACK for a 2xx, outside any transaction."""
+
+    def cancel(self, key: TransactionKey) -> None:
+        """CANCEL a pending INVITE."""
+
+    def add_dialog(self, dialog_id: DialogId, runner: CallRunner, leg: str) -> None:
+        """Route the requests of this dialog to ``runner`` for ``leg``."""
+
+    def forget(self, runner: CallRunner) -> None:
+        """The call is over: drop every route to ``runner``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    """Engine settings every call runs with."""
+
+    recordings_dir: Path
+    """Where bridged calls are recorded, one ``<call id>.wav`` each."""
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    """Codecs offered to buyers, in order of preference."""
+    user_agent: str = "callwhisper"
+    from_domain: str | None = None
+    """Host part of our From header towards buyers; our SIP address when unset."""
+    cancel_linger_seconds: float = 4.0
+    """How long an ended call still waits for final responses to its CANCELs."""
+
+
+@dataclass(frozen=True, slots=True)
+class SipInput:
+    """A transaction event about one leg of this call."""
+
+    leg: str
+    event: TransactionEvent
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInput:
+    """An RTP event (key, playback end) of one leg of this call."""
+
+    leg: str
+    event: MediaEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TimerInput:
+    """The session's timer is due."""
+
+
+Input = SipInput | MediaInput | TimerInput | Event
+Write = Callable[[], Awaitable[None]]
+
+
+@dataclass(eq=False, slots=True)
+class _Play:
+    """A prompt being rendered for a leg, then played."""
+
+    leg: str
+    play_id: int
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Media:
+    """Media playbacks in progress: engine playback id -> (leg, flow play id)."""
+
+    plays: dict[int, tuple[str, int]] = field(default_factory=dict)
+    pending: dict[str, _Play] = field(default_factory=dict)
+
+
+class CallRunner:
+    """Runs one inbound call: its session, legs, timer and store writes."""
+
+    def __init__(
+        self,
+        call_id: str,
+        settings: FlowSettings,
+        attributes: CallAttributes,
+        caller: CallerLeg,
+        *,
+        sip: SipSide,
+        media: MediaEngine,
+        backend: CallBackend,
+        prompts: Prompts,
+        trunks: dict[str, Trunk],
+        config: RunnerSettings,
+        wall: Callable[[], float],
+    ) -> None:
+        """Prepare the call; :meth:`run` carries it out."""
+        self.call_id = call_id
+        self.session = CallSession(call_id, settings)
+        self.attributes = attributes
+        self.caller = caller
+        self.buyers: dict[str, BuyerLeg] = {}
+        self.sip = sip
+        self.media = media
+        self.backend = backend
+        self.prompts = prompts
+        self.trunks = trunks
+        self.config = config
+        self._wall = wall
+        self._inbox: asyncio.Queue[tuple[float, Input]] = asyncio.Queue()
+        self._writes: asyncio.Queue[Write] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._media = _Media()
+        self._bridge: MediaBridge | None = None
+        self._reservations: set[str] = set()
+        self._arrived_at = wall()
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def feed(self, item: Input) -> None:
+        """Queue something that happened to this call, stamped with the wall clock now."""
+        self._inbox.put_nowait((self._wall(), item))
+
+    def media_handler(self, leg: str) -> Callable[[MediaEvent], None]:
+        """The ``on_event`` callback of the media leg of ``leg``."""
+
+        def handle(event: MediaEvent) -> None:
+            self.feed(MediaInput(leg, event))
+
+        return handle
+
+    # -- the call's task ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Carry out the call until the session ends; never raises but on cancellation."""
+        self._writer = asyncio.create_task(self._write_loop(), name=f"call-{self.call_id}-writes")
+        outcome: str | None = None
+        try:
+            self._write(
+                lambda: self.backend.call_started(self.call_id, self.attributes, self._arrived_at)
+            )
+            await self._step(self._arrived_at, CallArrived(self.attributes))
+            while not self.session.finished:
+                at, item = await self._inbox.get()
+                await self._process(at, item)
+            outcome = self.session.record.outcome
+            await self._linger()
+        except asyncio.CancelledError:
+            self._abort("server stopping")
+            raise
+        except Exception:
+            log.exception("call %s failed; ending it", self.call_id)
+            self._abort("internal error")
+        finally:
+            await self._close(outcome or "interrupted")
+
+    async def _process(self, at: float, item: Input) -> None:
+        match item:
+            case TimerInput():
+                # The loop's clock and the wall clock differ by jitter: a due timer is due.
+                now = max(at, self._timer_deadline or at)
+                self._timer_deadline = None
+                await self._execute_all(self.session.handle_timer(now))
+                self._arm_timer()
+            case SipInput():
+                for event in self._sip_event(item.leg, item.event, at):
+                    await self._step(at, event)
+            case MediaInput():
+                reported = self._media_event(item.leg, item.event)
+                if reported is not None:
+                    await self._step(at, reported)
+            case _:
+                await self._step(at, item)
+
+    async def _step(self, at: float, event: Event) -> None:
+        try:
+            commands = self.session.handle(event, at)
+        except IllegalTransition as exc:
+            # A report the flow does not expect (a race with our own command): drop it.
+            log.warning("call %s: ignored %r: %s", self.call_id, event, exc)
+            return
+        await self._execute_all(commands)
+        self._arm_timer()
+
+    async def _execute_all(self, pending: list[Command]) -> None:
+        # The session's driver loop: answers to requests run after the rest of the batch.
+        while pending:
+            pending += await self._execute(pending.pop(0))
+
+    def _arm_timer(self) -> None:
+        deadline = self.session.get_timer()
+        if deadline == self._timer_deadline and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_deadline = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, deadline - self._wall())
+            self._timer = loop.call_at(loop.time() + delay, self.feed, TimerInput())
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _execute(self, command: Command) -> list[Command]:
+        match command:
+            case Persist(entry):
+                self._write(lambda: self.backend.persist(self.call_id, entry))
+            case CommitCaps(reservation_id, metrics, revenue):
+                self._write(lambda: self.backend.commit(reservation_id, metrics, revenue))
+            case FinishCaps(reservation_id):
+                self._reservations.discard(reservation_id)
+                self._write(lambda: self.backend.finish(reservation_id))
+            case RequestRouting(attributes):
+                return await self._route(attributes)
+            case ReserveCaps(reservation):
+                return await self._reserve(reservation.reservation_id, command)
+            case StartRingback(music):
+                await self._start_ringback(music)
+            case StopRingback():
+                self._stop_ringback()
+            case AnswerCaller():
+                self._answer_caller()
+            case RejectCaller(sip_code, _reason):
+                self._reject_caller(sip_code)
+            case ForwardCaller(destination):
+                self._forward_caller(destination)
+            case DialLeg():
+                return await self._dial(command)
+            case CancelLeg(leg) | HangupLeg(leg):
+                if leg == CALLER:
+                    self._hang_up_caller()
+                else:
+                    self._end_buyer(self.buyers[leg], canceled=isinstance(command, CancelLeg))
+            case PlayText(leg, play_id, text, voice):
+                self._play(leg, play_id, lambda: self.prompts.speech(text, voice))
+            case PlayAudio(leg, play_id, path):
+                self._play(leg, play_id, lambda: self.prompts.recording(path))
+            case StopPlayback(leg, play_id):
+                self._stop_playback(leg, play_id)
+            case CollectDigits():
+                pass  # RFC 4733 keys are always reported; the session keeps the timers.
+            case Bridge(caller, buyer):
+                self._do_bridge(caller, buyer)
+            case StartRecording(channels):
+                self._start_recording(channels)
+            case StopRecording():
+                self._stop_recording()
+        return []
+
+    async def _route(self, attributes: CallAttributes) -> list[Command]:
+        try:
+            decision = await self.backend.route(self.call_id, attributes, self._wall())
+        except Exception:
+            log.exception("call %s: routing failed", self.call_id)
+            result = RoutingResult((), "routing failed")
+        else:
+            self._write(lambda: self.backend.routed(self.call_id, decision))
+            result = RoutingResult.from_decision(decision)
+        return self._answer(RoutingDecided(result))
+
+    async def _reserve(self, reservation_id: str, command: ReserveCaps) -> list[Command]:
+        # The reservation row refers to the call row: let the writer create it first.
+        await self._writes.join()
+        try:
+            refused = await self.backend.reserve(self.call_id, command.reservation)
+        except Exception:
+            log.exception("call %s: cap reservation %s failed", self.call_id, reservation_id)
+            refused = "cap ledger unavailable"
+        if refused is None:
+            self._reservations.add(reservation_id)
+        return self._answer(CapsReserved(reservation_id, refused))
+
+    def _answer(self, event: Event) -> list[Command]:
+        try:
+            return self.session.handle(event, self._wall())
+        except IllegalTransition as exc:
+            log.warning("call %s: ignored %r: %s", self.call_id, event, exc)
+            return []
+
+    # -- the caller (UAS) --------------------------------------------------------------
+
+    async def _start_ringback(self, music: str | None) -> None:
+        caller = self.caller
+        if caller.final_sent and not caller.answered:
+            return
+        if not caller.answered and not caller.early:
+            # call-flow 1: 183 with our SDP, ringback as early media (answer-on-bridge).
+            response = self.sip.respond(
+                caller.invite, 183, to_tag=caller.to_tag, body=caller.answer, extra=self._sdp()
+            )
+            caller.early = response.status == 183
+        source: Audio | None = None
+        if music is not None:
+            try:
+                source = await self.prompts.recording(music)
+            except Exception:
+                log.exception(
+                    "call %s: hold music %s unusable; ringback instead", self.call_id, music
+                )
+        if caller.media.closed or caller.media.bridge is not None:
+            return
+        if source is None:
+            caller.ringback = caller.media.play_ringback()
+        else:
+            caller.ringback = caller.media.play(source, loop=True)
+
+    def _stop_ringback(self) -> None:
+        media = self.caller.media
+        if self.caller.ringback is not None and media.playing == self.caller.ringback:
+            media.stop_playback()
+        self.caller.ringback = None
+
+    def _answer_caller(self) -> None:
+        caller = self.caller
+        if caller.final_sent:
+            return
+        response = self.sip.respond(
+            caller.invite, 200, to_tag=caller.to_tag, body=caller.answer, extra=self._sdp()
+        )
+        caller.final_sent = caller.answered = True
+        caller.dialog = Dialog.as_uas(caller.invite, response, local_contact=self.sip.contact)
+
+    def _reject_caller(self, status: int) -> None:
+        caller = self.caller
+        if not caller.final_sent:
+            self.sip.respond(caller.invite, status, to_tag=caller.to_tag)
+            caller.final_sent = True
+        self._close_media(caller.media)
+
+    def _forward_caller(self, destination: str) -> None:
+        caller = self.caller
+        if caller.final_sent:
+            self._hang_up_caller()
+            return
+        target = (
+            destination
+            if destination.startswith(("sip:", "sips:", "tel:"))
+            else (f"sip:{destination}@{self.sip.local[0]}")
+        )
+        self.sip.respond(
+            caller.invite, 302, to_tag=caller.to_tag, extra=(("Contact", f"<{target}>"),)
+        )
+        caller.final_sent = True
+        self._close_media(caller.media)
+
+    def _hang_up_caller(self) -> None:
+        caller = self.caller
+        if not caller.final_sent:
+            self.sip.respond(caller.invite, 480, to_tag=caller.to_tag)
+            caller.final_sent = True
+        elif caller.dialog is not None and not caller.hung_up:
+            self._bye(CALLER, caller.dialog, caller.source)
+        caller.hung_up = True
+        self._close_media(caller.media)
+
+    # -- buyer legs (UAC) --------------------------------------------------------------------
+
+    async def _dial(self, command: DialLeg) -> list[Command]:
+        local_host, local_port = self.sip.local
+        try:
+            media = self.media.open_leg(
+                PCMU, on_event=self.media_handler(command.leg), name=f"{self.call_id}/{command.leg}"
+            )
+        except OSError as exc:
+            log.error("call %s: no RTP port for %s: %s", self.call_id, command.leg, exc)
+            return self._answer(LegFailed(command.leg, "failed", "no media port"))
+        session_id = new_session_id()
+        offer = _offer(
+            self.sip.media_address, media.local_address[1], session_id, self.config.codecs
+        )
+        trunk = self.trunks.get(command.trunk) if command.trunk else None
+        leg = BuyerLeg(
+            command.leg, command, media, offer, session_id, "", proxied=trunk is not None
+        )
+        self.buyers[command.leg] = leg
+        try:
+            leg.request_uri, host, port = self._target(command.destination, trunk)
+            leg.next_hop = await _resolve(host, port)
+        except (SipParseError, OSError, ValueError) as exc:
+            log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
+            leg.ended = True
+            self._close_media(media)
+            return self._answer(LegFailed(command.leg, "failed", "unroutable"))
+        user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
+        domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
+        via = Via("UDP", local_host, local_port, {"branch": new_branch(), "rport": None})
+        leg.invite = make_request(
+            "INVITE",
+            leg.request_uri,
+            from_=NameAddr(f"sip:{user}@{domain}"),
+            to=NameAddr(leg.request_uri),
+            via=via,
+            contact=self.sip.contact,
+            body=offer.serialize(),
+            content_type=SDP,
+            extra=(("User-Agent", self.config.user_agent), ("Allow", ALLOW)),
+        )
+        leg.key = self.sip.send_request(self, leg.id, leg.invite, leg.next_hop)
+        return []
+
+    def _target(self, destination: str, trunk: Trunk | None) -> tuple[str, str, int]:
+        """Request-URI and next hop of a destination: E.164 numbers go through the trunk."""
+        if destination.startswith(("sip:", "sips:")):
+            uri = destination
+        elif trunk is not None:
+            proxy_host, proxy_port = uri_address(trunk.proxy)
+            host = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
+            uri = f"sip:{destination}@{host}:{proxy_port}"
+        else:
+            raise ValueError(f"{destination} needs a trunk")
+        if trunk is not None and trunk.transport != "udp":
+            raise ValueError(f"trunk {trunk.id}: only UDP trunks are supported")
+        host, port = uri_address(trunk.proxy if trunk is not None else uri)
+        return uri, host, port
+
+    def _end_buyer(self, leg: BuyerLeg, *, canceled: bool) -> None:
+        if not leg.ended:
+            leg.ended = True
+            leg.canceled = leg.canceled or canceled or not leg.answered
+            if leg.dialog is not None and leg.dialog.state is DialogState.CONFIRMED:
+                self._bye(leg.id, leg.dialog, self._dialog_hop(leg))
+            elif leg.key is not None:
+                self.sip.cancel(leg.key)
+        self._close_media(leg.media)
+
+    def _buyer_response(
+        self, leg: BuyerLeg, response: SipResponse, key: TransactionKey
+    ) -> list[Event]:
+        status = response.status
+        if response.cseq.method != "INVITE" or key != leg.key:
+            return []
+        if status < 200:
+            if status in (180, 183) and not leg.canceled and not leg.answered:
+                # call-flow 5: early media is ringing, never an answer.
+                return [LegRinging(leg.id, early_media=status == 183 and bool(response.body))]
+            return []
+        leg.final = True
+        if status < 300:
+            return self._buyer_answered(leg, response)
+        if status in (401, 407) and not leg.canceled and self._authorize(leg, response):
+            return []
+        if leg.canceled or leg.ended:
+            return []  # our CANCEL's 487, or a failure of a leg the session already ended
+        leg.ended = True
+        self._close_media(leg.media)
+        return [LegFailed(leg.id, reason_for_sip_status(status), status)]
+
+    def _authorize(self, leg: BuyerLeg, challenge: SipResponse) -> bool:
+        trunk = self.trunks.get(leg.command.trunk or "")
+        if trunk is None or trunk.username is None or leg.invite is None:
+            return False
+        if leg.auth_attempts >= MAX_AUTH_ATTEMPTS or leg.next_hop is None:
+            return False
+        leg.auth_attempts += 1
+        try:
+            leg.invite = DigestClient(trunk.username, trunk.password or "").authorize(
+                leg.invite, challenge
+            )
+        except RemoteProtocolError as exc:
+            log.warning("call %s: %s: %s", self.call_id, leg.id, exc)
+            return False
+        leg.key = self.sip.send_request(self, leg.id, leg.invite, leg.next_hop)
+        return True
+
+    def _buyer_answered(self, leg: BuyerLeg, response: SipResponse) -> list[Event]:
+        assert leg.invite is not None
+        if leg.dialog is not None:
+            # A retransmitted 2xx: our ACK was lost (RFC 3261 13.2.2.4).
+            if leg.ack is not None and leg.next_hop is not None:
+                self.sip.send_ack(leg.ack, self._dialog_hop(leg))
+            return []
+        try:
+            dialog = Dialog.as_uac(leg.invite, response, local_contact=self.sip.contact)
+        except RemoteProtocolError as exc:
+            log.warning("call %s: %s answered without a dialog: %s", self.call_id, leg.id, exc)
+            return self._fail_answered(leg, None, "failed")
+        leg.dialog = dialog
+        self.sip.add_dialog(dialog.id, self, leg.id)
+        local_host, local_port = self.sip.local
+        leg.ack = dialog.create_ack(
+            leg.invite.cseq.seq, Via("UDP", local_host, local_port, {"branch": new_branch()})
+        )
+        self.sip.send_ack(leg.ack, self._dialog_hop(leg))
+        if leg.canceled or leg.ended:
+            # A 200 that crossed our CANCEL: the call exists, so end it (RFC 3261 9.1).
+            self._bye(leg.id, dialog, self._dialog_hop(leg))
+            leg.ended = True
+            return []
+        try:
+            negotiated = negotiate_answer(leg.offer, SessionDescription.parse(response.body))
+        except SdpError as exc:
+            log.warning("call %s: %s answered with unusable SDP: %s", self.call_id, leg.id, exc)
+            return self._fail_answered(leg, dialog, "failed")
+        leg.media.codec = codec_of(negotiated)
+        leg.media.set_remote((negotiated.remote_address, negotiated.remote_port))
+        leg.answered = True
+        return [LegAnswered(leg.id)]
+
+    def _fail_answered(self, leg: BuyerLeg, dialog: Dialog | None, reason: str) -> list[Event]:
+        if dialog is not None:
+            self._bye(leg.id, dialog, self._dialog_hop(leg))
+        leg.ended = True
+        self._close_media(leg.media)
+        return [LegFailed(leg.id, "failed", reason)]
+
+    def _dialog_hop(self, leg: BuyerLeg) -> Address:
+        assert leg.next_hop is not None
+        dialog = leg.dialog
+        if leg.proxied or dialog is None or dialog.route_set:
+            return leg.next_hop
+        try:
+            host, port = uri_address(dialog.remote_target)
+        except SipParseError:
+            return leg.next_hop
+        return (host, port) if is_ip_literal(host) else leg.next_hop
+
+    # -- SIP events -----------------------------------------------------------------------
+
+    def _sip_event(self, leg_id: str, event: TransactionEvent, at: float) -> list[Event]:
+        caller = self.caller
+        if leg_id == CALLER:
+            match event:
+                case InviteCancelled():
+                    # The transaction layer already sent 200 to the CANCEL and 487 to the INVITE.
+                    caller.final_sent = caller.hung_up = True
+                    self._close_media(caller.media)
+                    return [LegHungUp(CALLER)]
+                case TransactionFailed(reason=reason) if reason == "no ACK for 2xx":
+                    # RFC 3261 13.3.1.4: no ACK means the session must be ended with BYE.
+                    self._hang_up_caller()
+                    return [LegHungUp(CALLER)]
+                case RequestReceived(request=request, source=source):
+                    return self._caller_request(request, source)
+            return []
+        leg = self.buyers.get(leg_id)
+        if leg is None:
+            return []
+        match event:
+            case ResponseReceived(response=response, key=key):
+                return self._buyer_response(leg, response, key)
+            case TransactionFailed(key=key, reason=reason) if key == leg.key:
+                leg.final = True
+                if leg.canceled or leg.ended or leg.answered:
+                    return []
+                leg.ended = True
+                self._close_media(leg.media)
+                return [LegFailed(leg.id, reason_for_sip_status(None), reason)]
+            case RequestReceived(request=request):
+                return self._buyer_request(leg, request)
+        return []
+
+    def _caller_request(self, request: SipRequest, source: Address) -> list[Event]:
+        caller = self.caller
+        if request.method == "ACK":
+            return []
+        if caller.dialog is not None:
+            try:
+                caller.dialog.receive_request(request)
+            except RemoteProtocolError as exc:
+                self.sip.respond(request, exc.status_hint or 500)
+                return []
+        if request.method == "BYE":
+            self.sip.respond(request, 200)
+            if caller.hung_up:
+                return []
+            caller.hung_up = True
+            self._close_media(caller.media)
+            return [LegHungUp(CALLER)]
+        if request.method == "INVITE":
+            self._reinvite(request, caller.media, caller)
+            return []
+        self._other_request(request)
+        return []
+
+    def _buyer_request(self, leg: BuyerLeg, request: SipRequest) -> list[Event]:
+        if request.method == "ACK":
+            return []
+        if leg.dialog is not None:
+            try:
+                leg.dialog.receive_request(request)
+            except RemoteProtocolError as exc:
+                self.sip.respond(request, exc.status_hint or 500)
+                return []
+        if request.method == "BYE":
+            self.sip.respond(request, 200)
+            if leg.ended:
+                return []
+            leg.ended = True
+            self._close_media(leg.media)
+            return [LegHungUp(leg.id)]
+        if request.method == "INVITE":
+            self._reinvite(request, leg.media, leg)
+            return []
+        self._other_request(request)
+        return []
+
+    def _other_request(self, request: SipRequest) -> None:
+        if request.method in ("OPTIONS", "INFO", "NOTIFY"):
+            self.sip.respond(request, 200, extra=(("Allow", ALLOW),))
+        else:
+            self.sip.respond(request, 501, extra=(("Allow", ALLOW),))
+
+    def _reinvite(self, request: SipRequest, media: MediaLeg, leg: CallerLeg | BuyerLeg) -> None:
+        """Answer a re-INVITE (hold, resume, a moved address) keeping the leg's codec."""
+        if media.closed:
+            self.sip.respond(request, 481)
+            return
+        version = (leg.session_version if isinstance(leg, CallerLeg) else 0) + 1
+        if not request.body:
+            # RFC 3264 5: an offerless re-INVITE gets our offer in the 200.
+            offer = _offer(
+                self.sip.media_address,
+                media.local_address[1],
+                leg.session_id,
+                (media.codec.encoding,),
+                version,
+            )
+            self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp())
+            return
+        try:
+            answer, negotiated = create_answer(
+                SessionDescription.parse(request.body),
+                self.sip.media_address,
+                media.local_address[1],
+                session_id=leg.session_id,
+                session_version=version,
+                codecs=(media.codec.encoding,),
+            )
+        except SdpError:
+            self.sip.respond(request, 488)
+            return
+        if isinstance(leg, CallerLeg):
+            leg.session_version = version
+        remote = (negotiated.remote_address, negotiated.remote_port)
+        if remote != media.remote and negotiated.remote_address not in ("0.0.0.0", "::"):
+            media.set_remote(remote, relatch=True)
+        self.sip.respond(request, 200, body=answer.serialize(), extra=self._sdp())
+
+    def _sdp(self) -> tuple[tuple[str, str], ...]:
+        return (("Contact", self.sip.contact), ("Content-Type", SDP), ("Allow", ALLOW))
+
+    def _bye(self, leg: str, dialog: Dialog, destination: Address) -> None:
+        if dialog.state is DialogState.TERMINATED:
+            return
+        host, port = self.sip.local
+        bye = dialog.create_request("BYE", Via("UDP", host, port, {"branch": new_branch()}))
+        dialog.terminate()
+        self.sip.send_request(self, leg, bye, destination)
+
+    # -- media ----------------------------------------------------------------------------
+
+    def _media_leg(self, leg: str) -> MediaLeg | None:
+        media = self.caller.media if leg == CALLER else self.buyers[leg].media
+        return None if media.closed else media
+
+    def _media_event(self, leg: str, event: MediaEvent) -> Event | None:
+        match event:
+            case MediaDigit(digit=digit):
+                return DigitReceived(leg, cast(DtmfKey, digit))
+            case MediaPlaybackFinished(playback=playback):
+                found = self._media.plays.pop(playback, None)
+                return None if found is None else PlaybackFinished(*found)
+        return None
+
+    def _play(self, leg: str, play_id: int, render: Callable[[], Awaitable[Audio]]) -> None:
+        self._cancel_render(leg)
+        play = _Play(leg, play_id)
+        self._media.pending[leg] = play
+        play.task = asyncio.create_task(self._render_and_play(play, render))
+
+    async def _render_and_play(self, play: _Play, render: Callable[[], Awaitable[Audio]]) -> None:
+        try:
+            audio = await render()
+        except Exception:
+            log.exception("call %s: prompt for %s unusable", self.call_id, play.leg)
+            audio = None
+        if self._media.pending.get(play.leg) is not play:
+            return
+        del self._media.pending[play.leg]
+        media = self._media_leg(play.leg)
+        if media is None or media.bridge is not None:
+            return
+        if audio is None:
+            # The flow must go on (wait for a key, replay...) as if the prompt had played.
+            self.feed(PlaybackFinished(play.leg, play.play_id))
+            return
+        if play.leg == CALLER:
+            self.caller.ringback = None
+        self._media.plays[media.play(audio)] = (play.leg, play.play_id)
+
+    def _cancel_render(self, leg: str) -> None:
+        play = self._media.pending.pop(leg, None)
+        if play is not None and play.task is not None:
+            play.task.cancel()
+
+    def _stop_playback(self, leg: str, play_id: int) -> None:
+        pending = self._media.pending.get(leg)
+        if pending is not None and pending.play_id == play_id:
+            self._cancel_render(leg)
+        media = self._media_leg(leg)
+        if media is None or media.playing is None:
+            return
+        if self._media.plays.get(media.playing) == (leg, play_id):
+            del self._media.plays[media.playing]
+            media.stop_playback()
+
+    def _do_bridge(self, caller: str, buyer: str) -> None:
+        self._cancel_render(caller)
+        self._cancel_render(buyer)
+        a, b = self._media_leg(caller), self._media_leg(buyer)
+        if a is None or b is None:
+            log.warning("call %s: bridge of a closed leg", self.call_id)
+            return
+        self._bridge = self.media.bridge(a, b)
+
+    def _start_recording(self, channels: tuple[str, ...]) -> None:
+        bridge = self._bridge
+        if len(channels) != 2 or bridge is None or bridge.caller.closed or bridge.buyer.closed:
+            log.warning("call %s: recording %s is not supported", self.call_id, channels)
+            return
+        path = self.config.recordings_dir / f"{self.call_id}.wav"
+        # Recording is attached to a bridge: re-bridge at once, streams stay continuous.
+        self.media.unbridge(bridge)
+        self._bridge = self.media.bridge(bridge.caller, bridge.buyer, record_to=path)
+        self._write(lambda: self.backend.recording_started(self.call_id, path))
+
+    def _stop_recording(self) -> None:
+        bridge = self._bridge
+        if bridge is None or bridge.recorder is None:
+            return
+        self.media.unbridge(bridge)
+        self._bridge = None
+        if not (bridge.caller.closed or bridge.buyer.closed):
+            self._bridge = self.media.bridge(bridge.caller, bridge.buyer)
+
+    def _close_media(self, media: MediaLeg) -> None:
+        if self._bridge is not None and media in (self._bridge.caller, self._bridge.buyer):
+            self._bridge = None
+        if not media.closed:
+            self.media.close_leg(media)
+
+    # -- the end --------------------------------------------------------------------------
+
+    def _abort(self, reason: str) -> None:
+        """End every leg of a call that cannot go on; the caller gets 500 or BYE."""
+        log.info("call %s: ending every leg (%s)", self.call_id, reason)
+        caller = self.caller
+        try:
+            if not caller.final_sent:
+                self.sip.respond(caller.invite, 500, to_tag=caller.to_tag)
+                caller.final_sent = True
+            elif caller.dialog is not None and not caller.hung_up:
+                self._bye(CALLER, caller.dialog, caller.source)
+            caller.hung_up = True
+            for leg in self.buyers.values():
+                self._end_buyer(leg, canceled=True)
+        except (LocalProtocolError, RemoteProtocolError):
+            log.exception("call %s: SIP teardown failed", self.call_id)
+        entry = Entry(
+            self._wall(), "interrupted", data={"outcome": "interrupted", "reason": reason}
+        )
+        self._write(lambda: self.backend.persist(self.call_id, entry))
+        for reservation_id in sorted(self._reservations):
+            self._write(partial(self.backend.finish, reservation_id))
+        self._reservations.clear()
+
+    async def _linger(self) -> None:
+        """Wait a little for the final responses of cancelled buyer INVITEs.
+
+        A 200 may cross our CANCEL (RFC 3261 9.1); it must still be ACKed and
+        the call hung up, or the buyer's phone stays off the hook.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.cancel_linger_seconds
+        while any(leg.key is not None and not leg.final for leg in self.buyers.values()):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    at, item = await self._inbox.get()
+            except TimeoutError:
+                return
+            if isinstance(item, SipInput):
+                self._sip_event(item.leg, item.event, at)
+
+    async def _close(self, outcome: str) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for leg in list(self._media.pending):
+            self._cancel_render(leg)
+        self._close_media(self.caller.media)
+        for buyer in self.buyers.values():
+            self._close_media(buyer.media)
+        record = self.session.record
+        self._write(
+            lambda: self.backend.call_ended(self.call_id, self.attributes, record, outcome=outcome)
+        )
+        try:
+            await self._writes.join()
+        finally:
+            if self._writer is not None:
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
+            self.sip.forget(self)
+
+    def _write(self, work: Write) -> None:
+        self._writes.put_nowait(work)
+
+    async def _write_loop(self) -> None:
+        while True:
+            work = await self._writes.get()
+            try:
+                await work()
+            except Exception:
+                log.exception("call %s: store write failed", self.call_id)
+            finally:
+                self._writes.task_done()
+
+
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+"""Methods we answer (RFC 3261 20.5)."""
+
+
+def _offer(
+    address: str, port: int, session_id: int, codecs: tuple[str, ...], version: int = 0
+) -> SessionDescription:
+    return create_offer(
+        address, port, session_id=session_id, session_version=version, codecs=codecs
+    )
+
+
+async def _resolve(host: str, port: int) -> Address:
+    """The address of a next hop; names are resolved without blocking the loop."""
+    if is_ip_literal(host):
+        return host.strip("[]"), port
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"{host} does not resolve")
+    address = infos[0][4]
+    return str(address[0]), int(address[1])
