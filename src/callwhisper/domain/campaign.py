@@ -26,7 +26,7 @@ RingMode = Literal["sequential", "parallel"]
 FallbackAction = Literal["reject", "message", "voicemail", "forward"]
 CallerIdMode = Literal["caller", "tracking_number"]
 
-DEFAULT_WHISPER_TEXT = "{lead_type} call from {caller_state}. Press 1 to accept, 2 to decline."
+DEFAULT_WHISPER_TEXT = "{lead_type} call from {caller_state}. Press 1 to accept."
 
 
 class RouteEntry(Model):

@@ -246,7 +246,8 @@ class CallSession:
         self._move(CallState.IVR)
         # call-flow 3: the IVR needs audio to reach the caller, so it is answered now.
         self._answer_caller(now)
-        self._ivr = IvrRunner(ivr, call_variables(self.settings, attributes), self._out)
+        variables = self._spoken(call_variables(self.settings, attributes))
+        self._ivr = IvrRunner(ivr, variables, self._out)
         self._ivr.start(now)
 
     def _after_ivr(self, now: float) -> None:
@@ -398,7 +399,7 @@ class CallSession:
         self._move_leg(leg, LegState.WHISPER)
         self._out.note(now, "answer", leg.id)
         self._out.send(CommitCaps(leg.reservation_id, ("calls",)))
-        variables = call_variables(self.settings, self._attributes, leg.offer)
+        variables = self._spoken(call_variables(self.settings, self._attributes, leg.offer))
         leg.gate = AcceptGate(leg.id, leg.offer.whisper, variables, self._out)
         leg.gate.start(now)
 
@@ -574,6 +575,11 @@ class CallSession:
         # call-flow 4: before the bridge, the caller's hang-up cancels every buyer leg at once.
         self._stop_legs(now)
         self._end(now)
+
+    def _spoken(self, variables: dict[str, str]) -> dict[str, str]:
+        """Variables as a voice should say them, when the driver gave a way to (call-flow 7)."""
+        speak = self.settings.speak
+        return dict(speak(variables)) if speak is not None else variables
 
     def _answer_caller(self, now: float) -> None:
         if self._caller_answered_at is None:

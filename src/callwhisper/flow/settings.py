@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from callwhisper.domain.campaign import Campaign, Fallback, PayoutRule, Publisher, TelephonyCosts
@@ -29,6 +30,8 @@ class FlowSettings:
     costs: TelephonyCosts = field(default_factory=TelephonyCosts)
     hold_music: str | None = None
     """Recording played to the waiting caller instead of generated ringback."""
+    speak: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None
+    """Turns template variables into what a voice should say ("CA" -> "California")."""
 
     @classmethod
     def for_campaign(
@@ -37,6 +40,7 @@ class FlowSettings:
         costs: TelephonyCosts,
         publisher: Publisher | None = None,
         hold_music: str | None = None,
+        speak: Callable[[Mapping[str, str]], Mapping[str, str]] | None = None,
     ) -> FlowSettings:
         """The settings of a call to ``campaign``, sent by ``publisher`` if any."""
         payout = publisher.payout if publisher and publisher.payout else campaign.payout
@@ -55,4 +59,5 @@ class FlowSettings:
             payout=payout,
             costs=costs,
             hold_music=hold_music,
+            speak=speak,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 
 import pytest
@@ -207,6 +208,18 @@ def test_whisper_plays_to_the_buyer_leg_only_after_a_real_answer() -> None:
     assert h.session.get_timer() == 120  # only the hunt limit is left
     assert control(h.run_until(60)) == []
     assert h.session.record.legs["B1"].whisper_started_at == 8
+
+
+def test_whisper_variables_are_spoken_as_the_driver_says_them() -> None:
+    def speak(variables: Mapping[str, str]) -> dict[str, str]:
+        return {**variables, "caller_state": "California"}
+
+    settings = FlowSettings(campaign_id="auto", speak=speak)
+    h = Harness(offer("acme"), settings=settings)
+    h.arrive()
+    [play] = [c for c in h.send(LegAnswered("B1"), at=1) if isinstance(c, PlayText)]
+    spoken = "Inbound call from California. Press 1 to accept, 2 to decline."
+    assert play == PlayText("B1", 1, spoken, VOICE)
 
 
 # -- 8. Accept modes --------------------------------------------------------------------------
