@@ -41,14 +41,16 @@ from callwhisper.domain import (
 from callwhisper.domain.campaign import RingMode
 from callwhisper.domain.caps import describe_cap
 from callwhisper.routing.geo import enrich, is_withheld, normalize_number
-from callwhisper.routing.hours import Hours
 from callwhisper.routing.methods import rotation_to_dict
 from callwhisper.routing.plan import (
     CampaignPlan,
+    EntryGate,
     EntryPlan,
+    Gates,
     OwnerLimits,
     TargetPlan,
     compile_plan,
+    filter_key,
     quarter_of,
 )
 
@@ -256,6 +258,83 @@ class _Pass:
 # A failed check: the reason, and whether it concerns the target alone (not its buyer).
 _Failure = tuple[str, bool]
 
+# Skipped rows are immutable and the same few come back call after call, so each
+# entry keeps the ones it made; past this many (counts in reasons vary) it starts afresh.
+_ROWS_PER_ENTRY = 256
+# Schedule answers change a few times a day; this bounds the gates kept per campaign.
+_GATES_PER_CAMPAIGN = 1024
+_NO_PASSES: list[_Pass] = []
+
+
+def _row(entry: EntryPlan, target_id: str | None, tier_index: int, reason: str) -> Skipped:
+    """The skipped row of ``entry`` for ``target_id`` (``None``: the buyer), made once."""
+    rows = entry.rows
+    key = (target_id, reason)
+    row = rows.get(key)
+    if row is None:
+        if len(rows) >= _ROWS_PER_ENTRY:
+            rows.clear()
+        row = rows[key] = Skipped(entry.buyer.id, target_id, tier_index, reason)
+    return row
+
+
+def _entry_rows(
+    entry: EntryPlan, tier_index: int, failures: list[tuple[str, str, bool]], passed: bool
+) -> list[Skipped]:
+    """Skipped rows of one entry: one row when the buyer itself failed, else one per target."""
+    if not passed and not any(level for _, _, level in failures):
+        reason = failures[0][1]
+        if all(other == reason for _, other, _ in failures):
+            return [_row(entry, entry.target_id, tier_index, reason)]
+    return [_row(entry, target_id, tier_index, reason) for target_id, reason, _ in failures]
+
+
+def _gates(plan: CampaignPlan, closed: tuple[str | None, ...]) -> Gates:
+    """What switches and schedules decide for every target, given each schedule's answer.
+
+    ``closed`` is parallel to ``plan.schedules``. Both checks come before any
+    that depend on the call, so their failures (and the rows of entries that
+    fail entirely) are the same for every call while the answers hold.
+    """
+    gates = plan.gates.get(closed)
+    if gates is not None:
+        return gates
+    reasons = {id(hours): reason for hours, reason in zip(plan.schedules, closed, strict=True)}
+    tiers: list[tuple[EntryGate, ...]] = []
+    for tier in plan.tiers:
+        entries: list[EntryGate] = []
+        for entry in tier.entries:
+            failures: list[_Failure | None] = []
+            for target in entry.targets:
+                failure = target.disabled
+                if failure is None and target.hours is not None:
+                    reason = reasons[id(target.hours)]
+                    if reason is not None:
+                        failure = (reason, target.hours_target_level)
+                failures.append(failure)
+            rows: tuple[Skipped, ...] | None = None
+            if all(failure is not None for failure in failures):
+                rows = tuple(
+                    _entry_rows(
+                        entry,
+                        tier.index,
+                        [
+                            (target.target.id, *failure)
+                            for target, failure in zip(entry.targets, failures, strict=True)
+                            if failure is not None
+                        ],
+                        passed=False,
+                    )
+                    if failures
+                    else ()
+                )
+            entries.append(EntryGate(tuple(failures), rows))
+        tiers.append(tuple(entries))
+    if len(plan.gates) >= _GATES_PER_CAMPAIGN:
+        plan.gates.clear()
+    gates = plan.gates[closed] = tuple(tiers)
+    return gates
+
 
 class _Decider:
     """The state of one decision: the call, the counters and per-decision caches."""
@@ -274,10 +353,12 @@ class _Decider:
         self.now = now
         self.publisher_limits = publisher_limits
         self.quarter = quarter_of(now)
-        self.local_times: dict[ZoneInfo, tuple[date, int]] = {}
-        # Compiled schedules are shared by every target with the same hours.
-        self.closed: dict[int, str | None] = {}
         self.tags = _tags(attributes)
+        # Filters naming the same tags share one memo key per call.
+        self.filter_keys: dict[tuple[str, ...], tuple[object, ...]] = {}
+        # Cap answers per owner (by identity) for this call: (revenue, charges or failure).
+        # The buyer's and the publisher's caps are shared by many targets.
+        self.caps: dict[int, tuple[Decimal, tuple[tuple[CapCharge, ...], _Failure | None]]] = {}
         # Duplicate rules look for the same caller; a withheld caller has no history.
         self.history: Sequence[PastCall] = (
             () if is_withheld(attributes.caller) else counters.caller_history
@@ -296,30 +377,33 @@ class _Decider:
         skipped: list[Skipped] = []
         rotations: dict[tuple[str, int], TierRotation] = {}
         chosen_in: dict[tuple[str, str], int] = {}
-        for tier in self.plan.tiers:
+        gates = _gates(self.plan, self.closed_reasons())
+        for tier, tier_gates in zip(self.plan.tiers, gates, strict=True):
             passes_of: list[list[_Pass]] = []
-            for entry in tier.entries:
+            for entry, gate in zip(tier.entries, tier_gates, strict=True):
+                if gate.rows is not None:
+                    # Every target failed on a switch or a schedule: rows made in advance. None
+                    # of them can be a candidate of an earlier tier ("already a candidate" would
+                    # come first): switches and schedules are the buyer's and target's own, so
+                    # the pair failed them in every entry naming it.
+                    skipped += gate.rows
+                    passes_of.append(_NO_PASSES)
+                    continue
                 passes: list[_Pass] = []
                 failures: list[tuple[str, str, bool]] = []
-                for target_plan in entry.targets:
+                for target_plan, failure in zip(entry.targets, gate.failures, strict=True):
                     earlier = chosen_in.get(target_plan.pair) if chosen_in else None
                     result: _Pass | _Failure = (
                         (f"already a candidate in tier {earlier + 1}", True)
                         if earlier is not None
-                        else self.evaluate(target_plan)
+                        else failure or self.evaluate(target_plan)
                     )
                     if isinstance(result, _Pass):
                         passes.append(result)
                     else:
                         failures.append((target_plan.target.id, *result))
                 if failures:
-                    if len(failures) == 1 and not passes and not failures[0][2]:
-                        # The common case: an entry with one target, skipped for its buyer.
-                        skipped.append(
-                            Skipped(entry.buyer.id, entry.target_id, tier.index, failures[0][1])
-                        )
-                    else:
-                        skipped += _skipped_rows(entry, tier.index, failures, passes)
+                    skipped += _entry_rows(entry, tier.index, failures, bool(passes))
                 passes_of.append(passes)
             key = (campaign.id, tier.index)
             rotation = self.counters.rotation.get(key, _NO_ROTATION)
@@ -338,7 +422,7 @@ class _Decider:
                         chosen_in[pair] = tier.index
                         supplied = True
                         continue
-                    skipped.append(Skipped(pair[0], pair[1], tier.index, reason))
+                    skipped.append(_row(tier.entries[index], pair[1], tier.index, reason))
             if supplied and ordering.rotation != rotation:
                 rotations[key] = ordering.rotation
         return RoutingDecision(
@@ -349,33 +433,39 @@ class _Decider:
             duplicate=self.campaign_duplicate is not None,
         )
 
-    def closed_reason(self, hours: Hours) -> str | None:
-        """Why ``hours`` is closed now, worked out once per decision for each schedule."""
-        key = id(hours)
-        if key in self.closed:
-            return self.closed[key]
-        local = self.local_times.get(hours.timezone)
-        if local is None:
-            moment = self.now.astimezone(hours.timezone)
-            local = self.local_times[hours.timezone] = (
-                moment.date(),
-                moment.hour * 60 + moment.minute,
-            )
-        reason = self.closed[key] = hours.closed_reason_at(*local)
-        return reason
+    def closed_reasons(self) -> tuple[str | None, ...]:
+        """Why each of the campaign's schedules is closed now (``None``: open)."""
+        local_times: dict[ZoneInfo, tuple[date, int]] = {}
+        reasons: list[str | None] = []
+        for hours in self.plan.schedules:
+            local = local_times.get(hours.timezone)
+            if local is None:
+                moment = self.now.astimezone(hours.timezone)
+                local = local_times[hours.timezone] = (
+                    moment.date(),
+                    moment.hour * 60 + moment.minute,
+                )
+            reasons.append(hours.closed_reason_at(*local))
+        return tuple(reasons)
 
     def evaluate(self, plan: TargetPlan) -> _Pass | _Failure:
-        """Every check on one target, in order; the first failure is its reason."""
-        if plan.disabled is not None:
-            return plan.disabled
-        if plan.hours is not None:
-            closed = self.closed_reason(plan.hours)
-            if closed is not None:
-                return closed, plan.hours_target_level
+        """The checks that depend on the call, in order; the first failure is its reason.
+
+        Switches and schedules come first and are settled by ``_gates``.
+        """
         attributes = self.attributes
         for filters, target_level in plan.filters:
-            rejection = filters.rejection(
-                attributes.state, attributes.area_code, attributes.zip_code, self.tags
+            key = self.filter_keys.get(filters.tag_names)
+            if key is None:
+                key = self.filter_keys[filters.tag_names] = filter_key(
+                    filters.tag_names,
+                    attributes.state,
+                    attributes.area_code,
+                    attributes.zip_code,
+                    self.tags,
+                )
+            rejection = filters.rejection_keyed(
+                key, attributes.state, attributes.area_code, attributes.zip_code, self.tags
             )
             if rejection is not None:
                 return rejection, target_level
@@ -388,19 +478,13 @@ class _Decider:
                 if plan.duplicates.action == "skip":
                     return duplicate, False
                 no_convert_reason = duplicate
-        owners = plan.owners + self.publisher_limits
-        charges: list[CapCharge] = []
-        usage = self.counters.cap_usage
+        owners = plan.owners + self.publisher_limits if self.publisher_limits else plan.owners
+        charges: tuple[CapCharge, ...] = ()
         revenue = plan.conversion.revenue
         for owner in owners:
-            owner_charges = owner.charges(self.quarter, revenue)
-            for charge in owner_charges:
-                used = usage.get(charge.key, _ZERO)
-                if used + charge.amount > charge.limit:
-                    key = charge.key
-                    return owner.label + describe_cap(key.metric, key.period, used, charge.limit), (
-                        owner.target_level
-                    )
+            owner_charges, failure = self.owner_charges(owner, revenue)
+            if failure is not None:
+                return failure
             charges += owner_charges
         slots: list[ConcurrencyLimit] = []
         in_progress = self.counters.in_progress
@@ -424,22 +508,36 @@ class _Decider:
                             f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
                             f"needs {owner.spacing_seconds} s"
                         ), owner.target_level
-        return _Pass(plan, tuple(charges), tuple(slots), no_convert_reason, tuple(spaced))
+        return _Pass(plan, charges, tuple(slots), no_convert_reason, tuple(spaced))
 
+    def owner_charges(
+        self, owner: OwnerLimits, revenue: Decimal
+    ) -> tuple[tuple[CapCharge, ...], _Failure | None]:
+        """What a call paying ``revenue`` charges ``owner``, and its first full cap if any.
 
-def _skipped_rows(
-    entry: EntryPlan,
-    tier_index: int,
-    failures: list[tuple[str, str, bool]],
-    passes: list[_Pass],
-) -> list[Skipped]:
-    """Skipped rows of one entry: one row when the buyer itself failed, else one per target."""
-    reasons = {reason for _, reason, _ in failures}
-    if not passes and len(reasons) == 1 and not any(level for _, _, level in failures):
-        return [Skipped(entry.buyer.id, entry.target_id, tier_index, reasons.pop())]
-    return [
-        Skipped(entry.buyer.id, target_id, tier_index, reason) for target_id, reason, _ in failures
-    ]
+        Worked out once per call for each owner and revenue: a buyer's caps
+        are checked for each of its targets, the publisher's for every target.
+        Without a revenue cap the revenue changes nothing (every charge is one
+        call), so any revenue's answer holds.
+        """
+        known = self.caps.get(id(owner))
+        if known is not None and (known[0] == revenue or not owner.counts_revenue):
+            return known[1]
+        charges = owner.charges(self.quarter, revenue)
+        failure: _Failure | None = None
+        usage = self.counters.cap_usage
+        for charge in charges:
+            used = usage.get(charge.key, _ZERO)
+            if used + charge.amount > charge.limit:
+                key = charge.key
+                failure = (
+                    owner.label + describe_cap(key.metric, key.period, used, charge.limit),
+                    owner.target_level,
+                )
+                break
+        answer = (charges, failure)
+        self.caps[id(owner)] = (revenue, answer)
+        return answer
 
 
 def _candidate(passed: _Pass, tier_index: int, ring: RingMode) -> Candidate:

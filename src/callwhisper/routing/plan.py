@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from callwhisper.domain import (
     Buyer,
@@ -43,6 +44,9 @@ from callwhisper.routing.geo import normalize_number
 from callwhisper.routing.hours import Hours
 from callwhisper.routing.methods import Member, RoutingMethod, get_method, member_key
 
+if TYPE_CHECKING:
+    from callwhisper.routing.decision import Skipped
+
 
 @dataclass(frozen=True, slots=True)
 class OwnerLimits:
@@ -61,8 +65,14 @@ class OwnerLimits:
     spacing_seconds: int | None
     target_level: bool
     slot: ConcurrencyLimit | None
-    # Charges of the latest quarter hour asked for, by call revenue; see ``charges``.
-    _charges: dict[int, dict[Decimal, tuple[CapCharge, ...]]] = field(
+    # Whether a call's revenue changes its charges (a revenue cap), see ``metric_amount``.
+    counts_revenue: bool
+    # The period keys of the latest quarter hour asked for, and the charges of the
+    # latest period keys by call revenue (``None`` without a revenue cap); see ``charges``.
+    _period_keys: dict[int, tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _charges: dict[tuple[str, ...], dict[Decimal | None, tuple[CapCharge, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -85,27 +95,36 @@ class OwnerLimits:
             caps.spacing_seconds,
             target_level,
             slot,
+            any(metric == "revenue" for metric, _, _ in limits),
         )
 
     def charges(self, quarter: int, revenue: Decimal) -> tuple[CapCharge, ...]:
         """What one call paying ``revenue`` reserves, in the periods of UTC quarter ``quarter``.
 
-        The answer only changes with the quarter hour (see ``quarter_of``) and
-        the revenue, so it is kept: deciding a call then builds no cap keys.
+        The answer only changes with the periods' keys (a new hour, day...)
+        and, with a revenue cap, the revenue, so it is kept: deciding a call
+        then builds no cap keys, and a new quarter hour only looks its keys up.
         """
-        by_revenue = self._charges.get(quarter)
+        keys = self._period_keys.get(quarter)
+        if keys is None:
+            keys = tuple(
+                _period_key(period, self.timezone, quarter) for _, period, _ in self.limits
+            )
+            self._period_keys.clear()
+            self._period_keys[quarter] = keys
+        by_revenue = self._charges.get(keys)
         if by_revenue is None:
             self._charges.clear()
-            by_revenue = self._charges[quarter] = {}
-        found = by_revenue.get(revenue)
+            by_revenue = self._charges[keys] = {}
+        # Without a revenue cap every charge is one call, whatever the revenue.
+        revenue_key = revenue if self.counts_revenue else None
+        found = by_revenue.get(revenue_key)
         if found is None:
-            found = by_revenue[revenue] = tuple(
+            found = by_revenue[revenue_key] = tuple(
                 CapCharge(
-                    CapKey(self.owner, metric, period, _period_key(period, self.timezone, quarter)),
-                    limit,
-                    metric_amount(metric, revenue),
+                    CapKey(self.owner, metric, period, key), limit, metric_amount(metric, revenue)
                 )
-                for metric, period, limit in self.limits
+                for (metric, period, limit), key in zip(self.limits, keys, strict=True)
             )
         return found
 
@@ -137,13 +156,42 @@ class FilterPlan:
         key: tuple[object, ...] = (state, area_code, zip_code)
         if self.tag_names:
             key = (*key, *map(tags.get, self.tag_names))
+        return self.rejection_keyed(key, state, area_code, zip_code, tags)
+
+    def rejection_keyed(
+        self,
+        key: tuple[object, ...],
+        state: str | None,
+        area_code: str | None,
+        zip_code: str | None,
+        tags: dict[str, str],
+    ) -> str | None:
+        """``rejection`` with its memo key already built (see ``filter_key``).
+
+        Many filters name the same tags (or none), so a decision builds each
+        distinct key once and shares it instead of building one per target.
+        """
         memo = self._memo
-        if key in memo:
-            return memo[key]
+        answer = memo.get(key)
+        if answer is not None or key in memo:
+            return answer
         if len(memo) >= _MEMO_SIZE:
             memo.clear()
         answer = memo[key] = self.filters.rejection(state, area_code, zip_code, tags)
         return answer
+
+
+def filter_key(
+    tag_names: tuple[str, ...],
+    state: str | None,
+    area_code: str | None,
+    zip_code: str | None,
+    tags: dict[str, str],
+) -> tuple[object, ...]:
+    """The memo key of a ``FilterPlan`` naming ``tag_names``, for these values."""
+    if tag_names:
+        return (state, area_code, zip_code, *map(tags.get, tag_names))
+    return (state, area_code, zip_code)
 
 
 _MEMO_SIZE = 4096
@@ -180,6 +228,11 @@ class EntryPlan:
     buyer: Buyer
     target_id: str | None
     targets: tuple[TargetPlan, ...]
+    # Skipped rows of this entry by (target id or None, reason), shared by decisions:
+    # the same few reasons come back call after call. See ``routing.decision``.
+    rows: dict[tuple[str | None, str], Skipped] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +247,36 @@ class TierPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryGate:
+    """What switches and schedules decide for one route entry's targets, ahead of a call.
+
+    ``failures`` is parallel to the entry's targets: (reason, target level),
+    or ``None`` for a target that needs the call's own checks. ``rows`` are
+    the entry's skipped rows when every target failed here, else ``None``.
+    """
+
+    failures: tuple[tuple[str, bool] | None, ...]
+    rows: tuple[Skipped, ...] | None
+
+
+# Per tier, per entry: the gates of a campaign for one set of schedule answers.
+Gates = tuple[tuple[EntryGate, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignPlan:
     """A campaign's routing, compiled."""
 
     campaign: Campaign
     tiers: tuple[TierPlan, ...]
     blocked_numbers: frozenset[str]
+    # Every distinct schedule of the campaign's targets, each compiled once.
+    schedules: tuple[Hours, ...] = ()
+    # What disabled switches and schedules decide, by the schedules' answers; see
+    # ``routing.decision``. Answers change only when a schedule opens or closes.
+    gates: dict[tuple[str | None, ...], Gates] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +387,14 @@ class _Compiler:
             for index, tier in enumerate(campaign.routing.tiers)
         )
         blocked = frozenset(normalize_number(n) or n.strip() for n in campaign.blocking.numbers)
-        return CampaignPlan(campaign, tiers, blocked)
+        schedules = {
+            id(target.hours): target.hours
+            for tier in tiers
+            for entry in tier.entries
+            for target in entry.targets
+            if target.hours is not None
+        }
+        return CampaignPlan(campaign, tiers, blocked, tuple(schedules.values()))
 
     def owner_parts(self, buyer: Buyer, target: Target | None) -> _OwnerParts:
         key = (buyer.id, None if target is None else target.id)
