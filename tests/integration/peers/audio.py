@@ -35,6 +35,8 @@ SILENCE_DBFS: Final = -50.0
 TONE_SHARE: Final = 0.7
 """Share of a segment's energy that the tone's frequencies must hold."""
 SEGMENT_SECONDS: Final = 0.1
+BAND_HZ: Final = (300.0, 3400.0)
+"""The telephone band (ITU-T G.712)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,15 +171,31 @@ def tone_cadence(
     return [(on, round(duration, 6)) for on, duration in runs]
 
 
-def spectral_peak_share(audio: Audio, width_hz: float = 40.0) -> float:
-    """Share of the energy within ``width_hz`` around the strongest frequency (1 for a tone)."""
-    spectrum = np.abs(np.fft.rfft(audio.samples * np.hanning(len(audio.samples)))) ** 2
+def spectral_peak_share(audio: Audio, width_hz: float = 40.0, peaks: int = 2) -> float:
+    """Share of the telephone band's energy within ``width_hz`` of its ``peaks`` strongest
+    frequencies.
+
+    About 1 for a tone of up to ``peaks`` frequencies (call-progress tones have
+    one or two), low for speech and noise. Only 300-3400 Hz counts (ITU-T
+    G.712): DC offset and rumble, which G.711 recordings often carry, would
+    otherwise pass for a tone.
+    """
+    samples = audio.samples - np.mean(audio.samples)
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
+    frequencies = np.fft.rfftfreq(len(samples), 1 / audio.rate)
+    spectrum = spectrum[(frequencies >= BAND_HZ[0]) & (frequencies <= BAND_HZ[1])]
     total = float(np.sum(spectrum))
     if total == 0.0:
         return 0.0
-    peak = int(np.argmax(spectrum))
-    half = max(1, int(width_hz / 2 * len(audio.samples) / audio.rate))
-    return float(np.sum(spectrum[max(0, peak - half) : peak + half + 1])) / total
+    half = max(1, int(width_hz / 2 * len(samples) / audio.rate))
+    spectrum = spectrum.copy()
+    found = 0.0
+    for _ in range(peaks):
+        peak = int(np.argmax(spectrum))
+        window = slice(max(0, peak - half), peak + half + 1)
+        found += float(np.sum(spectrum[window]))
+        spectrum[window] = 0.0
+    return found / total
 
 
 def is_speech_like(
@@ -189,8 +207,8 @@ def is_speech_like(
 ) -> bool:
     """Whether the audio holds broadband sound whose loudness moves like speech.
 
-    Broadband: no narrow band holds ``max_peak_share`` of the energy (which
-    rules out tones, ringback included). Speech-like: the 20 ms RMS varies by
+    Broadband: two narrow bands do not hold ``max_peak_share`` of the energy
+    (which rules out tones, ringback included). Speech-like: the 20 ms RMS varies by
     a coefficient of variation of at least ``min_variation`` over the audible
     frames (syllables and pauses); steady noise varies far less.
     """

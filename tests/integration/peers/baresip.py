@@ -50,6 +50,7 @@ RTP_PORTS: Final = 8
 """RTP ports per instance (RTP and RTCP of a few calls)."""
 STARTUP_SECONDS: Final = 5.0
 MAX_FRAME: Final = 1 << 20
+WAV_HEADER: Final = 44
 
 AnswerMode = Literal["manual", "auto", "early"]
 
@@ -324,7 +325,7 @@ class Baresip:
         lines = [
             "poll_method epoll",
             f"sip_listen {LOOPBACK}:{self.sip_port}",
-            "net_interface lo",
+            f"net_interface {LOOPBACK}",
             "call_local_timeout 120",
             "call_max_calls 4",
             f"audio_source aufile,{source}",
@@ -392,6 +393,23 @@ class Baresip:
             SoundDump(path, path.with_name(path.name.replace("-enc.wav", "-dec.wav")))
             for path in sent
         ]
+
+    async def wait_heard(self, seconds: float, timeout: float = 5.0) -> SoundDump:  # noqa: ASYNC109
+        """Wait until the current call's dump holds ``seconds`` of heard audio; return it.
+
+        Polls the file size (``sndfile`` writes as audio arrives, 16-bit mono).
+        The WAV header is only complete once the call has closed: read the
+        file after ``CALL_CLOSED``.
+        """
+        wanted = WAV_HEADER + int(seconds * SAMPLE_RATE) * 2
+        deadline = time.monotonic() + timeout
+        while True:
+            dumps = self.dumps()
+            if dumps and dumps[-1].heard.is_file() and dumps[-1].heard.stat().st_size >= wanted:
+                return dumps[-1]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.uri} did not hear {seconds} s within {timeout} s")
+            await asyncio.sleep(0.05)
 
     def log(self) -> str:
         """What baresip printed."""

@@ -2,8 +2,9 @@
 
 :class:`SippLauncher` starts ``sipp`` with a scenario of
 ``tests/integration/sip/scenarios`` (or any file) on a free loopback port,
-from a working directory holding a ``pcap`` symlink to SIPp's sample
-captures, so ``<exec play_pcap_audio="pcap/g711a.pcap"/>`` works. Every run
+from a working directory holding a ``pcap`` folder of links to SIPp's
+sample captures (and renumbered copies, see :data:`RENUMBERED_CAPTURES`),
+so ``<exec play_pcap_audio="pcap/g711a.pcap"/>`` works. Every run
 is bounded twice: SIPp's own ``-timeout ... -timeout_error`` and a kill
 after a grace period. :meth:`SippPeer.wait` returns a :class:`SippResult`
 built from the exit code and the trace files (statistics, per-step counts,
@@ -22,6 +23,7 @@ import csv
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from collections import Counter
@@ -287,6 +289,63 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.is_file() else ""
 
 
+RENUMBERED_CAPTURES: Final = {"dtmf_2833_1_renumbered.pcap": "dtmf_2833_1.pcap"}
+"""Captures made for the scenarios, from the shipped ones.
+
+Every shipped ``dtmf_2833_*.pcap`` is one RTP stream (same SSRC) cut in
+pieces, and key 1 has the lowest sequence numbers and timestamp of all:
+played after another key it looks like a late duplicate, which a jitter
+buffer drops and an RFC 4733 receiver ignores. The renumbered copy comes
+after every shipped key.
+"""
+RENUMBER_SEQUENCE: Final = 10_000
+RENUMBER_TIMESTAMP: Final = 1_000_000
+
+_PCAP_HEADER: Final = 24
+_PCAP_RECORD = struct.Struct("<IIII")
+_ETHERNET: Final = 14
+
+
+def renumber_rtp_capture(source: Path, target: Path, sequence: int, timestamp: int) -> None:
+    """Copy an Ethernet/IPv4/UDP/RTP pcap, adding to every packet's RTP numbers.
+
+    The UDP checksum is zeroed ("none", RFC 768) rather than recomputed.
+    """
+    data = bytearray(source.read_bytes())
+    offset = _PCAP_HEADER
+    while offset + _PCAP_RECORD.size <= len(data):
+        captured = _PCAP_RECORD.unpack_from(data, offset)[2]
+        frame = offset + _PCAP_RECORD.size
+        ip = frame + _ETHERNET
+        if data[frame + 12 : frame + 14] == b"\x08\x00" and data[ip + 9] == 17:
+            udp = ip + (data[ip] & 0x0F) * 4
+            rtp = udp + 8
+            data[udp + 6 : udp + 8] = b"\x00\x00"
+            old_sequence, old_timestamp = struct.unpack_from("!HI", data, rtp + 2)
+            struct.pack_into(
+                "!HI",
+                data,
+                rtp + 2,
+                (old_sequence + sequence) & 0xFFFF,
+                (old_timestamp + timestamp) & 0xFFFFFFFF,
+            )
+        offset = frame + captured
+    target.write_bytes(bytes(data))
+
+
+def prepare_pcap_dir(directory: Path) -> None:
+    """A ``pcap`` folder of links to SIPp's captures plus :data:`RENUMBERED_CAPTURES`."""
+    if directory.exists():
+        return
+    directory.mkdir(parents=True)
+    for capture in sorted(SIPP_PCAP_DIR.glob("*.pcap")):
+        (directory / capture.name).symlink_to(capture)
+    for name, source in RENUMBERED_CAPTURES.items():
+        renumber_rtp_capture(
+            SIPP_PCAP_DIR / source, directory / name, RENUMBER_SEQUENCE, RENUMBER_TIMESTAMP
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SippOptions:
     """Command-line settings of one SIPp run."""
@@ -332,9 +391,7 @@ class SippPeer:
         self.port = free_port()
         self.media_port = free_port_block(MEDIA_PORTS)
         workdir.mkdir(parents=True, exist_ok=True)
-        pcap = workdir / "pcap"
-        if not pcap.exists():
-            pcap.symlink_to(SIPP_PCAP_DIR)
+        prepare_pcap_dir(workdir / "pcap")
         command = [executable, "-sf", str(scenario)]
         if remote is not None:
             command.append(f"{remote[0]}:{remote[1]}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 from typing import get_args
 
 import pytest
 
+from callwhisper.media.dtmf import DigitEnded, DtmfReceiver
+from callwhisper.media.rtp import RtpPacket
 from tests.integration.peers.net import LOOPBACK
 from tests.integration.peers.sipp import (
     SCENARIO_DIR,
@@ -14,8 +17,10 @@ from tests.integration.peers.sipp import (
     SippExit,
     SippLauncher,
     SippOptions,
+    prepare_pcap_dir,
     scenario_names,
 )
+from tests.unit.media.pcap import read_udp
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +50,21 @@ def test_sipp_loads_every_scenario(sipp: SippLauncher) -> None:
         result = peer.wait()
         assert result.exit_status is SippExit.INTERNAL_COMMAND, result.describe()
         assert result.errors == (), result.describe()
+
+
+def test_the_renumbered_key_1_follows_every_shipped_key(tmp_path: Path) -> None:
+    """SIPp's key 1 is numbered before key 5; the harness's copy comes after it."""
+    prepare_pcap_dir(tmp_path / "pcap")
+    five, one = (
+        [RtpPacket.parse(d.payload) for d in read_udp(tmp_path / "pcap" / name) if d.payload]
+        for name in ("dtmf_2833_5.pcap", "dtmf_2833_1_renumbered.pcap")
+    )
+    receiver = DtmfReceiver()
+    digits = [
+        event.digit
+        for time, packet in enumerate([*five, *one])
+        for event in receiver.receive(packet, float(time))
+        if isinstance(event, DigitEnded)
+    ]
+    assert digits == ["5", "1"]
+    assert one[0].ssrc == five[0].ssrc
