@@ -1,5 +1,7 @@
-"""The asyncio telephony engine: RTP media legs, the shared media clock, SIP transports."""
+"""The asyncio telephony engine: RTP media, SIP transports, and the B2BUA running calls."""
 
+from callwhisper.engine.b2bua import B2bua
+from callwhisper.engine.backend import CallBackend, Prompts, StoreBackend
 from callwhisper.engine.clock import PTIME, MediaClock, TickSchedule
 from callwhisper.engine.media import (
     Bridge,
@@ -15,6 +17,8 @@ from callwhisper.engine.media import (
 )
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec, Playback, silence_frame
 from callwhisper.engine.recording import BUYER, CALLER, CallRecorder
+from callwhisper.engine.runner import CallRunner, RunnerSettings
+from callwhisper.engine.server import CallwhisperServer, ServerConfig
 from callwhisper.engine.transport import (
     SipCore,
     SipEndpoint,
@@ -29,8 +33,12 @@ __all__ = [
     "PCMA",
     "PCMU",
     "PTIME",
+    "B2bua",
     "Bridge",
+    "CallBackend",
     "CallRecorder",
+    "CallRunner",
+    "CallwhisperServer",
     "DigitReceived",
     "LegCodec",
     "LegCounters",
@@ -43,9 +51,13 @@ __all__ = [
     "Playback",
     "PlaybackFinished",
     "PortAllocator",
+    "Prompts",
+    "RunnerSettings",
+    "ServerConfig",
     "SipCore",
     "SipEndpoint",
     "SourceRateLimiter",
+    "StoreBackend",
     "TickSchedule",
     "TransportConfig",
     "TransportCounters",

@@ -945,12 +945,17 @@ class CallRunner:
         self._write(
             lambda: self.backend.call_ended(self.call_id, self.attributes, record, outcome=outcome)
         )
+        writer = self._writer
         try:
-            await self._writes.join()
+            if writer is not None and not writer.done():
+                # Stop waiting if the writer itself is gone (the loop is shutting down).
+                drained = asyncio.ensure_future(self._writes.join())
+                await asyncio.wait({drained, writer}, return_when=asyncio.FIRST_COMPLETED)
+                drained.cancel()
         finally:
-            if self._writer is not None:
-                self._writer.cancel()
-                await asyncio.gather(self._writer, return_exceptions=True)
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
             self.sip.forget(self)
 
     def _write(self, work: Write) -> None:
