@@ -23,7 +23,7 @@ system-deps:
 	@scripts/install-system-deps.sh
 
 run: $(STAMP) system-deps
-	$(BIN)/callwhisper serve --demo
+	$(BIN)/callwhisper serve --config examples/auto-insurance.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -21,8 +21,13 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors", "domain"},
     "whisper": {"errors", "domain", "media", "audio", "flow", "routing", "config"},
     "store": {"errors", "domain", "routing", "flow"},
-    "engine": {"errors", "domain", "routing", "flow", "sip", "media", "audio", "store", "config"},
-    "drivers": {"errors", "domain", "routing", "flow", "audio", "store", "config", "engine"},
+    "engine": {
+        "errors", "domain", "routing", "flow", "sip", "media", "audio", "store", "config",
+        "whisper",
+    },
+    "drivers": {
+        "errors", "domain", "routing", "flow", "audio", "store", "config", "engine", "whisper",
+    },
     "api": {"errors", "domain", "routing", "flow", "audio", "store", "config", "engine", "drivers"},
     "cli": {
         "errors", "domain", "routing", "flow", "sip", "media", "audio", "config", "store",

@@ -44,6 +44,7 @@ from callwhisper.sip.transaction import (
     TransactionKey,
     TransactionLayer,
 )
+from callwhisper.whisper import spoken_variables
 
 __all__ = ["B2bua"]
 
@@ -298,7 +299,9 @@ class B2bua:
         )
         runner = CallRunner(
             call_id,
-            FlowSettings.for_campaign(campaign, configuration.telephony, publisher),
+            FlowSettings.for_campaign(
+                campaign, configuration.telephony, publisher, speak=spoken_variables
+            ),
             attributes,
             caller,
             sip=self,

@@ -1,0 +1,86 @@
+"""``callwhisper serve``: run the SIP engine on real calls until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from callwhisper.cli.common import read_configuration
+from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
+
+
+@click.command("serve")
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML configuration applied to the store at start-up (else the store's own).",
+)
+@click.option("--database-url", help="Store URL (default: CALLWHISPER_DATABASE_URL, else SQLite).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var"),
+    show_default=True,
+    help="Where the SQLite store, recordings and the speech cache live.",
+)
+@click.option("--sip-host", default="127.0.0.1", show_default=True, help="SIP listen address.")
+@click.option("--sip-port", type=int, default=5060, show_default=True, help="SIP port (UDP+TCP).")
+@click.option("--media-host", default="127.0.0.1", show_default=True, help="RTP address.")
+@click.option(
+    "--rtp-ports",
+    default="20000-30000",
+    show_default=True,
+    help="Range of RTP ports, e.g. 20000-30000.",
+)
+@click.option(
+    "--drain-timeout",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds calls may go on after SIGTERM before they are cancelled.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every call step.")
+def command(
+    config_file: Path | None,
+    database_url: str | None,
+    data_dir: Path,
+    sip_host: str,
+    sip_port: int,
+    media_host: str,
+    rtp_ports: str,
+    drain_timeout: float,
+    verbose: bool,
+) -> None:
+    """Run the built-in SIP engine: take calls on tracking numbers and sell them to buyers."""
+    low, separator, high = rtp_ports.partition("-")
+    if not (separator and low.isdigit() and high.isdigit() and int(low) < int(high)):
+        raise click.BadParameter("expected LOW-HIGH, e.g. 20000-30000", param_hint="--rtp-ports")
+    if config_file is not None:
+        read_configuration(config_file)  # every problem is reported before anything starts
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = ServerConfig(
+        database_url=database_url,
+        data_dir=data_dir,
+        configuration_file=config_file,
+        sip=TransportConfig(host=sip_host, port=sip_port),
+        media=MediaConfig(address=media_host, port_min=int(low), port_max=int(high)),
+        drain_timeout=drain_timeout,
+    )
+    _run(CallwhisperServer(config))
+
+
+def _run(server: CallwhisperServer) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(server.serve_forever())
+    else:
+        uvloop.run(server.serve_forever())
