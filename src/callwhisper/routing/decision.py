@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from callwhisper.domain import (
@@ -43,11 +43,13 @@ from callwhisper.domain.caps import describe_cap
 from callwhisper.routing.geo import enrich, is_withheld, normalize_number
 from callwhisper.routing.methods import rotation_to_dict
 from callwhisper.routing.plan import (
+    NO_OWNERS,
     CampaignPlan,
     EntryGate,
     EntryPlan,
     Gates,
     OwnerLimits,
+    OwnerSet,
     TargetPlan,
     compile_plan,
     filter_key,
@@ -226,12 +228,12 @@ def decide(
     blocked = _blocked(campaign_plan, attributes.caller)
     if blocked is not None:
         return refused(blocked)
-    publisher_limits: tuple[OwnerLimits, ...] = ()
+    publisher_owners = NO_OWNERS
     if attributes.publisher_id is not None:
         publisher = plan.publishers.get(attributes.publisher_id)
-        if publisher is not None and publisher.limits is not None:
-            publisher_limits = (publisher.limits,)
-    return _Decider(campaign_plan, enrich(attributes), counters, now, publisher_limits).run()
+        if publisher is not None:
+            publisher_owners = publisher.owner_set
+    return _Decider(campaign_plan, enrich(attributes), counters, now, publisher_owners).run()
 
 
 def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:
@@ -244,9 +246,12 @@ def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class _Pass:
-    """A target that passed every check, with what dialing it reserves."""
+class _Pass(NamedTuple):
+    """A target that passed every check, with what dialing it reserves.
+
+    A named tuple rather than a frozen dataclass: a decision makes dozens and
+    they never leave it, so the cheaper construction is worth it.
+    """
 
     plan: TargetPlan
     charges: tuple[CapCharge, ...]
@@ -257,6 +262,15 @@ class _Pass:
 
 # A failed check: the reason, and whether it concerns the target alone (not its buyer).
 _Failure = tuple[str, bool]
+
+
+class _Holds(NamedTuple):
+    """What a call reserves from a target's owners, once every one of their checks passed."""
+
+    charges: tuple[CapCharge, ...]
+    concurrency: tuple[ConcurrencyLimit, ...]
+    spaced: tuple[str, ...]
+
 
 # Skipped rows are immutable and the same few come back call after call, so each
 # entry keeps the ones it made; past this many (counts in reasons vary) it starts afresh.
@@ -345,13 +359,13 @@ class _Decider:
         attributes: CallAttributes,
         counters: RoutingCounters,
         now: datetime,
-        publisher_limits: tuple[OwnerLimits, ...],
+        publisher: OwnerSet,
     ) -> None:
         self.plan = plan
         self.attributes = attributes
         self.counters = counters
         self.now = now
-        self.publisher_limits = publisher_limits
+        self.publisher = publisher
         self.quarter = quarter_of(now)
         self.tags = _tags(attributes)
         # Filters naming the same tags share one memo key per call.
@@ -359,6 +373,8 @@ class _Decider:
         # Cap answers per owner (by identity) for this call: (revenue, charges or failure).
         # The buyer's and the publisher's caps are shared by many targets.
         self.caps: dict[int, tuple[Decimal, tuple[tuple[CapCharge, ...], _Failure | None]]] = {}
+        # Answers per owners tuple (by identity): (revenue, holds or failure).
+        self.holds: dict[int, tuple[Decimal, _Holds | _Failure]] = {}
         # Duplicate rules look for the same caller; a withheld caller has no history.
         self.history: Sequence[PastCall] = (
             () if is_withheld(attributes.caller) else counters.caller_history
@@ -373,12 +389,15 @@ class _Decider:
     def run(self) -> RoutingDecision:
         campaign = self.plan.campaign
         max_candidates = campaign.routing.max_candidates
+        not_tried = f"not tried: already {max_candidates} candidates (max_candidates)"
         candidates: list[Candidate] = []
         skipped: list[Skipped] = []
         rotations: dict[tuple[str, int], TierRotation] = {}
         chosen_in: dict[tuple[str, str], int] = {}
+        evaluate = self.evaluate
         gates = _gates(self.plan, self.closed_reasons())
         for tier, tier_gates in zip(self.plan.tiers, gates, strict=True):
+            tier_index = tier.index
             passes_of: list[list[_Pass]] = []
             for entry, gate in zip(tier.entries, tier_gates, strict=True):
                 if gate.rows is not None:
@@ -391,21 +410,30 @@ class _Decider:
                     continue
                 passes: list[_Pass] = []
                 failures: list[tuple[str, str, bool]] = []
+                # Whether every failure is the buyer's, for the same reason (then one row).
+                buyer_failed = True
                 for target_plan, failure in zip(entry.targets, gate.failures, strict=True):
                     earlier = chosen_in.get(target_plan.pair) if chosen_in else None
-                    result: _Pass | _Failure = (
+                    result = (
                         (f"already a candidate in tier {earlier + 1}", True)
                         if earlier is not None
-                        else failure or self.evaluate(target_plan)
+                        else failure or evaluate(target_plan)
                     )
                     if isinstance(result, _Pass):
                         passes.append(result)
-                    else:
-                        failures.append((target_plan.target.id, *result))
-                if failures:
-                    skipped += _entry_rows(entry, tier.index, failures, bool(passes))
+                        continue
+                    reason, target_level = result
+                    if target_level or (failures and reason != failures[0][1]):
+                        buyer_failed = False
+                    failures.append((target_plan.target.id, reason, target_level))
+                if not failures:
+                    pass
+                elif buyer_failed and not passes:
+                    skipped.append(_row(entry, entry.target_id, tier_index, failures[0][1]))
+                else:
+                    skipped += [_row(entry, id_, tier_index, reason) for id_, reason, _ in failures]
                 passes_of.append(passes)
-            key = (campaign.id, tier.index)
+            key = (campaign.id, tier_index)
             rotation = self.counters.rotation.get(key, _NO_ROTATION)
             ordering = tier.method.order(tier.members, [bool(p) for p in passes_of], rotation)
             supplied = False
@@ -416,13 +444,13 @@ class _Decider:
                     if earlier is not None:
                         reason = f"already a candidate in tier {earlier + 1}"
                     elif len(candidates) >= max_candidates:
-                        reason = f"not tried: already {max_candidates} candidates (max_candidates)"
+                        reason = not_tried
                     else:
-                        candidates.append(_candidate(passed, tier.index, tier.ring))
-                        chosen_in[pair] = tier.index
+                        candidates.append(_candidate(passed, tier_index, tier.ring))
+                        chosen_in[pair] = tier_index
                         supplied = True
                         continue
-                    skipped.append(_row(tier.entries[index], pair[1], tier.index, reason))
+                    skipped.append(_row(tier.entries[index], pair[1], tier_index, reason))
             if supplied and ordering.rotation != rotation:
                 rotations[key] = ordering.rotation
         return RoutingDecision(
@@ -453,20 +481,17 @@ class _Decider:
 
         Switches and schedules come first and are settled by ``_gates``.
         """
-        attributes = self.attributes
         for filters, target_level in plan.filters:
             key = self.filter_keys.get(filters.tag_names)
             if key is None:
-                key = self.filter_keys[filters.tag_names] = filter_key(
-                    filters.tag_names,
-                    attributes.state,
-                    attributes.area_code,
-                    attributes.zip_code,
-                    self.tags,
+                key = self.filter_key(filters.tag_names)
+            # The memo's hit, inline: most targets get here and most answers are known.
+            rejection = filters.memo.get(key)
+            if rejection is None and key not in filters.memo:
+                attributes = self.attributes
+                rejection = filters.rejection_keyed(
+                    key, attributes.state, attributes.area_code, attributes.zip_code, self.tags
                 )
-            rejection = filters.rejection_keyed(
-                key, attributes.state, attributes.area_code, attributes.zip_code, self.tags
-            )
             if rejection is not None:
                 return rejection, target_level
         no_convert_reason = self.campaign_duplicate
@@ -478,47 +503,74 @@ class _Decider:
                 if plan.duplicates.action == "skip":
                     return duplicate, False
                 no_convert_reason = duplicate
-        owners = plan.owners + self.publisher_limits if self.publisher_limits else plan.owners
-        charges: tuple[CapCharge, ...] = ()
         revenue = plan.conversion.revenue
-        for owner in owners:
+        known = self.holds.get(id(plan.owner_set))
+        if known is not None and known[0] == revenue:
+            holds = known[1]
+        else:
+            holds = self.owners_holds(plan.owner_set, revenue)
+        if not isinstance(holds, _Holds):
+            return holds
+        return _Pass(plan, holds.charges, holds.concurrency, no_convert_reason, holds.spaced)
+
+    def filter_key(self, tag_names: tuple[str, ...]) -> tuple[object, ...]:
+        """The memo key of filters naming ``tag_names``, built once per call."""
+        attributes = self.attributes
+        key = self.filter_keys[tag_names] = filter_key(
+            tag_names, attributes.state, attributes.area_code, attributes.zip_code, self.tags
+        )
+        return key
+
+    def owners_holds(self, owners: OwnerSet, revenue: Decimal) -> _Holds | _Failure:
+        """What a call paying ``revenue`` holds from ``owners`` and the publisher, or why not.
+
+        Every cap of every owner comes first, then concurrency, then spacing,
+        the publisher last in each. Targets of a buyer share their owners (see
+        ``compile_plan``), so the answer is kept for the rest of the call.
+        """
+        answer = self._owners_holds(owners, self.publisher, revenue)
+        self.holds[id(owners)] = (revenue, answer)
+        return answer
+
+    def _owners_holds(
+        self, owners: OwnerSet, publisher: OwnerSet, revenue: Decimal
+    ) -> _Holds | _Failure:
+        charges: tuple[CapCharge, ...] = ()
+        for owner in owners.capped + publisher.capped if publisher.capped else owners.capped:
             owner_charges, failure = self.owner_charges(owner, revenue)
             if failure is not None:
                 return failure
             charges += owner_charges
-        slots: list[ConcurrencyLimit] = []
         in_progress = self.counters.in_progress
-        for owner in owners:
+        for owner in owners.with_slots + publisher.with_slots:
             slot = owner.slot
             if slot is not None:
                 calls = in_progress.get(slot.owner, 0)
                 if calls >= slot.limit:
                     return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
-                slots.append(slot)
         last_call_at = self.counters.last_call_at
-        spaced: list[str] = []
-        for owner in owners:
-            if owner.spacing_seconds:
-                spaced.append(owner.owner)
-                last = last_call_at.get(owner.owner)
-                if last is not None:
-                    elapsed = (self.now - last).total_seconds()
-                    if elapsed < owner.spacing_seconds:
-                        return (
-                            f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
-                            f"needs {owner.spacing_seconds} s"
-                        ), owner.target_level
-        return _Pass(plan, charges, tuple(slots), no_convert_reason, tuple(spaced))
+        for owner in owners.spacing + publisher.spacing:
+            spacing = owner.spacing_seconds or 0
+            last = last_call_at.get(owner.owner)
+            if last is not None:
+                elapsed = (self.now - last).total_seconds()
+                if elapsed < spacing:
+                    return (
+                        f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
+                        f"needs {spacing} s"
+                    ), owner.target_level
+        if publisher.owners:
+            return _Holds(charges, owners.slots + publisher.slots, owners.spaced + publisher.spaced)
+        return _Holds(charges, owners.slots, owners.spaced)
 
     def owner_charges(
         self, owner: OwnerLimits, revenue: Decimal
     ) -> tuple[tuple[CapCharge, ...], _Failure | None]:
         """What a call paying ``revenue`` charges ``owner``, and its first full cap if any.
 
-        Worked out once per call for each owner and revenue: a buyer's caps
-        are checked for each of its targets, the publisher's for every target.
-        Without a revenue cap the revenue changes nothing (every charge is one
-        call), so any revenue's answer holds.
+        Worked out once per call for each owner: a buyer's caps are checked for
+        each of its targets, the publisher's for every target, whatever their
+        revenue when only calls are capped (see ``OwnerLimits.counts_revenue``).
         """
         known = self.caps.get(id(owner))
         if known is not None and (known[0] == revenue or not owner.counts_revenue):
@@ -530,10 +582,8 @@ class _Decider:
             used = usage.get(charge.key, _ZERO)
             if used + charge.amount > charge.limit:
                 key = charge.key
-                failure = (
-                    owner.label + describe_cap(key.metric, key.period, used, charge.limit),
-                    owner.target_level,
-                )
+                reason = describe_cap(key.metric, key.period, used, charge.limit)
+                failure = owner.label + reason, owner.target_level
                 break
         answer = (charges, failure)
         self.caps[id(owner)] = (revenue, answer)

@@ -75,6 +75,10 @@ class OwnerLimits:
     _charges: dict[tuple[str, ...], dict[Decimal | None, tuple[CapCharge, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # The latest answer of ``charges``: (quarter, revenue or None, charges), or nothing.
+    _last: list[tuple[int, Decimal | None, tuple[CapCharge, ...]]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     @classmethod
     def of(
@@ -105,6 +109,12 @@ class OwnerLimits:
         and, with a revenue cap, the revenue, so it is kept: deciding a call
         then builds no cap keys, and a new quarter hour only looks its keys up.
         """
+        revenue_key = revenue if self.counts_revenue else None
+        if self._last:
+            last_quarter, last_revenue, last_charges = self._last[0]
+            if last_quarter == quarter and last_revenue == revenue_key:
+                # Most owners are asked for one revenue, quarter hour after quarter hour.
+                return last_charges
         keys = self._period_keys.get(quarter)
         if keys is None:
             keys = tuple(
@@ -117,7 +127,6 @@ class OwnerLimits:
             self._charges.clear()
             by_revenue = self._charges[keys] = {}
         # Without a revenue cap every charge is one call, whatever the revenue.
-        revenue_key = revenue if self.counts_revenue else None
         found = by_revenue.get(revenue_key)
         if found is None:
             found = by_revenue[revenue_key] = tuple(
@@ -126,7 +135,42 @@ class OwnerLimits:
                 )
                 for (metric, period, limit), key in zip(self.limits, keys, strict=True)
             )
+        self._last[:] = [(quarter, revenue_key, found)]
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerSet:
+    """Owners checked together (a target's buyer, target and route, or a publisher), laid out.
+
+    Each check only looks at the owners it concerns: ``capped`` have cap
+    limits, ``with_slots`` a concurrency limit, ``spacing`` a spacing rule.
+    ``slots`` and ``spaced`` are what a call holds once every check passed.
+    """
+
+    owners: tuple[OwnerLimits, ...]
+    capped: tuple[OwnerLimits, ...]
+    with_slots: tuple[OwnerLimits, ...]
+    spacing: tuple[OwnerLimits, ...]
+    slots: tuple[ConcurrencyLimit, ...]
+    spaced: tuple[str, ...]
+
+    @classmethod
+    def of(cls, owners: tuple[OwnerLimits, ...]) -> OwnerSet:
+        """The set of ``owners``, in order."""
+        with_slots = tuple(owner for owner in owners if owner.slot is not None)
+        spacing = tuple(owner for owner in owners if owner.spacing_seconds)
+        return cls(
+            owners,
+            tuple(owner for owner in owners if owner.limits),
+            with_slots,
+            spacing,
+            tuple(owner.slot for owner in with_slots if owner.slot is not None),
+            tuple(owner.owner for owner in spacing),
+        )
+
+
+NO_OWNERS = OwnerSet.of(())
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +184,7 @@ class FilterPlan:
 
     filters: Filters
     tag_names: tuple[str, ...]
-    _memo: dict[tuple[object, ...], str | None] = field(
+    memo: dict[tuple[object, ...], str | None] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -171,7 +215,7 @@ class FilterPlan:
         Many filters name the same tags (or none), so a decision builds each
         distinct key once and shares it instead of building one per target.
         """
-        memo = self._memo
+        memo = self.memo
         answer = memo.get(key)
         if answer is not None or key in memo:
             return answer
@@ -216,6 +260,8 @@ class TargetPlan:
     filters: tuple[tuple[FilterPlan, bool], ...]
     duplicates: DuplicateRule | None
     owners: tuple[OwnerLimits, ...]
+    # ``owners`` laid out for checking, shared by every target with the same owners.
+    owner_set: OwnerSet
     ring_timeout_seconds: int
     whisper: WhisperConfig
     conversion: ConversionRule
@@ -285,6 +331,7 @@ class PublisherPlan:
 
     publisher: Publisher
     limits: OwnerLimits | None
+    owner_set: OwnerSet = NO_OWNERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,19 +379,18 @@ def _compile(configuration: Configuration) -> Plan:
     problems = configuration.reference_problems()
     if problems:
         raise ConfigError([f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems])
-    publishers = {
-        publisher.id: PublisherPlan(
-            publisher,
-            OwnerLimits.of(
-                publisher_owner(publisher.id),
-                f"publisher {publisher.id}: ",
-                publisher.caps,
-                publisher.timezone,
-                target_level=False,
-            ),
+    publishers = {}
+    for publisher in configuration.publishers:
+        limits = OwnerLimits.of(
+            publisher_owner(publisher.id),
+            f"publisher {publisher.id}: ",
+            publisher.caps,
+            publisher.timezone,
+            target_level=False,
         )
-        for publisher in configuration.publishers
-    }
+        publishers[publisher.id] = PublisherPlan(
+            publisher, limits, NO_OWNERS if limits is None else OwnerSet.of((limits,))
+        )
     compiler = _Compiler(configuration.buyers_by_id)
     campaigns = {campaign.id: compiler.campaign(campaign) for campaign in configuration.campaigns}
     return Plan(campaigns, publishers)
@@ -366,6 +412,17 @@ class _Compiler:
         self.buyers = buyers
         self.parts: dict[tuple[str, str | None], _OwnerParts] = {}
         self.hours: dict[str, Hours] = {}
+        # One tuple per distinct set of owners: a decision keeps answers by its identity.
+        self.owner_sets: dict[tuple[int, ...], OwnerSet] = {}
+
+    def owners(self, *limits: OwnerLimits | None) -> OwnerSet:
+        """The owners with limits among ``limits``, one set shared by the targets using them."""
+        owners = tuple(owner for owner in limits if owner is not None)
+        key = tuple(map(id, owners))
+        found = self.owner_sets.get(key)
+        if found is None:
+            found = self.owner_sets[key] = OwnerSet.of(owners)
+        return found
 
     def compile_hours(self, schedule: Schedule, timezone: str) -> Hours:
         """One ``Hours`` per distinct schedule, so a decision works each one out once."""
@@ -433,6 +490,7 @@ class _Compiler:
             if entry.target is not None and target.id != entry.target:
                 continue
             target_parts = self.owner_parts(buyer, target)
+            owner_set = self.owners(buyer_parts.limits, target_parts.limits, route_limits)
             targets.append(
                 TargetPlan(
                     buyer=buyer,
@@ -456,11 +514,8 @@ class _Compiler:
                         if filters is not None
                     ),
                     duplicates=buyer.duplicates,
-                    owners=tuple(
-                        limits
-                        for limits in (buyer_parts.limits, target_parts.limits, route_limits)
-                        if limits is not None
-                    ),
+                    owners=owner_set.owners,
+                    owner_set=owner_set,
                     ring_timeout_seconds=target.ring_timeout_seconds
                     or buyer.ring_timeout_seconds
                     or campaign.ring_timeout_seconds,
