@@ -150,9 +150,11 @@ def geo_for_number(caller: str | None) -> Geo:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return UNKNOWN
-    if not phonenumbers.is_valid_number(number):
-        return UNKNOWN
+    # ``is_valid_number`` is validity for the number's own region: asking for the
+    # region once saves working it out twice (the costliest step for +1 numbers).
     country = phonenumbers.region_code_for_number(number)
+    if country is None or not phonenumbers.is_valid_number_for_region(number, country):
+        return UNKNOWN
     description = geocoder.description_for_number(number, "en") or None
     if number.country_code != 1:
         return Geo(country=country, city=description)

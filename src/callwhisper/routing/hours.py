@@ -10,7 +10,7 @@ is. Closed dates only change the days they touch, so a day-by-day search
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,11 @@ class Hours:
     ends: tuple[int, ...]
     closed_dates: frozenset[date]
     affected: tuple[int, ...]
+    # The latest answer and the minutes of its day it holds for: (day, first, end, answer).
+    # Answers only change when the schedule opens or closes, or the day changes.
+    _latest: list[tuple[date, int, int, str | None]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
     @classmethod
     def compile(cls, schedule: Schedule, default_timezone: str) -> Hours:
@@ -99,27 +104,48 @@ class Hours:
 
     def closed_reason_at(self, today: date, minute: int) -> str | None:
         """``None`` when open on the local date ``today`` at ``minute`` past midnight, else why."""
+        if self._latest:
+            day, first, end, answer = self._latest[0]
+            if day == today and first <= minute < end:
+                return answer
+        answer, first, end = self.closed_reason_span(today, minute)
+        self._latest[:] = [(today, first, end, answer)]
+        return answer
+
+    def closed_reason_span(self, today: date, minute: int) -> tuple[str | None, int, int]:
+        """``closed_reason_at``, and the minutes [first, end) of ``today`` with the same answer.
+
+        Within an open span, or between a closing and the next opening, on the
+        same day, every minute gets the same words. When a closed date is
+        involved the answer is worked out day by day and holds for ``minute``.
+        """
         starts = self.starts
         if not starts:
             # Closed dates only close more: a week that never opens never will.
-            return "closed: no opening hours"
-        week_minute = today.weekday() * _MINUTES_PER_DAY + minute
+            return "closed: no opening hours", 0, _MINUTES_PER_DAY
+        day_start = today.weekday() * _MINUTES_PER_DAY
+        week_minute = day_start + minute
         index = bisect_right(starts, week_minute) - 1
         is_open = index >= 0 and week_minute < self.ends[index]
-        opening = week_minute
-        if not is_open:
+        if is_open:
+            low, high = starts[index], self.ends[index]
+            opening = week_minute
+        else:
+            low = self.ends[index] if index >= 0 else 0
             index += 1
             opening = starts[index] if index < len(starts) else starts[0] + _MINUTES_PER_WEEK
+            high = opening
         offset = opening // _MINUTES_PER_DAY - week_minute // _MINUTES_PER_DAY
         if self.affected:
             first = today.toordinal()
             position = bisect_left(self.affected, first)
             if position < len(self.affected) and self.affected[position] <= first + offset:
-                return self._closed_reason_by_date(today, minute)
+                return self._closed_reason_by_date(today, minute), minute, minute + 1
+        span = max(low - day_start, 0), min(high - day_start, _MINUTES_PER_DAY)
         if is_open:
-            return None
+            return None, *span
         when = _when(today, offset, opening % _MINUTES_PER_DAY)
-        return f"closed until {when} {self.timezone_name}"
+        return f"closed until {when} {self.timezone_name}", *span
 
     def _spans(self, day: date) -> list[Span]:
         """Open spans of the local ``day``, including spill-over from the day before."""

@@ -119,3 +119,18 @@ def schedules(draw: st.DrawFn) -> Schedule:
 def test_compiled_schedule_says_what_schedule_says(schedule: Schedule, minutes: int) -> None:
     now = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=minutes)
     assert reason(schedule, now) == schedule.closed_reason(now, NEW_YORK)
+
+
+@settings(max_examples=100)
+@given(
+    schedules(),
+    st.lists(st.integers(min_value=0, max_value=40 * 24 * 60), min_size=1, max_size=40),
+)
+def test_one_compiled_schedule_asked_again_and_again_says_what_schedule_says(
+    schedule: Schedule, moments: list[int]
+) -> None:
+    # The same object keeps its latest answer: it must hold whatever the order of the questions.
+    hours = Hours.compile(schedule, NEW_YORK)
+    for minutes in moments + sorted(moments) + [m + 1 for m in moments]:
+        now = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+        assert hours.closed_reason(now) == schedule.closed_reason(now, NEW_YORK)

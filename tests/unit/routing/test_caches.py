@@ -1,0 +1,154 @@
+"""What routing keeps between decisions never changes a decision.
+
+Compiled plans keep schedule answers, gates, cap charges, filter answers and
+skipped rows from one call to the next. A configuration decided many times
+over must decide exactly as a fresh copy of it decides each call alone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import phonenumbers
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from callwhisper.domain import CapKey, Configuration, PastCall, RoutingCounters, TierRotation
+from callwhisper.domain.caps import period_key
+from callwhisper.routing import decide
+from callwhisper.routing.geo import UNKNOWN, geo_for_number, normalize_number
+from tests.unit.routing.helpers import AUSTIN, NEW_YORK, NOW, SAN_FRANCISCO, buyer, call
+from tests.unit.routing.helpers import configuration as build
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
+
+
+def busy_configuration() -> Configuration:
+    """Three tiers of buyers with schedules, filters, caps, spacing and several targets."""
+    three_targets = [
+        {"id": "t1", "destination": "sip:one@b.example"},
+        {"id": "t2", "destination": "sip:two@b.example", "caps": {"concurrency": 1}},
+        # The buyer's owners as t1, but a revenue that its revenue cap may not take.
+        {
+            "id": "t3",
+            "destination": "sip:three@b.example",
+            "conversion": {"revenue": "30", "buffer_seconds": 60},
+        },
+    ]
+    buyers: list[dict[str, Any]] = [
+        buyer("b1", schedule={"hours": {d: ["09:00-17:00"] for d in WEEKDAYS}}),
+        buyer("b2", filters={"states": ["CA", "TX"]}, caps={"calls": {"daily": 3}}),
+        buyer(
+            "b3",
+            targets=three_targets,
+            timezone="America/Los_Angeles",
+            caps={"concurrency": 2, "revenue": {"daily": "35"}},
+        ),
+        buyer(
+            "b4",
+            schedule={"hours": {d: ["08:00-12:00", "13:00-20:00"] for d in WEEKDAYS}},
+            filters={"tags": [{"tag": "age", "op": ">", "value": 30}]},
+            caps={"revenue": {"monthly": "25"}, "spacing_seconds": 60},
+        ),
+        buyer("b5", enabled=False),
+        buyer(
+            "b6",
+            targets=[
+                {
+                    "id": "t1",
+                    "destination": "sip:b6@b.example",
+                    "schedule": {"hours": {"sat": ["00:00-23:59"]}},
+                },
+                {"id": "t2", "destination": "sip:b6t2@b.example", "enabled": False},
+            ],
+            duplicates={"window_days": 2, "scope": "buyer"},
+        ),
+    ]
+    tiers: list[dict[str, Any]] = [
+        {"buyers": [{"buyer": "b1"}, {"buyer": "b2"}]},
+        {"method": "round_robin", "buyers": [{"buyer": "b3"}, {"buyer": "b4"}, {"buyer": "b1"}]},
+        {
+            "method": "weighted",
+            "buyers": [{"buyer": "b5"}, {"buyer": "b6", "weight": 3}, {"buyer": "b3", "weight": 2}],
+        },
+    ]
+    return build(
+        buyers,
+        tiers,
+        routing={"max_candidates": 3},
+        publishers=[{"id": "p1", "caps": {"calls": {"hourly": 40}}}],
+    )
+
+
+def counters_at(minutes: int) -> RoutingCounters:
+    """Counters that change with the moment, so cached answers would show if they were stale."""
+    now = NOW + timedelta(minutes=minutes)
+    day = period_key("day", now, "America/New_York")
+    return RoutingCounters(
+        cap_usage={
+            CapKey("buyer:b2", "calls", "day", day): Decimal(minutes % 5),
+            CapKey(
+                "buyer:b3", "revenue", "day", period_key("day", now, "America/Los_Angeles")
+            ): Decimal(minutes % 10),
+        },
+        in_progress={"buyer:b3": minutes % 3, "target:b3/t2": minutes % 2},
+        last_call_at={"buyer:b4": now - timedelta(seconds=minutes % 90)},
+        caller_history=(
+            (PastCall("c1", "b6", now - timedelta(hours=minutes % 72), True, True),)
+            if minutes % 4 == 0
+            else ()
+        ),
+        rotation={("c1", 1): TierRotation(last="b3/*")} if minutes % 2 else {},
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=8 * 24 * 60),
+            st.sampled_from([SAN_FRANCISCO, NEW_YORK, AUSTIN, None]),
+            st.sampled_from(["25", "45", None]),
+        ),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_a_configuration_decided_again_and_again_decides_like_a_fresh_one(
+    calls: list[tuple[int, str | None, str | None]],
+) -> None:
+    warm = busy_configuration()
+    for minutes, caller, age in calls:
+        attributes = call(caller, publisher_id="p1", tags={} if age is None else {"age": age})
+        now = NOW + timedelta(minutes=minutes)
+        counters = counters_at(minutes)
+        expected = decide(busy_configuration(), attributes, counters, now)
+        assert decide(warm, attributes, counters, now).to_dict() == expected.to_dict()
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=2_000_000_000, max_value=9_999_999_999))
+def test_geography_is_unknown_exactly_when_the_library_says_invalid(digits: int) -> None:
+    number = f"+1{digits}"
+    e164 = normalize_number(number)
+    assert e164 is not None
+    valid = phonenumbers.is_valid_number(phonenumbers.parse(e164, None))
+    assert (geo_for_number(number) is not UNKNOWN) == valid
+
+
+def test_targets_sharing_owners_are_checked_at_their_own_revenue() -> None:
+    # b3's t1 and t3 have the same owners, but t3 pays 30: its buyer's revenue cap is full for it.
+    decision = decide(
+        busy_configuration(), call(publisher_id="p1"), counters_at(7), NOW + timedelta(minutes=7)
+    )
+    assert [f"{c.buyer_id}/{c.target_id}" for c in decision.candidates] == [
+        "b1/t1",
+        "b2/t1",
+        "b3/t1",
+    ]
+    assert [(s.target_id, s.reason) for s in decision.skipped if s.buyer_id == "b3"][:2] == [
+        ("t2", "target t2: concurrency 1/1"),
+        ("t3", "daily revenue cap 7/35"),
+    ]
