@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from callwhisper.domain import (
@@ -246,30 +246,8 @@ def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:
     return None
 
 
-class _Pass(NamedTuple):
-    """A target that passed every check, with what dialing it reserves.
-
-    A named tuple rather than a frozen dataclass: a decision makes dozens and
-    they never leave it, so the cheaper construction is worth it.
-    """
-
-    plan: TargetPlan
-    charges: tuple[CapCharge, ...]
-    concurrency: tuple[ConcurrencyLimit, ...]
-    no_convert_reason: str | None
-    spaced: tuple[str, ...]
-
-
 # A failed check: the reason, and whether it concerns the target alone (not its buyer).
 _Failure = tuple[str, bool]
-
-
-class _Holds(NamedTuple):
-    """What a call reserves from a target's owners, once every one of their checks passed."""
-
-    charges: tuple[CapCharge, ...]
-    concurrency: tuple[ConcurrencyLimit, ...]
-    spaced: tuple[str, ...]
 
 
 # Skipped rows are immutable and the same few come back call after call, so each
@@ -277,7 +255,7 @@ class _Holds(NamedTuple):
 _ROWS_PER_ENTRY = 256
 # Schedule answers change a few times a day; this bounds the gates kept per campaign.
 _GATES_PER_CAMPAIGN = 1024
-_NO_PASSES: list[_Pass] = []
+_NO_PASSES: list[TargetPlan] = []
 
 
 def _row(entry: EntryPlan, target_id: str | None, tier_index: int, reason: str) -> Skipped:
@@ -370,11 +348,11 @@ class _Decider:
         self.tags = _tags(attributes)
         # Filters naming the same tags share one memo key per call.
         self.filter_keys: dict[tuple[str, ...], tuple[object, ...]] = {}
-        # Cap answers per owner (by identity) for this call: (revenue, charges or failure).
+        # Cap answers per owner (by identity) for this call: (revenue, failure or None).
         # The buyer's and the publisher's caps are shared by many targets.
-        self.caps: dict[int, tuple[Decimal, tuple[tuple[CapCharge, ...], _Failure | None]]] = {}
-        # Answers per owners tuple (by identity): (revenue, holds or failure).
-        self.holds: dict[int, tuple[Decimal, _Holds | _Failure]] = {}
+        self.caps: dict[int, tuple[Decimal, _Failure | None]] = {}
+        # Answers per owner set (by identity): (revenue, failure or None).
+        self.owners_failed: dict[int, tuple[Decimal, _Failure | None]] = {}
         # Duplicate rules look for the same caller; a withheld caller has no history.
         self.history: Sequence[PastCall] = (
             () if is_withheld(attributes.caller) else counters.caller_history
@@ -398,7 +376,8 @@ class _Decider:
         gates = _gates(self.plan, self.closed_reasons())
         for tier, tier_gates in zip(self.plan.tiers, gates, strict=True):
             tier_index = tier.index
-            passes_of: list[list[_Pass]] = []
+            # The targets of each entry that passed every check.
+            passes_of: list[list[TargetPlan]] = []
             for entry, gate in zip(tier.entries, tier_gates, strict=True):
                 if gate.rows is not None:
                     # Every target failed on a switch or a schedule: rows made in advance. None
@@ -408,7 +387,7 @@ class _Decider:
                     skipped += gate.rows
                     passes_of.append(_NO_PASSES)
                     continue
-                passes: list[_Pass] = []
+                passes: list[TargetPlan] = []
                 failures: list[tuple[str, str, bool]] = []
                 # Whether every failure is the buyer's, for the same reason (then one row).
                 buyer_failed = True
@@ -419,8 +398,8 @@ class _Decider:
                         if earlier is not None
                         else failure or evaluate(target_plan)
                     )
-                    if isinstance(result, _Pass):
-                        passes.append(result)
+                    if result is None:
+                        passes.append(target_plan)
                         continue
                     reason, target_level = result
                     if target_level or (failures and reason != failures[0][1]):
@@ -439,14 +418,14 @@ class _Decider:
             supplied = False
             for index in ordering.order:
                 for passed in passes_of[index]:
-                    pair = passed.plan.pair
+                    pair = passed.pair
                     earlier = chosen_in.get(pair)
                     if earlier is not None:
                         reason = f"already a candidate in tier {earlier + 1}"
                     elif len(candidates) >= max_candidates:
                         reason = not_tried
                     else:
-                        candidates.append(_candidate(passed, tier_index, tier.ring))
+                        candidates.append(self.candidate(passed, tier_index, tier.ring))
                         chosen_in[pair] = tier_index
                         supplied = True
                         continue
@@ -476,10 +455,12 @@ class _Decider:
             reasons.append(hours.closed_reason_at(*local))
         return tuple(reasons)
 
-    def evaluate(self, plan: TargetPlan) -> _Pass | _Failure:
+    def evaluate(self, plan: TargetPlan) -> _Failure | None:
         """The checks that depend on the call, in order; the first failure is its reason.
 
-        Switches and schedules come first and are settled by ``_gates``.
+        Switches and schedules come first and are settled by ``_gates``. What
+        a target that passes reserves is only worked out if it becomes a
+        candidate (``candidate``): most never do.
         """
         for filters, target_level in plan.filters:
             key = self.filter_keys.get(filters.tag_names)
@@ -494,24 +475,54 @@ class _Decider:
                 )
             if rejection is not None:
                 return rejection, target_level
-        no_convert_reason = self.campaign_duplicate
-        if plan.duplicates is not None and self.history:
+        if plan.duplicates is not None and plan.duplicates.action == "skip" and self.history:
             duplicate = _duplicate(
                 plan.duplicates, self.history, self.plan.campaign.id, plan.buyer.id, self.now
             )
             if duplicate is not None:
-                if plan.duplicates.action == "skip":
-                    return duplicate, False
-                no_convert_reason = duplicate
+                return duplicate, False
         revenue = plan.conversion.revenue
-        known = self.holds.get(id(plan.owner_set))
+        known = self.owners_failed.get(id(plan.owner_set))
         if known is not None and known[0] == revenue:
-            holds = known[1]
-        else:
-            holds = self.owners_holds(plan.owner_set, revenue)
-        if not isinstance(holds, _Holds):
-            return holds
-        return _Pass(plan, holds.charges, holds.concurrency, no_convert_reason, holds.spaced)
+            return known[1]
+        return self.owners_check(plan.owner_set, revenue)
+
+    def candidate(self, plan: TargetPlan, tier_index: int, ring: RingMode) -> Candidate:
+        """The candidate of ``plan``, which passed every check: what dialing it reserves."""
+        no_convert_reason = self.campaign_duplicate
+        if plan.duplicates is not None and self.history:
+            # The rule did not skip the target ("skip" fails the check): it keeps it.
+            duplicate = _duplicate(
+                plan.duplicates, self.history, self.plan.campaign.id, plan.buyer.id, self.now
+            )
+            if duplicate is not None:
+                no_convert_reason = duplicate
+        owners, publisher = plan.owner_set, self.publisher
+        revenue = plan.conversion.revenue
+        # The charges the checks looked at: kept answers for this quarter hour and revenue.
+        charges = tuple(
+            charge
+            for owner in owners.capped + publisher.capped
+            for charge in owner.charges(self.quarter, revenue)
+        )
+        return Candidate(
+            buyer_id=plan.buyer.id,
+            buyer_name=plan.buyer.name or plan.buyer.id,
+            target_id=plan.target.id,
+            destination=plan.target.destination,
+            trunk_id=plan.target.trunk,
+            tier_index=tier_index,
+            ring=ring,
+            ring_timeout_seconds=plan.ring_timeout_seconds,
+            whisper=plan.whisper,
+            revenue=revenue,
+            buffer_seconds=plan.conversion.buffer_seconds,
+            no_convert=no_convert_reason is not None,
+            no_convert_reason=no_convert_reason,
+            charges=charges,
+            concurrency=owners.slots + publisher.slots,
+            spaced=owners.spaced + publisher.spaced,
+        )
 
     def filter_key(self, tag_names: tuple[str, ...]) -> tuple[object, ...]:
         """The memo key of filters naming ``tag_names``, built once per call."""
@@ -521,26 +532,24 @@ class _Decider:
         )
         return key
 
-    def owners_holds(self, owners: OwnerSet, revenue: Decimal) -> _Holds | _Failure:
-        """What a call paying ``revenue`` holds from ``owners`` and the publisher, or why not.
+    def owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
+        """Why a call paying ``revenue`` does not fit ``owners`` and the publisher, if it does not.
 
         Every cap of every owner comes first, then concurrency, then spacing,
         the publisher last in each. Targets of a buyer share their owners (see
         ``compile_plan``), so the answer is kept for the rest of the call.
         """
-        answer = self._owners_holds(owners, self.publisher, revenue)
-        self.holds[id(owners)] = (revenue, answer)
+        answer = self._owners_check(owners, self.publisher, revenue)
+        self.owners_failed[id(owners)] = (revenue, answer)
         return answer
 
-    def _owners_holds(
+    def _owners_check(
         self, owners: OwnerSet, publisher: OwnerSet, revenue: Decimal
-    ) -> _Holds | _Failure:
-        charges: tuple[CapCharge, ...] = ()
+    ) -> _Failure | None:
         for owner in owners.capped + publisher.capped if publisher.capped else owners.capped:
-            owner_charges, failure = self.owner_charges(owner, revenue)
+            failure = self.owner_caps(owner, revenue)
             if failure is not None:
                 return failure
-            charges += owner_charges
         in_progress = self.counters.in_progress
         for owner in owners.with_slots + publisher.with_slots:
             slot = owner.slot
@@ -559,14 +568,10 @@ class _Decider:
                         f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
                         f"needs {spacing} s"
                     ), owner.target_level
-        if publisher.owners:
-            return _Holds(charges, owners.slots + publisher.slots, owners.spaced + publisher.spaced)
-        return _Holds(charges, owners.slots, owners.spaced)
+        return None
 
-    def owner_charges(
-        self, owner: OwnerLimits, revenue: Decimal
-    ) -> tuple[tuple[CapCharge, ...], _Failure | None]:
-        """What a call paying ``revenue`` charges ``owner``, and its first full cap if any.
+    def owner_caps(self, owner: OwnerLimits, revenue: Decimal) -> _Failure | None:
+        """The first cap of ``owner`` a call paying ``revenue`` does not fit, if any.
 
         Worked out once per call for each owner: a buyer's caps are checked for
         each of its targets, the publisher's for every target, whatever their
@@ -575,41 +580,17 @@ class _Decider:
         known = self.caps.get(id(owner))
         if known is not None and (known[0] == revenue or not owner.counts_revenue):
             return known[1]
-        charges = owner.charges(self.quarter, revenue)
         failure: _Failure | None = None
         usage = self.counters.cap_usage
-        for charge in charges:
+        for charge in owner.charges(self.quarter, revenue):
             used = usage.get(charge.key, _ZERO)
             if used + charge.amount > charge.limit:
                 key = charge.key
                 reason = describe_cap(key.metric, key.period, used, charge.limit)
                 failure = owner.label + reason, owner.target_level
                 break
-        answer = (charges, failure)
-        self.caps[id(owner)] = (revenue, answer)
-        return answer
-
-
-def _candidate(passed: _Pass, tier_index: int, ring: RingMode) -> Candidate:
-    plan = passed.plan
-    return Candidate(
-        buyer_id=plan.buyer.id,
-        buyer_name=plan.buyer.name or plan.buyer.id,
-        target_id=plan.target.id,
-        destination=plan.target.destination,
-        trunk_id=plan.target.trunk,
-        tier_index=tier_index,
-        ring=ring,
-        ring_timeout_seconds=plan.ring_timeout_seconds,
-        whisper=plan.whisper,
-        revenue=plan.conversion.revenue,
-        buffer_seconds=plan.conversion.buffer_seconds,
-        no_convert=passed.no_convert_reason is not None,
-        no_convert_reason=passed.no_convert_reason,
-        charges=passed.charges,
-        concurrency=passed.concurrency,
-        spaced=passed.spaced,
-    )
+        self.caps[id(owner)] = (revenue, failure)
+        return failure
 
 
 def _tags(attributes: CallAttributes) -> dict[str, str]:
