@@ -468,12 +468,12 @@ class _Decider:
                 key = self.filter_key(filters.tag_names)
             # The memo's hit, inline: most targets get here and most answers are known.
             rejection = filters.memo.get(key)
-            if rejection is None and key not in filters.memo:
+            if rejection is None:
                 attributes = self.attributes
                 rejection = filters.rejection_keyed(
                     key, attributes.state, attributes.area_code, attributes.zip_code, self.tags
                 )
-            if rejection is not None:
+            if rejection:
                 return rejection, target_level
         if plan.duplicates is not None and plan.duplicates.action == "skip" and self.history:
             duplicate = _duplicate(

@@ -184,9 +184,9 @@ class FilterPlan:
 
     filters: Filters
     tag_names: tuple[str, ...]
-    memo: dict[tuple[object, ...], str | None] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # Answers by key (see ``filter_key``): the rejection, or "" when the call passes,
+    # so that one lookup tells a known pass from an unknown key.
+    memo: dict[tuple[object, ...], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, filters: Filters) -> FilterPlan:
@@ -217,12 +217,11 @@ class FilterPlan:
         """
         memo = self.memo
         answer = memo.get(key)
-        if answer is not None or key in memo:
-            return answer
-        if len(memo) >= _MEMO_SIZE:
-            memo.clear()
-        answer = memo[key] = self.filters.rejection(state, area_code, zip_code, tags)
-        return answer
+        if answer is None:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            answer = memo[key] = self.filters.rejection(state, area_code, zip_code, tags) or ""
+        return answer or None
 
 
 def filter_key(
