@@ -39,7 +39,6 @@ from callwhisper.domain import (
     WhisperConfig,
 )
 from callwhisper.domain.campaign import RingMode
-from callwhisper.domain.caps import describe_cap
 from callwhisper.routing.geo import enrich, is_withheld, normalize_number
 from callwhisper.routing.methods import rotation_to_dict
 from callwhisper.routing.plan import (
@@ -500,11 +499,9 @@ class _Decider:
         owners, publisher = plan.owner_set, self.publisher
         revenue = plan.conversion.revenue
         # The charges the checks looked at: kept answers for this quarter hour and revenue.
-        charges = tuple(
-            charge
-            for owner in owners.capped + publisher.capped
-            for charge in owner.charges(self.quarter, revenue)
-        )
+        charges: tuple[CapCharge, ...] = ()
+        for owner in owners.capped + publisher.capped:
+            charges += owner.charges(self.quarter, revenue)
         return Candidate(
             buyer_id=plan.buyer.id,
             buyer_name=plan.buyer.name or plan.buyer.id,
@@ -582,12 +579,11 @@ class _Decider:
             return known[1]
         failure: _Failure | None = None
         usage = self.counters.cap_usage
-        for charge in owner.charges(self.quarter, revenue):
+        # Charges come in the order of the owner's limits (see ``OwnerLimits.charges``).
+        for index, charge in enumerate(owner.charges(self.quarter, revenue)):
             used = usage.get(charge.key, _ZERO)
             if used + charge.amount > charge.limit:
-                key = charge.key
-                reason = describe_cap(key.metric, key.period, used, charge.limit)
-                failure = owner.label + reason, owner.target_level
+                failure = owner.full(index, used), owner.target_level
                 break
         self.caps[id(owner)] = (revenue, failure)
         return failure

@@ -35,6 +35,7 @@ from callwhisper.domain.caps import (
     CapKey,
     CapMetric,
     CapPeriod,
+    describe_cap,
     metric_amount,
     period_key,
 )
@@ -75,6 +76,8 @@ class OwnerLimits:
     _charges: dict[tuple[str, ...], dict[Decimal | None, tuple[CapCharge, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # Reasons of full caps by (limit index, usage as text), see ``full``.
+    _full: dict[tuple[int, str], str] = field(default_factory=dict, compare=False, repr=False)
     # The latest answer of ``charges``: (quarter, revenue or None, charges), or nothing.
     _last: list[tuple[int, Decimal | None, tuple[CapCharge, ...]]] = field(
         default_factory=list, compare=False, repr=False
@@ -137,6 +140,22 @@ class OwnerLimits:
             )
         self._last[:] = [(quarter, revenue_key, found)]
         return found
+
+    def full(self, index: int, used: Decimal) -> str:
+        """Why the ``index``-th limit takes no more calls with ``used`` counted (``describe_cap``).
+
+        The same few come back call after call, so they are kept. The text
+        shows ``used`` as written (2.50 is not 2.5), so it is keyed as text.
+        """
+        key = (index, str(used))
+        reason = self._full.get(key)
+        if reason is None:
+            metric, period, limit = self.limits[index]
+            reason = self.label + describe_cap(metric, period, used, limit)
+            if len(self._full) >= _MEMO_SIZE:
+                self._full.clear()
+            self._full[key] = reason
+        return reason
 
 
 @dataclass(frozen=True, slots=True)

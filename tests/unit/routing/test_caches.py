@@ -152,3 +152,22 @@ def test_targets_sharing_owners_are_checked_at_their_own_revenue() -> None:
         ("t2", "target t2: concurrency 1/1"),
         ("t3", "daily revenue cap 7/35"),
     ]
+
+
+def test_a_full_cap_reason_shows_the_usage_as_counted_each_call() -> None:
+    # Reasons are kept between calls; 2.50 and 2.5 are equal but not written alike.
+    config = build([buyer("b1", caps={"revenue": {"daily": "10"}})])
+    day = period_key("day", NOW, "UTC")
+    seen = []
+    for used in ("2.50", "2.5", "2.50", "3"):
+        counters = RoutingCounters(
+            cap_usage={CapKey("buyer:b1", "revenue", "day", day): Decimal(used)}
+        )
+        [skipped] = decide(config, call(), counters, NOW).skipped
+        seen.append(skipped.reason)
+    assert seen == [
+        "daily revenue cap 2.50/10",
+        "daily revenue cap 2.5/10",
+        "daily revenue cap 2.50/10",
+        "daily revenue cap 3/10",
+    ]
