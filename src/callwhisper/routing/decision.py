@@ -386,6 +386,24 @@ class _Decider:
                     skipped += gate.rows
                     passes_of.append(_NO_PASSES)
                     continue
+                if len(entry.targets) == 1:
+                    # The common case, in short: one target, which the gate let through.
+                    target_plan = entry.targets[0]
+                    earlier = chosen_in.get(target_plan.pair) if chosen_in else None
+                    result = (
+                        (f"already a candidate in tier {earlier + 1}", True)
+                        if earlier is not None
+                        else evaluate(target_plan)
+                    )
+                    if result is None:
+                        passes_of.append([target_plan])
+                        continue
+                    reason, target_level = result
+                    row_id = target_plan.target.id if target_level else entry.target_id
+                    row = entry.rows.get((row_id, reason))
+                    skipped.append(row or _row(entry, row_id, tier_index, reason))
+                    passes_of.append(_NO_PASSES)
+                    continue
                 passes: list[TargetPlan] = []
                 failures: list[tuple[str, str, bool]] = []
                 # Whether every failure is the buyer's, for the same reason (then one row).
