@@ -389,7 +389,7 @@ class _Decider:
                 if len(entry.targets) == 1:
                     # The common case, in short: one target, which the gate let through.
                     target_plan = entry.targets[0]
-                    earlier = chosen_in.get(target_plan.pair) if chosen_in else None
+                    earlier = chosen_in.get(target_plan.pair) if entry.repeats else None
                     result = (
                         (f"already a candidate in tier {earlier + 1}", True)
                         if earlier is not None
@@ -409,7 +409,7 @@ class _Decider:
                 # Whether every failure is the buyer's, for the same reason (then one row).
                 buyer_failed = True
                 for target_plan, failure in zip(entry.targets, gate.failures, strict=True):
-                    earlier = chosen_in.get(target_plan.pair) if chosen_in else None
+                    earlier = chosen_in.get(target_plan.pair) if entry.repeats else None
                     result = (
                         (f"already a candidate in tier {earlier + 1}", True)
                         if earlier is not None

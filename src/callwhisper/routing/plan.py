@@ -292,6 +292,9 @@ class EntryPlan:
     buyer: Buyer
     target_id: str | None
     targets: tuple[TargetPlan, ...]
+    # Whether one of its (buyer, target) pairs is in an earlier tier too: only then can
+    # it already be a candidate when the entry's tier is checked.
+    repeats: bool = False
     # Skipped rows of this entry by (target id or None, reason), shared by decisions:
     # the same few reasons come back call after call. See ``routing.decision``.
     rows: dict[tuple[str | None, str], Skipped] = field(
@@ -451,16 +454,22 @@ class _Compiler:
         return hours
 
     def campaign(self, campaign: Campaign) -> CampaignPlan:
-        tiers = tuple(
-            TierPlan(
-                index=index,
-                method=get_method(tier.method),
-                ring=tier.ring,
-                members=tuple(Member(member_key(e.buyer, e.target), e.weight) for e in tier.buyers),
-                entries=tuple(self.entry(campaign, entry) for entry in tier.buyers),
+        tiers: list[TierPlan] = []
+        earlier: set[tuple[str, str]] = set()
+        for index, tier in enumerate(campaign.routing.tiers):
+            entries = [self.entry(campaign, entry, earlier) for entry in tier.buyers]
+            earlier.update(target.pair for entry in entries for target in entry.targets)
+            tiers.append(
+                TierPlan(
+                    index=index,
+                    method=get_method(tier.method),
+                    ring=tier.ring,
+                    members=tuple(
+                        Member(member_key(e.buyer, e.target), e.weight) for e in tier.buyers
+                    ),
+                    entries=tuple(entries),
+                )
             )
-            for index, tier in enumerate(campaign.routing.tiers)
-        )
         blocked = frozenset(normalize_number(n) or n.strip() for n in campaign.blocking.numbers)
         schedules = {
             id(target.hours): target.hours
@@ -469,7 +478,7 @@ class _Compiler:
             for target in entry.targets
             if target.hours is not None
         }
-        return CampaignPlan(campaign, tiers, blocked, tuple(schedules.values()))
+        return CampaignPlan(campaign, tuple(tiers), blocked, tuple(schedules.values()))
 
     def owner_parts(self, buyer: Buyer, target: Target | None) -> _OwnerParts:
         key = (buyer.id, None if target is None else target.id)
@@ -492,7 +501,10 @@ class _Compiler:
             )
         return parts
 
-    def entry(self, campaign: Campaign, entry: RouteEntry) -> EntryPlan:
+    def entry(
+        self, campaign: Campaign, entry: RouteEntry, earlier: set[tuple[str, str]]
+    ) -> EntryPlan:
+        """The plan of ``entry``; ``earlier`` are the pairs of the tiers before it."""
         buyer = self.buyers[entry.buyer]
         buyer_parts = self.owner_parts(buyer, None)
         # Route caps are the buyer's caps on this campaign: they count in the buyer's time zone.
@@ -541,4 +553,5 @@ class _Compiler:
                     conversion=entry.conversion or target.conversion or buyer.conversion,
                 )
             )
-        return EntryPlan(buyer, entry.target, tuple(targets))
+        repeats = any(target.pair in earlier for target in targets)
+        return EntryPlan(buyer, entry.target, tuple(targets), repeats)

@@ -148,9 +148,15 @@ def test_targets_sharing_owners_are_checked_at_their_own_revenue() -> None:
         "b2/t1",
         "b3/t1",
     ]
-    assert [(s.target_id, s.reason) for s in decision.skipped if s.buyer_id == "b3"][:2] == [
-        ("t2", "target t2: concurrency 1/1"),
-        ("t3", "daily revenue cap 7/35"),
+    assert [
+        (s.tier_index, s.target_id, s.reason) for s in decision.skipped if s.buyer_id == "b3"
+    ] == [
+        (1, "t2", "target t2: concurrency 1/1"),
+        (1, "t3", "daily revenue cap 7/35"),
+        # b3 is in tier 3 again: what tier 2 chose is not offered twice.
+        (2, "t1", "already a candidate in tier 2"),
+        (2, "t2", "target t2: concurrency 1/1"),
+        (2, "t3", "daily revenue cap 7/35"),
     ]
 
 
