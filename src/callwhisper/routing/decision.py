@@ -51,7 +51,6 @@ from callwhisper.routing.plan import (
     OwnerSet,
     TargetPlan,
     compile_plan,
-    filter_key,
     quarter_of,
 )
 
@@ -345,8 +344,8 @@ class _Decider:
         self.publisher = publisher
         self.quarter = quarter_of(now)
         self.tags = _tags(attributes)
-        # Filters naming the same tags share one memo key per call.
-        self.filter_keys: dict[tuple[str, ...], tuple[object, ...]] = {}
+        # Where the call comes from, as filters look it up.
+        self.place = (attributes.state, attributes.area_code, attributes.zip_code)
         # Cap answers per owner (by identity) for this call: (revenue, failure or None).
         # The buyer's and the publisher's caps are shared by many targets.
         self.caps: dict[int, tuple[Decimal, _Failure | None]] = {}
@@ -480,16 +479,7 @@ class _Decider:
         candidate (``candidate``): most never do.
         """
         for filters, target_level in plan.filters:
-            key = self.filter_keys.get(filters.tag_names)
-            if key is None:
-                key = self.filter_key(filters.tag_names)
-            # The memo's hit, inline: most targets get here and most answers are known.
-            rejection = filters.memo.get(key)
-            if rejection is None:
-                attributes = self.attributes
-                rejection = filters.rejection_keyed(
-                    key, attributes.state, attributes.area_code, attributes.zip_code, self.tags
-                )
+            rejection = filters.check(self.place, self.tags)
             if rejection:
                 return rejection, target_level
         if plan.duplicates is not None and plan.duplicates.action == "skip" and self.history:
@@ -538,14 +528,6 @@ class _Decider:
             concurrency=owners.slots + publisher.slots,
             spaced=owners.spaced + publisher.spaced,
         )
-
-    def filter_key(self, tag_names: tuple[str, ...]) -> tuple[object, ...]:
-        """The memo key of filters naming ``tag_names``, built once per call."""
-        attributes = self.attributes
-        key = self.filter_keys[tag_names] = filter_key(
-            tag_names, attributes.state, attributes.area_code, attributes.zip_code, self.tags
-        )
-        return key
 
     def owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
         """Why a call paying ``revenue`` does not fit ``owners`` and the publisher, if it does not.

@@ -26,6 +26,7 @@ from callwhisper.domain import (
     Publisher,
     RouteEntry,
     Schedule,
+    TagRule,
     Target,
     WhisperConfig,
 )
@@ -192,68 +193,116 @@ class OwnerSet:
 NO_OWNERS = OwnerSet.of(())
 
 
+# Memo answers: the rejection, or "" when the call passes, so that one lookup tells a
+# known pass from an unknown key.
+_PASSES = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GeoPlan:
+    """The geographic part of some filters, with its answers by (state, area code, ZIP)."""
+
+    filters: Filters
+    memo: dict[tuple[str | None, str | None, str | None], str] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def check(self, place: tuple[str | None, str | None, str | None]) -> str:
+        """The rejection of a call from ``place`` (state, area code, ZIP), or ""."""
+        answer = self.memo.get(place)
+        if answer is None:
+            if len(self.memo) >= _MEMO_SIZE:
+                self.memo.clear()
+            # Without tag rules, the filters only look at the place.
+            answer = self.memo[place] = self.filters.rejection(*place, {}) or _PASSES
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class RulePlan:
+    """One tag rule, with its answers by the value of the tag it names."""
+
+    tag: str
+    filters: Filters
+    memo: dict[str | None, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, rule: TagRule) -> RulePlan:
+        """The plan of ``rule``, as filters with no other condition."""
+        return cls(rule.tag, Filters(tags=[rule]))
+
+    def check(self, tags: dict[str, str]) -> str:
+        """The rejection of a call with ``tags``, or ""."""
+        value = tags.get(self.tag)
+        answer = self.memo.get(value)
+        if answer is None:
+            if len(self.memo) >= _MEMO_SIZE:
+                self.memo.clear()
+            # The rule only looks at its tag: the answer is the same for every call with it.
+            answer = self.memo[value] = self.filters.rejection(None, None, None, tags) or _PASSES
+        return answer
+
+
 @dataclass(frozen=True, slots=True)
 class FilterPlan:
-    """Filters with a memo of their answers.
+    """Filters split into their geography and their tag rules, each with a memo of answers.
 
-    ``Filters.rejection`` depends only on the call's state, area code, ZIP and
-    the tags its rules name, and callers share those often, so answers are
-    kept per combination (up to ``_MEMO_SIZE``, then started afresh).
+    ``Filters.rejection`` checks the geography, then each rule in order, and
+    the first to fail is the reason. The geography depends only on the call's
+    state, area code and ZIP, a rule only on its tag's value, so answers are
+    kept per value (up to ``_MEMO_SIZE`` each, then started afresh). Buyers
+    share equal rules (``age > 64``), and with them their answers.
     """
 
     filters: Filters
-    tag_names: tuple[str, ...]
-    # Answers by key (see ``filter_key``): the rejection, or "" when the call passes,
-    # so that one lookup tells a known pass from an unknown key.
-    memo: dict[tuple[object, ...], str] = field(default_factory=dict, compare=False, repr=False)
+    geo: GeoPlan | None
+    rules: tuple[RulePlan, ...]
 
     @classmethod
-    def of(cls, filters: Filters) -> FilterPlan:
-        """The plan of ``filters``."""
-        return cls(filters, tuple(dict.fromkeys(rule.tag for rule in filters.tags)))
+    def of(
+        cls,
+        filters: Filters,
+        geo_plans: dict[str, GeoPlan] | None = None,
+        rule_plans: dict[str, RulePlan] | None = None,
+    ) -> FilterPlan:
+        """The plan of ``filters``, sharing equal parts through ``geo_plans`` and ``rule_plans``."""
+        geo_plans = {} if geo_plans is None else geo_plans
+        rule_plans = {} if rule_plans is None else rule_plans
+        geo: GeoPlan | None = None
+        if (
+            filters.states
+            or filters.exclude_states
+            or filters.area_codes
+            or filters.exclude_area_codes
+            or filters.zips
+        ):
+            # The same filters without their tag rules: only the geography is left.
+            place_only = filters.model_copy(update={"tags": []})
+            key = place_only.model_dump_json()
+            geo = geo_plans.get(key) or geo_plans.setdefault(key, GeoPlan(place_only))
+        rules = tuple(
+            rule_plans.get(key) or rule_plans.setdefault(key, RulePlan.of(rule))
+            for rule, key in ((rule, rule.model_dump_json()) for rule in filters.tags)
+        )
+        return cls(filters, geo, rules)
 
     def rejection(
         self, state: str | None, area_code: str | None, zip_code: str | None, tags: dict[str, str]
     ) -> str | None:
         """What ``Filters.rejection`` answers for these values."""
-        key: tuple[object, ...] = (state, area_code, zip_code)
-        if self.tag_names:
-            key = (*key, *map(tags.get, self.tag_names))
-        return self.rejection_keyed(key, state, area_code, zip_code, tags)
+        return self.check((state, area_code, zip_code), tags) or None
 
-    def rejection_keyed(
-        self,
-        key: tuple[object, ...],
-        state: str | None,
-        area_code: str | None,
-        zip_code: str | None,
-        tags: dict[str, str],
-    ) -> str | None:
-        """``rejection`` with its memo key already built (see ``filter_key``).
-
-        Many filters name the same tags (or none), so a decision builds each
-        distinct key once and shares it instead of building one per target.
-        """
-        memo = self.memo
-        answer = memo.get(key)
-        if answer is None:
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
-            answer = memo[key] = self.filters.rejection(state, area_code, zip_code, tags) or ""
-        return answer or None
-
-
-def filter_key(
-    tag_names: tuple[str, ...],
-    state: str | None,
-    area_code: str | None,
-    zip_code: str | None,
-    tags: dict[str, str],
-) -> tuple[object, ...]:
-    """The memo key of a ``FilterPlan`` naming ``tag_names``, for these values."""
-    if tag_names:
-        return (state, area_code, zip_code, *map(tags.get, tag_names))
-    return (state, area_code, zip_code)
+    def check(self, place: tuple[str | None, str | None, str | None], tags: dict[str, str]) -> str:
+        """The rejection of a call from ``place`` (state, area code, ZIP) with ``tags``, or ""."""
+        if self.geo is not None:
+            answer = self.geo.check(place)
+            if answer:
+                return answer
+        for rule in self.rules:
+            answer = rule.check(tags)
+            if answer:
+                return answer
+        return _PASSES
 
 
 _MEMO_SIZE = 4096
@@ -435,6 +484,9 @@ class _Compiler:
         self.hours: dict[str, Hours] = {}
         # One tuple per distinct set of owners: a decision keeps answers by its identity.
         self.owner_sets: dict[tuple[int, ...], OwnerSet] = {}
+        # Equal filter parts are compiled once, so that their answers are shared.
+        self.geo_plans: dict[str, GeoPlan] = {}
+        self.rule_plans: dict[str, RulePlan] = {}
 
     def owners(self, *limits: OwnerLimits | None) -> OwnerSet:
         """The owners with limits among ``limits``, one set shared by the targets using them."""
@@ -497,7 +549,9 @@ class _Compiler:
             parts = self.parts[key] = _OwnerParts(
                 OwnerLimits.of(owner, label, caps, buyer.timezone, target_level=target is not None),
                 None if schedule is None else self.compile_hours(schedule, buyer.timezone),
-                None if filters is None else FilterPlan.of(filters),
+                None
+                if filters is None
+                else FilterPlan.of(filters, self.geo_plans, self.rule_plans),
             )
         return parts
 

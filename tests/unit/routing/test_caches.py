@@ -15,10 +15,18 @@ import phonenumbers
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callwhisper.domain import CapKey, Configuration, PastCall, RoutingCounters, TierRotation
+from callwhisper.domain import (
+    CapKey,
+    Configuration,
+    Filters,
+    PastCall,
+    RoutingCounters,
+    TierRotation,
+)
 from callwhisper.domain.caps import period_key
 from callwhisper.routing import decide
 from callwhisper.routing.geo import UNKNOWN, geo_for_number, normalize_number
+from callwhisper.routing.plan import FilterPlan, GeoPlan, RulePlan
 from tests.unit.routing.helpers import AUSTIN, NEW_YORK, NOW, SAN_FRANCISCO, buyer, call
 from tests.unit.routing.helpers import configuration as build
 
@@ -177,3 +185,52 @@ def test_a_full_cap_reason_shows_the_usage_as_counted_each_call() -> None:
         "daily revenue cap 2.50/10",
         "daily revenue cap 3/10",
     ]
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["age", "insured", "state"]),
+            st.sampled_from(["20", "70", "yes", "no", " YES ", "abc", ""]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_filter_plans_sharing_parts_answer_like_filters(calls: list[dict[str, str]]) -> None:
+    # Buyers share equal geography and rules, and with them their answers; none may leak.
+    geo_plans: dict[str, GeoPlan] = {}
+    rule_plans: dict[str, RulePlan] = {}
+    every = [
+        Filters.model_validate(data)
+        for data in (
+            {"states": ["CA", "TX"], "tags": [{"tag": "age", "op": ">", "value": 64}]},
+            {"states": ["CA", "TX"], "allow_unknown_geo": True},
+            {"exclude_area_codes": ["512"], "zips": ["94103"]},
+            {
+                "tags": [
+                    {"tag": "insured", "op": "in", "value": ["yes"]},
+                    {"tag": "age", "op": ">", "value": 64},
+                ]
+            },
+            {
+                "tags": [
+                    {"tag": "age", "op": "<", "value": 64},
+                    {"tag": "state", "op": "!=", "value": "NY"},
+                ]
+            },
+            {"area_codes": ["415"], "tags": [{"tag": "insured", "op": "~", "value": "^y"}]},
+        )
+    ]
+    plans = [FilterPlan.of(filters, geo_plans, rule_plans) for filters in every]
+    places = [
+        (state, area_code, zip_code)
+        for state in ("CA", "TX", "NY", None)
+        for area_code in ("415", "512", None)
+        for zip_code in ("94103", None)
+    ]
+    for tags in calls + calls:
+        for place in places:
+            for filters, plan in zip(every, plans, strict=True):
+                assert plan.rejection(*place, tags) == filters.rejection(*place, tags)
