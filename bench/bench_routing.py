@@ -7,10 +7,17 @@ Callers come from real area codes across the US. The baseline, timed in the
 same run on the same inputs, is the least a router must do: look the campaign
 up and copy a list of candidates. Run with ``python -m bench routing``.
 Target: p50 <= 200 microseconds per decision.
+
+Every caller is new, so each decision also works out the caller's geography,
+as in production; the garbage collector stays on. The machine's load average
+is printed before and after timing: figures taken under load are not
+comparable with figures from a quiet machine, so compare runs of the same
+load only (for a before/after figure, run both in a row).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -156,6 +163,7 @@ def main() -> None:
     configuration = build_configuration(rng)
     counters = build_counters(configuration, rng)
     calls = build_calls(rng)
+    load_before = _load()
     decision_times: list[float] = []
     baseline_times: list[float] = []
     candidates_seen = 0
@@ -174,6 +182,7 @@ def main() -> None:
             decision_times.append(elapsed / 1000)
             baseline_times.append(baseline / 1000)
             candidates_seen += len(decision.candidates)
+    load_after = _load()
     p50, p99 = percentile(decision_times, 0.5), percentile(decision_times, 0.99)
     base50, base99 = percentile(baseline_times, 0.5), percentile(baseline_times, 0.99)
     print(
@@ -187,6 +196,18 @@ def main() -> None:
     )
     verdict = "met" if p50 <= TARGET_P50_MICROSECONDS else "NOT met"
     print(f"target p50 <= {TARGET_P50_MICROSECONDS:.0f} µs: {verdict}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average (1/5/15 min) {load_before} before, "
+        f"{load_after} after"
+    )
+
+
+def _load() -> str:
+    """The load averages as text, or "unknown" where the system does not tell."""
+    try:
+        return "/".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":
