@@ -50,6 +50,7 @@ from callwhisper.routing.plan import (
     OwnerLimits,
     OwnerSet,
     TargetPlan,
+    TierGate,
     compile_plan,
     quarter_of,
 )
@@ -290,7 +291,7 @@ def _gates(plan: CampaignPlan, closed: tuple[str | None, ...]) -> Gates:
     if gates is not None:
         return gates
     reasons = {id(hours): reason for hours, reason in zip(plan.schedules, closed, strict=True)}
-    tiers: list[tuple[EntryGate, ...]] = []
+    tiers: list[TierGate] = []
     for tier in plan.tiers:
         entries: list[EntryGate] = []
         for entry in tier.entries:
@@ -319,7 +320,10 @@ def _gates(plan: CampaignPlan, closed: tuple[str | None, ...]) -> Gates:
                     else ()
                 )
             entries.append(EntryGate(tuple(failures), rows))
-        tiers.append(tuple(entries))
+        tier_rows: tuple[Skipped, ...] | None = None
+        if all(entry.rows is not None for entry in entries):
+            tier_rows = tuple(row for entry in entries for row in entry.rows or ())
+        tiers.append(TierGate(tuple(entries), tier_rows))
     if len(plan.gates) >= _GATES_PER_CAMPAIGN:
         plan.gates.clear()
     gates = plan.gates[closed] = tuple(tiers)
@@ -372,11 +376,16 @@ class _Decider:
         chosen_in: dict[tuple[str, str], int] = {}
         evaluate = self.evaluate
         gates = _gates(self.plan, self.closed_reasons())
-        for tier, tier_gates in zip(self.plan.tiers, gates, strict=True):
+        for tier, tier_gate in zip(self.plan.tiers, gates, strict=True):
+            if tier_gate.rows is not None:
+                # Every target of the tier failed on a switch or a schedule (as at night):
+                # no member is eligible, so the tier supplies nothing and its rotation stays.
+                skipped += tier_gate.rows
+                continue
             tier_index = tier.index
             # The targets of each entry that passed every check.
             passes_of: list[list[TargetPlan]] = []
-            for entry, gate in zip(tier.entries, tier_gates, strict=True):
+            for entry, gate in zip(tier.entries, tier_gate.entries, strict=True):
                 if gate.rows is not None:
                     # Every target failed on a switch or a schedule: rows made in advance. None
                     # of them can be a candidate of an earlier tier ("already a candidate" would
@@ -428,6 +437,9 @@ class _Decider:
                 else:
                     skipped += [_row(entry, id_, tier_index, reason) for id_, reason, _ in failures]
                 passes_of.append(passes)
+            if not any(passes_of):
+                # No member is eligible: the tier supplies nothing and its rotation stays.
+                continue
             key = (campaign.id, tier_index)
             rotation = self.counters.rotation.get(key, _NO_ROTATION)
             ordering = tier.method.order(tier.members, [bool(p) for p in passes_of], rotation)

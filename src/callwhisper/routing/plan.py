@@ -375,8 +375,16 @@ class EntryGate:
     rows: tuple[Skipped, ...] | None
 
 
-# Per tier, per entry: the gates of a campaign for one set of schedule answers.
-Gates = tuple[tuple[EntryGate, ...], ...]
+@dataclass(frozen=True, slots=True)
+class TierGate:
+    """The gates of a tier's entries; ``rows`` are all its skipped rows when every one failed."""
+
+    entries: tuple[EntryGate, ...]
+    rows: tuple[Skipped, ...] | None
+
+
+# The gates of a campaign's tiers for one set of schedule answers.
+Gates = tuple[TierGate, ...]
 
 
 @dataclass(frozen=True, slots=True)
