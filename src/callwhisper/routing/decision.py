@@ -15,6 +15,17 @@ reason the target is skipped:
 
 The tier's method then orders its eligible members, tiers follow each other
 in order, and the list stops at the plan's ``max_candidates``.
+
+Every target must get its true reason, so every check runs; what makes a
+decision fast is not doing the same work twice. Kept between decisions, in
+the compiled plan (so they live and die with the configuration, and are
+bounded): each schedule's latest answer and the minutes it holds for; the
+gates (steps 2 and 3 for every target, and the rows of entries and tiers
+that fail there entirely) for each set of schedule answers; filter answers
+by place and by tag value; cap charges by period; skipped rows. Kept for one
+decision: each owner's cap answer and each owner set's answer, which a
+buyer's targets and the publisher share. What a target reserves is only put
+together for the candidates.
 """
 
 from __future__ import annotations

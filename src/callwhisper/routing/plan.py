@@ -2,7 +2,10 @@
 
 Routing decisions run on every call; everything that depends only on the
 configuration is worked out here, once per ``Configuration`` object, so a
-decision does no parsing, no pydantic validation and no searching.
+decision does no parsing, no pydantic validation and no searching. Plan
+objects also hold the memos decisions share (answers that only change with
+the time or the call's values, see ``routing.decision``): each is bounded, and
+goes with its configuration.
 """
 
 from __future__ import annotations
