@@ -378,6 +378,7 @@ class _Decider:
         )
 
     def run(self) -> RoutingDecision:
+        """Check every tier's targets, then order each tier's eligible members and offer them."""
         campaign = self.plan.campaign
         max_candidates = campaign.routing.max_candidates
         not_tried = f"not tried: already {max_candidates} candidates (max_candidates)"
@@ -441,11 +442,9 @@ class _Decider:
                     if target_level or (failures and reason != failures[0][1]):
                         buyer_failed = False
                     failures.append((target_plan.target.id, reason, target_level))
-                if not failures:
-                    pass
-                elif buyer_failed and not passes:
+                if failures and buyer_failed and not passes:
                     skipped.append(_row(entry, entry.target_id, tier_index, failures[0][1]))
-                else:
+                elif failures:
                     skipped += [_row(entry, id_, tier_index, reason) for id_, reason, _ in failures]
                 passes_of.append(passes)
             if not any(passes_of):
