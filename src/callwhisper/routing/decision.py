@@ -22,7 +22,8 @@ the compiled plan (so they live and die with the configuration, and are
 bounded): each schedule's latest answer and the minutes it holds for; the
 gates (steps 2 and 3 for every target, and the rows of entries and tiers
 that fail there entirely) for each set of schedule answers; filter answers
-by place and by tag value; cap charges by period; skipped rows. Kept for one
+by place and by tag value; cap charges by period; skipped rows; each
+target's latest candidate, served again when made of the same. Kept for one
 decision: each owner's cap answer and each owner set's answer, which a
 buyer's targets and the publisher share. What a target reserves is only put
 together for the candidates.
@@ -529,10 +530,22 @@ class _Decider:
         owners, publisher = plan.owner_set, self.publisher
         revenue = plan.conversion.revenue
         # The charges the checks looked at: kept answers for this quarter hour and revenue.
+        parts = [owner.charges(self.quarter, revenue) for owner in owners.capped + publisher.capped]
+        if plan.latest:
+            # Candidates are immutable: the latest one serves again when made of the same.
+            latest_publisher, latest_reason, latest_parts, latest = plan.latest[0]
+            if (
+                latest_publisher is publisher
+                and latest_reason == no_convert_reason
+                and latest_parts == parts
+                and latest.tier_index == tier_index
+                and latest.ring == ring
+            ):
+                return latest
         charges: tuple[CapCharge, ...] = ()
-        for owner in owners.capped + publisher.capped:
-            charges += owner.charges(self.quarter, revenue)
-        return Candidate(
+        for part in parts:
+            charges += part
+        candidate = Candidate(
             buyer_id=plan.buyer.id,
             buyer_name=plan.buyer.name or plan.buyer.id,
             target_id=plan.target.id,
@@ -550,6 +563,8 @@ class _Decider:
             concurrency=owners.slots + publisher.slots,
             spaced=owners.spaced + publisher.spaced,
         )
+        plan.latest[:] = [(publisher, no_convert_reason, parts, candidate)]
+        return candidate
 
     def owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
         """Why a call paying ``revenue`` does not fit ``owners`` and the publisher, if it does not.

@@ -50,7 +50,7 @@ from callwhisper.routing.hours import Hours
 from callwhisper.routing.methods import Member, RoutingMethod, get_method, member_key
 
 if TYPE_CHECKING:
-    from callwhisper.routing.decision import Skipped
+    from callwhisper.routing.decision import Candidate, Skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +335,11 @@ class TargetPlan:
     ring_timeout_seconds: int
     whisper: WhisperConfig
     conversion: ConversionRule
+    # The latest candidate made of this target, with what it was made of: (publisher's
+    # owners, no-convert reason, each owner's charges, candidate). See ``routing.decision``.
+    latest: list[tuple[OwnerSet, str | None, list[tuple[CapCharge, ...]], Candidate]] = field(
+        default_factory=list, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -234,3 +234,15 @@ def test_filter_plans_sharing_parts_answer_like_filters(calls: list[dict[str, st
         for place in places:
             for filters, plan in zip(every, plans, strict=True):
                 assert plan.rejection(*place, tags) == filters.rejection(*place, tags)
+
+
+def test_a_candidate_made_again_follows_the_callers_history() -> None:
+    # Candidates are kept between calls: one made for a new caller must not serve a duplicate.
+    config = build([buyer("b1", duplicates={"window_days": 7, "action": "no_convert"})])
+    recent = (PastCall("c1", "b1", NOW - timedelta(days=1), True, True),)
+    seen = []
+    for history in ((), recent, (), recent):
+        counters = RoutingCounters(caller_history=history)
+        [candidate] = decide(config, call(), counters, NOW).candidates
+        seen.append(candidate.no_convert_reason)
+    assert seen == [None, "duplicate: same caller converted 1 day ago"] * 2
