@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -100,9 +100,12 @@ class Caps(Model):
                     yield metric, period, limit
 
 
-@dataclass(frozen=True, slots=True)
-class CapKey:
-    """One counter: an owner's metric in one calendar period (``period_key``)."""
+class CapKey(NamedTuple):
+    """One counter: an owner's metric in one calendar period (``period_key``).
+
+    A named tuple rather than a dataclass: routing looks counters up by key
+    for every target of every call, and a tuple hashes and compares in C.
+    """
 
     owner: str
     metric: CapMetric
