@@ -15,9 +15,8 @@ from zoneinfo import ZoneInfo
 import click
 
 from callwhisper.cli.common import fail, read_configuration, with_store
-from callwhisper.domain import CallAttributes, CapKey, Configuration, RoutingCounters
-from callwhisper.domain.caps import period_key
-from callwhisper.routing import RoutingDecision, compile_plan, decide, enrich
+from callwhisper.domain import CallAttributes, Configuration, RoutingCounters
+from callwhisper.routing import RoutingDecision, counter_scope, decide, enrich
 from callwhisper.store import Store
 
 
@@ -44,29 +43,6 @@ def parse_at(text: str | None, timezone: str) -> datetime:
             param_hint="--at",
         ) from None
     return at if at.utcoffset() is not None else at.replace(tzinfo=ZoneInfo(timezone))
-
-
-def counter_scope(
-    configuration: Configuration, attributes: CallAttributes, now: datetime
-) -> tuple[set[CapKey], set[str]]:
-    """The cap counters and the owners a decision for this call reads."""
-    plan = compile_plan(configuration)
-    owners = [
-        owner
-        for tier in plan.campaigns[attributes.campaign_id].tiers
-        for entry in tier.entries
-        for target in entry.targets
-        for owner in target.owners
-    ]
-    publisher = plan.publishers.get(attributes.publisher_id or "")
-    if publisher is not None and publisher.limits is not None:
-        owners.append(publisher.limits)
-    keys = {
-        CapKey(owner.owner, metric, period, period_key(period, now, owner.timezone))
-        for owner in owners
-        for metric, period, _limit in owner.limits
-    }
-    return keys, {owner.owner for owner in owners}
 
 
 def describe_call(attributes: CallAttributes, configuration: Configuration) -> list[str]:

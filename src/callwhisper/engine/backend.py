@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Protocol
 
 from callwhisper.audio import Audio, TtsCache, TtsOptions, get_engine, import_recording
-from callwhisper.domain import CallAttributes, CapKey, Configuration
-from callwhisper.domain.caps import CapMetric, period_key
+from callwhisper.domain import CallAttributes, Configuration
+from callwhisper.domain.caps import CapMetric
 from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
-from callwhisper.routing import RoutingDecision, compile_plan, decide
+from callwhisper.routing import RoutingDecision, counter_scope, decide
 from callwhisper.store import LegChanges, Store
 
-__all__ = ["CallBackend", "Prompts", "StoreBackend", "counter_scope", "utc"]
+__all__ = ["CallBackend", "Prompts", "StoreBackend", "utc"]
 
 
 def utc(at: float) -> datetime:
@@ -76,34 +76,6 @@ class CallBackend(Protocol):
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
     ) -> None:
         """Close the call with its outcome and money, and remember the caller for duplicates."""
-
-
-def counter_scope(
-    configuration: Configuration, attributes: CallAttributes, now: datetime
-) -> tuple[set[CapKey], set[str]]:
-    """The cap counters and the owners a routing decision for this call reads."""
-    plan = compile_plan(configuration)
-    campaign = plan.campaigns.get(attributes.campaign_id)
-    owners = (
-        []
-        if campaign is None
-        else [
-            owner
-            for tier in campaign.tiers
-            for entry in tier.entries
-            for target in entry.targets
-            for owner in target.owners
-        ]
-    )
-    publisher = plan.publishers.get(attributes.publisher_id or "")
-    if publisher is not None and publisher.limits is not None:
-        owners.append(publisher.limits)
-    keys = {
-        CapKey(owner.owner, metric, period, period_key(period, now, owner.timezone))
-        for owner in owners
-        for metric, period, _limit in owner.limits
-    }
-    return keys, {owner.owner for owner in owners}
 
 
 def leg_row_id(call_id: str, leg: str) -> str:

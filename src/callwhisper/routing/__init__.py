@@ -20,7 +20,7 @@ from callwhisper.routing.methods import (
     rotation_from_dict,
     rotation_to_dict,
 )
-from callwhisper.routing.plan import Plan, compile_plan
+from callwhisper.routing.plan import Plan, compile_plan, counter_scope
 
 __all__ = [
     "Candidate",
@@ -35,6 +35,7 @@ __all__ = [
     "Skipped",
     "Weighted",
     "compile_plan",
+    "counter_scope",
     "decide",
     "enrich",
     "geo_for_number",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from callwhisper.domain import (
     Buyer,
+    CallAttributes,
     Campaign,
     Caps,
     ConcurrencyLimit,
@@ -625,3 +626,31 @@ class _Compiler:
             )
         repeats = any(target.pair in earlier for target in targets)
         return EntryPlan(buyer, entry.target, tuple(targets), repeats)
+
+
+def counter_scope(
+    configuration: Configuration, attributes: CallAttributes, now: datetime
+) -> tuple[set[CapKey], set[str]]:
+    """The cap counters and the owners a routing decision for this call reads."""
+    plan = compile_plan(configuration)
+    campaign = plan.campaigns.get(attributes.campaign_id)
+    owners = (
+        []
+        if campaign is None
+        else [
+            owner
+            for tier in campaign.tiers
+            for entry in tier.entries
+            for target in entry.targets
+            for owner in target.owners
+        ]
+    )
+    publisher = plan.publishers.get(attributes.publisher_id or "")
+    if publisher is not None and publisher.limits is not None:
+        owners.append(publisher.limits)
+    keys = {
+        CapKey(owner.owner, metric, period, period_key(period, now, owner.timezone))
+        for owner in owners
+        for metric, period, _limit in owner.limits
+    }
+    return keys, {owner.owner for owner in owners}

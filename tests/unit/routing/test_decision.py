@@ -23,7 +23,7 @@ from callwhisper.domain import (
 )
 from callwhisper.domain.caps import CapMetric, CapPeriod
 from callwhisper.errors import ConfigError
-from callwhisper.routing import Skipped, compile_plan, decide
+from callwhisper.routing import Skipped, compile_plan, counter_scope, decide
 from callwhisper.routing.decision import RoutingDecision
 from tests.unit.routing.helpers import AUSTIN, NEW_YORK, NOW, buyer, call, configuration
 
@@ -664,3 +664,12 @@ def test_plan_refuses_broken_references() -> None:
     )
     with pytest.raises(ConfigError, match="unknown buyer 'nobody'"):
         compile_plan(config)
+
+
+def test_counter_scope_names_every_counter_and_owner_the_decision_reads() -> None:
+    config = configuration([buyer("b1", caps={"calls": {"daily": 5}, "concurrency": 2})])
+    keys, owners = counter_scope(config, call(), NOW)
+    [decision_key] = [charge.key for charge in route(config).candidates[0].charges]
+    assert keys == {decision_key}
+    assert owners == {"buyer:b1"}
+    assert counter_scope(config, replace(call(), campaign_id="c9"), NOW) == (set(), set())
