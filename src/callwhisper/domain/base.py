@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 class Model(BaseModel):
     """Base of every configuration object: immutable, and unknown fields are errors."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _check_timezone(name: str) -> str:
@@ -62,8 +62,3 @@ Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=4)]
 
 Seconds = Annotated[int, Field(ge=0)]
 PositiveSeconds = Annotated[int, Field(gt=0)]
-
-
-def is_e164(value: str) -> bool:
-    """Whether ``value`` is an E.164 number such as ``+14155550100``."""
-    return _E164.fullmatch(value) is not None

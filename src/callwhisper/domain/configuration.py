@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, ValidationError
 
 from callwhisper.domain.base import Model
-from callwhisper.domain.buyer import Buyer, Target, Trunk
+from callwhisper.domain.buyer import Buyer, Trunk
 from callwhisper.domain.campaign import Campaign, Publisher, TelephonyCosts, TrackingNumber
 from callwhisper.errors import ConfigError
 
@@ -118,13 +117,6 @@ class Configuration(Model):
                     (("numbers", n, "publisher"), f"unknown publisher {number.publisher!r}")
                 )
         return problems
-
-    def targets_of(self, buyer_id: str, target_id: str | None) -> Iterator[Target]:
-        """The enabled targets a route entry names: one target, or all of the buyer's."""
-        buyer = self.buyers_by_id[buyer_id]
-        for target in buyer.targets:
-            if target.enabled and (target_id is None or target.id == target_id):
-                yield target
 
 
 def _duplicates(field: str, values: list[str], what: str) -> list[tuple[Location, str]]:
