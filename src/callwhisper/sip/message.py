@@ -224,6 +224,14 @@ class _Message(ABC):
         headers = [(k, v) for k, _, v in self.headers._items if k != "content-length"]
         return self._start_line(), headers, self.body
 
+    def __eq__(self, other: object) -> bool:
+        # A request never equals a response.
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 20.8)."""
@@ -300,13 +308,6 @@ class SipRequest(_Message):
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} SIP/2.0"
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SipRequest):
-            return NotImplemented
-        return self._identity() == other._identity()
-
-    __hash__ = None  # type: ignore[assignment]
-
     def __repr__(self) -> str:
         return f"<SipRequest {self.method} {self.uri}>"
 
@@ -323,13 +324,6 @@ class SipResponse(_Message):
 
     def _start_line(self) -> str:
         return f"SIP/2.0 {self.status} {self.reason}"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SipResponse):
-            return NotImplemented
-        return self._identity() == other._identity()
-
-    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"<SipResponse {self.status} {self.reason}>"

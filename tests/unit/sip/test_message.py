@@ -92,6 +92,15 @@ def test_round_trip_through_bytes(data: bytes) -> None:
     assert bytes(again) == bytes(message)
 
 
+def test_messages_are_equal_only_to_messages_of_the_same_kind() -> None:
+    bye, ok = parse_message(fx.BYE), parse_message(fx.OK_INVITE)
+    assert bye == parse_message(fx.BYE)
+    assert bye != parse_message(fx.CANCEL)
+    assert bye != ok
+    assert ok != bye
+    assert bye != fx.BYE
+
+
 @pytest.mark.parametrize("data", [fx.INVITE, fx.RINGING, fx.OK_INVITE, fx.BYE, fx.REGISTER])
 def test_canonical_fixtures_serialize_to_the_same_bytes(data: bytes) -> None:
     assert bytes(parse_message(data)) == data
