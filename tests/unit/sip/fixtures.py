@@ -169,3 +169,17 @@ UNAUTHORIZED = (
     b"Content-Length: 0\r\n"
     b"\r\n"
 )
+
+# Every captured message above, for tests that run over all of them.
+MESSAGES = [
+    INVITE,
+    INVITE_COMPACT,
+    RINGING,
+    OK_INVITE,
+    ACK,
+    BYE,
+    CANCEL,
+    TERMINATED_487,
+    REGISTER,
+    UNAUTHORIZED,
+]

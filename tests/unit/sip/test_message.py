@@ -19,19 +19,6 @@ from callwhisper.sip.message import (
 )
 from tests.unit.sip import fixtures as fx
 
-ALL_FIXTURES = [
-    fx.INVITE,
-    fx.INVITE_COMPACT,
-    fx.RINGING,
-    fx.OK_INVITE,
-    fx.ACK,
-    fx.BYE,
-    fx.CANCEL,
-    fx.TERMINATED_487,
-    fx.REGISTER,
-    fx.UNAUTHORIZED,
-]
-
 
 def request(data: bytes) -> SipRequest:
     message = parse_message(data)
@@ -83,7 +70,7 @@ def test_response_status_and_reason() -> None:
     ]
 
 
-@pytest.mark.parametrize("data", ALL_FIXTURES)
+@pytest.mark.parametrize("data", fx.MESSAGES)
 def test_round_trip_through_bytes(data: bytes) -> None:
     """parse(bytes(parse(x))) == parse(x), and canonical bytes come back unchanged."""
     message = parse_message(data)
