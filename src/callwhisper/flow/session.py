@@ -517,10 +517,7 @@ class CallSession:
         self._settle(now)
         self._conversion_deadline = self._payout_deadline = None
         self._bridged = None
-        if self._recording:
-            self._recording = False
-            self._out.send(StopRecording())
-            self._out.note(now, "recording_stop", leg.id)
+        self._stop_recording(now, leg.id)
         if by == "caller":
             self._out.send(HangupLeg(leg.id, "caller hung up"))
             self._end_leg(leg, now, "hangup", "system")
@@ -568,10 +565,7 @@ class CallSession:
         if self.state is CallState.BRIDGED:
             self._bridge_ended(now, "caller")
             return
-        if self._recording:
-            self._recording = False
-            self._out.send(StopRecording())
-            self._out.note(now, "recording_stop", CALLER)
+        self._stop_recording(now, CALLER)
         # call-flow 4: before the bridge, the caller's hang-up cancels every buyer leg at once.
         self._stop_legs(now)
         self._end(now)
@@ -596,6 +590,13 @@ class CallSession:
         if self._ringback:
             self._ringback = False
             self._out.send(StopRingback())
+
+    def _stop_recording(self, now: float, leg: str) -> None:
+        """Stop the recording in progress, if any; ``leg`` is the entry's (buyer or caller)."""
+        if self._recording:
+            self._recording = False
+            self._out.send(StopRecording())
+            self._out.note(now, "recording_stop", leg)
 
     def _end_caller(self, now: float, reason: LegEndReason, by: Party) -> None:
         costs = self.settings.costs
@@ -650,9 +651,7 @@ class CallSession:
 
     def _voicemail_done(self, now: float) -> None:
         self._voicemail_deadline = None
-        self._recording = False
-        self._out.send(StopRecording())
-        self._out.note(now, "recording_stop", CALLER)
+        self._stop_recording(now, CALLER)
         self._out.send(HangupLeg(CALLER, "voicemail"))
         self._end_caller(now, "hangup", "system")
         self._end(now)
