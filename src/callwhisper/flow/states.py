@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from callwhisper.errors import IllegalTransition
 from callwhisper.flow.events import (
@@ -31,6 +31,7 @@ from callwhisper.flow.events import (
     DigitReceived,
     Event,
     LegAnswered,
+    LegEvent,
     LegFailed,
     LegHungUp,
     LegRinging,
@@ -84,17 +85,7 @@ class IvrState(StrEnum):
     DONE = "done"
 
 
-_BUYER_LEG_EVENTS: EventTypes = frozenset(
-    {
-        LegRinging,
-        LegAnswered,
-        LegFailed,
-        MachineDetected,
-        DigitReceived,
-        PlaybackFinished,
-        LegHungUp,
-    }
-)
+_BUYER_LEG_EVENTS: EventTypes = frozenset(get_args(LegEvent))
 CALLER_EVENTS: EventTypes = frozenset({DigitReceived, PlaybackFinished, LegHungUp})
 """Events that may name the caller's leg ``"A"``."""
 
