@@ -331,7 +331,9 @@ def client_key(message: SipMessage) -> TransactionKey:
 
 
 def _copy_headers(request: SipRequest, names: tuple[str, ...]) -> Headers:
+    """The request's top Via, then its lines named in ``names``, in their order."""
     headers = Headers()
+    headers.add("Via", str(request.top_via))
     for name, value in request.headers:
         if name in names:
             headers.add(name, value)
@@ -340,11 +342,7 @@ def _copy_headers(request: SipRequest, names: tuple[str, ...]) -> Headers:
 
 def build_ack_for_error(request: SipRequest, response: SipResponse) -> SipRequest:
     """The ACK an INVITE client transaction sends for a 300-699 response (17.1.1.3)."""
-    headers = Headers()
-    headers.add("Via", str(request.top_via))
-    for name, value in request.headers:
-        if name in ("Route", "From", "Call-ID"):
-            headers.add(name, value)
+    headers = _copy_headers(request, ("Route", "From", "Call-ID"))
     headers.add("To", response.headers.get("To") or "")
     headers.add("CSeq", f"{request.cseq.seq} ACK")
     headers.add("Max-Forwards", "70")
@@ -353,11 +351,7 @@ def build_ack_for_error(request: SipRequest, response: SipResponse) -> SipReques
 
 def build_cancel(request: SipRequest) -> SipRequest:
     """A CANCEL for a pending request (9.1): same URI, Call-ID, From, To, CSeq number, top Via."""
-    headers = Headers()
-    headers.add("Via", str(request.top_via))
-    for name, value in request.headers:
-        if name in ("Route", "From", "To", "Call-ID"):
-            headers.add(name, value)
+    headers = _copy_headers(request, ("Route", "From", "To", "Call-ID"))
     headers.add("CSeq", f"{request.cseq.seq} CANCEL")
     headers.add("Max-Forwards", "70")
     return SipRequest("CANCEL", request.uri, headers)

@@ -26,6 +26,8 @@ from callwhisper.sip.transaction import (
     TransactionFailed,
     TransactionKey,
     TransactionLayer,
+    build_ack_for_error,
+    build_cancel,
 )
 from tests.unit.sip import fixtures as fx
 
@@ -530,3 +532,56 @@ def test_transport_error_after_2xx_forgets_the_ack_wait() -> None:
     assert isinstance(event, RequestReceived)
     assert event.key is None
     assert layer.get_timer() is None
+
+
+# Builders (9.1, 17.1.1.3).
+
+ROUTED_INVITE = (
+    b"INVITE sip:agent@buyer.example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK-cw-1\r\n"
+    b"Via: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bK-up-1\r\n"
+    b"Max-Forwards: 69\r\n"
+    b"Route: <sip:proxy1.buyer.example.com;lr>\r\n"
+    b"From: <sip:+18005550100@198.51.100.5>;tag=f1\r\n"
+    b"To: <sip:agent@buyer.example.com>\r\n"
+    b"Call-ID: leg-b-1@198.51.100.5\r\n"
+    b"CSeq: 7 INVITE\r\n"
+    b"Route: <sip:proxy2.buyer.example.com;lr>\r\n"
+    b"Contact: <sip:cw@198.51.100.5:5060>\r\n"
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
+
+
+def test_ack_for_error_has_top_via_routes_and_the_responses_to() -> None:
+    invite = incoming(ROUTED_INVITE)
+    busy = make_response(invite, 486, to_tag="b1")
+    assert bytes(build_ack_for_error(invite, busy)) == (
+        b"ACK sip:agent@buyer.example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK-cw-1\r\n"
+        b"Route: <sip:proxy1.buyer.example.com;lr>\r\n"
+        b"From: <sip:+18005550100@198.51.100.5>;tag=f1\r\n"
+        b"Call-ID: leg-b-1@198.51.100.5\r\n"
+        b"Route: <sip:proxy2.buyer.example.com;lr>\r\n"
+        b"To: <sip:agent@buyer.example.com>;tag=b1\r\n"
+        b"CSeq: 7 ACK\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n"
+        b"\r\n"
+    )
+
+
+def test_cancel_has_top_via_routes_and_the_requests_to() -> None:
+    assert bytes(build_cancel(incoming(ROUTED_INVITE))) == (
+        b"CANCEL sip:agent@buyer.example.com SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bK-cw-1\r\n"
+        b"Route: <sip:proxy1.buyer.example.com;lr>\r\n"
+        b"From: <sip:+18005550100@198.51.100.5>;tag=f1\r\n"
+        b"To: <sip:agent@buyer.example.com>\r\n"
+        b"Call-ID: leg-b-1@198.51.100.5\r\n"
+        b"Route: <sip:proxy2.buyer.example.com;lr>\r\n"
+        b"CSeq: 7 CANCEL\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n"
+        b"\r\n"
+    )
