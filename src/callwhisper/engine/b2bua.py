@@ -15,6 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 from callwhisper.domain import CallAttributes, Configuration
@@ -52,6 +53,15 @@ log = logging.getLogger(__name__)
 
 _Route = tuple[CallRunner, str]
 SERVER_HEADER: Final = "callwhisper"
+
+
+@dataclass(slots=True)
+class _Keys:
+    """Every route key of one call, so that forgetting it touches only its own entries."""
+
+    clients: list[TransactionKey] = field(default_factory=list)
+    dialogs: list[DialogId] = field(default_factory=list)
+    invite: TransactionKey | None = None
 
 
 class B2bua:
@@ -96,6 +106,7 @@ class B2bua:
         self._invites: dict[TransactionKey, CallRunner] = {}
         self._clients: dict[TransactionKey, _Route] = {}
         self._dialogs: dict[DialogId, _Route] = {}
+        self._keys: dict[CallRunner, _Keys] = {}
         self._dispatching = False
 
     # -- SipSide, for the runners -------------------------------------------------------
@@ -144,6 +155,7 @@ class B2bua:
         """Start a client transaction; its responses go to ``runner`` for ``leg``."""
         key = self.core.send_request(request, destination, self._clock())
         self._clients[key] = (runner, leg)
+        self._keys_of(runner).clients.append(key)
         self._send()
         return key
 
@@ -155,20 +167,35 @@ class B2bua:
     def cancel(self, key: TransactionKey) -> None:
         """CANCEL a pending INVITE (sent once it has a provisional response)."""
         cancel_key = self.core.cancel(key, self._clock())
-        if cancel_key is not None and key in self._clients:
-            self._clients[cancel_key] = self._clients[key]
+        route = self._clients.get(key)
+        if cancel_key is not None and route is not None:
+            self._clients[cancel_key] = route
+            self._keys_of(route[0]).clients.append(cancel_key)
         self._send()
 
     def add_dialog(self, dialog_id: DialogId, runner: CallRunner, leg: str) -> None:
         """Route the requests of a dialog to ``runner``."""
         self._dialogs[dialog_id] = (runner, leg)
+        self._keys_of(runner).dialogs.append(dialog_id)
 
     def forget(self, runner: CallRunner) -> None:
         """Drop every route to a finished call."""
         self.runners.discard(runner)
-        self._clients = {k: route for k, route in self._clients.items() if route[0] is not runner}
-        self._dialogs = {k: route for k, route in self._dialogs.items() if route[0] is not runner}
-        self._invites = {k: owner for k, owner in self._invites.items() if owner is not runner}
+        keys = self._keys.pop(runner, None)
+        if keys is None:
+            return
+        for key in keys.clients:
+            self._clients.pop(key, None)
+        for dialog_id in keys.dialogs:
+            self._dialogs.pop(dialog_id, None)
+        if keys.invite is not None:
+            self._invites.pop(keys.invite, None)
+
+    def _keys_of(self, runner: CallRunner) -> _Keys:
+        keys = self._keys.get(runner)
+        if keys is None:
+            keys = self._keys[runner] = _Keys()
+        return keys
 
     def _send(self) -> None:
         # Inside an event the endpoint flushes after the handler returns.
@@ -315,7 +342,8 @@ class B2bua:
         runner_box.append(runner)
         self.runners.add(runner)
         self._invites[key] = runner
-        self._dialogs[DialogId(request.call_id, to_tag, request.from_.tag or "")] = (runner, CALLER)
+        self._keys_of(runner).invite = key
+        self.add_dialog(DialogId(request.call_id, to_tag, request.from_.tag or ""), runner, CALLER)
         task = asyncio.get_running_loop().create_task(runner.run(), name=f"call-{call_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

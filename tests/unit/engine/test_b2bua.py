@@ -313,6 +313,33 @@ async def test_busy_buyer_is_reported_and_the_caller_is_rejected_without_answer(
     assert harness.backend.ended == ["no_buyer"]
 
 
+async def test_an_ended_call_leaves_no_route_and_its_dialog_answers_481(
+    harness: Harness,
+) -> None:
+    harness.receive(invite(), CALLER)
+    await harness.settle()
+    buyer_invite = harness.sent_to(BUYER)[0]
+    assert isinstance(buyer_invite, SipRequest)
+    harness.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
+    await harness.settle()
+    rejection = harness.sent_to(CALLER)
+    assert statuses(rejection) == [480]
+    to_tag = rejection[0].to.tag
+    assert to_tag is not None
+    b2bua = harness.b2bua
+    assert b2bua.runners == set()
+    assert (b2bua._clients, b2bua._dialogs, b2bua._invites, b2bua._keys) == ({}, {}, {}, {})
+    harness.receive(
+        "BYE sip:sales@127.0.0.1:5060 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-bye\n"
+        "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
+        f"To: <sip:sales@127.0.0.1:5060>;tag={to_tag}\n"
+        "Call-ID: call-1\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        CALLER,
+    )
+    assert statuses(harness.sent_to(CALLER)) == [481]
+
+
 async def test_buyer_answer_is_acked_and_whispered_then_key_1_bridges_and_answers_caller(
     harness: Harness,
 ) -> None:
