@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 from callwhisper.errors import LocalProtocolError, RemoteProtocolError
 from callwhisper.sip.headers import NameAddr, Via, parse_uri
-from callwhisper.sip.message import Headers, SipMessage, SipRequest, SipResponse
+from callwhisper.sip.message import SipMessage, SipRequest, SipResponse, make_request
 
 __all__ = ["DIALOG_TRANSITIONS", "Dialog", "DialogId", "DialogState", "DialogTable"]
 
@@ -184,22 +184,20 @@ class Dialog:
             number = (self.local_seq or 0) + 1
             self.local_seq = number
         uri, routes = self._request_target()
-        headers = Headers()
-        headers.add("Via", str(via))
-        headers.add("Max-Forwards", "70")
-        for route in routes:
-            headers.add("Route", route)
-        headers.add("From", str(self.local_uri.with_tag(self.local_tag)))
-        headers.add("To", str(self.remote_uri.with_tag(self.remote_tag)))
-        headers.add("Call-ID", self.call_id)
-        headers.add("CSeq", f"{number} {method}")
-        if self.local_contact is not None and method in _TARGET_REFRESH:
-            headers.add("Contact", self.local_contact)
-        for name, value in extra:
-            headers.add(name, value)
-        if content_type is not None:
-            headers.add("Content-Type", content_type)
-        return SipRequest(method, uri, headers, body)
+        return make_request(
+            method,
+            uri,
+            from_=self.local_uri.with_tag(self.local_tag),
+            to=self.remote_uri.with_tag(self.remote_tag),
+            via=via,
+            call_id=self.call_id,
+            cseq=number,
+            contact=self.local_contact if method in _TARGET_REFRESH else None,
+            routes=routes,
+            body=body,
+            content_type=content_type,
+            extra=extra,
+        )
 
     def create_ack(
         self, invite_cseq: int, via: Via, *, body: bytes = b"", content_type: str | None = None

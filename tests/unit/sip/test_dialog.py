@@ -142,6 +142,28 @@ def test_reinvite_refreshes_the_target_both_ways() -> None:
     assert reinvite.headers.get("Contact") == CONTACT
     assert reinvite.uri == dialog.remote_target
     assert reinvite.headers.get_all("Route") == ["<sip:203.0.113.10;lr;ftag=as58f4a1>"]
+    again = dialog.create_request(
+        "INVITE",
+        Via("UDP", "198.51.100.5", 5060, {"branch": "z9hG4bKre2"}),
+        body=fx.SDP_ANSWER,
+        content_type="application/sdp",
+        extra=[("Allow", "INVITE, ACK, BYE")],
+    )
+    assert bytes(again) == (
+        b"INVITE sip:+13125550143@203.0.113.10:5060;transport=udp SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 198.51.100.5:5060;branch=z9hG4bKre2\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Route: <sip:203.0.113.10;lr;ftag=as58f4a1>\r\n"
+        b"From: <sip:+18005550100@198.51.100.5>;tag=cw-a-1\r\n"
+        b'To: "WIRELESS CALLER" <sip:+13125550143@203.0.113.10>;tag=as58f4a1\r\n'
+        b"Call-ID: 6d1c0f3b2a9e4c7d@203.0.113.10\r\n"
+        b"CSeq: 2 INVITE\r\n"
+        b"Contact: <sip:cw@198.51.100.5:5060>\r\n"
+        b"Allow: INVITE, ACK, BYE\r\n"
+        b"Content-Type: application/sdp\r\n"
+        b"Content-Length: 204\r\n"
+        b"\r\n" + fx.SDP_ANSWER
+    )
     theirs = request(
         fx.INVITE.replace(b"CSeq: 102 INVITE", b"CSeq: 104 INVITE")
         .replace(
