@@ -330,8 +330,8 @@ class TargetPlan:
     hours_target_level: bool
     filters: tuple[tuple[FilterPlan, bool], ...]
     duplicates: DuplicateRule | None
-    owners: tuple[OwnerLimits, ...]
-    # ``owners`` laid out for checking, shared by every target with the same owners.
+    # The owners of the buyer, target and route with limits, laid out for checking;
+    # shared by every target with the same owners.
     owner_set: OwnerSet
     ring_timeout_seconds: int
     whisper: WhisperConfig
@@ -615,7 +615,6 @@ class _Compiler:
                         if filters is not None
                     ),
                     duplicates=buyer.duplicates,
-                    owners=owner_set.owners,
                     owner_set=owner_set,
                     ring_timeout_seconds=target.ring_timeout_seconds
                     or buyer.ring_timeout_seconds
@@ -642,7 +641,7 @@ def counter_scope(
             for tier in campaign.tiers
             for entry in tier.entries
             for target in entry.targets
-            for owner in target.owners
+            for owner in target.owner_set.owners
         ]
     )
     publisher = plan.publishers.get(attributes.publisher_id or "")
