@@ -421,8 +421,7 @@ class _Decider:
                         continue
                     reason, target_level = result
                     row_id = target_plan.target.id if target_level else entry.target_id
-                    row = entry.rows.get((row_id, reason))
-                    skipped.append(row or _row(entry, row_id, tier_index, reason))
+                    skipped.append(_row(entry, row_id, tier_index, reason))
                     passes_of.append(_NO_PASSES)
                     continue
                 passes: list[TargetPlan] = []
