@@ -423,6 +423,8 @@ def test_the_hunt_offers_no_more_than_the_candidate_limit() -> None:
     h.send(LegFailed("B2", "busy"), at=2)
     assert [c.buyer_id for c in h.log if isinstance(c, DialLeg)] == ["acme", "bolt"]
     assert isinstance(control(h.log)[-1], RejectCaller)
+    assert control(h.log)[-1] == RejectCaller(480, "no buyer accepted")
+    assert h.session.record.outcome == "no_buyer"
 
 
 # -- 13, 14, 15. Parallel, fallback, bridge ---------------------------------------------------
