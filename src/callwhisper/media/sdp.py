@@ -61,6 +61,13 @@ def _number(text: str, what: str, limit: int | None = None) -> int:
     return int(text)
 
 
+def _fields(value: str, kind: str, count: int) -> list[str]:
+    fields = value.split()
+    if len(fields) != count:
+        raise _error(f"SDP {kind}= line needs {count} fields, got {len(fields)}: {value!r}")
+    return fields
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """The o= line (RFC 4566 5.2)."""
@@ -75,10 +82,7 @@ class Origin:
     @classmethod
     def parse(cls, value: str) -> Origin:
         """Parse the value of an o= line."""
-        fields = value.split()
-        if len(fields) != 6:
-            raise _error(f"SDP o= line needs 6 fields, got {len(fields)}: {value!r}")
-        username, session_id, version, nettype, addrtype, address = fields
+        username, session_id, version, nettype, addrtype, address = _fields(value, "o", 6)
         return cls(
             username, session_id, _number(version, "o= session version"), address, nettype, addrtype
         )
@@ -102,10 +106,7 @@ class Connection:
     @classmethod
     def parse(cls, value: str) -> Connection:
         """Parse the value of a c= line."""
-        fields = value.split()
-        if len(fields) != 3:
-            raise _error(f"SDP c= line needs 3 fields, got {len(fields)}: {value!r}")
-        nettype, addrtype, address = fields
+        nettype, addrtype, address = _fields(value, "c", 3)
         return cls(address, nettype, addrtype)
 
     @classmethod
@@ -317,12 +318,8 @@ class SessionDescription:
             elif kind == "b":
                 bandwidths.append(value)
             elif kind == "t":
-                fields = value.split()
-                if len(fields) != 2:
-                    raise _error(f"SDP t= line needs 2 fields, got {len(fields)}: {value!r}")
-                times.append(
-                    (_number(fields[0], "t= start time"), _number(fields[1], "t= stop time"))
-                )
+                start, stop = _fields(value, "t", 2)
+                times.append((_number(start, "t= start time"), _number(stop, "t= stop time")))
             elif kind == "a":
                 attributes.append(_parse_attribute(value))
         if origin is None:
