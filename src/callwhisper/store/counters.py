@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
 from callwhisper.store.engine import Database
-from callwhisper.store.sql import upsert, utcnow
+from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import (
     caller_history,
     cap_concurrency,
@@ -160,10 +160,5 @@ class CounterRepository:
 async def _usage(connection: AsyncConnection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
     if not keys:
         return {}
-    key = tuple_(cap_usage.c.owner, cap_usage.c.metric, cap_usage.c.period, cap_usage.c.period_key)
-    wanted = sorted({(k.owner, k.metric, k.period, k.period_key) for k in keys})
-    rows = await connection.execute(select(cap_usage).where(key.in_(wanted)))
-    return {
-        CapKey(str(row.owner), row.metric, row.period, str(row.period_key)): row.used + row.reserved
-        for row in rows
-    }
+    rows = await connection.execute(select(cap_usage).where(CAP_USAGE_KEY.in_(sorted(set(keys)))))
+    return {cap_key(row): row.used + row.reserved for row in rows}

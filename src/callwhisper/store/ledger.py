@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Row, and_, select, tuple_, update
+from sqlalchemy import Row, and_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +30,7 @@ from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, d
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.errors import StoreError
 from callwhisper.store.engine import Database, pause
-from callwhisper.store.sql import is_retryable, upsert, utcnow
+from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, is_retryable, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
 
 MAX_ATTEMPTS = 20
@@ -87,10 +87,6 @@ def refusal(
     return None
 
 
-def _key_tuple(key: CapKey) -> tuple[str, str, str, str]:
-    return (key.owner, key.metric, key.period, key.period_key)
-
-
 def _charge_json(charge: CapCharge) -> dict[str, str]:
     key = charge.key
     return {
@@ -111,15 +107,6 @@ def _charge_from_json(data: Mapping[str, str]) -> CapCharge:
         data["period_key"],
     )
     return CapCharge(key, Decimal(data["limit"]), Decimal(data["amount"]))
-
-
-def _key_of(row: Row[Any]) -> CapKey:
-    return CapKey(str(row.owner), row.metric, row.period, str(row.period_key))
-
-
-_USAGE_KEY = tuple_(
-    cap_usage.c.owner, cap_usage.c.metric, cap_usage.c.period, cap_usage.c.period_key
-)
 
 
 def _usage_row(key: CapKey) -> Any:
@@ -232,21 +219,11 @@ class SqlCapLedger:
     async def _create_counters_in(
         self, connection: AsyncConnection, reservation: Reservation
     ) -> None:
-        keys = sorted({_key_tuple(charge.key) for charge in reservation.charges})
+        keys = sorted({charge.key for charge in reservation.charges})
         if keys:
             await connection.execute(
                 upsert(self._db.dialect, cap_usage).on_conflict_do_nothing(),
-                [
-                    {
-                        "owner": owner,
-                        "metric": metric,
-                        "period": period,
-                        "period_key": period_key,
-                        "used": Decimal(0),
-                        "reserved": Decimal(0),
-                    }
-                    for owner, metric, period, period_key in keys
-                ],
+                [{**key._asdict(), "used": Decimal(0), "reserved": Decimal(0)} for key in keys],
             )
         owners = sorted({slot.owner for slot in reservation.concurrency})
         if owners:
@@ -263,17 +240,17 @@ class SqlCapLedger:
         )
         if exists is not None:
             raise ValueError(f"reservation {reservation.reservation_id} exists already")
-        charges = sorted(reservation.charges, key=lambda charge: _key_tuple(charge.key))
+        charges = sorted(reservation.charges, key=lambda charge: charge.key)
         slots = sorted(reservation.concurrency, key=lambda slot: slot.owner)
         usage: dict[CapKey, Decimal] = {}
         if charges:
             rows = await connection.execute(
                 select(cap_usage)
-                .where(_USAGE_KEY.in_([_key_tuple(charge.key) for charge in charges]))
-                .order_by(*_USAGE_KEY.clauses)
+                .where(CAP_USAGE_KEY.in_([charge.key for charge in charges]))
+                .order_by(*CAP_USAGE_KEY.clauses)
                 .with_for_update()
             )
-            usage = {_key_of(row): row.used + row.reserved for row in rows}
+            usage = {cap_key(row): row.used + row.reserved for row in rows}
         in_progress: dict[str, int] = {}
         if slots:
             rows = await connection.execute(
@@ -363,7 +340,7 @@ class SqlCapLedger:
         committed: set[str] = set(row.committed)
         charges = sorted(
             (_charge_from_json(data) for data in row.charges),
-            key=lambda charge: _key_tuple(charge.key),
+            key=lambda charge: charge.key,
         )
         for charge in charges:
             metric = charge.key.metric
@@ -393,7 +370,7 @@ class SqlCapLedger:
         committed: set[str] = set(row.committed)
         charges = sorted(
             (_charge_from_json(data) for data in row.charges),
-            key=lambda charge: _key_tuple(charge.key),
+            key=lambda charge: charge.key,
         )
         for charge in charges:
             if charge.key.metric not in committed:
