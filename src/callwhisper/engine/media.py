@@ -650,18 +650,18 @@ class MediaEngine:
         while True:
             await asyncio.sleep(RECORDING_FLUSH_INTERVAL)
             for bridge in list(self.bridges):
-                recorder = bridge.recorder
-                if recorder is None:
-                    continue
-                async with bridge.lock:
-                    if bridge not in self.bridges:
-                        continue  # torn down while we waited; the close writes the rest
-                    try:
-                        await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
-                    except Exception:
-                        log.exception(
-                            "writing recording %s failed; recording stopped", recorder.path
-                        )
-                        bridge.recorder = None
-                        bridge.caller._route = _route(bridge.caller, bridge.buyer, None, CALLER)
-                        bridge.buyer._route = _route(bridge.buyer, bridge.caller, None, BUYER)
+                if bridge.recorder is not None:
+                    await self._flush_recording(bridge, bridge.recorder)
+
+    async def _flush_recording(self, bridge: Bridge, recorder: CallRecorder) -> None:
+        async with bridge.lock:
+            if bridge not in self.bridges:
+                return  # torn down while we waited; the close writes the rest
+            try:
+                await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
+            except Exception:
+                log.exception("writing recording %s failed; recording stopped", recorder.path)
+                bridge.recorder = None
+                bridge.caller._route = _route(bridge.caller, bridge.buyer, None, CALLER)
+                bridge.buyer._route = _route(bridge.buyer, bridge.caller, None, BUYER)
+                await asyncio.to_thread(recorder.abandon)

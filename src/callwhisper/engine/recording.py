@@ -10,6 +10,7 @@ the two channels stay aligned.
 
 from __future__ import annotations
 
+import contextlib
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,8 +135,18 @@ class CallRecorder:
             writer.written += ready
 
     def close(self, batch: RecordingBatch) -> None:
-        """Write the last batch (taken with ``final=True``) and close the file."""
-        self.write(batch)
-        if self._writer.file is not None:
-            self._writer.file.close()
-            self._writer.file = None
+        """Write the last batch (taken with ``final=True``) and close the file, even on error."""
+        try:
+            self.write(batch)
+        finally:
+            file, self._writer.file = self._writer.file, None
+            if file is not None:
+                file.close()
+
+    def abandon(self) -> None:
+        """Close the file after a failed write, keeping what was written; nothing more is."""
+        file, self._writer.file = self._writer.file, None
+        if file is not None:
+            # wave closes the OS file even when the header of a failing disk cannot be patched.
+            with contextlib.suppress(OSError, wave.Error):
+                file.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,7 @@ from callwhisper.engine.media import (
     PortAllocator,
 )
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec
+from callwhisper.engine.recording import RecordingBatch
 from callwhisper.errors import LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
 from callwhisper.media.g711 import alaw_encode, ulaw_to_alaw
@@ -305,6 +308,32 @@ async def test_closing_a_bridged_leg_tears_the_bridge_down() -> None:
     await bridge.wait_closed()
     assert caller.bridge is None
     assert engine.bridges == set()
+
+
+async def test_a_failed_recording_write_closes_the_file_and_the_bridge_relays_on(
+    tmp_path: Path,
+) -> None:
+    engine, loop, sockets, caller, buyer = bridged()
+    bridge = engine.bridge(caller, buyer, record_to=tmp_path / "call.wav")
+    recorder = bridge.recorder
+    assert recorder is not None
+    write = recorder.write
+
+    def disk_full(batch: RecordingBatch) -> None:
+        write(batch)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    recorder.write = disk_full  # type: ignore[method-assign]
+    deliver(loop, caller, sockets[0], (rtp(1, 160), CALLER_PEER))
+    loop.now += 1.0
+    await engine._flush_recording(bridge, recorder)
+    assert bridge.recorder is None
+    assert recorder._writer.file is None
+    assert bridge in engine.bridges
+    deliver(loop, caller, sockets[0], (rtp(2, 320), CALLER_PEER))
+    assert [p.payload for p in sent_packets(sockets[1])] == [b"\x11" * 160] * 2
+    engine.unbridge(bridge)
+    await bridge.wait_closed()
 
 
 def test_ringback_is_played_in_the_legs_codec_until_bridged() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
 import wave
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from callwhisper.engine.recording import BUYER, CALLER, CallRecorder
 from callwhisper.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -85,3 +89,58 @@ def test_a_timestamp_jump_re_anchors_on_arrival(tmp_path: Path) -> None:
     recorder.add(CALLER, 1, 4_000_000, frame(300), "PCMU", 0.02)
     recorder.close(recorder.take(0.04, final=True))
     assert read_stereo(tmp_path / "call.wav").shape == (320, 2)
+
+
+class _DiskFull:
+    """Makes every ``writeframes`` fail as a full disk does, and keeps the files wave opens."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.files: list[IO[bytes]] = []
+        self.monkeypatch = monkeypatch
+        real_open = builtins.open
+
+        def tracking_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            opened = real_open(file, mode, *args, **kwargs)
+            if str(file).endswith(".wav"):
+                self.files.append(opened)
+            return opened
+
+        monkeypatch.setattr(builtins, "open", tracking_open)
+
+    def fill(self) -> None:
+        def failing(self: wave.Wave_write, data: bytes) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.monkeypatch.setattr(wave.Wave_write, "writeframes", failing)
+
+
+def test_a_failed_write_then_abandon_closes_the_file_keeping_what_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = _DiskFull(monkeypatch)
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    recorder.add(CALLER, 1, 0, frame(1000), "PCMU", 0.0)
+    recorder.write(recorder.take(1.0))
+    disk.fill()
+    recorder.add(CALLER, 1, 8000, frame(500), "PCMU", 1.0)
+    with pytest.raises(OSError, match="No space left on device"):
+        recorder.write(recorder.take(2.0))
+    assert [f.closed for f in disk.files] == [False]
+    recorder.abandon()
+    assert [f.closed for f in disk.files] == [True]
+    samples = read_stereo(tmp_path / "call.wav")
+    assert samples.shape == (160, 2)
+    assert np.array_equal(samples[:, 0], decoded(frame(1000)))
+    assert not samples[:, 1].any()
+
+
+def test_close_closes_the_file_even_when_the_last_write_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = _DiskFull(monkeypatch)
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    recorder.add(CALLER, 1, 0, frame(1000), "PCMU", 0.0)
+    disk.fill()
+    with pytest.raises(OSError, match="No space left on device"):
+        recorder.close(recorder.take(0.02, final=True))
+    assert [f.closed for f in disk.files] == [True]
