@@ -460,6 +460,15 @@ def _audio_media(
     return Media("audio", port, RTP_AVP, tuple(formats), attributes=tuple(attributes))
 
 
+def _our_description(
+    address: str, session_id: int, session_version: int, username: str, media: tuple[Media, ...]
+) -> SessionDescription:
+    """Our description: origin and connection at ``address``, session name ``username``."""
+    connection = Connection.for_address(address)
+    origin = Origin(username, str(session_id), session_version, address, "IN", connection.addrtype)
+    return SessionDescription(origin, username, connection, media=media)
+
+
 def create_offer(
     address: str,
     port: int,
@@ -480,9 +489,7 @@ def create_offer(
     media = _audio_media(
         port, [(c, SUPPORTED_CODECS[c]) for c in codecs], DTMF_PAYLOAD_TYPE, ptime, direction
     )
-    connection = Connection.for_address(address)
-    origin = Origin(username, str(session_id), session_version, address, "IN", connection.addrtype)
-    return SessionDescription(origin, username, connection, media=(media,))
+    return _our_description(address, session_id, session_version, username, (media,))
 
 
 def create_answer(
@@ -539,9 +546,8 @@ def create_answer(
             f"SDP offer has no RTP/AVP audio stream with a codec we support ({', '.join(codecs)})",
             status_hint=488,
         )
-    connection = Connection.for_address(address)
-    origin = Origin(username, str(session_id), session_version, address, "IN", connection.addrtype)
-    return SessionDescription(origin, username, connection, media=tuple(answered)), negotiated
+    answer = _our_description(address, session_id, session_version, username, tuple(answered))
+    return answer, negotiated
 
 
 def negotiate_answer(offer: SessionDescription, answer: SessionDescription) -> NegotiatedMedia:
