@@ -135,13 +135,11 @@ class CallSession:
         self._legs: dict[str, _Leg] = {}
         self._reservations: dict[str, _Leg] = {}
         self._routing_pending = False
-        self._caller_answered_at: float | None = None
         self._ringback = False
         self._hunt_deadline: float | None = None
         self._bridged: _Leg | None = None
         self._conversion_deadline: float | None = None
         self._payout_deadline: float | None = None
-        self._converted = False
         self._paid = False
         self._recording = False
         self._recoveries = 0
@@ -477,7 +475,7 @@ class CallSession:
             self._out.note(now, "recording_start", leg.id)
         # call-flow 17: billable time starts at accept; duplicates never convert.
         if not leg.offer.no_convert:
-            if not self._converted:
+            if self.record.converted_leg is None:
                 self._conversion_deadline = now + leg.offer.buffer_seconds
             if self.settings.payout is not None and not self._paid:
                 self._payout_deadline = now + self.settings.payout.buffer_seconds
@@ -499,7 +497,6 @@ class CallSession:
         leg = self._bridged
         assert leg is not None
         self._conversion_deadline = None
-        self._converted = True
         revenue = leg.offer.revenue
         self._out.send(CommitCaps(leg.reservation_id, ("conversions", "revenue"), revenue))
         self._out.note(now, "conversion", leg.id, buyer=leg.offer.buyer_id, revenue=str(revenue))
@@ -577,7 +574,6 @@ class CallSession:
 
     def _answer_caller(self, now: float) -> None:
         if self._caller_answered_at is None:
-            self._caller_answered_at = now
             self._out.send(AnswerCaller())
             self._out.note(now, "caller_answered", CALLER)
 
@@ -590,6 +586,10 @@ class CallSession:
         if self._ringback:
             self._ringback = False
             self._out.send(StopRingback())
+
+    @property
+    def _caller_answered_at(self) -> float | None:
+        return self.record.legs[CALLER].answered_at
 
     def _stop_recording(self, now: float, leg: str) -> None:
         """Stop the recording in progress, if any; ``leg`` is the entry's (buyer or caller)."""
@@ -658,7 +658,7 @@ class CallSession:
 
     def _end(self, now: float) -> None:
         record = self.record
-        if self._converted:
+        if record.converted_leg is not None:
             outcome: Outcome = "converted"
         elif record.bridged_legs:
             outcome = "connected"
