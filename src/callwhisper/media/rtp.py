@@ -53,7 +53,7 @@ _TS_MOD: Final = 1 << 32
 
 def is_rtcp(data: bytes) -> bool:
     """Whether a datagram on an rtcp-mux port is RTCP (RFC 5761 4: second octet 192-223)."""
-    return len(data) >= 2 and 192 <= data[1] <= 223
+    return len(data) >= 2 and data[1] in RTCP_PACKET_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +85,9 @@ class RtpPacket:
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:
         """Parse one RTP packet; raise :class:`RtpError` if it is malformed."""
+        _check_header(data)
         length = len(data)
-        if length < RTP_HEADER_SIZE:
-            raise RtpError(f"RTP packet is {length} bytes, shorter than the 12-byte header")
         first, second, sequence_number, timestamp, ssrc = _HEADER.unpack_from(data)
-        if first >> 6 != RTP_VERSION:
-            raise RtpError(f"RTP version is {first >> 6}, expected 2")
         offset = RTP_HEADER_SIZE
         csrc: tuple[int, ...] = ()
         csrc_count = first & 0x0F

@@ -167,7 +167,18 @@ def test_packets_round_trip(packet: RtpPacket) -> None:
 
 @pytest.mark.parametrize(
     ("second_octet", "expected"),
-    [(200, True), (201, True), (202, True), (203, True), (204, True), (205, True), (223, True)],
+    [
+        (191, False),
+        (192, True),
+        (200, True),
+        (201, True),
+        (202, True),
+        (203, True),
+        (204, True),
+        (205, True),
+        (223, True),
+        (224, False),
+    ],
 )
 def test_rtcp_packet_types_are_recognised(second_octet: int, expected: bool) -> None:
     assert is_rtcp(bytes([0x81, second_octet, 0, 1])) is expected
