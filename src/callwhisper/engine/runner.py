@@ -680,8 +680,8 @@ class CallRunner:
                     # RFC 3261 13.3.1.4: no ACK means the session must be ended with BYE.
                     self._hang_up_caller()
                     return [LegHungUp(CALLER)]
-                case RequestReceived(request=request, source=source):
-                    return self._caller_request(request, source)
+                case RequestReceived(request=request):
+                    return self._leg_request(CALLER, caller, request)
             return []
         leg = self.buyers.get(leg_id)
         if leg is None:
@@ -697,33 +697,13 @@ class CallRunner:
                 self._close_media(leg.media)
                 return [LegFailed(leg.id, reason_for_sip_status(None), reason)]
             case RequestReceived(request=request):
-                return self._buyer_request(leg, request)
+                return self._leg_request(leg.id, leg, request)
         return []
 
-    def _caller_request(self, request: SipRequest, source: Address) -> list[Event]:
-        caller = self.caller
-        if request.method == "ACK":
-            return []
-        if caller.dialog is not None:
-            try:
-                caller.dialog.receive_request(request)
-            except RemoteProtocolError as exc:
-                self.sip.respond(request, exc.status_hint or 500)
-                return []
-        if request.method == "BYE":
-            self.sip.respond(request, 200)
-            if caller.hung_up:
-                return []
-            caller.hung_up = True
-            self._close_media(caller.media)
-            return [LegHungUp(CALLER)]
-        if request.method == "INVITE":
-            self._reinvite(request, caller.media, caller)
-            return []
-        self._other_request(request)
-        return []
-
-    def _buyer_request(self, leg: BuyerLeg, request: SipRequest) -> list[Event]:
+    def _leg_request(
+        self, leg_id: str, leg: CallerLeg | BuyerLeg, request: SipRequest
+    ) -> list[Event]:
+        """A request inside the dialog of the caller's or a buyer's leg."""
         if request.method == "ACK":
             return []
         if leg.dialog is not None:
@@ -734,13 +714,16 @@ class CallRunner:
                 return []
         if request.method == "BYE":
             self.sip.respond(request, 200)
-            if leg.ended:
+            if isinstance(leg, CallerLeg):
+                gone, leg.hung_up = leg.hung_up, True
+            else:
+                gone, leg.ended = leg.ended, True
+            if gone:
                 return []
-            leg.ended = True
             self._close_media(leg.media)
-            return [LegHungUp(leg.id)]
+            return [LegHungUp(leg_id)]
         if request.method == "INVITE":
-            self._reinvite(request, leg.media, leg)
+            self._reinvite(request, leg)
             return []
         self._other_request(request)
         return []
@@ -751,8 +734,9 @@ class CallRunner:
         else:
             self.sip.respond(request, 501, extra=(("Allow", ALLOW),))
 
-    def _reinvite(self, request: SipRequest, media: MediaLeg, leg: CallerLeg | BuyerLeg) -> None:
+    def _reinvite(self, request: SipRequest, leg: CallerLeg | BuyerLeg) -> None:
         """Answer a re-INVITE (hold, resume, a moved address) keeping the leg's codec."""
+        media = leg.media
         if media.closed:
             self.sip.respond(request, 481)
             return
