@@ -109,6 +109,11 @@ def _charge_from_json(data: Mapping[str, str]) -> CapCharge:
     return CapCharge(key, Decimal(data["limit"]), Decimal(data["amount"]))
 
 
+def _held_charges(row: Row[Any]) -> list[CapCharge]:
+    """The charges of a ``cap_reservations`` row, in key order (the order rows are locked in)."""
+    return sorted((_charge_from_json(data) for data in row.charges), key=lambda charge: charge.key)
+
+
 def _usage_row(key: CapKey) -> Any:
     return and_(
         cap_usage.c.owner == key.owner,
@@ -338,11 +343,7 @@ class SqlCapLedger:
     ) -> None:
         row = await self._held(connection, reservation_id)
         committed: set[str] = set(row.committed)
-        charges = sorted(
-            (_charge_from_json(data) for data in row.charges),
-            key=lambda charge: charge.key,
-        )
-        for charge in charges:
+        for charge in _held_charges(row):
             metric = charge.key.metric
             if metric in metrics and metric not in committed:
                 kept = revenue if metric == "revenue" and revenue is not None else charge.amount
@@ -368,11 +369,7 @@ class SqlCapLedger:
         """Finish a reservation inside the caller's write transaction."""
         row = await self._held(connection, reservation_id)
         committed: set[str] = set(row.committed)
-        charges = sorted(
-            (_charge_from_json(data) for data in row.charges),
-            key=lambda charge: charge.key,
-        )
-        for charge in charges:
+        for charge in _held_charges(row):
             if charge.key.metric not in committed:
                 await connection.execute(
                     update(cap_usage)
