@@ -34,6 +34,10 @@ CALLER: Address = ("127.0.0.1", 5071)
 BUYER_URI = "sip:buyer@127.0.0.1:5080"
 BUYER: Address = ("127.0.0.1", 5080)
 NOW = 1_750_000_000.0
+BUYER_SDP = (
+    "v=0\no=buyer 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+    "m=audio 7000 RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n"
+)
 
 
 class FakeLeg:
@@ -67,6 +71,15 @@ class FakeLeg:
         self.playing = None
 
 
+class FakeBridge:
+    """Two fake legs relaying to each other, not recorded."""
+
+    def __init__(self, caller: FakeLeg, buyer: FakeLeg) -> None:
+        self.caller = caller
+        self.buyer = buyer
+        self.recorder: Path | None = None
+
+
 class FakeMedia:
     """The parts of :class:`MediaEngine` the runner uses."""
 
@@ -85,9 +98,12 @@ class FakeMedia:
     def close_leg(self, leg: FakeLeg) -> None:
         leg.closed = True
 
-    def bridge(self, caller: FakeLeg, buyer: FakeLeg, *, record_to: Path | None = None) -> Any:
+    def bridge(
+        self, caller: FakeLeg, buyer: FakeLeg, *, record_to: Path | None = None
+    ) -> FakeBridge:
         self.bridges.append((caller.ident, buyer.ident))
-        return object()
+        bridge = caller.bridge = buyer.bridge = FakeBridge(caller, buyer)
+        return bridge
 
 
 class FakeBackend:
@@ -254,6 +270,15 @@ def statuses(messages: list[SipMessage]) -> list[int]:
     return [m.status for m in messages if isinstance(m, SipResponse)]
 
 
+async def dial_buyer(harness: Harness) -> SipRequest:
+    """A call arrives and the B2BUA dials the buyer: the INVITE it sent."""
+    harness.receive(invite(), CALLER)
+    await harness.settle()
+    buyer_invite = harness.sent_to(BUYER)[0]
+    assert isinstance(buyer_invite, SipRequest)
+    return buyer_invite
+
+
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     harness = Harness(tmp_path)
@@ -300,10 +325,7 @@ async def test_invite_gets_183_with_sdp_and_ringback_then_the_buyer_is_dialed(
 async def test_busy_buyer_is_reported_and_the_caller_is_rejected_without_answer(
     harness: Harness,
 ) -> None:
-    harness.receive(invite(), CALLER)
-    await harness.settle()
-    buyer_invite = harness.sent_to(BUYER)[0]
-    assert isinstance(buyer_invite, SipRequest)
+    buyer_invite = await dial_buyer(harness)
     harness.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
     await harness.settle()
     assert statuses(harness.sent_to(CALLER)) == [480]
@@ -316,10 +338,7 @@ async def test_busy_buyer_is_reported_and_the_caller_is_rejected_without_answer(
 async def test_an_ended_call_leaves_no_route_and_its_dialog_answers_481(
     harness: Harness,
 ) -> None:
-    harness.receive(invite(), CALLER)
-    await harness.settle()
-    buyer_invite = harness.sent_to(BUYER)[0]
-    assert isinstance(buyer_invite, SipRequest)
+    buyer_invite = await dial_buyer(harness)
     harness.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
     await harness.settle()
     rejection = harness.sent_to(CALLER)
@@ -343,15 +362,8 @@ async def test_an_ended_call_leaves_no_route_and_its_dialog_answers_481(
 async def test_buyer_answer_is_acked_and_whispered_then_key_1_bridges_and_answers_caller(
     harness: Harness,
 ) -> None:
-    harness.receive(invite(), CALLER)
-    await harness.settle()
-    buyer_invite = harness.sent_to(BUYER)[0]
-    assert isinstance(buyer_invite, SipRequest)
-    sdp = (
-        "v=0\no=buyer 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
-        "m=audio 7000 RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\n"
-    )
-    harness.receive(response_to(buyer_invite, 200, "OK", sdp), BUYER)
+    buyer_invite = await dial_buyer(harness)
+    harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
     await harness.settle()
     acks = harness.sent_to(BUYER)
     assert [m.method for m in acks if isinstance(m, SipRequest)] == ["ACK"]
@@ -369,11 +381,35 @@ async def test_buyer_answer_is_acked_and_whispered_then_key_1_bridges_and_answer
     assert kinds.index("accept") < kinds.index("bridge")
 
 
-async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harness) -> None:
-    harness.receive(invite(), CALLER)
+async def test_buyer_bye_after_the_bridge_is_answered_and_the_caller_hung_up(
+    harness: Harness,
+) -> None:
+    buyer_invite = await dial_buyer(harness)
+    harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
     await harness.settle()
-    buyer_invite = harness.sent_to(BUYER)[0]
-    assert isinstance(buyer_invite, SipRequest)
+    harness.media.legs["B1"].on_event(DigitEvent("B1", "1", 0.0))
+    await harness.settle()
+    assert statuses(harness.sent_to(CALLER)) == [200]
+    bye = (
+        "BYE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-buyer-bye\n"
+        f"From: {buyer_invite.headers.get('To')};tag=buyer\n"
+        f"To: {buyer_invite.headers.get('From')}\n"
+        f"Call-ID: {buyer_invite.call_id}\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n"
+    )
+    harness.receive(bye, BUYER)
+    await harness.settle()
+    sent = harness.endpoint.take()
+    assert statuses([m for m, d in sent if d == BUYER]) == [200]
+    to_caller = [m for m, d in sent if d == CALLER and isinstance(m, SipRequest)]
+    assert [m.method for m in to_caller] == ["BYE"]
+    assert harness.media.legs["B1"].closed
+    assert harness.media.legs["A"].closed
+    assert harness.backend.ended == ["connected"]  # hung up before the 60 s buffer
+
+
+async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harness) -> None:
+    buyer_invite = await dial_buyer(harness)
     harness.receive(response_to(buyer_invite, 180, "Ringing"), BUYER)
     await harness.settle()
     harness.receive(
