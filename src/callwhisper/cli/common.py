@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import click
@@ -17,7 +16,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from callwhisper.config import load_configuration_file
 from callwhisper.domain.configuration import Configuration
 from callwhisper.errors import ConfigError, StoreError
-from callwhisper.store import DATABASE_URL_ENV, Store, create_store, database_url
+from callwhisper.store import DATABASE_URL_ENV, Store, create_store, database_url, sqlite_file
 
 T = TypeVar("T")
 
@@ -130,10 +129,8 @@ def _shown(url: str | None) -> str:
 
 
 def _require_existing_file(url: URL) -> None:
-    if url.get_backend_name() != "sqlite":
-        return
-    path = url.database
-    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
         raise StoreUnavailable(
             f"database {url.render_as_string(hide_password=True)}: no such file "
             "(run callwhisper apply first)"

@@ -14,7 +14,7 @@ from callwhisper.store.calls import (
 )
 from callwhisper.store.config import ApplyReport, ConfigRepository
 from callwhisper.store.counters import CounterRepository
-from callwhisper.store.engine import DATABASE_URL_ENV, database_url
+from callwhisper.store.engine import DATABASE_URL_ENV, database_url, sqlite_file
 from callwhisper.store.ledger import AsyncCapLedger, CapAmounts, SqlCapLedger
 from callwhisper.store.store import Store, create_store
 
@@ -35,4 +35,5 @@ __all__ = [
     "Store",
     "create_store",
     "database_url",
+    "sqlite_file",
 ]

@@ -52,6 +52,16 @@ def database_url(url: str | None = None, data_dir: str | os.PathLike[str] | None
     raise ValueError(f"unsupported database {backend!r} (use postgresql:// or sqlite://)")
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for in-memory, ``file:`` URIs and servers."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database:
+        return None
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
 def json_default(value: object) -> object:
     """JSON for the values our records carry besides plain JSON: money, times and dates."""
     if isinstance(value, Decimal):
@@ -74,9 +84,9 @@ def make_engine(url: URL, *, pool_size: int = 10, null_pool: bool = False) -> As
         options["pool_size"] = pool_size
         options["max_overflow"] = pool_size
     if url.get_backend_name() == "sqlite":
-        database = url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
         engine = create_async_engine(url, **options)
         _configure_sqlite(engine)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from callwhisper.store import Store, create_store, database_url
+from callwhisper.store import Store, create_store, database_url, sqlite_file
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,13 @@ def test_default_is_a_sqlite_file_in_the_data_dir(
     assert database_url(data_dir=tmp_path).database == str(tmp_path / "callwhisper.db")
     monkeypatch.setenv("CALLWHISPER_DATA_DIR", str(tmp_path / "data"))
     assert database_url().database == str(tmp_path / "data" / "callwhisper.db")
+
+
+def test_only_a_sqlite_url_on_disk_names_a_file() -> None:
+    assert sqlite_file(database_url("sqlite:///var/calls.db")) == Path("var/calls.db")
+    assert sqlite_file(database_url("sqlite:///:memory:")) is None
+    assert sqlite_file(database_url("sqlite:///file:calls?mode=memory&uri=true")) is None
+    assert sqlite_file(database_url("postgresql://db/calls")) is None
 
 
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(
