@@ -80,6 +80,30 @@ def database_option(function: Callable[..., T]) -> Callable[..., T]:
     return option(function)
 
 
+def tag_option(function: Callable[..., T]) -> Callable[..., T]:
+    """The repeatable ``--tag NAME=VALUE`` option, passed as ``tags`` (see ``parse_tags``)."""
+    option = click.option(
+        "--tag",
+        "-t",
+        "tags",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="A call tag or IVR answer; repeat for several.",
+    )
+    return option(function)
+
+
+def parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    """``("insured=yes", "age=70")`` as ``{"insured": "yes", "age": "70"}``."""
+    tags: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--tag")
+        tags[name.strip()] = text
+    return tags
+
+
 def with_store(
     url: str | None,
     work: Callable[[Store], Awaitable[T]],

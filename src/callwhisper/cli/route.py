@@ -14,21 +14,10 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from callwhisper.cli.common import fail, read_configuration, with_store
+from callwhisper.cli.common import fail, parse_tags, read_configuration, tag_option, with_store
 from callwhisper.domain import CallAttributes, Configuration, RoutingCounters
 from callwhisper.routing import RoutingDecision, counter_scope, decide, enrich
 from callwhisper.store import Store
-
-
-def parse_tags(values: tuple[str, ...]) -> dict[str, str]:
-    """``("insured=yes", "age=70")`` as ``{"insured": "yes", "age": "70"}``."""
-    tags: dict[str, str] = {}
-    for value in values:
-        name, sep, text = value.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{value!r} is not NAME=VALUE", param_hint="--tag")
-        tags[name.strip()] = text
-    return tags
 
 
 def parse_at(text: str | None, timezone: str) -> datetime:
@@ -102,14 +91,7 @@ def decision_document(
     help="When the call arrives, e.g. 2025-06-02T10:00:00-07:00 (default: now); "
     "a time without offset is in the campaign's time zone.",
 )
-@click.option(
-    "--tag",
-    "-t",
-    "tags",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A call tag or IVR answer; repeat for several.",
-)
+@tag_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
 @click.option(
     "--database-url",

@@ -12,8 +12,14 @@ import click
 import soundfile
 
 from callwhisper.audio import SAMPLE_RATE, TtsCache
-from callwhisper.cli.common import database_option, fail, read_configuration, with_store
-from callwhisper.cli.route import parse_tags
+from callwhisper.cli.common import (
+    database_option,
+    fail,
+    parse_tags,
+    read_configuration,
+    tag_option,
+    with_store,
+)
 from callwhisper.domain.configuration import Configuration
 from callwhisper.errors import AudioError, ConfigError
 from callwhisper.store import Store
@@ -99,14 +105,7 @@ def lint(file: Path, no_audio: bool) -> None:
     show_default=True,
     help="The caller's number; its geography fills {caller_state} and the like.",
 )
-@click.option(
-    "--tag",
-    "-t",
-    "tags",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A call tag or IVR answer; repeat for several.",
-)
+@tag_option
 @click.option(
     "-o",
     "--output",
