@@ -85,6 +85,10 @@ async def test_caller_history_within_the_window(store: Store) -> None:
         "auto", caller=caller, now=NOW, history_window=timedelta(days=60)
     )
     assert len(wider.caller_history) == 3
+    assert wider.caller_history == (
+        PastCall("auto", "acme", old, connected=False, converted=True),
+        *counters.caller_history,
+    )
 
 
 async def test_rotations_persist_per_campaign_and_tier(store: Store) -> None:
