@@ -27,13 +27,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from callwhisper.config import validate_configuration
 from callwhisper.domain import (
     CallAttributes,
     CapKey,
     Configuration,
     PastCall,
     RoutingCounters,
-    validate_configuration,
 )
 from callwhisper.domain.caps import period_key
 from callwhisper.routing import decide, enrich

@@ -52,6 +52,25 @@ def load_configuration_text(text: str, source: str = "<text>") -> Configuration:
     return configuration
 
 
+def validate_configuration(data: object) -> Configuration:
+    """Validate plain data (already parsed) as a Configuration.
+
+    Raises ConfigError listing every problem as ``location: message``, in the
+    same wording as :func:`load_configuration_text`.
+    """
+    try:
+        configuration = Configuration.model_validate(data)
+    except ValidationError as error:
+        problems = translate(error, Configuration, data)
+    else:
+        problems = configuration.reference_problems()
+    if problems:
+        raise ConfigError(
+            [f"{format_location(location)}: {message}" for location, message in problems]
+        )
+    return configuration
+
+
 def load_configuration_file(path: str | os.PathLike[str]) -> Configuration:
     """Validate the YAML file at ``path``; problems name the file as it was given."""
     source = os.fspath(path)

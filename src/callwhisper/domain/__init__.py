@@ -19,7 +19,7 @@ from callwhisper.domain.campaign import (
     TrackingNumber,
 )
 from callwhisper.domain.caps import CapCharge, CapKey, Caps, CountLimits, MoneyLimits
-from callwhisper.domain.configuration import Configuration, validate_configuration
+from callwhisper.domain.configuration import Configuration
 from callwhisper.domain.filters import Filters, TagRule
 from callwhisper.domain.ivr import Ivr, IvrBranch, IvrNode
 from callwhisper.domain.schedule import Schedule
@@ -72,5 +72,4 @@ __all__ = [
     "Trunk",
     "TtsVoice",
     "WhisperConfig",
-    "validate_configuration",
 ]

@@ -5,12 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from callwhisper.domain.base import Model
 from callwhisper.domain.buyer import Buyer, Trunk
 from callwhisper.domain.campaign import Campaign, Publisher, TelephonyCosts, TrackingNumber
-from callwhisper.errors import ConfigError
 
 Location = tuple[str | int, ...]
 
@@ -130,36 +129,3 @@ def _duplicates(field: str, values: list[str], what: str) -> list[tuple[Location
         else:
             seen[value] = index
     return problems
-
-
-def validation_problems(error: ValidationError) -> list[tuple[Location, str]]:
-    """Pydantic's errors as (location, message) pairs in our wording."""
-    problems: list[tuple[Location, str]] = []
-    for item in error.errors(include_url=False):
-        location = tuple(part for part in item["loc"] if not _is_union_tag(part))
-        message = item["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field"
-        problems.append((location, message))
-    return problems
-
-
-def _is_union_tag(part: str | int) -> bool:
-    # Pydantic names the union member it tried (e.g. "list[...]", "function-after[...]").
-    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float"})
-
-
-def validate_configuration(data: object) -> Configuration:
-    """Build a Configuration from plain data, or raise ConfigError listing every problem."""
-    try:
-        configuration = Configuration.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(
-            [f"{format_location(loc)}: {msg}" for loc, msg in validation_problems(error)]
-        ) from None
-    problems = configuration.reference_problems()
-    if problems:
-        raise ConfigError([f"{format_location(loc)}: {msg}" for loc, msg in problems])
-    return configuration

@@ -450,7 +450,7 @@ def compile_plan(configuration: Configuration) -> Plan:
     """The routing plan of ``configuration``, compiled on first use and kept while it lives.
 
     Raises ``ConfigError`` when the configuration refers to unknown buyers or
-    targets (``validate_configuration`` reports those before this can happen).
+    targets (``config.validate_configuration`` reports those before this can happen).
     """
     key = id(configuration)
     plan = _PLANS.get(key)

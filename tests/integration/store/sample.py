@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from callwhisper.domain.configuration import Configuration, validate_configuration
+from callwhisper.config import validate_configuration
+from callwhisper.domain.configuration import Configuration
 
 
 def sample_data() -> dict[str, Any]:

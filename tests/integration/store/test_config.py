@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from callwhisper.domain.configuration import Configuration, validate_configuration
+from callwhisper.config import validate_configuration
+from callwhisper.domain.configuration import Configuration
 from callwhisper.store import Store
 from tests.integration.store.sample import sample_configuration, sample_data
 

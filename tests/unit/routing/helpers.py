@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from callwhisper.domain import CallAttributes, Configuration, validate_configuration
+from callwhisper.config import validate_configuration
+from callwhisper.domain import CallAttributes, Configuration
 
 # Wednesday 4 March 2026, 10:00 in New York (EST, UTC-5).
 NOW = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
