@@ -27,7 +27,6 @@ from callwhisper.whisper import (
     SAMPLE_CALLER,
     CachedSpeaker,
     LintFinding,
-    effective_whisper,
     lint_configuration,
     render_whisper,
     sample_attributes,
@@ -154,7 +153,7 @@ def preview(
         target = buyer.targets[0]
     attributes = sample_attributes(configuration, campaign, caller, parse_tags(tags))
     variables = sample_variables(configuration, campaign, attributes, buyer, target)
-    whisper = effective_whisper(campaign, buyer, target)
+    whisper = campaign.whisper_for(buyer, target)
     base_dir = file.parent if file is not None else Path(os.curdir)
     try:
         with speaker() as voice:

@@ -16,7 +16,7 @@ from callwhisper.domain.base import (
     Seconds,
     TimeZoneName,
 )
-from callwhisper.domain.buyer import ConversionRule, DuplicateRule
+from callwhisper.domain.buyer import Buyer, ConversionRule, DuplicateRule, Target
 from callwhisper.domain.caps import Caps
 from callwhisper.domain.ivr import Ivr
 from callwhisper.domain.whisper import WhisperConfig
@@ -196,6 +196,17 @@ class Campaign(Model):
     caller_id: CallerIdMode = Field(
         default="caller", description="Caller ID shown to buyers: caller or tracking_number."
     )
+
+    def whisper_for(self, buyer: Buyer | None, target: Target | None) -> WhisperConfig:
+        """The whisper ``target`` of ``buyer`` hears on this campaign.
+
+        The target's, else the buyer's, else the campaign's own.
+        """
+        if target is not None and target.whisper is not None:
+            return target.whisper
+        if buyer is not None and buyer.whisper is not None:
+            return buyer.whisper
+        return self.whisper
 
 
 class TelephonyCosts(Model):

@@ -619,7 +619,7 @@ class _Compiler:
                     ring_timeout_seconds=target.ring_timeout_seconds
                     or buyer.ring_timeout_seconds
                     or campaign.ring_timeout_seconds,
-                    whisper=target.whisper or buyer.whisper or campaign.whisper,
+                    whisper=campaign.whisper_for(buyer, target),
                     conversion=entry.conversion or target.conversion or buyer.conversion,
                 )
             )

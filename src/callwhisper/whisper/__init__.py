@@ -25,7 +25,6 @@ from callwhisper.whisper.render import (
 )
 from callwhisper.whisper.sample import (
     SAMPLE_CALLER,
-    effective_whisper,
     routed_targets,
     sample_attributes,
     sample_variables,
@@ -41,7 +40,6 @@ __all__ = [
     "Severity",
     "Speaker",
     "builtin_variables",
-    "effective_whisper",
     "known_variables",
     "lint_configuration",
     "lint_whisper",

@@ -38,7 +38,6 @@ from callwhisper.errors import AudioError
 from callwhisper.whisper.render import Speaker, audio_path, whisper_text
 from callwhisper.whisper.sample import (
     SAMPLE_CALLER,
-    effective_whisper,
     routed_targets,
     sample_attributes,
     sample_variables,
@@ -310,7 +309,7 @@ def _whispers(configuration: Configuration) -> Iterator[tuple[Location, WhisperC
         hearing = [
             (buyer, target)
             for buyer, target in routes[campaign.id]
-            if effective_whisper(campaign, buyer, target) is campaign.whisper
+            if campaign.whisper_for(buyer, target) is campaign.whisper
         ]
         buyer, target = hearing[0] if hearing else (None, None)
         yield ("campaigns", c, "whisper"), campaign.whisper, [(campaign, buyer, target)]

@@ -16,7 +16,6 @@ from callwhisper.domain.buyer import Buyer, Target
 from callwhisper.domain.call import CallAttributes
 from callwhisper.domain.campaign import Campaign
 from callwhisper.domain.configuration import Configuration
-from callwhisper.domain.whisper import WhisperConfig
 from callwhisper.flow.offers import Offer
 from callwhisper.flow.settings import FlowSettings
 from callwhisper.flow.template import call_variables
@@ -25,21 +24,6 @@ from callwhisper.whisper.variables import spoken_variables
 
 SAMPLE_CALLER: Final = "+14155550123"
 """The caller of a sample call when none is given: San Francisco, California."""
-
-
-def effective_whisper(
-    campaign: Campaign, buyer: Buyer | None, target: Target | None
-) -> WhisperConfig:
-    """The whisper ``target`` hears on ``campaign``.
-
-    The target's, else the buyer's, else the campaign's: the precedence of the
-    routing plan's candidates.
-    """
-    if target is not None and target.whisper is not None:
-        return target.whisper
-    if buyer is not None and buyer.whisper is not None:
-        return buyer.whisper
-    return campaign.whisper
 
 
 def routed_targets(
@@ -98,7 +82,7 @@ def sample_variables(
         offer = Offer(
             buyer_id=buyer.id,
             destination=target.destination,
-            whisper=effective_whisper(campaign, buyer, target),
+            whisper=campaign.whisper_for(buyer, target),
             revenue=(target.conversion or buyer.conversion).revenue,
             buffer_seconds=(target.conversion or buyer.conversion).buffer_seconds,
             target_id=target.id,
