@@ -8,106 +8,14 @@ test takes a few seconds.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from callwhisper.engine.media import MediaConfig
-from callwhisper.engine.server import CallwhisperServer, ServerConfig
-from callwhisper.engine.transport import TransportConfig
-from callwhisper.store import CallRecord
-from tests.integration.peers.net import LOOPBACK
-from tests.integration.peers.sipp import SIPP_PCAP_DIR, SippLauncher, SippOptions, SippPeer
+from callwhisper.engine.server import CallwhisperServer
+from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.conftest import StartServer
+from tests.integration.peers.sipp import SippLauncher, SippOptions, SippPeer
 
 pytestmark = pytest.mark.integration
-
-NUMBER = "sales"
-"""The tracking number SIPp's caller dials (``-s``): a SIP user part."""
-
-
-@pytest.fixture
-def sipp(tmp_path: Path) -> Iterator[SippLauncher]:
-    """SIPp peers, all killed at teardown."""
-    if shutil.which("sipp") is None or not SIPP_PCAP_DIR.is_dir():
-        pytest.skip("sipp and its sample captures are needed (Debian package sip-tester)")
-    launcher = SippLauncher(tmp_path / "sipp")
-    yield launcher
-    launcher.close()
-
-
-def configuration(buyers: list[tuple[str, str]]) -> dict[str, Any]:
-    """One campaign whose tiers try ``(buyer id, SIP URI)`` in order, with a short whisper."""
-    return {
-        "version": 1,
-        "buyers": [
-            {
-                "id": buyer,
-                "conversion": {"revenue": "20.00", "buffer_seconds": 60},
-                "whisper": {"text": "Press 1.", "wait_seconds": 1.0, "plays": 1},
-                "targets": [{"id": "main", "destination": uri}],
-            }
-            for buyer, uri in buyers
-        ],
-        "campaigns": [
-            {
-                "id": "test",
-                "routing": {
-                    "tiers": [{"buyers": [{"buyer": buyer}]} for buyer, _ in buyers],
-                    "hunt_timeout_seconds": 30,
-                },
-            }
-        ],
-        "numbers": [{"number": NUMBER, "campaign": "test"}],
-    }
-
-
-@pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[Any]:
-    """A factory starting a server on a configuration; shut down at teardown."""
-    servers: list[CallwhisperServer] = []
-
-    async def start(document: dict[str, Any]) -> CallwhisperServer:
-        path = tmp_path / "callwhisper.yaml"
-        path.write_text(json.dumps(document))  # JSON is YAML
-        server = CallwhisperServer(
-            ServerConfig(
-                data_dir=tmp_path / "var",
-                configuration_file=path,
-                sip=TransportConfig(host=LOOPBACK, port=0),
-                media=MediaConfig(address=LOOPBACK, port_min=42000, port_max=42999),
-                drain_timeout=5.0,
-            )
-        )
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.shutdown()
-
-
-async def finished_call(server: CallwhisperServer) -> CallRecord:
-    """The one call of the test, once its runner is done and its record written."""
-    assert server.b2bua is not None
-    assert server.store is not None
-    tasks = set(server.b2bua.tasks)
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=15.0)
-        assert not pending, "the call did not end"
-    calls = await server.store.calls.list_calls(with_events=True)
-    assert len(calls) == 1
-    return calls[0]
-
-
-def kinds(call: CallRecord) -> list[tuple[str, str | None]]:
-    """The stored timeline as (kind, leg) pairs."""
-    return [(event.kind, event.leg_id) for event in call.events]
 
 
 async def place_call(sipp: SippLauncher, server: CallwhisperServer, hold_ms: int) -> SippPeer:
@@ -117,7 +25,7 @@ async def place_call(sipp: SippLauncher, server: CallwhisperServer, hold_ms: int
 
 
 async def test_caller_is_bridged_to_a_buyer_who_presses_1(
-    sipp: SippLauncher, start_server: Any
+    sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """SIPp caller -> callwhisper -> SIPp buyer pressing 1: 200 OK, accept and bridge stored."""
     buyer = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
@@ -142,7 +50,7 @@ async def test_caller_is_bridged_to_a_buyer_who_presses_1(
 
 
 async def test_silent_voicemail_buyer_is_declined_and_the_next_buyer_takes_the_call(
-    sipp: SippLauncher, start_server: Any
+    sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """call-flow 10: a voicemail box presses nothing, is declined by timeout, the hunt goes on."""
     voicemail = sipp.uas("buyer-voicemail-silent", SippOptions(timeout=20.0))
@@ -163,7 +71,9 @@ async def test_silent_voicemail_buyer_is_declined_and_the_next_buyer_takes_the_c
     assert call.outcome == "connected"
 
 
-async def test_busy_buyer_cascades_to_the_next(sipp: SippLauncher, start_server: Any) -> None:
+async def test_busy_buyer_cascades_to_the_next(
+    sipp: SippLauncher, start_server: StartServer
+) -> None:
     """call-flow 6 and 11: 486 ends the leg as busy and the next buyer is dialed."""
     busy = sipp.uas("buyer-busy", SippOptions(timeout=20.0))
     accepting = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
@@ -175,7 +85,7 @@ async def test_busy_buyer_cascades_to_the_next(sipp: SippLauncher, start_server:
     (await accepting.wait_async()).assert_succeeded()
 
     call = await finished_call(server)
-    ends = {event.leg_id: event.data for event in call.events if event.kind == "leg_end"}
+    ends = leg_ends(call)
     assert ends["B1"]["reason"] == "busy"
     assert ends["B1"]["status"] == "486"
     assert ("bridge", "B2") in kinds(call)

@@ -1,0 +1,79 @@
+"""Helpers shared by the end-to-end engine tests: configurations and stored-call checks.
+
+The tests in this folder start a real :class:`CallwhisperServer` (fixture
+``start_server`` in ``conftest.py``) and real peers (SIPp, baresip) on
+loopback, then check both what the peers saw and the call's stored record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from callwhisper.engine.server import CallwhisperServer
+from callwhisper.store import CallRecord
+
+NUMBER = "sales"
+"""The tracking number the callers dial: a SIP user part."""
+
+
+def configuration(
+    buyers: list[tuple[str, str]],
+    *,
+    whisper: dict[str, Any] | None = None,
+    campaign: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One campaign whose tiers try ``(buyer id, SIP URI)`` in order, with a short whisper.
+
+    ``whisper`` replaces every buyer's whisper settings; ``campaign`` adds or
+    replaces keys of the campaign (``ring_timeout_seconds``, ``fallback``...).
+    """
+    buyer_whisper = whisper or {"text": "Press 1.", "wait_seconds": 1.0, "plays": 1}
+    document: dict[str, Any] = {
+        "version": 1,
+        "buyers": [
+            {
+                "id": buyer,
+                "conversion": {"revenue": "20.00", "buffer_seconds": 60},
+                "whisper": buyer_whisper,
+                "targets": [{"id": "main", "destination": uri}],
+            }
+            for buyer, uri in buyers
+        ],
+        "campaigns": [
+            {
+                "id": "test",
+                "routing": {
+                    "tiers": [{"buyers": [{"buyer": buyer}]} for buyer, _ in buyers],
+                    "hunt_timeout_seconds": 30,
+                },
+            }
+        ],
+        "numbers": [{"number": NUMBER, "campaign": "test"}],
+    }
+    if campaign:
+        document["campaigns"][0].update(campaign)
+    return document
+
+
+async def finished_call(server: CallwhisperServer, wait_seconds: float = 15.0) -> CallRecord:
+    """The one call of the test, once its runner is done and its record written."""
+    assert server.b2bua is not None
+    assert server.store is not None
+    tasks = set(server.b2bua.tasks)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=wait_seconds)
+        assert not pending, "the call did not end"
+    calls = await server.store.calls.list_calls(with_events=True)
+    assert len(calls) == 1
+    return calls[0]
+
+
+def kinds(call: CallRecord) -> list[tuple[str, str | None]]:
+    """The stored timeline as (kind, leg) pairs."""
+    return [(event.kind, event.leg_id) for event in call.events]
+
+
+def leg_ends(call: CallRecord) -> dict[str | None, dict[str, Any]]:
+    """The data of each leg's ``leg_end`` timeline entry, by leg id."""
+    return {event.leg_id: dict(event.data) for event in call.events if event.kind == "leg_end"}

@@ -1,0 +1,50 @@
+"""Fixtures of the end-to-end engine tests: real peers and a real call server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callwhisper.engine.media import MediaConfig
+from callwhisper.engine.server import CallwhisperServer, ServerConfig
+from callwhisper.engine.transport import TransportConfig
+from tests.integration.peers.fixtures import baresip, rtp_sink, sipp
+from tests.integration.peers.net import LOOPBACK
+
+__all__ = ["baresip", "rtp_sink", "sipp", "start_server"]
+
+StartServer = Callable[[dict[str, Any]], Awaitable[CallwhisperServer]]
+"""``await start_server(document)``: a running server on that configuration."""
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+    """A factory starting a server on a configuration (SQLite in tmp_path); shut down at teardown.
+
+    The SIP port is chosen by the system (``server.sip_address`` tells it).
+    """
+    servers: list[CallwhisperServer] = []
+
+    async def start(document: dict[str, Any]) -> CallwhisperServer:
+        path = tmp_path / f"callwhisper-{len(servers)}.yaml"
+        path.write_text(json.dumps(document))  # JSON is YAML
+        server = CallwhisperServer(
+            ServerConfig(
+                data_dir=tmp_path / f"var-{len(servers)}",
+                configuration_file=path,
+                sip=TransportConfig(host=LOOPBACK, port=0),
+                media=MediaConfig(address=LOOPBACK, port_min=42000, port_max=42999),
+                drain_timeout=5.0,
+            )
+        )
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.shutdown()
