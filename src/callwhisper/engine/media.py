@@ -175,6 +175,8 @@ class _Route:
     """G.711 transcoding table when the laws differ."""
     recorder: CallRecorder | None
     channel: Channel
+    held_event: int | None = None
+    """RTP timestamp of an event begun before the bridge: the rest of it is not relayed."""
 
     def audio(self, data: bytes, now: float) -> None:
         if self.recorder is not None:
@@ -191,12 +193,20 @@ class _Route:
     def event(self, data: bytes, now: float) -> None:
         if self.event_pt is None:
             return
+        # The accept key's own updates and end packets come after the bridge it caused:
+        # relayed, they would reach the caller as a key press (call-flow.md 1.2).
+        if self.held_event is not None and int.from_bytes(data[4:8]) == self.held_event:
+            return
         target = self.target
         target._send(target.outgoing.relay(data, now, payload_type=self.event_pt))
 
 
 def _route(
-    source: MediaLeg, target: MediaLeg, recorder: CallRecorder | None, channel: Channel
+    source: MediaLeg,
+    target: MediaLeg,
+    recorder: CallRecorder | None,
+    channel: Channel,
+    held_event: int | None,
 ) -> _Route:
     translate: bytes | None = None
     if source.codec.encoding != target.codec.encoding:
@@ -210,6 +220,7 @@ def _route(
         translate=translate,
         recorder=recorder,
         channel=channel,
+        held_event=held_event,
     )
 
 
@@ -595,7 +606,8 @@ class MediaEngine:
 
         Playbacks on both legs stop; each leg's outgoing stream goes on with
         the same SSRC and continuous numbering, the first relayed packet
-        carrying the marker bit.
+        carrying the marker bit. Key presses are relayed, but not the rest of
+        one begun before the bridge (the accept key that caused it).
         """
         for leg in (caller, buyer):
             if leg.bridge is not None:
@@ -610,8 +622,8 @@ class MediaEngine:
         for leg in (caller, buyer):
             leg.stop_playback()
             leg.bridge = bridge
-        caller._route = _route(caller, buyer, recorder, CALLER)
-        buyer._route = _route(buyer, caller, recorder, BUYER)
+        caller._route = _route(caller, buyer, recorder, CALLER, caller.dtmf.last_timestamp)
+        buyer._route = _route(buyer, caller, recorder, BUYER, buyer.dtmf.last_timestamp)
         self.bridges.add(bridge)
         return bridge
 
@@ -662,6 +674,10 @@ class MediaEngine:
             except Exception:
                 log.exception("writing recording %s failed; recording stopped", recorder.path)
                 bridge.recorder = None
-                bridge.caller._route = _route(bridge.caller, bridge.buyer, None, CALLER)
-                bridge.buyer._route = _route(bridge.buyer, bridge.caller, None, BUYER)
+                for leg, other, channel in (
+                    (bridge.caller, bridge.buyer, CALLER),
+                    (bridge.buyer, bridge.caller, BUYER),
+                ):
+                    held = leg._route.held_event if leg._route is not None else None
+                    leg._route = _route(leg, other, None, channel, held)
                 await asyncio.to_thread(recorder.abandon)

@@ -129,6 +129,15 @@ class DtmfReceiver:
         self._duration = 0
         self._last_time = 0.0
 
+    @property
+    def last_timestamp(self) -> int | None:
+        """RTP timestamp of the current or last event's packets, None before any event.
+
+        Later packets with this timestamp belong to that event (its updates
+        and repeated end packets), never to a new key press.
+        """
+        return None if self._timestamp < 0 else self._timestamp
+
     def receive(self, packet: RtpPacket, now: float) -> list[DtmfEvent]:
         """Account for one telephone-event packet; return the digit events it causes."""
         event = TelephoneEvent.parse(packet.payload)

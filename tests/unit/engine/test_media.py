@@ -273,6 +273,20 @@ def test_telephone_events_are_relayed_with_the_other_legs_payload_type() -> None
     assert TelephoneEvent.parse(relayed[-1].payload) == TelephoneEvent(5, True, 10, 1280)
 
 
+def test_the_rest_of_the_accept_key_is_not_relayed_but_later_keys_are() -> None:
+    """call-flow 1.2: the key that caused the bridge must not reach the caller."""
+    engine, loop, sockets, caller, buyer = bridged()
+    accept = dtmf_packets(1, 8000, 1)
+    deliver(loop, buyer, sockets[1], *[(p, BUYER_PEER) for p in accept[:2]])
+    engine.bridge(caller, buyer)
+    deliver(loop, buyer, sockets[1], *[(p, BUYER_PEER) for p in accept[2:]])
+    assert sockets[0].sent == []
+    deliver(loop, buyer, sockets[1], *[(p, BUYER_PEER) for p in dtmf_packets(5, 16000, 20)])
+    relayed = sent_packets(sockets[0])
+    assert len(relayed) == 10
+    assert {TelephoneEvent.parse(p.payload).event for p in relayed} == {5}
+
+
 def test_telephone_events_are_dropped_towards_a_leg_without_them() -> None:
     engine, loop, sockets, caller, buyer = bridged(PCMU, LegCodec("PCMU", 0, None))
     engine.bridge(caller, buyer)

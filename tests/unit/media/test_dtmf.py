@@ -253,3 +253,13 @@ def test_sipp_capture_gives_exactly_one_digit(name: str, digit: str) -> None:
         events += receiver.receive(packet, datagram.time)
     timestamp = RtpPacket.parse(datagrams[0].payload).timestamp
     assert events == [DigitStarted(digit, timestamp), DigitEnded(digit, timestamp, 2240, 280)]
+
+
+def test_last_timestamp_names_the_event_seen_last() -> None:
+    receiver = DtmfReceiver()
+    assert receiver.last_timestamp is None
+    receiver.receive(event_packet(1000, 5, False, 160, marker=True), 0.0)
+    assert receiver.last_timestamp == 1000
+    receiver.receive(event_packet(1000, 5, True, 480), 0.1)
+    receiver.receive(event_packet(500, 7, False, 160, marker=True), 0.2)  # late, ignored
+    assert receiver.last_timestamp == 1000
