@@ -23,10 +23,11 @@ bounded): each schedule's latest answer and the minutes it holds for; the
 gates (steps 2 and 3 for every target, and the rows of entries and tiers
 that fail there entirely) for each set of schedule answers; filter answers
 by place and by tag value; cap charges by period; skipped rows; each
-target's latest candidate, served again when made of the same. Kept for one
-decision: each owner's cap answer and each owner set's answer, which a
-buyer's targets and the publisher share. What a target reserves is only put
-together for the candidates.
+target's latest candidate, served again when made of the same; each owner
+set's caps laid end to end (``OwnerSet.checks``). Kept for one decision:
+each owner set's answer, which a buyer's targets share, and the publisher's,
+which every target shares. What a target reserves is only put together for
+the candidates.
 """
 
 from __future__ import annotations
@@ -362,9 +363,8 @@ class _Decider:
         self.tags = _tags(attributes)
         # Where the call comes from, as filters look it up.
         self.place = (attributes.state, attributes.area_code, attributes.zip_code)
-        # Cap answers per owner (by identity) for this call: (revenue, failure or None).
-        # The buyer's and the publisher's caps are shared by many targets.
-        self.caps: dict[int, tuple[Decimal, _Failure | None]] = {}
+        # The publisher's answers for this call, by revenue (``None``: without a revenue cap).
+        self.publisher_answers: dict[Decimal | None, _PublisherAnswer] = {}
         # Answers per owner set (by identity): (revenue, failure or None).
         self.owners_failed: dict[int, tuple[Decimal, _Failure | None]] = {}
         # Duplicate rules look for the same caller; a withheld caller has no history.
@@ -570,59 +570,89 @@ class _Decider:
 
         Every cap of every owner comes first, then concurrency, then spacing,
         the publisher last in each. Targets of a buyer share their owners (see
-        ``compile_plan``), so the answer is kept for the rest of the call.
+        ``compile_plan``), so the answer is kept for the rest of the call; the
+        publisher's answers are worked out once per call (``publisher_check``).
         """
-        answer = self._owners_check(owners, self.publisher, revenue)
+        answer = self._owners_check(owners, revenue)
         self.owners_failed[id(owners)] = (revenue, answer)
         return answer
 
-    def _owners_check(
-        self, owners: OwnerSet, publisher: OwnerSet, revenue: Decimal
-    ) -> _Failure | None:
-        for owner in owners.capped + publisher.capped if publisher.capped else owners.capped:
-            failure = self.owner_caps(owner, revenue)
+    def _owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
+        usage = self.counters.cap_usage
+        for key, amount, limit, owner, index in owners.checks(self.quarter, revenue):
+            used = usage.get(key, _ZERO)
+            if used + amount > limit:
+                return owner.full(index, used), owner.target_level
+        publisher = self.publisher_check(revenue) if self.publisher.owners else _PUBLISHER_FITS
+        if publisher[0] is not None:
+            return publisher[0]
+        in_progress = self.counters.in_progress
+        for owner in owners.with_slots:
+            failure = _slot_failure(owner, in_progress)
             if failure is not None:
                 return failure
-        in_progress = self.counters.in_progress
-        for owner in owners.with_slots + publisher.with_slots:
-            slot = owner.slot
-            if slot is not None:
-                calls = in_progress.get(slot.owner, 0)
-                if calls >= slot.limit:
-                    return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
-        last_call_at = self.counters.last_call_at
-        for owner in owners.spacing + publisher.spacing:
-            spacing = owner.spacing_seconds or 0
-            last = last_call_at.get(owner.owner)
-            if last is not None:
-                elapsed = (self.now - last).total_seconds()
-                if elapsed < spacing:
-                    return (
-                        f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
-                        f"needs {spacing} s"
-                    ), owner.target_level
-        return None
+        if publisher[1] is not None:
+            return publisher[1]
+        for owner in owners.spacing:
+            failure = _spacing_failure(owner, self.counters.last_call_at, self.now)
+            if failure is not None:
+                return failure
+        return publisher[2]
 
-    def owner_caps(self, owner: OwnerLimits, revenue: Decimal) -> _Failure | None:
-        """The first cap of ``owner`` a call paying ``revenue`` does not fit, if any.
+    def publisher_check(self, revenue: Decimal) -> _PublisherAnswer:
+        """The publisher's first full cap, concurrency and spacing failures, each or ``None``.
 
-        Worked out once per call for each owner: a buyer's caps are checked for
-        each of its targets, the publisher's for every target, whatever their
-        revenue when only calls are capped (see ``OwnerLimits.counts_revenue``).
+        Every target is checked against the publisher, so its answers are
+        worked out once per call (per revenue, when it has a revenue cap).
         """
-        known = self.caps.get(id(owner))
-        if known is not None and (known[0] == revenue or not owner.counts_revenue):
-            return known[1]
-        failure: _Failure | None = None
-        usage = self.counters.cap_usage
-        # Charges come in the order of the owner's limits (see ``OwnerLimits.charges``).
-        for index, charge in enumerate(owner.charges(self.quarter, revenue)):
-            used = usage.get(charge.key, _ZERO)
-            if used + charge.amount > charge.limit:
-                failure = owner.full(index, used), owner.target_level
-                break
-        self.caps[id(owner)] = (revenue, failure)
-        return failure
+        publisher = self.publisher
+        key = revenue if publisher.counts_revenue else None
+        answer = self.publisher_answers.get(key)
+        if answer is None:
+            caps: _Failure | None = None
+            usage = self.counters.cap_usage
+            for cap_key, amount, limit, owner, index in publisher.checks(self.quarter, revenue):
+                used = usage.get(cap_key, _ZERO)
+                if used + amount > limit:
+                    caps = owner.full(index, used), owner.target_level
+                    break
+            slot = spacing = None
+            for owner in publisher.with_slots:
+                slot = slot or _slot_failure(owner, self.counters.in_progress)
+            for owner in publisher.spacing:
+                spacing = spacing or _spacing_failure(owner, self.counters.last_call_at, self.now)
+            answer = self.publisher_answers[key] = (caps, slot, spacing)
+        return answer
+
+
+# The publisher's answers to a call: (caps, concurrency, spacing) failures.
+_PublisherAnswer = tuple[_Failure | None, _Failure | None, _Failure | None]
+_PUBLISHER_FITS: _PublisherAnswer = (None, None, None)
+
+
+def _slot_failure(owner: OwnerLimits, in_progress: Mapping[str, int]) -> _Failure | None:
+    """Why ``owner`` takes no more calls at once, if its concurrency limit is reached."""
+    slot = owner.slot
+    if slot is not None:
+        calls = in_progress.get(slot.owner, 0)
+        if calls >= slot.limit:
+            return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
+    return None
+
+
+def _spacing_failure(
+    owner: OwnerLimits, last_call_at: Mapping[str, datetime], now: datetime
+) -> _Failure | None:
+    """Why ``owner`` takes no call yet, if its last call was too recent."""
+    spacing = owner.spacing_seconds or 0
+    last = last_call_at.get(owner.owner)
+    if last is not None:
+        elapsed = (now - last).total_seconds()
+        if elapsed < spacing:
+            return (
+                f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, needs {spacing} s"
+            ), owner.target_level
+    return None
 
 
 def _tags(attributes: CallAttributes) -> dict[str, str]:

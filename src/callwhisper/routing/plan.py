@@ -178,6 +178,12 @@ class OwnerSet:
     spacing: tuple[OwnerLimits, ...]
     slots: tuple[ConcurrencyLimit, ...]
     spaced: tuple[str, ...]
+    # Whether one of the owners has a revenue cap (see ``OwnerLimits.counts_revenue``).
+    counts_revenue: bool = False
+    # The latest answers of ``checks`` by (quarter, revenue or None), all of one quarter.
+    _checks: dict[tuple[int, Decimal | None], tuple[CapCheck, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def of(cls, owners: tuple[OwnerLimits, ...]) -> OwnerSet:
@@ -191,7 +197,34 @@ class OwnerSet:
             spacing,
             tuple(owner.slot for owner in with_slots if owner.slot is not None),
             tuple(owner.owner for owner in spacing),
+            any(owner.counts_revenue for owner in owners),
         )
+
+    def checks(self, quarter: int, revenue: Decimal) -> tuple[CapCheck, ...]:
+        """Every cap of every owner, in order, for a call paying ``revenue`` in ``quarter``.
+
+        The owners' charges laid end to end, each with the owner and the index
+        of its limit (for the reason), so that a decision checks a target's
+        caps in one loop. Kept like ``OwnerLimits.charges``: it only changes
+        with the quarter hour and, with a revenue cap, the revenue.
+        """
+        key = (quarter, revenue if self.counts_revenue else None)
+        found = self._checks.get(key)
+        if found is None:
+            if len(self._checks) >= _REVENUES_KEPT or any(q != quarter for q, _ in self._checks):
+                self._checks.clear()
+            found = self._checks[key] = tuple(
+                (charge.key, charge.amount, charge.limit, owner, index)
+                for owner in self.capped
+                for index, charge in enumerate(owner.charges(quarter, revenue))
+            )
+        return found
+
+
+# One cap to check: (counter, amount one call adds, limit, its owner, index of the limit).
+CapCheck = tuple[CapKey, Decimal, Decimal, OwnerLimits, int]
+# Targets sharing owners mostly pay one revenue; past this many, the answers start afresh.
+_REVENUES_KEPT = 16
 
 
 NO_OWNERS = OwnerSet.of(())

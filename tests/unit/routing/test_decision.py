@@ -361,6 +361,46 @@ def test_caps_of_target_route_and_publisher_say_whose_they_are() -> None:
         assert only_reason(config, attributes=attributes, counters=counters) == reason
 
 
+def test_publisher_comes_last_in_each_kind_of_check_caps_first() -> None:
+    """Caps of all owners, then concurrency, then spacing; the publisher last in each."""
+    config = configuration(
+        [buyer("b1", caps={"concurrency": 1, "spacing_seconds": 60})],
+        publishers=[
+            {
+                "id": "p1",
+                "caps": {"calls": {"daily": 9}, "concurrency": 4, "spacing_seconds": 5},
+            }
+        ],
+    )
+    attributes = call(publisher_id="p1")
+    full = {CapKey("publisher:p1", "calls", "day", "2026-03-04"): Decimal(9)}
+    busy = {"buyer:b1": 1, "publisher:p1": 4}
+    recent = {"buyer:b1": NOW - timedelta(seconds=2), "publisher:p1": NOW - timedelta(seconds=2)}
+    for counters, reason in [
+        (RoutingCounters(full, busy, recent), "publisher p1: daily calls cap 9/9"),
+        (RoutingCounters({}, busy, recent), "concurrency 1/1"),
+        (RoutingCounters({}, {"publisher:p1": 4}, recent), "publisher p1: concurrency 4/4"),
+        (RoutingCounters({}, {}, recent), "spacing: last call 2 s ago, needs 60 s"),
+        (
+            RoutingCounters({}, {}, {"publisher:p1": NOW - timedelta(seconds=2)}),
+            "publisher p1: spacing: last call 2 s ago, needs 5 s",
+        ),
+    ]:
+        assert only_reason(config, attributes=attributes, counters=counters) == reason
+
+
+def test_a_publisher_revenue_cap_is_checked_at_each_buyers_revenue() -> None:
+    cheap = buyer("b1")
+    dear = buyer("b2", conversion={"revenue": "30", "buffer_seconds": 90})
+    config = configuration(
+        [cheap, dear], publishers=[{"id": "p1", "caps": {"revenue": {"daily": "100"}}}]
+    )
+    counters = usage("publisher:p1", "revenue", "day", "2026-03-04", 80)
+    decision = route(config, call(publisher_id="p1"), counters)
+    assert chosen(decision) == ["b1/t1"]
+    assert decision.skipped == (Skipped("b2", None, 0, "publisher p1: daily revenue cap 80/100"),)
+
+
 def test_candidate_carries_every_charge_it_reserves() -> None:
     config = configuration(
         [buyer("b1", caps={"calls": {"daily": 50}, "revenue": {"monthly": 1000}})],
