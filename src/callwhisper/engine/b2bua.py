@@ -29,6 +29,7 @@ from callwhisper.engine.runner import (
     RunnerSettings,
     SipInput,
 )
+from callwhisper.engine.transport import TcpStreams
 from callwhisper.errors import LocalProtocolError, SdpError
 from callwhisper.flow import FlowSettings
 from callwhisper.media.sdp import SessionDescription, create_answer
@@ -86,8 +87,14 @@ class B2bua:
         flush: Callable[[], None],
         clock: Callable[[], float],
         wall: Callable[[], float],
+        tcp: TcpStreams | None = None,
     ) -> None:
-        """Serve calls for ``configuration``; nothing is sent before an event arrives."""
+        """Serve calls for ``configuration``; nothing is sent before an event arrives.
+
+        ``tcp`` opens connections to TCP trunks and targets (the
+        :class:`~callwhisper.engine.transport.SipEndpoint`); without it such
+        legs fail as a transport error.
+        """
         self.core = core
         self.media = media
         self.backend = backend
@@ -99,6 +106,7 @@ class B2bua:
         self._flush = flush
         self._clock = clock
         self._wall = wall
+        self._tcp = tcp
         self.accepting = True
         """False while draining: new INVITEs get 503."""
         self.runners: set[CallRunner] = set()
@@ -150,14 +158,31 @@ class B2bua:
         return response
 
     def send_request(
-        self, runner: CallRunner, leg: str, request: SipRequest, destination: Address
+        self,
+        runner: CallRunner,
+        leg: str,
+        request: SipRequest,
+        destination: Address,
+        *,
+        reliable: bool = False,
     ) -> TransactionKey:
         """Start a client transaction; its responses go to ``runner`` for ``leg``."""
-        key = self.core.send_request(request, destination, self._clock())
+        key = self.core.send_request(request, destination, self._clock(), reliable=reliable)
         self._clients[key] = (runner, leg)
         self._keys_of(runner).clients.append(key)
         self._send()
         return key
+
+    async def connect(self, destination: Address) -> None:
+        """Open (or reuse) a TCP connection to ``destination``; raises OSError."""
+        if self._tcp is None:
+            raise OSError("this user agent has no TCP transport")
+        await self._tcp.connect(destination)
+
+    def use_tcp(self, destination: Address) -> None:
+        """Send to ``destination`` over TCP from now on."""
+        if self._tcp is not None:
+            self._tcp.use_tcp(destination)
 
     def send_ack(self, request: SipRequest, destination: Address) -> None:
         """Send an ACK for a 2xx."""

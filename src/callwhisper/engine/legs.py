@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from callwhisper.audio import Codec
 from callwhisper.engine.media import MediaLeg
@@ -27,14 +28,20 @@ from callwhisper.sip.transaction import Address, TransactionKey
 __all__ = [
     "BuyerLeg",
     "CallerLeg",
+    "Transport",
     "codec_of",
+    "contact_for",
     "dialed_user",
     "is_ip_literal",
     "new_session_id",
     "uri_address",
+    "uri_transport",
 ]
 
 DEFAULT_SIP_PORT = 5060
+
+Transport = Literal["udp", "tcp"]
+"""The SIP transports the engine speaks (RFC 3261 18)."""
 
 
 def codec_of(media: NegotiatedMedia) -> LegCodec:
@@ -61,6 +68,30 @@ def uri_address(uri: str) -> tuple[str, int]:
     """Host and port a SIP URI names (5060 by default); raises SipParseError."""
     parsed = parse_uri(uri)
     return parsed.host.strip("[]"), parsed.port or DEFAULT_SIP_PORT
+
+
+def uri_transport(uri: str) -> Transport | None:
+    """The ``transport`` parameter of a SIP URI (RFC 3261 19.1.1), None when absent.
+
+    Raises SipParseError for a malformed URI and ValueError for a transport
+    the engine does not speak (TLS, SCTP, WebSocket).
+    """
+    value = parse_uri(uri).params.get("transport")
+    if value is None:
+        return None
+    name = value.lower()
+    if name == "udp":
+        return "udp"
+    if name == "tcp":
+        return "tcp"
+    raise ValueError(f"transport {value} is not supported (udp or tcp)")
+
+
+def contact_for(contact: str, transport: Transport) -> str:
+    """Our Contact for a leg: on TCP it says so, so that the peer's requests come back on TCP."""
+    if transport == "udp":
+        return contact
+    return contact.removesuffix(">") + f";transport={transport}>"
 
 
 def dialed_user(request: SipRequest) -> list[str]:
@@ -114,6 +145,11 @@ class CallerLeg:
     ringback: int | None = None
     """The media playback id of ringback or hold music in progress."""
 
+    @property
+    def transport(self) -> Transport:
+        """How the caller reached us (the INVITE's top Via); our requests go back the same way."""
+        return "tcp" if self.invite.top_via.transport.upper() == "TCP" else "udp"
+
 
 @dataclass(eq=False, slots=True)
 class BuyerLeg:
@@ -140,3 +176,5 @@ class BuyerLeg:
     ended: bool = False
     proxied: bool = False
     """A trunk carries this leg: in-dialog requests go through the proxy too."""
+    transport: Transport = "udp"
+    """The trunk's transport, else the target URI's ``transport`` parameter."""

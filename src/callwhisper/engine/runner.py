@@ -33,10 +33,13 @@ from callwhisper.engine.backend import CallBackend, Prompts
 from callwhisper.engine.legs import (
     BuyerLeg,
     CallerLeg,
+    Transport,
     codec_of,
+    contact_for,
     is_ip_literal,
     new_session_id,
     uri_address,
+    uri_transport,
 )
 from callwhisper.engine.media import Bridge as MediaBridge
 from callwhisper.engine.media import DigitReceived as MediaDigit
@@ -149,10 +152,25 @@ class SipSide(Protocol):
         ...
 
     def send_request(
-        self, runner: CallRunner, leg: str, request: SipRequest, destination: Address
+        self,
+        runner: CallRunner,
+        leg: str,
+        request: SipRequest,
+        destination: Address,
+        *,
+        reliable: bool = False,
     ) -> TransactionKey:
-        """Start a client transaction whose responses come back to ``runner`` for ``leg``."""
+        """Start a client transaction whose responses come back to ``runner`` for ``leg``.
+
+        ``reliable`` says the request goes over TCP (no retransmissions).
+        """
         ...
+
+    async def connect(self, destination: Address) -> None:
+        """Open (or reuse) a TCP connection to ``destination``; raises OSError."""
+
+    def use_tcp(self, destination: Address) -> None:
+        """Send to ``destination`` over TCP from now on."""
 
     def send_ack(self, request: SipRequest, destination: Address) -> None:
         """Send an ACK for a 2xx, outside any transaction."""
@@ -437,7 +455,11 @@ class CallRunner:
         if not caller.answered and not caller.early:
             # call-flow 1: 183 with our SDP, ringback as early media (answer-on-bridge).
             response = self.sip.respond(
-                caller.invite, 183, to_tag=caller.to_tag, body=caller.answer, extra=self._sdp()
+                caller.invite,
+                183,
+                to_tag=caller.to_tag,
+                body=caller.answer,
+                extra=self._sdp(caller.transport),
             )
             caller.early = response.status == 183
         source: Audio | None = None
@@ -466,10 +488,16 @@ class CallRunner:
         if caller.final_sent:
             return
         response = self.sip.respond(
-            caller.invite, 200, to_tag=caller.to_tag, body=caller.answer, extra=self._sdp()
+            caller.invite,
+            200,
+            to_tag=caller.to_tag,
+            body=caller.answer,
+            extra=self._sdp(caller.transport),
         )
         caller.final_sent = caller.answered = True
-        caller.dialog = Dialog.as_uas(caller.invite, response, local_contact=self.sip.contact)
+        caller.dialog = Dialog.as_uas(
+            caller.invite, response, local_contact=contact_for(self.sip.contact, caller.transport)
+        )
 
     def _reject_caller(self, status: int) -> None:
         caller = self.caller
@@ -507,7 +535,7 @@ class CallRunner:
     # -- buyer legs (UAC) --------------------------------------------------------------------
 
     async def _dial(self, command: DialLeg) -> list[Command]:
-        local_host, local_port = self.sip.local
+        local_host = self.sip.local[0]
         try:
             media = self.media.open_leg(
                 PCMU, on_event=self.media_handler(command.leg), name=f"{self.call_id}/{command.leg}"
@@ -525,33 +553,55 @@ class CallRunner:
         )
         self.buyers[command.leg] = leg
         try:
-            leg.request_uri, host, port = self._target(command.destination, trunk)
+            leg.request_uri, host, port, leg.transport = self._target(command.destination, trunk)
             leg.next_hop = await _resolve(host, port)
         except (SipParseError, OSError, ValueError) as exc:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
             leg.ended = True
             self._close_media(media)
             return self._answer(LegFailed(command.leg, "failed", "unroutable"))
+        if leg.transport == "tcp":
+            try:
+                await self.sip.connect(leg.next_hop)
+            except OSError as exc:
+                log.warning("call %s: %s over TCP: %s", self.call_id, command.leg, exc)
+                leg.ended = True
+                self._close_media(media)
+                return self._answer(LegFailed(command.leg, "failed", "transport error"))
         user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
         domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
-        via = Via("UDP", local_host, local_port, {"branch": new_branch(), "rport": None})
         leg.invite = make_request(
             "INVITE",
             leg.request_uri,
             from_=NameAddr(f"sip:{user}@{domain}"),
             to=NameAddr(leg.request_uri),
-            via=via,
-            contact=self.sip.contact,
+            via=self._via(leg.transport, rport=None),
+            contact=contact_for(self.sip.contact, leg.transport),
             body=offer.serialize(),
             content_type=SDP,
             extra=(("User-Agent", self.config.user_agent), ("Allow", ALLOW)),
         )
-        leg.key = self.sip.send_request(self, leg.id, leg.invite, leg.next_hop)
+        self._send_invite(leg)
         return []
 
-    def _target(self, destination: str, trunk: Trunk | None) -> tuple[str, str, int]:
-        """Request-URI and next hop of a destination: E.164 numbers go through the trunk."""
-        if destination.startswith(("sip:", "sips:")):
+    def _send_invite(self, leg: BuyerLeg) -> None:
+        assert leg.invite is not None
+        assert leg.next_hop is not None
+        leg.key = self.sip.send_request(
+            self, leg.id, leg.invite, leg.next_hop, reliable=leg.transport == "tcp"
+        )
+
+    def _target(self, destination: str, trunk: Trunk | None) -> tuple[str, str, int, Transport]:
+        """Request-URI, next hop and transport of a destination.
+
+        E.164 numbers go through the trunk. A trunk's proxy is the next hop
+        of every request (RFC 3261 8.1.2, an outbound proxy) and its
+        transport is the trunk's ``transport`` (or the proxy URI's
+        ``transport`` parameter); a SIP URI dialed directly says its own.
+        """
+        if destination.startswith("sips:") or (trunk and trunk.proxy.startswith("sips:")):
+            raise ValueError("sips: needs TLS, which the engine does not speak")
+        if destination.startswith("sip:"):
             uri = destination
         elif trunk is not None:
             proxy_host, proxy_port = uri_address(trunk.proxy)
@@ -559,10 +609,13 @@ class CallRunner:
             uri = f"sip:{destination}@{host}:{proxy_port}"
         else:
             raise ValueError(f"{destination} needs a trunk")
-        if trunk is not None and trunk.transport != "udp":
-            raise ValueError(f"trunk {trunk.id}: only UDP trunks are supported")
-        host, port = uri_address(trunk.proxy if trunk is not None else uri)
-        return uri, host, port
+        if trunk is not None:
+            host, port = uri_address(trunk.proxy)
+            transport = uri_transport(trunk.proxy) or trunk.transport
+        else:
+            host, port = uri_address(uri)
+            transport = uri_transport(uri) or "udp"
+        return uri, host, port, transport
 
     def _end_buyer(self, leg: BuyerLeg, *, canceled: bool) -> None:
         if not leg.ended:
@@ -610,7 +663,7 @@ class CallRunner:
         except RemoteProtocolError as exc:
             log.warning("call %s: %s: %s", self.call_id, leg.id, exc)
             return False
-        leg.key = self.sip.send_request(self, leg.id, leg.invite, leg.next_hop)
+        self._send_invite(leg)
         return True
 
     def _buyer_answered(self, leg: BuyerLeg, response: SipResponse) -> list[Event]:
@@ -621,16 +674,18 @@ class CallRunner:
                 self.sip.send_ack(leg.ack, self._dialog_hop(leg))
             return []
         try:
-            dialog = Dialog.as_uac(leg.invite, response, local_contact=self.sip.contact)
+            dialog = Dialog.as_uac(
+                leg.invite, response, local_contact=contact_for(self.sip.contact, leg.transport)
+            )
         except RemoteProtocolError as exc:
             log.warning("call %s: %s answered without a dialog: %s", self.call_id, leg.id, exc)
             return self._fail_answered(leg, None, "failed")
         leg.dialog = dialog
         self.sip.add_dialog(dialog.id, self, leg.id)
-        local_host, local_port = self.sip.local
-        leg.ack = dialog.create_ack(
-            leg.invite.cseq.seq, Via("UDP", local_host, local_port, {"branch": new_branch()})
-        )
+        leg.ack = dialog.create_ack(leg.invite.cseq.seq, self._via(leg.transport))
+        if leg.transport == "tcp":
+            # The remote target may be another address than the one connected to (RFC 3261 12.2).
+            self.sip.use_tcp(self._dialog_hop(leg))
         self.sip.send_ack(leg.ack, self._dialog_hop(leg))
         if leg.canceled or leg.ended:
             # A 200 that crossed our CANCEL: the call exists, so end it (RFC 3261 9.1).
@@ -750,7 +805,7 @@ class CallRunner:
                 (media.codec.encoding,),
                 version,
             )
-            self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp())
+            self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp(leg.transport))
             return
         try:
             answer, negotiated = create_answer(
@@ -769,18 +824,27 @@ class CallRunner:
         remote = (negotiated.remote_address, negotiated.remote_port)
         if remote != media.remote and negotiated.remote_address not in ("0.0.0.0", "::"):
             media.set_remote(remote, relatch=True)
-        self.sip.respond(request, 200, body=answer.serialize(), extra=self._sdp())
+        self.sip.respond(request, 200, body=answer.serialize(), extra=self._sdp(leg.transport))
 
-    def _sdp(self) -> tuple[tuple[str, str], ...]:
-        return (("Contact", self.sip.contact), ("Content-Type", SDP), ("Allow", ALLOW))
+    def _sdp(self, transport: Transport = "udp") -> tuple[tuple[str, str], ...]:
+        contact = contact_for(self.sip.contact, transport)
+        return (("Contact", contact), ("Content-Type", SDP), ("Allow", ALLOW))
+
+    def _via(self, transport: Transport, **params: str | None) -> Via:
+        """Our Via for a new request: a fresh branch, the leg's transport (RFC 3261 18.1.1)."""
+        host, port = self.sip.local
+        return Via(transport.upper(), host, port, {"branch": new_branch(), **params})
+
+    def _transport(self, leg: str) -> Transport:
+        return self.caller.transport if leg == CALLER else self.buyers[leg].transport
 
     def _bye(self, leg: str, dialog: Dialog, destination: Address) -> None:
         if dialog.state is DialogState.TERMINATED:
             return
-        host, port = self.sip.local
-        bye = dialog.create_request("BYE", Via("UDP", host, port, {"branch": new_branch()}))
+        transport = self._transport(leg)
+        bye = dialog.create_request("BYE", self._via(transport))
         dialog.terminate()
-        self.sip.send_request(self, leg, bye, destination)
+        self.sip.send_request(self, leg, bye, destination, reliable=transport == "tcp")
 
     # -- media ----------------------------------------------------------------------------
 

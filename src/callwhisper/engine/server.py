@@ -126,6 +126,7 @@ class CallwhisperServer:
                 flush=endpoint.flush,
                 clock=loop.time,
                 wall=time.time,
+                tcp=endpoint,
             )
         except BaseException:
             await self._close()

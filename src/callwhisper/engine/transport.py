@@ -10,6 +10,13 @@ asyncio protocol.
 Hostile input is bounded: datagrams over ``max_datagram`` bytes and
 datagrams beyond a per-source rate are dropped and counted before any
 parsing; a TCP stream that breaks framing is closed.
+
+Outbound TCP (trunks that want it): :meth:`SipEndpoint.connect` opens a
+connection to a destination, or reuses the one open; from then on whatever
+the core sends to that address goes over TCP, and what arrives on the
+connection is fed to the core as from that address. A connection that
+closes is opened again on the next send (RFC 3261 18.1.1 / 18.2.2), the
+messages waiting in a bounded backlog.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "SipCore",
     "SipEndpoint",
     "SourceRateLimiter",
+    "TcpStreams",
     "TransportConfig",
     "TransportCounters",
 ]
@@ -40,6 +48,10 @@ log = logging.getLogger(__name__)
 
 _DRAIN_BATCH: Final = 64
 _READ_SIZE: Final = 65536
+_MAX_WRITE_BUFFER: Final = 1 << 20
+"""Bytes a TCP peer may leave unread before its connection is closed (it stopped reading)."""
+_MAX_BACKLOG: Final = 64
+"""Messages held for a TCP destination while its connection opens; more are dropped."""
 
 
 class SipCore(Protocol):
@@ -67,6 +79,16 @@ class SipCore(Protocol):
         """Fire the timers due at ``now``."""
 
 
+class TcpStreams(Protocol):
+    """Outbound TCP, as the user agent asks for it (:class:`SipEndpoint` provides it)."""
+
+    async def connect(self, destination: Address) -> None:
+        """Open (or reuse) a connection to ``destination``; raise OSError if it fails."""
+
+    def use_tcp(self, destination: Address) -> None:
+        """Send to ``destination`` over TCP from now on, connecting when needed."""
+
+
 @dataclass(frozen=True, slots=True)
 class TransportConfig:
     """Where and how the SIP transports listen."""
@@ -83,6 +105,8 @@ class TransportConfig:
     """Datagrams a source may send at once before the rate applies."""
     max_tcp_connections: int = 1024
     """Inbound connections beyond this are closed at once."""
+    connect_timeout: float = 5.0
+    """Seconds an outbound TCP connection may take to open before the send fails."""
 
 
 @dataclass(slots=True)
@@ -101,6 +125,10 @@ class TransportCounters:
     """Connections closed because their byte stream could not be framed."""
     tcp_refused: int = 0
     """Connections closed at once for exceeding ``max_tcp_connections``."""
+    tcp_connects: int = 0
+    """Outbound TCP connections opened."""
+    tcp_connect_failed: int = 0
+    """Outbound TCP connections that could not be opened (refused, unreachable, timed out)."""
 
 
 class SourceRateLimiter:
@@ -152,6 +180,10 @@ class SipEndpoint:
         self._udp: socket.socket | None = None
         self._server: asyncio.Server | None = None
         self._streams: dict[Address, asyncio.StreamWriter] = {}
+        self._tcp_destinations: set[Address] = set()
+        """Addresses the transaction user reaches over TCP (:meth:`connect`, :meth:`use_tcp`)."""
+        self._connecting: dict[Address, asyncio.Future[None]] = {}
+        self._backlog: dict[Address, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
@@ -201,6 +233,9 @@ class SipEndpoint:
             self._server.close()
         for writer in list(self._streams.values()):
             writer.close()
+        for pending in list(self._connecting.values()):
+            pending.cancel()
+        self._backlog.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,6 +246,74 @@ class SipEndpoint:
             self._loop.remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
+
+    # -- outbound TCP ---------------------------------------------------------------
+
+    def use_tcp(self, destination: Address) -> None:
+        """Send to ``destination`` over TCP from now on, opening a connection when needed."""
+        self._tcp_destinations.add(destination)
+
+    async def connect(self, destination: Address) -> None:
+        """Open a TCP connection to ``destination``, or reuse the open one.
+
+        Later sends to ``destination`` use it. Raises :class:`OSError` when
+        the connection cannot be opened within ``connect_timeout`` (the
+        caller reports a transport error, RFC 3261 8.1.3.1).
+        """
+        self.use_tcp(destination)
+        writer = self._streams.get(destination)
+        if writer is not None and not writer.is_closing():
+            return
+        pending = self._connecting.get(destination)
+        if pending is None:
+            pending = self._open(destination)
+        await asyncio.shield(pending)
+
+    def _open(self, destination: Address) -> asyncio.Future[None]:
+        """Start opening a connection to ``destination``; one attempt per address at a time."""
+        assert self._loop is not None
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._connecting[destination] = opened
+        task = self._loop.create_task(
+            self._run_outbound(destination, opened),
+            name=f"sip-tcp-{destination[0]}:{destination[1]}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # Nobody may await the attempt (a send opened it): its failure is counted, not raised.
+        opened.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return opened
+
+    async def _run_outbound(self, destination: Address, opened: asyncio.Future[None]) -> None:
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                reader, writer = await asyncio.open_connection(destination[0], destination[1])
+        except (OSError, TimeoutError) as exc:
+            self._connecting.pop(destination, None)
+            self._backlog.pop(destination, None)
+            self.counters.tcp_connect_failed += 1
+            log.warning("SIP over TCP to %s:%d failed: %s", *destination, exc or "timed out")
+            if not opened.done():
+                opened.set_exception(OSError(f"TCP to {destination[0]}:{destination[1]}: {exc}"))
+            return
+        except asyncio.CancelledError:
+            self._connecting.pop(destination, None)
+            opened.cancel()
+            raise
+        self.counters.tcp_connects += 1
+        self._connecting.pop(destination, None)
+        self._streams[destination] = writer
+        for data in self._backlog.pop(destination, []):
+            self._write(writer, data, destination)
+        opened.set_result(None)
+        try:
+            await self._read_stream(reader, writer, destination)
+        finally:
+            if self._streams.get(destination) is writer:
+                del self._streams[destination]
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -312,7 +415,16 @@ class SipEndpoint:
     def _send(self, data: bytes, destination: Address) -> None:
         writer = self._streams.get(destination)
         if writer is not None and not writer.is_closing():
-            writer.write(data)
+            self._write(writer, data, destination)
+            return
+        if destination in self._tcp_destinations and self._loop is not None:
+            backlog = self._backlog.setdefault(destination, [])
+            if len(backlog) >= _MAX_BACKLOG:
+                self.counters.send_failed += 1
+                return
+            backlog.append(data)
+            if destination not in self._connecting:
+                self._open(destination)
             return
         if self._udp is None:
             self.counters.send_failed += 1
@@ -326,6 +438,14 @@ class SipEndpoint:
             self.counters.send_failed += 1
             return
         self.counters.datagrams_out += 1
+
+    def _write(self, writer: asyncio.StreamWriter, data: bytes, destination: Address) -> None:
+        writer.write(data)
+        if writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
+            # The peer stopped reading: memory must not grow without bound.
+            log.warning("SIP peer %s:%d does not read its TCP stream; closing it", *destination)
+            self.counters.send_failed += 1
+            writer.close()
 
     def _arm_timer(self) -> None:
         deadline = self.core.get_timer()

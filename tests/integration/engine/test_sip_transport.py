@@ -9,8 +9,19 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from callwhisper.engine.transport import SipEndpoint, TransportConfig
-from callwhisper.sip.message import SipResponse, make_response, parse_message
-from callwhisper.sip.transaction import RequestReceived, TransactionEvent, TransactionLayer
+from callwhisper.sip.message import (
+    SipRequest,
+    SipResponse,
+    StreamFramer,
+    make_response,
+    parse_message,
+)
+from callwhisper.sip.transaction import (
+    RequestReceived,
+    State,
+    TransactionEvent,
+    TransactionLayer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +154,107 @@ async def test_tcp_stream_without_framing_is_closed(endpoint: SipEndpoint) -> No
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+class TcpPeer:
+    """A TCP SIP peer on loopback: keeps every connection and what arrived on it."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.arrived = asyncio.Queue[tuple[int, bytes]]()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> tuple[str, int]:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = len(self.connections)
+        self.connections.append((reader, writer))
+        framer = StreamFramer()
+        while data := await reader.read(65536):
+            for message in framer.feed(data):
+                await self.arrived.put((index, message))
+
+    async def next(self) -> tuple[int, SipRequest]:
+        async with asyncio.timeout(3):
+            index, data = await self.arrived.get()
+        message = parse_message(data, stream=True)
+        assert isinstance(message, SipRequest)
+        return index, message
+
+    async def close(self) -> None:
+        for _, writer in self.connections:
+            writer.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def tcp_peer() -> AsyncIterator[TcpPeer]:
+    peer = TcpPeer()
+    yield peer
+    await peer.close()
+
+
+def outgoing(method: str, branch: str) -> SipRequest:
+    message = parse_message(request(method, branch, "TCP"))
+    assert isinstance(message, SipRequest)
+    return message
+
+
+async def test_requests_to_a_tcp_destination_share_one_connection_and_get_answers(
+    endpoint: SipEndpoint, layer: TransactionLayer, tcp_peer: TcpPeer
+) -> None:
+    destination = await tcp_peer.start()
+    await endpoint.connect(destination)
+    await endpoint.connect(destination)  # reused, not opened twice
+    loop = asyncio.get_running_loop()
+    key = layer.send_request(outgoing("OPTIONS", "out1"), destination, loop.time(), reliable=True)
+    layer.send_request(outgoing("OPTIONS", "out2"), destination, loop.time(), reliable=True)
+    endpoint.flush()
+    first, second = await tcp_peer.next(), await tcp_peer.next()
+    assert (first[0], second[0]) == (0, 0)
+    assert [first[1].top_via.branch, second[1].top_via.branch] == ["z9hG4bKout1", "z9hG4bKout2"]
+    assert endpoint.counters.tcp_connects == 1
+    # The answer comes back on the same connection and completes the transaction.
+    tcp_peer.connections[0][1].write(bytes(make_response(first[1], 200)))
+    async with asyncio.timeout(3):
+        while layer.state_of(key) is not State.TERMINATED:  # noqa: ASYNC110 - polls the core
+            await asyncio.sleep(0.01)
+    assert endpoint.counters.datagrams_out == 0
+
+
+async def test_a_closed_tcp_connection_is_opened_again_on_the_next_send(
+    endpoint: SipEndpoint, layer: TransactionLayer, tcp_peer: TcpPeer
+) -> None:
+    destination = await tcp_peer.start()
+    await endpoint.connect(destination)
+    loop = asyncio.get_running_loop()
+    layer.send_request(outgoing("OPTIONS", "again1"), destination, loop.time(), reliable=True)
+    endpoint.flush()
+    await tcp_peer.next()
+    writer = tcp_peer.connections[0][1]
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(3):
+        while endpoint._streams:  # noqa: ASYNC110 - the endpoint notices the close by itself
+            await asyncio.sleep(0.01)
+    layer.send_request(outgoing("OPTIONS", "again2"), destination, loop.time(), reliable=True)
+    endpoint.flush()
+    index, message = await tcp_peer.next()
+    assert (index, message.top_via.branch) == (1, "z9hG4bKagain2")
+    assert endpoint.counters.tcp_connects == 2
+    assert endpoint.counters.datagrams_out == 0
+
+
+async def test_a_refused_tcp_connection_raises_and_is_counted(endpoint: SipEndpoint) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[:2]
+    with pytest.raises(OSError, match=r"TCP to 127\.0\.0\.1"):
+        await endpoint.connect(closed)
+    assert endpoint.counters.tcp_connect_failed == 1
+    assert endpoint.counters.tcp_connects == 0
