@@ -1,0 +1,287 @@
+"""The call server end to end over loopback, with real baresip phones as caller and buyer.
+
+Each test starts a :class:`CallwhisperServer` on SQLite in ``tmp_path`` and
+two baresip phones driven over ``ctrl_tcp``, each with a tone of its own as
+its microphone: the caller sends 1 kHz, the buyer 1.5 kHz, so that who hears
+whom is told apart by frequency. baresip's ``sndfile`` dump of what a phone
+heard is then checked segment by segment: the whisper (espeak-ng speech) for
+the buyer before it presses 1, ringback for the caller until the bridge, and
+the other party's tone afterwards.
+
+baresip writes a received frame to its dump as the packet arrives, so a dump
+has no gaps for stretches in which the server sends nothing (the buyer's
+wait for a key after the whisper): positions in a dump are measured by its
+size at the moment of interest, not by the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import subprocess
+import time
+from typing import Any, Final
+
+import numpy as np
+import pytest
+import soundfile
+
+from callwhisper.engine.server import CallwhisperServer
+from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.conftest import StartServer
+from tests.integration.peers.audio import (
+    SILENCE_DBFS,
+    Audio,
+    classify,
+    from_pcm16,
+    has_tone,
+    is_silent,
+    is_speech_like,
+    load_wav,
+)
+from tests.integration.peers.baresip import (
+    SAMPLE_RATE,
+    WAV_HEADER,
+    Baresip,
+    BaresipLauncher,
+    SoundDump,
+)
+
+pytestmark = pytest.mark.integration
+
+CALLER_TONE: Final = (1000.0,)
+BUYER_TONE: Final = (1500.0,)
+RINGBACK: Final = (440.0, 480.0)
+"""North American ringback (ITU-T E.180), the engine's default."""
+WHISPER_TEXT: Final = "New call from the test campaign. Press 1 to accept."
+WHISPER: Final[dict[str, Any]] = {
+    "text": WHISPER_TEXT,
+    # Generous: on a loaded machine the key must still come before the gate times out.
+    "wait_seconds": 15.0,
+    "plays": 1,
+    "voice": {"engine": "espeak-ng", "voice": "en-us", "rate": 165},
+}
+ENVELOPE_SECONDS: Final = 0.02
+QUIET_SECONDS: Final = 0.6
+"""Longer than the pause between the whisper's two sentences."""
+TIMEOUT: Final = 20.0
+"""Bound of every wait on a peer: far above what a call step takes, even on a busy machine."""
+
+
+@pytest.fixture(scope="module")
+def whisper_speech() -> Audio:
+    """The whisper text rendered by espeak-ng here, with the voice the configuration names."""
+    program = shutil.which("espeak-ng")
+    if program is None:
+        pytest.skip("espeak-ng is not installed (Debian package espeak-ng; `make test` does)")
+    voice = WHISPER["voice"]
+    run = subprocess.run(
+        [program, "--stdout", "-v", voice["voice"], "-s", str(voice["rate"]), WHISPER_TEXT],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    rendered, rate = soundfile.read(io.BytesIO(run.stdout), dtype="float64")
+    # Linear interpolation to 8 kHz: only the loudness contour is compared, aliasing is harmless.
+    times = np.arange(int(len(rendered) * SAMPLE_RATE / rate)) / SAMPLE_RATE
+    return Audio(np.interp(times, np.arange(len(rendered)) / rate, rendered), SAMPLE_RATE)
+
+
+def envelope(audio: Audio) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The RMS level of each 20 ms frame: the syllable rhythm, whatever the codec did."""
+    return np.array(
+        [np.sqrt(np.mean(segment.samples**2)) for segment in audio.segments(ENVELOPE_SECONDS)]
+    )
+
+
+def envelope_match(heard: Audio, reference: Audio) -> float:
+    """How well ``heard`` follows ``reference``'s loudness contour: about 1 for the same speech.
+
+    Both are cut to their audible part, then the shorter contour slides along
+    the longer one; the best normalised correlation wins. Level and codec do
+    not matter; other speech or a tone scores low.
+    """
+    shorter, longer = sorted((audible(envelope(heard)), audible(envelope(reference))), key=len)
+    if len(shorter) < 10 or shorter.std() == 0:
+        return 0.0
+    shorter = (shorter - shorter.mean()) / shorter.std()
+    best = 0.0
+    for offset in range(len(longer) - len(shorter) + 1):
+        window = longer[offset : offset + len(shorter)]
+        if window.std() > 0:
+            best = max(best, float(np.mean(shorter * (window - window.mean()) / window.std())))
+    return best
+
+
+def audible(levels: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """The levels from the first to the last frame above the silence threshold."""
+    loud = np.flatnonzero(levels > 10 ** (SILENCE_DBFS / 20))
+    return levels[loud[0] : loud[-1] + 1] if len(loud) else levels[:0]
+
+
+def heard_so_far(phone: Baresip) -> int:
+    """How many samples the phone's current call has heard (its dump's size)."""
+    dump = phone.dumps()[-1]
+    return max(0, dump.heard.stat().st_size - WAV_HEADER) // 2
+
+
+def heard_audio(dump: SoundDump) -> Audio:
+    """What a phone heard on a closed call (the header is complete by then)."""
+    audio = load_wav(dump.heard)
+    assert audio.rate == SAMPLE_RATE
+    return audio
+
+
+def seconds(samples: int) -> float:
+    return samples / SAMPLE_RATE
+
+
+async def dial(caller: Baresip, server: CallwhisperServer) -> None:
+    host, port = server.sip_address
+    await caller.control.dial(f"sip:{NUMBER}@{host}:{port}")
+
+
+async def answer_and_hear_the_whisper(buyer: Baresip, whisper: Audio) -> int:
+    """Answer the incoming call and listen to the whole whisper; return the dump position."""
+    await buyer.control.wait_for("CALL_INCOMING", timeout=TIMEOUT)
+    await buyer.control.accept()
+    await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    # The engine's own rendering may be a little shorter than this one (trimmed silence).
+    await buyer.wait_heard(whisper.duration - 0.5, timeout=TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    size, since = heard_so_far(buyer), time.monotonic()
+    # Over when nothing came for a while (the server sends nothing while it waits for a key)
+    # or what came last was silence.
+    while time.monotonic() - since < QUIET_SECONDS and not tail_is_silent(buyer):
+        assert time.monotonic() < deadline, "the whisper never ended"
+        await asyncio.sleep(0.05)
+        if heard_so_far(buyer) != size:
+            size, since = heard_so_far(buyer), time.monotonic()
+    return heard_so_far(buyer)
+
+
+def tail_is_silent(phone: Baresip) -> bool:
+    """Whether the last ``QUIET_SECONDS`` the phone heard were silence."""
+    dump = phone.dumps()[-1]
+    samples = int(QUIET_SECONDS * SAMPLE_RATE)
+    with dump.heard.open("rb") as wav:
+        wav.seek(0, 2)
+        start = max(WAV_HEADER, wav.tell() - 2 * samples)
+        wav.seek(start - start % 2)
+        tail = from_pcm16(wav.read(2 * samples))
+    return len(tail.samples) == samples and is_silent(tail)
+
+
+async def test_baresip_buyer_hears_the_whisper_presses_1_and_is_bridged_to_the_caller(
+    baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
+) -> None:
+    """A real phone as buyer: whisper speech, RFC 4733 key 1, then the caller's voice."""
+    buyer = await baresip.start(user="buyer", answermode="manual", tone=BUYER_TONE)
+    caller = await baresip.start(user="caller", tone=CALLER_TONE)
+    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+
+    await dial(caller, server)
+    key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
+    await buyer.control.send_dtmf("1")
+    await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    await buyer.wait_heard(seconds(key_at) + 2.0, timeout=TIMEOUT)
+    await caller.control.hangup()
+    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+
+    call = await finished_call(server)
+    timeline = kinds(call)
+    assert timeline.index(("whisper_start", "B1")) < timeline.index(("key", "B1"))
+    assert timeline.index(("accept", "B1")) < timeline.index(("bridge", "B1"))
+    assert [event.data["key"] for event in call.events if event.kind == "key"] == ["1"]
+    assert call.outcome == "connected"
+    assert [leg.outcome for leg in call.legs] == ["hangup"]
+    # call-flow 1.2: the buyer's key press is not relayed to the caller.
+    assert "CALL_DTMF_START" not in caller.control.types()
+
+    (dump,) = buyer.dumps()
+    heard = heard_audio(dump)
+    before = heard.slice(0, seconds(key_at))
+    assert is_speech_like(before)
+    assert envelope_match(before, whisper_speech) > 0.8
+    assert not any(has_tone(segment, CALLER_TONE) for segment in before.segments())
+    after = classify(heard.slice(seconds(key_at) + 0.5), CALLER_TONE)
+    assert after.count("tone") >= 0.9 * len(after) >= 10
+
+
+async def test_baresip_caller_hears_ringback_until_the_bridge_then_the_buyer(
+    baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
+) -> None:
+    """A real phone as caller: 183 and ringback, 200 OK only at the bridge, audio both ways."""
+    buyer = await baresip.start(user="buyer", answermode="manual", tone=BUYER_TONE)
+    caller = await baresip.start(user="caller", tone=CALLER_TONE)
+    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+
+    await dial(caller, server)
+    progress = await caller.control.wait_for("CALL_PROGRESS", timeout=TIMEOUT)
+    key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
+    caller_at_key = heard_so_far(caller)
+    pressed = time.monotonic()
+    await buyer.control.send_dtmf("1")
+    established = await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    caller_at_bridge = heard_so_far(caller)
+    await caller.wait_heard(seconds(caller_at_bridge) + 2.0, timeout=TIMEOUT)
+    await buyer.wait_heard(seconds(key_at) + 2.0, timeout=TIMEOUT)
+    await buyer.control.hangup()
+    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+
+    # call-flow 1.1: early media first, the answer only once the buyer has accepted.
+    assert progress.received_at < established.received_at
+    assert established.received_at >= pressed
+    assert caller.control.types().count("CALL_ESTABLISHED") == 1
+    call = await finished_call(server)
+    assert ("caller_answered", "A") in kinds(call)
+    assert kinds(call).index(("accept", "B1")) < kinds(call).index(("caller_answered", "A"))
+    assert call.outcome == "connected"
+    assert leg_ends(call)["B1"]["reason"] == "hangup"
+
+    (caller_dump,) = caller.dumps()
+    heard = heard_audio(caller_dump)
+    # call-flow 1.2: until the bridge, ringback and its pauses only: no whisper, no buyer.
+    before = classify(heard.slice(0, seconds(caller_at_key)), RINGBACK)
+    assert set(before) <= {"tone", "silence"}
+    assert before.count("tone") >= 10
+    assert not is_speech_like(heard.slice(0, seconds(caller_at_key)))
+    after = classify(heard.slice(seconds(caller_at_bridge) + 0.5), BUYER_TONE)
+    assert after.count("tone") >= 0.9 * len(after) >= 10
+
+    (buyer_dump,) = buyer.dumps()
+    heard_by_buyer = heard_audio(buyer_dump)
+    assert is_speech_like(heard_by_buyer.slice(0, seconds(key_at)))
+    after = classify(heard_by_buyer.slice(seconds(key_at) + 0.5), CALLER_TONE)
+    assert after.count("tone") >= 0.9 * len(after) >= 10
+
+
+async def test_baresip_caller_hanging_up_during_the_whisper_ends_the_buyer_leg_unbridged(
+    baresip: BaresipLauncher, start_server: StartServer
+) -> None:
+    """call-flow 4: the caller's CANCEL during the whisper sends the buyer a BYE; no bridge."""
+    buyer = await baresip.start(user="buyer", answermode="auto", tone=BUYER_TONE)
+    caller = await baresip.start(user="caller", tone=CALLER_TONE)
+    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+
+    await dial(caller, server)
+    await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    await buyer.wait_heard(1.0, timeout=TIMEOUT)
+    await caller.control.hangup()
+    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+
+    assert "CALL_ESTABLISHED" not in caller.control.types()
+    assert "CALL_DTMF_START" not in buyer.control.types()
+    call = await finished_call(server)
+    timeline = kinds(call)
+    assert ("whisper_start", "B1") in timeline
+    assert not {("accept", "B1"), ("bridge", "B1"), ("caller_answered", "A")} & set(timeline)
+    assert call.outcome == "caller_hangup"
+    assert call.answered_at is None
+    ends = leg_ends(call)
+    assert ends["A"]["by"] == "caller"
+    assert (ends["B1"]["reason"], ends["B1"]["by"]) == ("canceled", "system")
