@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Protocol
 
 from callwhisper.domain import TierRotation
@@ -58,7 +59,7 @@ class Priority:
         self, members: Sequence[Member], eligible: Sequence[bool], rotation: TierRotation
     ) -> Ordering:
         """Eligible members in configuration order; the rotation is unchanged."""
-        return Ordering(tuple(i for i, ok in enumerate(eligible) if ok), rotation)
+        return Ordering(tuple(compress(range(len(eligible)), eligible)), rotation)
 
 
 class RoundRobin:
@@ -77,12 +78,11 @@ class RoundRobin:
         count = len(members)
         start = 0
         if rotation.last is not None:
-            for index, member in enumerate(members):
-                if member.key == rotation.last:
-                    start = index + 1
-                    break
-        order = tuple(
-            index for index in ((start + step) % count for step in range(count)) if eligible[index]
+            start = _layout(members).positions.get(rotation.last, -1) + 1
+        # From ``start`` to the end, then from the first member up to ``start``.
+        order = (
+            *compress(range(start, count), eligible[start:]),
+            *compress(range(start), eligible),
         )
         if not order:
             return Ordering((), rotation)
@@ -105,12 +105,15 @@ class Weighted:
         self, members: Sequence[Member], eligible: Sequence[bool], rotation: TierRotation
     ) -> Ordering:
         """The chosen member, then the others by weight; current weights advanced by one call."""
-        indexes = [i for i, ok in enumerate(eligible) if ok]
+        indexes = list(compress(range(len(members)), eligible))
         if not indexes:
             return Ordering((), rotation)
-        keys = {member.key for member in members}
+        layout = _layout(members)
         # Drop state of members that left the tier, so a re-added member starts afresh.
-        current = {key: value for key, value in rotation.current.items() if key in keys}
+        if rotation.current.keys() <= layout.keys:
+            current = dict(rotation.current)
+        else:
+            current = {key: value for key, value in rotation.current.items() if key in layout.keys}
         total = 0
         best = indexes[0]
         best_value: int | None = None
@@ -122,8 +125,47 @@ class Weighted:
             if best_value is None or value > best_value:
                 best, best_value = index, value
         current[members[best].key] -= total
-        rest = sorted((i for i in indexes if i != best), key=lambda i: (-members[i].weight, i))
+        rest = [i for i in layout.by_weight if i != best and eligible[i]]
         return Ordering((best, *rest), TierRotation(last=members[best].key, current=current))
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """What methods look up in a tier's members: worked out once per members tuple.
+
+    ``positions`` maps a member key to its first index; ``by_weight`` lists
+    every index by weight, heaviest first, then in configuration order.
+    """
+
+    keys: frozenset[str]
+    positions: dict[str, int]
+    by_weight: tuple[int, ...]
+
+
+# Layouts by the identity of the members tuple they were made of, which each holds (so
+# that the identity is not reused while it is kept); a plan's tiers ask again and again.
+_LAYOUTS: dict[int, tuple[Sequence[Member], _Layout]] = {}
+_LAYOUTS_KEPT = 256
+
+
+def _layout(members: Sequence[Member]) -> _Layout:
+    """The layout of ``members``; kept only for tuples, which cannot change."""
+    found = _LAYOUTS.get(id(members))
+    if found is not None and found[0] is members:
+        return found[1]
+    positions: dict[str, int] = {}
+    for index, member in enumerate(members):
+        positions.setdefault(member.key, index)
+    layout = _Layout(
+        frozenset(positions),
+        positions,
+        tuple(sorted(range(len(members)), key=lambda i: (-members[i].weight, i))),
+    )
+    if isinstance(members, tuple):
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            _LAYOUTS.clear()
+        _LAYOUTS[id(members)] = (members, layout)
+    return layout
 
 
 _METHODS: dict[str, RoutingMethod] = {

@@ -162,3 +162,21 @@ def test_round_robin_stays_even_among_eligible_members(size: int, data: st.DataO
         shares[members[ordering.order[0]].key] += 1
         rotation = ordering.rotation
     assert shares == {m.key: 3 for i, m in enumerate(members) if i != out}
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=10), min_size=1, max_size=6),
+    st.lists(st.lists(st.booleans(), min_size=6, max_size=6), min_size=1, max_size=8),
+)
+def test_methods_answer_alike_for_a_tuple_of_members_used_again(
+    weights: list[int], calls: list[list[bool]]
+) -> None:
+    """A tier's members tuple is laid out once and reused; a list is laid out each call."""
+    members = [Member(f"m{i % 4}/*", weight) for i, weight in enumerate(weights)]
+    kept = tuple(members)
+    for method in (Weighted(), RoundRobin()):
+        rotation = TierRotation(last="m1/*", current={"m0/*": 4, "gone/*": 1})
+        for eligible in calls:
+            expected = method.order(list(members), eligible[: len(members)], rotation)
+            assert method.order(kept, eligible[: len(members)], rotation) == expected
+            rotation = expected.rotation
