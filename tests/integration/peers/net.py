@@ -72,6 +72,11 @@ def udp_port_in_use(port: int) -> bool:
         return False
 
 
+def tcp_port_in_use(port: int) -> bool:
+    """Whether some process listens on (or has bound) this loopback TCP port."""
+    return not _bindable(port, socket.SOCK_STREAM)
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
 ) -> None:

@@ -39,6 +39,7 @@ from tests.integration.peers.net import (
     Address,
     free_port,
     free_port_block,
+    tcp_port_in_use,
     udp_port_in_use,
     wait_until,
 )
@@ -63,6 +64,7 @@ ScenarioName = Literal[
     "buyer-busy",
     "buyer-never-answers",
     "buyer-hangs-up-during-whisper",
+    "buyer-challenges-invite",
 ]
 """The scenarios of :data:`SCENARIO_DIR`, by file name without ``.xml``."""
 
@@ -364,6 +366,8 @@ class SippOptions:
     """``-timeout_error``: reaching ``timeout`` is a failure (exit 255), not an exit (97)."""
     service: str = "buyer"
     """``-s``: the user part of the Request-URI (UAC)."""
+    transport: Literal["udp", "tcp"] = "udp"
+    """``-t u1`` or ``-t t1``: SIP over UDP, or over one TCP connection."""
     extra_args: tuple[str, ...] = ()
 
 
@@ -388,7 +392,7 @@ class SippPeer:
         self.role: Role = role
         self.workdir = workdir
         self.options = options
-        self.port = free_port()
+        self.port = free_port(tcp_too=options.transport == "tcp")
         self.media_port = free_port_block(MEDIA_PORTS)
         workdir.mkdir(parents=True, exist_ok=True)
         prepare_pcap_dir(workdir / "pcap")
@@ -406,6 +410,7 @@ class SippPeer:
             "-trace_msg", "-message_file", str(workdir / "messages.log"),
             "-trace_stat", "-stf", str(workdir / "stats.csv"),
             "-trace_counts",
+            "-t", "t1" if options.transport == "tcp" else "u1",
         ]  # fmt: skip
         if options.timeout_error:
             command.append("-timeout_error")
@@ -434,8 +439,9 @@ class SippPeer:
         return (LOOPBACK, self.port)
 
     def uri(self, user: str = "buyer") -> str:
-        """A SIP URI reaching this SIPp (a UAS answers any user)."""
-        return f"sip:{user}@{LOOPBACK}:{self.port}"
+        """A SIP URI reaching this SIPp (a UAS answers any user), saying its transport."""
+        transport = ";transport=tcp" if self.options.transport == "tcp" else ""
+        return f"sip:{user}@{LOOPBACK}:{self.port}{transport}"
 
     @property
     def deadline(self) -> float:
@@ -444,11 +450,12 @@ class SippPeer:
 
     def wait_listening(self, timeout: float = 5.0) -> None:
         """Return once SIPp has bound its SIP port (poll, the process gives no signal)."""
+        in_use = tcp_port_in_use if self.options.transport == "tcp" else udp_port_in_use
 
         def bound() -> bool:
             if self.process.poll() is not None:
                 raise SippError(self.result().describe())
-            return udp_port_in_use(self.port)
+            return in_use(self.port)
 
         wait_until(bound, timeout, f"SIPp did not bind {LOOPBACK}:{self.port}")
 
