@@ -277,6 +277,7 @@ class MediaLeg:
         "local_address",
         "outgoing",
         "remote",
+        "sends",
     )
 
     def __init__(
@@ -295,6 +296,9 @@ class MediaLeg:
         self.ident = ident
         self.codec = codec
         self.remote = remote
+        # False while the peer's SDP says sendonly or inactive (on hold): RFC 3264 6.1
+        # forbids sending to it then. Our stream's numbering still advances, as in a pause.
+        self.sends = True
         self._on_event = on_event
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
@@ -395,6 +399,8 @@ class MediaLeg:
     # -- socket I/O -----------------------------------------------------------------
 
     def _send(self, packet: bytes) -> None:
+        if not self.sends:
+            return
         destination = self.incoming.latched or self.remote
         if destination is None:
             self.counters.send_failed += 1

@@ -821,6 +821,8 @@ class CallRunner:
             return
         if isinstance(leg, CallerLeg):
             leg.session_version = version
+        # RFC 3264 6.1: a peer putting us on hold (sendonly, inactive) gets no media from us.
+        media.sends = negotiated.sends
         remote = (negotiated.remote_address, negotiated.remote_port)
         if remote != media.remote and negotiated.remote_address not in ("0.0.0.0", "::"):
             media.set_remote(remote, relatch=True)

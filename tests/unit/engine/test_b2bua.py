@@ -53,6 +53,7 @@ class FakeLeg:
         self.bridge: object | None = None
         self.playing: int | None = None
         self.played: list[str] = []
+        self.sends = True
 
     def set_remote(self, address: Address, *, relatch: bool = False) -> None:
         self.remote = address
@@ -406,6 +407,39 @@ async def test_buyer_bye_after_the_bridge_is_answered_and_the_caller_hung_up(
     assert harness.media.legs["B1"].closed
     assert harness.media.legs["A"].closed
     assert harness.backend.ended == ["connected"]  # hung up before the 60 s buffer
+
+
+async def test_caller_on_hold_gets_recvonly_and_no_media_until_it_resumes(
+    harness: Harness,
+) -> None:
+    """RFC 3264 6.1: a re-INVITE with sendonly is answered recvonly and we stop sending."""
+    buyer_invite = await dial_buyer(harness)
+    harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
+    await harness.settle()
+    harness.media.legs["B1"].on_event(DigitEvent("B1", "1", 0.0))
+    await harness.settle()
+    (answer,) = harness.sent_to(CALLER)
+    caller = harness.media.legs["A"]
+    for cseq, (offered, answered, sends) in enumerate(
+        [("sendonly", "recvonly", False), ("sendrecv", "sendrecv", True)], start=2
+    ):
+        sdp = invite().split("\n\n", 1)[1] + f"a={offered}\n"
+        body = sdp.replace("\n", "\r\n")
+        harness.receive(
+            "INVITE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-{cseq}\n"
+            "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
+            f"To: <sip:sales@127.0.0.1:5060>;tag={answer.to.tag}\n"
+            f"Call-ID: call-1\nCSeq: {cseq} INVITE\nContact: <sip:caller@127.0.0.1:5071>\n"
+            f"Max-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {len(body)}\n\n"
+            + sdp,
+            CALLER,
+        )
+        await harness.settle()
+        (reply,) = harness.sent_to(CALLER)
+        assert statuses([reply]) == [200]
+        assert f"a={answered}\r\n".encode() in reply.body
+        assert caller.sends is sends
 
 
 async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harness) -> None:

@@ -287,6 +287,23 @@ def test_the_rest_of_the_accept_key_is_not_relayed_but_later_keys_are() -> None:
     assert {TelephoneEvent.parse(p.payload).event for p in relayed} == {5}
 
 
+def test_a_leg_on_hold_gets_neither_relayed_nor_played_media_until_resumed() -> None:
+    engine, loop, sockets, caller, buyer = bridged()
+    bridge = engine.bridge(caller, buyer)
+    caller.sends = False
+    deliver(loop, buyer, sockets[1], *[(rtp(s, s * 160, ssrc=222), BUYER_PEER) for s in (1, 2)])
+    assert sockets[0].sent == []
+    caller.sends = True
+    deliver(loop, buyer, sockets[1], (rtp(3, 480, ssrc=222), BUYER_PEER))
+    (resumed,) = sent_packets(sockets[0])
+    assert resumed.payload == b"\x11" * 160
+    buyer.sends = False
+    engine.unbridge(bridge)
+    buyer.play([b"\x22" * 160])
+    engine._tick(0.0)
+    assert sockets[1].sent == []
+
+
 def test_telephone_events_are_dropped_towards_a_leg_without_them() -> None:
     engine, loop, sockets, caller, buyer = bridged(PCMU, LegCodec("PCMU", 0, None))
     engine.bridge(caller, buyer)
