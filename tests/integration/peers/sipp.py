@@ -57,6 +57,8 @@ ScenarioName = Literal[
     "caller-retransmits-invite",
     "caller-no-common-codec",
     "caller-loses-half-of-200",
+    "caller-sends-options",
+    "caller-holds-and-resumes",
     "buyer-accepts",
     "buyer-voicemail-silent",
     "buyer-presses-reject-key",
