@@ -500,8 +500,9 @@ class _Decider:
         a target that passes reserves is only worked out if it becomes a
         candidate (``candidate``): most never do.
         """
-        for filters, target_level in plan.filters:
-            rejection = filters.check(self.place, self.tags)
+        place, tags = self.place, self.tags
+        for part, target_level in plan.filters:
+            rejection = part.check(place, tags)
             if rejection:
                 return rejection, target_level
         if plan.duplicates is not None and plan.duplicates.action == "skip" and self.history:
@@ -510,11 +511,13 @@ class _Decider:
             )
             if duplicate is not None:
                 return duplicate, False
-        revenue = plan.conversion.revenue
-        known = self.owners_failed.get(id(plan.owner_set))
+        owners, revenue = plan.owner_set, plan.conversion.revenue
+        known = self.owners_failed.get(id(owners))
         if known is not None and known[0] == revenue:
             return known[1]
-        return self.owners_check(plan.owner_set, revenue)
+        answer = self.owners_check(owners, revenue)
+        self.owners_failed[id(owners)] = (revenue, answer)
+        return answer
 
     def candidate(self, plan: TargetPlan, tier_index: int, ring: RingMode) -> Candidate:
         """The candidate of ``plan``, which passed every check: what dialing it reserves."""
@@ -570,14 +573,10 @@ class _Decider:
 
         Every cap of every owner comes first, then concurrency, then spacing,
         the publisher last in each. Targets of a buyer share their owners (see
-        ``compile_plan``), so the answer is kept for the rest of the call; the
-        publisher's answers are worked out once per call (``publisher_check``).
+        ``compile_plan``), so ``evaluate`` keeps the answer for the rest of the
+        call; the publisher's answers are worked out once per call
+        (``publisher_check``).
         """
-        answer = self._owners_check(owners, revenue)
-        self.owners_failed[id(owners)] = (revenue, answer)
-        return answer
-
-    def _owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
         usage = self.counters.cap_usage
         for key, amount, limit, owner, index in owners.checks(self.quarter, revenue):
             used = usage.get(key, _ZERO)

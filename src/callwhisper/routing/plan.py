@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from callwhisper.domain import (
     Buyer,
@@ -235,17 +235,27 @@ NO_OWNERS = OwnerSet.of(())
 _PASSES = ""
 
 
+# Where a call comes from, as filters see it: (state, area code, ZIP).
+Place = tuple[str | None, str | None, str | None]
+
+
+class FilterPart(Protocol):
+    """One condition of some filters, with its answers kept: the geography or one tag rule."""
+
+    def check(self, place: Place, tags: dict[str, str]) -> str:
+        """The rejection of a call from ``place`` with ``tags``, or "" when it passes."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class GeoPlan:
     """The geographic part of some filters, with its answers by (state, area code, ZIP)."""
 
     filters: Filters
-    memo: dict[tuple[str | None, str | None, str | None], str] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    memo: dict[Place, str] = field(default_factory=dict, compare=False, repr=False)
 
-    def check(self, place: tuple[str | None, str | None, str | None]) -> str:
-        """The rejection of a call from ``place`` (state, area code, ZIP), or ""."""
+    def check(self, place: Place, tags: dict[str, str]) -> str:
+        """The rejection of a call from ``place`` (state, area code, ZIP), or ""; tags aside."""
         answer = self.memo.get(place)
         if answer is None:
             if len(self.memo) >= _MEMO_SIZE:
@@ -268,8 +278,8 @@ class RulePlan:
         """The plan of ``rule``, as filters with no other condition."""
         return cls(rule.tag, Filters(tags=[rule]))
 
-    def check(self, tags: dict[str, str]) -> str:
-        """The rejection of a call with ``tags``, or ""."""
+    def check(self, place: Place, tags: dict[str, str]) -> str:
+        """The rejection of a call with ``tags``, or ""; the place aside."""
         value = tags.get(self.tag)
         answer = self.memo.get(value)
         if answer is None:
@@ -329,17 +339,18 @@ class FilterPlan:
         """What ``Filters.rejection`` answers for these values."""
         return self.check((state, area_code, zip_code), tags) or None
 
-    def check(self, place: tuple[str | None, str | None, str | None], tags: dict[str, str]) -> str:
+    def check(self, place: Place, tags: dict[str, str]) -> str:
         """The rejection of a call from ``place`` (state, area code, ZIP) with ``tags``, or ""."""
-        if self.geo is not None:
-            answer = self.geo.check(place)
-            if answer:
-                return answer
-        for rule in self.rules:
-            answer = rule.check(tags)
+        for part in self.parts:
+            answer = part.check(place, tags)
             if answer:
                 return answer
         return _PASSES
+
+    @property
+    def parts(self) -> tuple[FilterPart, ...]:
+        """The geography, then each tag rule: checked in this order, the first failure wins."""
+        return self.rules if self.geo is None else (self.geo, *self.rules)
 
 
 _MEMO_SIZE = 4096
@@ -351,8 +362,10 @@ class TargetPlan:
 
     Checks that can fail carry whether the failure concerns the target alone
     (``True``) or its buyer: ``disabled`` is the (reason, target-level) of a
-    switched-off buyer or target, ``filters`` the buyer's then the target's.
-    ``pair`` is (buyer id, target id), which a call is offered at most once.
+    switched-off buyer or target, ``filters`` the parts of the buyer's filters
+    then the target's (``FilterPlan.parts``), laid end to end so that a call
+    checks them in one loop. ``pair`` is (buyer id, target id), which a call
+    is offered at most once.
     """
 
     buyer: Buyer
@@ -361,7 +374,7 @@ class TargetPlan:
     disabled: tuple[str, bool] | None
     hours: Hours | None
     hours_target_level: bool
-    filters: tuple[tuple[FilterPlan, bool], ...]
+    filters: tuple[tuple[FilterPart, bool], ...]
     duplicates: DuplicateRule | None
     # The owners of the buyer, target and route with limits, laid out for checking;
     # shared by every target with the same owners.
@@ -640,12 +653,13 @@ class _Compiler:
                     hours=target_parts.hours or buyer_parts.hours,
                     hours_target_level=target_parts.hours is not None,
                     filters=tuple(
-                        (filters, target_level)
+                        (part, target_level)
                         for filters, target_level in (
                             (buyer_parts.filters, False),
                             (target_parts.filters, True),
                         )
                         if filters is not None
+                        for part in filters.parts
                     ),
                     duplicates=buyer.duplicates,
                     owner_set=owner_set,
