@@ -13,7 +13,7 @@ from types import ModuleType
 
 import click
 
-from callwhisper.cli import apply, check, export, route, serve, whisper
+from callwhisper.cli import apply, check, demo, export, route, serve, whisper
 
 
 def _version() -> str:
@@ -29,7 +29,7 @@ def main() -> None:
     """Self-hostable pay-per-call routing with whispered, gated, cascading transfers."""
 
 
-COMMANDS: tuple[ModuleType, ...] = (check, apply, export, route, whisper, serve)
+COMMANDS: tuple[ModuleType, ...] = (check, apply, export, route, whisper, serve, demo)
 """Modules whose ``command`` is registered on :data:`main`, in help order."""
 
 for _module in COMMANDS:
