@@ -428,13 +428,21 @@ class _Decider:
                 failures: list[tuple[str, str, bool]] = []
                 # Whether every failure is the buyer's, for the same reason (then one row).
                 buyer_failed = True
-                for target_plan, failure in zip(entry.targets, gate.failures, strict=True):
+                # What ``evaluate`` answered, by target index: a target checked alike to an
+                # earlier one (``EntryPlan.alike``) gets the same answer.
+                answers: dict[int, _Failure | None] = {}
+                for index, (target_plan, failure, alike) in enumerate(
+                    zip(entry.targets, gate.failures, entry.alike, strict=True)
+                ):
                     earlier = chosen_in.get(target_plan.pair) if entry.repeats else None
-                    result = (
-                        (f"already a candidate in tier {earlier + 1}", True)
-                        if earlier is not None
-                        else failure or evaluate(target_plan)
-                    )
+                    if earlier is not None:
+                        result = f"already a candidate in tier {earlier + 1}", True
+                    elif failure is not None:
+                        result = failure
+                    elif alike is not None and alike in answers:
+                        result = answers[index] = answers[alike]
+                    else:
+                        result = answers[index] = evaluate(target_plan)
                     if result is None:
                         passes.append(target_plan)
                         continue

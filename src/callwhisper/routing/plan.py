@@ -399,6 +399,9 @@ class EntryPlan:
     # Whether one of its (buyer, target) pairs is in an earlier tier too: only then can
     # it already be a candidate when the entry's tier is checked.
     repeats: bool = False
+    # For each target, the index of an earlier target of the entry whose checks that
+    # depend on the call are the same (so is their answer), or None; see ``checked_alike``.
+    alike: tuple[int | None, ...] = ()
     # Skipped rows of this entry by (target id or None, reason), shared by decisions:
     # the same few reasons come back call after call. See ``routing.decision``.
     rows: dict[tuple[str | None, str], Skipped] = field(
@@ -671,7 +674,31 @@ class _Compiler:
                 )
             )
         repeats = any(target.pair in earlier for target in targets)
-        return EntryPlan(buyer, entry.target, tuple(targets), repeats)
+        alike = tuple(
+            next((i for i in range(index) if checked_alike(targets[i], target)), None)
+            for index, target in enumerate(targets)
+        )
+        return EntryPlan(buyer, entry.target, tuple(targets), repeats, alike)
+
+
+def checked_alike(first: TargetPlan, second: TargetPlan) -> bool:
+    """Whether the checks that depend on the call answer alike for both targets.
+
+    Those checks (``routing.decision``'s ``evaluate``) read the filters, the
+    buyer's duplicate rule, the owners and the revenue, nothing else: targets
+    of a buyer that add no filters or caps of their own share all four.
+    """
+    return (
+        first.buyer is second.buyer
+        and len(first.filters) == len(second.filters)
+        and all(
+            a is b and a_level == b_level
+            for (a, a_level), (b, b_level) in zip(first.filters, second.filters, strict=True)
+        )
+        and first.duplicates is second.duplicates
+        and first.owner_set is second.owner_set
+        and first.conversion.revenue == second.conversion.revenue
+    )
 
 
 def counter_scope(

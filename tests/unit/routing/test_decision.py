@@ -479,6 +479,22 @@ def test_caps_are_checked_before_concurrency_and_spacing() -> None:
     assert only_reason(config, counters=counters) == "daily calls cap 1/1"
 
 
+def test_a_target_checked_alike_to_a_disabled_one_is_checked_itself() -> None:
+    """t2 would reuse t1's answer, but t1 was never checked: it is disabled."""
+    targets = [
+        {"id": "t1", "destination": "sip:one@b1.example", "enabled": False},
+        {"id": "t2", "destination": "sip:two@b1.example"},
+        {"id": "t3", "destination": "sip:three@b1.example"},
+    ]
+    config = configuration([buyer("b1", targets=targets, caps={"calls": {"daily": 4}})])
+    counters = usage("buyer:b1", "calls", "day", "2026-03-04", 4)
+    assert route(config, counters=counters).skipped == (
+        Skipped("b1", "t1", 0, "target disabled"),
+        Skipped("b1", "t2", 0, "daily calls cap 4/4"),
+        Skipped("b1", "t3", 0, "daily calls cap 4/4"),
+    )
+
+
 def test_a_buyer_failing_for_all_its_targets_is_one_row() -> None:
     targets = [
         {"id": "t1", "destination": "sip:one@b1.example"},

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from callwhisper.domain import Caps, Filters
 from callwhisper.domain.caps import charges_for
-from callwhisper.routing.plan import FilterPlan, OwnerLimits, quarter_of
+from callwhisper.routing.plan import FilterPlan, OwnerLimits, compile_plan, quarter_of
+from tests.unit.routing.helpers import buyer, configuration
 
 # Zones with half- and quarter-hour offsets and daylight saving time.
 ZONES = [
@@ -63,3 +64,27 @@ def test_filter_plan_answers_like_filters_for_each_combination() -> None:
                 assert plan.rejection(state, "415", None, tags) == filters.rejection(
                     state, "415", None, tags
                 )
+
+
+def test_targets_are_checked_alike_only_without_filters_caps_or_revenue_of_their_own() -> None:
+    """Only a target that adds nothing to its buyer's checks reuses an earlier one's answer."""
+    targets = [
+        {"id": "t1", "destination": "sip:t1@b.example"},
+        {
+            "id": "t2",
+            "destination": "sip:t2@b.example",
+            "schedule": {"hours": {"sat": ["09:00-17:00"]}},
+        },
+        {"id": "t3", "destination": "sip:t3@b.example", "filters": {"states": ["NY"]}},
+        {"id": "t4", "destination": "sip:t4@b.example", "caps": {"concurrency": 1}},
+        {
+            "id": "t5",
+            "destination": "sip:t5@b.example",
+            "conversion": {"revenue": "30", "buffer_seconds": 60},
+        },
+        {"id": "t6", "destination": "sip:t6@b.example", "filters": {"states": ["NY"]}},
+    ]
+    config = configuration([buyer("b1", targets=targets, filters={"states": ["CA", "NY"]})])
+    [entry] = compile_plan(config).campaigns["c1"].tiers[0].entries
+    # t2's own schedule is settled before these checks; t6's filters equal t3's.
+    assert entry.alike == (None, 0, None, None, None, 2)
