@@ -154,11 +154,17 @@ async def dial(caller: Baresip, server: CallwhisperServer) -> None:
     await caller.control.dial(f"sip:{NUMBER}@{host}:{port}")
 
 
-async def answer_and_hear_the_whisper(buyer: Baresip, whisper: Audio) -> int:
-    """Answer the incoming call and listen to the whole whisper; return the dump position."""
-    await buyer.control.wait_for("CALL_INCOMING", timeout=TIMEOUT)
-    await buyer.control.accept()
-    await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+async def answer_and_hear_the_whisper(
+    buyer: Baresip, whisper: Audio, *, answered: bool = False
+) -> int:
+    """Answer the incoming call (unless ``answered``), listen to the whole whisper.
+
+    Returns the position in the buyer's dump where the whisper has ended.
+    """
+    if not answered:
+        await buyer.control.wait_for("CALL_INCOMING", timeout=TIMEOUT)
+        await buyer.control.accept()
+        await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
     # The engine's own rendering may be a little shorter than this one (trimmed silence).
     await buyer.wait_heard(whisper.duration - 0.5, timeout=TIMEOUT)
     deadline = time.monotonic() + TIMEOUT
@@ -336,8 +342,52 @@ async def test_baresip_caller_on_hold_gets_no_media_and_is_heard_again_on_resume
 
 
 async def wait_for_state(condition: Callable[[], bool]) -> None:
-    """Wait until a re-INVITE has been handled by the server (``condition`` holds)."""
+    """Wait until ``condition`` on the server's state holds (a re-INVITE handled...)."""
     deadline = time.monotonic() + TIMEOUT
     while not condition():
-        assert time.monotonic() < deadline, "the re-INVITE was not handled"
+        assert time.monotonic() < deadline, "the server never got to the awaited state"
         await asyncio.sleep(0.02)
+
+
+async def test_buyer_answering_early_rings_and_is_whispered_only_after_its_200(
+    baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
+) -> None:
+    """call-flow 5: baresip's early answer (180, then 183 with SDP) rings; the 200 OK answers."""
+    buyer = await baresip.start(user="buyer", answermode="early", tone=BUYER_TONE)
+    caller = await baresip.start(user="caller", tone=CALLER_TONE)
+    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+
+    await dial(caller, server)
+    # baresip reports nothing over ctrl_tcp for a call it answers early: the server tells.
+    await wait_for_entry(server, "ringing")
+    await asyncio.sleep(1.0)  # a while in early media, which must not start the whisper
+    await buyer.control.accept()
+    await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    key_at = await answer_and_hear_the_whisper(buyer, whisper_speech, answered=True)
+    await buyer.control.send_dtmf("1")
+    await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    await caller.control.hangup()
+    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+
+    call = await finished_call(server)
+    (ringing,) = [event for event in call.events if event.kind == "ringing"]
+    (answer,) = [event for event in call.events if event.kind == "answer"]
+    assert (answer.at - ringing.at).total_seconds() >= 1.0
+    timeline = kinds(call)
+    assert timeline.index(("answer", "B1")) < timeline.index(("whisper_start", "B1"))
+    assert call.outcome == "connected"
+    (dump,) = buyer.dumps()
+    assert envelope_match(heard_audio(dump).slice(0, seconds(key_at)), whisper_speech) > 0.8
+
+
+async def wait_for_entry(server: CallwhisperServer, kind: str) -> None:
+    """Wait until the call's stored timeline has an entry of this kind."""
+    assert server.store is not None
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        calls = await server.store.calls.list_calls(with_events=True)
+        if any(event.kind == kind for call in calls for event in call.events):
+            return
+        assert time.monotonic() < deadline, f"no {kind} entry was stored"
+        await asyncio.sleep(0.05)
