@@ -222,7 +222,7 @@ async def run_demo(
         call = caller.dial(f"sip:{NUMBER}@{host}:{port}", caller=CALLER_NUMBER)
         try:
             async with asyncio.timeout(CALL_DEADLINE):
-                await _talk_then_hang_up(caller, call, talk_seconds)
+                await caller.hang_up_after(call, talk_seconds)
                 await _calls_finished(server)
         except TimeoutError:
             problems.append(f"the call did not end within {CALL_DEADLINE:g} s")
@@ -237,27 +237,6 @@ async def run_demo(
         }
     record = found[0] if found else None
     return DemoResult(record, phones, problems + check_script(record), note)
-
-
-async def _talk_then_hang_up(caller: UserAgent, call: PhoneCall, talk_seconds: float) -> None:
-    """Wait for the answer, talk ``talk_seconds`` (unless the other side hangs up), hang up."""
-    await _first_set(call.answered, call.ended)
-    if not call.ended.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(talk_seconds):
-                await call.ended.wait()
-        caller.hang_up(call)
-    await call.ended.wait()
-
-
-async def _first_set(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 async def _calls_finished(server: CallwhisperServer) -> None:

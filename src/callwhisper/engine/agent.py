@@ -276,8 +276,7 @@ CALL_TRANSITIONS: Final[Mapping[CallState, Mapping[CallInput, CallState]]] = {
         "end": CallState.ENDED,
     },
     CallState.CONFIRMED: {"hang_up": CallState.ENDING, "end": CallState.ENDED},
-    # A 2xx crossing our CANCEL still confirms the dialog, which we then end with BYE.
-    CallState.ENDING: {"answer": CallState.ENDING, "end": CallState.ENDED},
+    CallState.ENDING: {"end": CallState.ENDED},
     CallState.ENDED: {},
 }
 
@@ -439,7 +438,11 @@ class Phone:
     # -- what the user does --------------------------------------------------------------
 
     def dial(self, uri: str, *, caller: str) -> PhoneCall:
-        """Call ``uri`` (a SIP URI with an IP address) showing ``caller`` as the From user."""
+        """Call ``uri`` (a SIP URI with an IP address) showing ``caller`` as the From user.
+
+        Raises :class:`~callwhisper.errors.SipParseError` for a malformed URI and
+        :class:`LocalProtocolError` for a host name.
+        """
         destination = uri_address(uri)
         if not is_ip_literal(destination[0]):
             raise LocalProtocolError(f"{uri}: a phone dials IP addresses only")
@@ -487,6 +490,20 @@ class Phone:
             self._end(call, "declined by us", by="us")
         self._send()
 
+    async def hang_up_after(self, call: PhoneCall, seconds: float) -> None:
+        """Wait for the answer, stay ``seconds`` on the line, hang up; return once it has ended.
+
+        A call refused or hung up by the other side meanwhile just ends. Bound
+        the wait with ``asyncio.timeout`` if the other side may never answer.
+        """
+        await _first_set(call.answered, call.ended)
+        if not call.ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await call.ended.wait()
+            self.hang_up(call)
+        await call.ended.wait()
+
     def press(self, call: PhoneCall, key: str) -> None:
         """Press a key on an answered call (RFC 4733 telephone-events)."""
         if call.state is not CallState.CONFIRMED:
@@ -512,9 +529,11 @@ class Phone:
             return
         for heard in call.media.receive(data, source, now):
             self._note(call, f"heard key {heard}")
-        script = self.script
+        script, codec = self.script, call.media.codec
         if script is None or call.direction != "incoming" or call.state is not CallState.CONFIRMED:
             return
+        if codec is None or codec.telephone_event is None:
+            return  # keys travel as RFC 4733 events only: without them this phone cannot press
         key = script.key_to_press(call.media.sound_seconds, bool(call.keys_pressed))
         if key is not None:
             self.press(call, key)
@@ -801,6 +820,16 @@ class Phone:
 # -- the asyncio adapter --------------------------------------------------------------------
 
 
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
 class _UdpPort:
     """One call's RTP socket, read with ``loop.add_reader`` like the media engine's legs."""
 
@@ -951,6 +980,10 @@ class UserAgent:
     def hang_up(self, call: PhoneCall) -> None:
         """End ``call`` (BYE, CANCEL or 480, as it stands)."""
         self.phone.hang_up(call)
+
+    async def hang_up_after(self, call: PhoneCall, seconds: float) -> None:
+        """Wait for the answer, stay ``seconds`` on the line, hang up; return once it has ended."""
+        await self.phone.hang_up_after(call, seconds)
 
     def _on_event(self, event: TransactionEvent) -> None:
         if self._phone is not None:

@@ -7,6 +7,8 @@ datagrams. RTP ports are fakes that record what is sent. Time is a number.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from callwhisper.engine.agent import (
@@ -317,6 +319,15 @@ def test_the_buyer_presses_its_key_once_it_has_heard_the_whisper() -> None:
     assert destination == PEER_RTP
 
 
+def test_a_buyer_whose_peer_refuses_telephone_events_cannot_press() -> None:
+    h = Harness(AnswerScript(press="1", press_after_sound=0.0))
+    h.feed(invite(OFFER.replace(" 0 8 101", " 0 8")))
+    (call,) = h.phone.calls
+    h.phone.receive_rtp(h.ports[0], rtp(tone_frame(-20.0), 1), PEER_RTP, h.now)
+    assert call.keys_pressed == []
+    assert state(call) is CallState.CONFIRMED
+
+
 def test_a_voicemail_box_only_listens() -> None:
     h = Harness(AnswerScript())
     call, _ = answered_call(h)
@@ -466,6 +477,39 @@ def test_hanging_up_while_ringing_cancels_and_ends_on_the_487() -> None:
     h.feed(make_response(sent, 487, to_tag="srv"))
     assert state(call) is CallState.ENDED
     assert (call.status, call.end_reason, call.ended_by) == (487, "cancelled by us", "us")
+
+
+async def test_hang_up_after_waits_for_the_answer_then_sends_bye() -> None:
+    h = Harness()
+    call, sent = dial(h)
+    talk = asyncio.create_task(h.phone.hang_up_after(call, 0.0))
+    await asyncio.sleep(0)
+    assert h.take() == []
+    ok = make_response(sent, 200, to_tag="srv", body=answer_sdp(), content_type="application/sdp")
+    h.feed(ok)
+    for _ in range(50):  # let the task run: yields to the loop, no time is waited
+        if any(isinstance(m, SipRequest) and m.method == "BYE" for m, _ in h.sent):
+            break
+        await asyncio.sleep(0)
+    bye = h.take()[-1]
+    assert isinstance(bye, SipRequest)
+    assert bye.method == "BYE"
+    assert not talk.done()
+    h.feed(make_response(bye, 200))
+    await talk
+    assert call.ended_by == "us"
+
+
+async def test_hang_up_after_returns_when_the_call_is_refused() -> None:
+    h = Harness()
+    call, sent = dial(h)
+    talk = asyncio.create_task(h.phone.hang_up_after(call, 60.0))
+    await asyncio.sleep(0)
+    h.feed(make_response(sent, 486))
+    await talk
+    sent_requests = [m.method for m in h.take() if isinstance(m, SipRequest)]
+    assert sent_requests == ["ACK"]  # the transaction layer's ACK of the 486, no BYE
+    assert (call.status, call.ended_by) == (486, "peer")
 
 
 def test_a_refused_call_ends_with_the_status() -> None:
