@@ -2,7 +2,7 @@
 
 :class:`B2bua` is the transaction user of the SIP core. It answers what no
 call owns (OPTIONS, unknown numbers with 404, offers without a common codec
-with 488, stray in-dialog requests with 481), creates a
+with 488, stored as refused calls, stray in-dialog requests with 481), creates a
 :class:`~callwhisper.engine.runner.CallRunner` per accepted INVITE, and
 routes every later transaction event to the runner of its call by server
 transaction key, client transaction key or dialog id. It never blocks: each
@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.engine.backend import CallBackend, Prompts
@@ -31,7 +31,7 @@ from callwhisper.engine.runner import (
 )
 from callwhisper.engine.transport import TcpStreams
 from callwhisper.errors import LocalProtocolError, SdpError
-from callwhisper.flow import FlowSettings
+from callwhisper.flow import CallRefused, CallSession, FlowSettings, Persist
 from callwhisper.media.sdp import SessionDescription, create_answer
 from callwhisper.routing import enrich, is_withheld
 from callwhisper.sip.dialog import DialogId
@@ -301,6 +301,18 @@ class B2bua:
         if tracking is None or campaign is None:
             self.respond(request, 404)
             return
+        publisher = configuration.publishers_by_id.get(tracking.publisher or "")
+        number = caller_user(request)
+        attributes = enrich(
+            CallAttributes(
+                campaign_id=campaign.id,
+                dialed=tracking.number,
+                caller=None if is_withheld(number) else number,
+                publisher_id=tracking.publisher,
+                tags=dict(tracking.tags),
+            )
+        )
+        call_id = uuid.uuid4().hex
         # RFC 3261 13.3.1.4 / RFC 3264: a codec we can speak is checked before anything else.
         try:
             offer = SessionDescription.parse(request.body)
@@ -309,9 +321,10 @@ class B2bua:
             )
         except SdpError as exc:
             log.info("INVITE %s refused: %s", request.call_id, exc)
-            self.respond(request, exc.status_hint or 488)
+            status = exc.status_hint or 488
+            self.respond(request, status)
+            self._spawn(self._record_refused(call_id, campaign.id, attributes, status), call_id)
             return
-        call_id = uuid.uuid4().hex
         remote = (negotiated.remote_address, negotiated.remote_port)
         runner_box: list[CallRunner] = []
         try:
@@ -338,17 +351,6 @@ class B2bua:
         caller = CallerLeg(
             request, source, key, to_tag, answer.serialize(), offer, media, session_id
         )
-        publisher = configuration.publishers_by_id.get(tracking.publisher or "")
-        number = caller_user(request)
-        attributes = enrich(
-            CallAttributes(
-                campaign_id=campaign.id,
-                dialed=tracking.number,
-                caller=None if is_withheld(number) else number,
-                publisher_id=tracking.publisher,
-                tags=dict(tracking.tags),
-            )
-        )
         runner = CallRunner(
             call_id,
             FlowSettings.for_campaign(
@@ -369,7 +371,27 @@ class B2bua:
         self._invites[key] = runner
         self._keys_of(runner).invite = key
         self.add_dialog(DialogId(request.call_id, to_tag, request.from_.tag or ""), runner, CALLER)
-        task = asyncio.get_running_loop().create_task(runner.run(), name=f"call-{call_id}")
+        self._spawn(runner.run(), call_id)
+        log.info("call %s: %s -> %s (campaign %s)", call_id, number, tracking.number, campaign.id)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], call_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"call-{call_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        log.info("call %s: %s -> %s (campaign %s)", call_id, number, tracking.number, campaign.id)
+
+    async def _record_refused(
+        self, call_id: str, campaign_id: str, attributes: CallAttributes, status: int
+    ) -> None:
+        """Store a call turned away before it started, as the call flow records it."""
+        session = CallSession(call_id, FlowSettings(campaign_id=campaign_id))
+        at = self._wall()
+        commands = session.handle(CallRefused(attributes, status), at)
+        try:
+            await self.backend.call_started(call_id, attributes, at)
+            for command in commands:
+                if isinstance(command, Persist):
+                    await self.backend.persist(call_id, command.entry)
+            outcome = session.record.outcome or "refused"
+            await self.backend.call_ended(call_id, attributes, session.record, outcome=outcome)
+        except Exception:
+            log.exception("call %s: the refused call could not be stored", call_id)

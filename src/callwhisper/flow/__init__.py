@@ -39,6 +39,7 @@ from callwhisper.flow.commands import (
 )
 from callwhisper.flow.events import (
     CallArrived,
+    CallRefused,
     CapsReserved,
     DigitReceived,
     Event,
@@ -69,6 +70,7 @@ __all__ = [
     "Bridge",
     "CallArrived",
     "CallRecord",
+    "CallRefused",
     "CallSession",
     "CallState",
     "CancelLeg",

@@ -24,6 +24,20 @@ class CallArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRefused:
+    """The driver turned the caller away before the flow could start; only recorded.
+
+    The SIP engine does so when the caller offers no codec it can speak (488
+    Not Acceptable Here). The driver has already answered the caller with
+    ``status``, its protocol's own code; the session records the arrival, the
+    caller's leg rejected by the system, and the outcome ``refused``.
+    """
+
+    attributes: CallAttributes
+    status: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingDecided:
     """The answer to :class:`~callwhisper.flow.commands.RequestRouting`."""
 
@@ -103,6 +117,7 @@ class LegHungUp:
 
 Event = (
     CallArrived
+    | CallRefused
     | RoutingDecided
     | CapsReserved
     | LegRinging

@@ -37,9 +37,9 @@ Outcome = Literal[
 ``converted``: bridged to a buyer at least the buyer's buffer (payable);
 ``connected``: bridged, but not converted; ``caller_hangup``: the caller left
 before any bridge (call-flow 4); ``no_buyer``: nobody accepted and the fallback
-ran (call-flow 14); ``refused``: routing or an IVR rejection turned the call
-away; ``ivr_hangup``: an IVR branch hung up; ``interrupted``: the process
-stopped while the call was in flight.
+ran (call-flow 14); ``refused``: routing, an IVR rejection or the driver (no
+codec in common) turned the call away; ``ivr_hangup``: an IVR branch hung up;
+``interrupted``: the process stopped while the call was in flight.
 """
 
 RETRIABLE: frozenset[FailureReason] = frozenset({"busy", "failed"})

@@ -40,6 +40,7 @@ from callwhisper.flow.commands import (
 )
 from callwhisper.flow.events import (
     CallArrived,
+    CallRefused,
     CapsReserved,
     DigitReceived,
     Event,
@@ -167,6 +168,8 @@ class CallSession:
         match event:
             case CallArrived():
                 self._arrived(event.attributes, now)
+            case CallRefused():
+                self._refused(event, now)
             case RoutingDecided():
                 self._routing_pending = False
                 if self.state is CallState.ROUTING:
@@ -205,7 +208,7 @@ class CallSession:
             if leg is None:
                 raise IllegalTransition("call", self.state, f"{name} for unknown reservation")
             check_event(f"leg {leg.id}", LEG_EVENTS, leg.state, event)
-        elif isinstance(event, CallArrived):
+        elif isinstance(event, CallArrived | CallRefused):
             return
         elif event.leg == CALLER:
             if type(event) not in CALLER_EVENTS:
@@ -227,15 +230,7 @@ class CallSession:
     # -- arrival, IVR, routing -------------------------------------------------------------
 
     def _arrived(self, attributes: CallAttributes, now: float) -> None:
-        self._attributes = attributes
-        self._out.note(
-            now,
-            "arrived",
-            CALLER,
-            dialed=attributes.dialed,
-            caller=attributes.caller or "anonymous",
-            campaign=self.settings.campaign_id,
-        )
+        self._note_arrival(attributes, now)
         ivr = self.settings.ivr
         if ivr is None:
             self._move(CallState.ROUTING)
@@ -247,6 +242,24 @@ class CallSession:
         variables = self._spoken(call_variables(self.settings, attributes))
         self._ivr = IvrRunner(ivr, variables, self._out)
         self._ivr.start(now)
+
+    def _note_arrival(self, attributes: CallAttributes, now: float) -> None:
+        self._attributes = attributes
+        self._out.note(
+            now,
+            "arrived",
+            CALLER,
+            dialed=attributes.dialed,
+            caller=attributes.caller or "anonymous",
+            campaign=self.settings.campaign_id,
+        )
+
+    def _refused(self, event: CallRefused, now: float) -> None:
+        self._note_arrival(event.attributes, now)
+        self._outcome = "refused"
+        status = {"status": str(event.status)} if event.status is not None else {}
+        self._end_caller(now, "rejected", "system", **status)
+        self._end(now)
 
     def _after_ivr(self, now: float) -> None:
         assert self._ivr is not None
@@ -598,11 +611,11 @@ class CallSession:
             self._out.send(StopRecording())
             self._out.note(now, "recording_stop", leg)
 
-    def _end_caller(self, now: float, reason: LegEndReason, by: Party) -> None:
+    def _end_caller(self, now: float, reason: LegEndReason, by: Party, **status: str) -> None:
         costs = self.settings.costs
         answered = self._caller_answered_at
         cost = leg_cost(answered, now, costs.inbound_per_minute, costs.increment_seconds)
-        self._out.note(now, "leg_end", CALLER, reason=reason, by=by, cost=str(cost))
+        self._out.note(now, "leg_end", CALLER, reason=reason, by=by, cost=str(cost), **status)
 
     # -- fallback and end -----------------------------------------------------------------
 

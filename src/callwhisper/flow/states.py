@@ -27,6 +27,7 @@ from typing import TypeVar, get_args
 from callwhisper.errors import IllegalTransition
 from callwhisper.flow.events import (
     CallArrived,
+    CallRefused,
     CapsReserved,
     DigitReceived,
     Event,
@@ -90,7 +91,7 @@ CALLER_EVENTS: EventTypes = frozenset({DigitReceived, PlaybackFinished, LegHungU
 """Events that may name the caller's leg ``"A"``."""
 
 CALL_EVENTS: Mapping[CallState, EventTypes] = {
-    CallState.NEW: frozenset({CallArrived}),
+    CallState.NEW: frozenset({CallArrived, CallRefused}),
     CallState.IVR: CALLER_EVENTS,
     CallState.ROUTING: CALLER_EVENTS | {RoutingDecided},
     CallState.HUNTING: _BUYER_LEG_EVENTS | {CapsReserved},
@@ -102,7 +103,7 @@ CALL_EVENTS: Mapping[CallState, EventTypes] = {
 """The events each call state accepts; leg events are then checked by ``LEG_EVENTS``."""
 
 CALL_MOVES: Mapping[CallState, frozenset[CallState]] = {
-    CallState.NEW: frozenset({CallState.IVR, CallState.ROUTING}),
+    CallState.NEW: frozenset({CallState.IVR, CallState.ROUTING, CallState.ENDED}),
     CallState.IVR: frozenset({CallState.ROUTING, CallState.ENDED}),
     CallState.ROUTING: frozenset({CallState.HUNTING, CallState.FALLBACK, CallState.ENDED}),
     CallState.HUNTING: frozenset({CallState.BRIDGED, CallState.FALLBACK, CallState.ENDED}),

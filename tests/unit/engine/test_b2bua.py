@@ -296,9 +296,20 @@ async def test_unknown_number_is_refused_with_404(harness: Harness) -> None:
     assert harness.media.legs == {}
 
 
-async def test_offer_without_a_common_codec_is_refused_with_488(harness: Harness) -> None:
+async def test_offer_without_a_common_codec_is_refused_with_488_and_stored(
+    harness: Harness,
+) -> None:
     harness.receive(invite(codecs="18"), CALLER)
     assert statuses(harness.sent_to(CALLER)) == [488]
+    await harness.settle()
+    assert [(entry.kind, entry.data.get("status")) for entry in harness.backend.entries] == [
+        ("arrived", None),
+        ("leg_end", "488"),
+        ("ended", None),
+    ]
+    assert harness.backend.ended == ["refused"]
+    assert harness.media.legs == {}
+    assert not harness.b2bua.tasks
 
 
 async def test_invite_gets_183_with_sdp_and_ringback_then_the_buyer_is_dialed(

@@ -20,6 +20,7 @@ from callwhisper.domain.state import ConcurrencyLimit
 from callwhisper.errors import IllegalTransition
 from callwhisper.flow import (
     CallArrived,
+    CallRefused,
     CallState,
     CapsReserved,
     DigitReceived,
@@ -47,6 +48,7 @@ from tests.unit.flow.harness import Harness, attributes, control, offer, whisper
         (LegAnswered("B1"), False),
         (RoutingDecided(RoutingResult(())), True),
         (CallArrived(attributes()), True),
+        (CallRefused(attributes(), 488), True),
         (DigitReceived("B7", "1"), True),
         (LegHungUp("B1"), True),
         (LegAnswered("A"), True),
@@ -57,6 +59,7 @@ from tests.unit.flow.harness import Harness, attributes, control, offer, whisper
         "leg event before arrival",
         "routing never requested",
         "second arrival",
+        "refusal after arrival",
         "unknown leg",
         "hang-up of a leg that never answered",
         "the caller's leg answering",
@@ -113,6 +116,21 @@ def test_routing_refusal_ends_in_the_fallback_as_refused() -> None:
     record = h.session.record
     assert (record.outcome, record.refused_reason) == ("refused", "caller blocked")
     assert record.explanation == {"acme/main": "blocked"}
+
+
+def test_a_call_the_driver_refused_is_recorded_as_refused_and_commands_nothing() -> None:
+    h = Harness(offer("acme"))
+    commands = h.session.handle(CallRefused(attributes(), 488), 3.0)
+    assert control(commands) == []
+    assert [(entry.kind, entry.leg, dict(entry.data)) for entry in h.timeline] == [
+        ("arrived", "A", {"dialed": "+18005550100", "caller": "+14155550100", "campaign": "auto"}),
+        ("leg_end", "A", {"reason": "rejected", "by": "system", "cost": "0.0000", "status": "488"}),
+        ("ended", None, {"outcome": "refused", "revenue": "0", "payout": "0", "cost": "0.0000"}),
+    ]
+    assert h.session.finished
+    assert h.session.get_timer() is None
+    with pytest.raises(IllegalTransition):
+        h.session.handle(CallArrived(attributes()), 4.0)
 
 
 def test_a_routing_answer_after_the_caller_left_is_dropped() -> None:
