@@ -9,16 +9,33 @@ short; waits for the peers are generous, for a loaded machine.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from callwhisper.audio.tts import TtsOptions, get_engine
 from callwhisper.engine.server import CallwhisperServer
+from callwhisper.media.g711 import alaw_decode
+from callwhisper.media.rtp import RtpPacket
 from callwhisper.store import CallRecord
 from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
 from tests.integration.engine.conftest import StartServer
-from tests.integration.peers.sipp import ScenarioName, SippLauncher, SippOptions, SippPeer
+from tests.integration.peers.audio import Audio, classify, from_pcm16, tone_cadence
+from tests.integration.peers.rtp import RtpSink
+from tests.integration.peers.sipp import (
+    SIPP_PCAP_DIR,
+    ScenarioName,
+    SippLauncher,
+    SippOptions,
+    SippPeer,
+    scenario_path,
+)
+from tests.unit.media.pcap import read_udp
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +260,272 @@ async def test_a_buyer_hanging_up_during_the_whisper_is_a_decline(
     assert ("bridge", "B1") not in kinds(call)
     assert ("bridge", "B2") in kinds(call)
     assert call.outcome == "connected"
+
+
+AUTO_ACCEPT = {"text": "Hello.", "accept_mode": "auto", "plays": 1}
+"""A plain announcement: the bridge follows the whisper, no key needed (call-flow 8)."""
+
+
+async def finished_calls(server: CallwhisperServer, count: int) -> list[CallRecord]:
+    """The ``count`` calls of the test, once every runner is done."""
+    assert server.b2bua is not None
+    assert server.store is not None
+    tasks = set(server.b2bua.tasks)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=PEER_TIMEOUT)
+        assert not pending, "some calls did not end"
+    calls = await server.store.calls.list_calls(with_events=True)
+    assert len(calls) == count
+    return calls
+
+
+async def test_lost_200s_to_the_caller_are_retransmitted_until_the_ack(
+    sipp: SippLauncher, start_server: StartServer
+) -> None:
+    """RFC 3261 13.3.1.4: our 2xx is sent again until the caller's ACK; every call survives.
+
+    SIPp drops each 200 OK it receives with probability 1/2, so with this
+    many calls at least one is dropped in all but about 1 run in 250.
+    """
+    calls = 8
+    buyers = sipp.uas("buyer-voicemail-silent", SippOptions(calls=calls, timeout=PEER_TIMEOUT))
+    server = await start_server(configuration([("acme", buyers.uri())], whisper=AUTO_ACCEPT))
+    callers = caller(sipp, server, "caller-loses-half-of-200", calls=calls, pause_ms=300)
+
+    lossy = await callers.wait_async()
+    lossy.assert_succeeded(calls)
+    (await buyers.wait_async()).assert_succeeded(calls)
+    lost = lossy.lost.count("200")
+    assert lost >= 1, lossy.describe()
+    assert lossy.step_count("_200_Lost") == lost
+    # Each INVITE's 200 got through once after its lost copies, and each BYE's 200 once.
+    assert lossy.step_count("_200_Recv") == 2 * calls
+    assert lossy.count("ACK", "sent") == calls
+
+    stored = await finished_calls(server, calls)
+    for call in stored:
+        assert call.outcome == "connected", kinds(call)
+        assert [leg.outcome for leg in call.legs] == ["hangup"]
+        assert leg_ends(call)["A"]["by"] == "caller"
+        assert call.answered_at is not None
+
+
+async def test_a_retransmitted_invite_is_one_call_with_one_buyer_leg(
+    sipp: SippLauncher, start_server: StartServer
+) -> None:
+    """RFC 3261 17.2.1: the copy of the INVITE is absorbed by its server transaction."""
+    answering = buyer(sipp, "buyer-voicemail-silent")
+    server = await start_server(configuration([("acme", answering.uri())], whisper=AUTO_ACCEPT))
+    calling = caller(sipp, server, "caller-retransmits-invite", pause_ms=500)
+
+    twice = await calling.wait_async()
+    twice.assert_succeeded()
+    (await answering.wait_async()).assert_succeeded()
+    assert twice.count("INVITE", "sent") == 2
+    assert twice.count("200") == 2  # the INVITE's and the BYE's
+    assert answering.result().count("INVITE") == 1
+
+    call = await finished_call(server)
+    assert len(call.legs) == 1
+    assert [kind for kind, _ in kinds(call)].count("arrived") == 1
+    assert [kind for kind, _ in kinds(call)].count("dial") == 1
+    assert call.outcome == "connected"
+
+
+async def test_an_offer_without_a_common_codec_is_refused_with_488(
+    sipp: SippLauncher, start_server: StartServer
+) -> None:
+    """RFC 3261 21.4.26: GSM only gets 488 at once; no buyer is dialed; the call is stored."""
+    idle = sipp.uas("buyer-accepts", SippOptions(timeout=PEER_TIMEOUT))
+    server = await start_server(configuration([("acme", idle.uri())]))
+    calling = caller(sipp, server, "caller-no-common-codec")
+
+    refused = await calling.wait_async()
+    refused.assert_succeeded()
+    assert refused.seen("received") in (["100", "488"], ["488"])
+    assert refused.seen("sent") == ["INVITE", "ACK"]
+
+    call = await finished_call(server)
+    idle.kill()
+    assert idle.result().seen("received") == []
+    assert call.legs == ()
+    assert call.outcome == "refused"
+    assert ("dial", "B1") not in kinds(call)
+    assert_not_billed(call)
+
+
+# -- media: what the caller hears ---------------------------------------------------------
+
+RINGBACK_HZ = (440.0, 480.0)
+"""North American ringback (``callwhisper.media.tones``), the engine's default."""
+PCMA = 8
+WHISPER_TEXT = "Caller from Texas. Press 1."
+WHISPER_VOICE = TtsOptions(voice="en-us", rate_wpm=165)
+"""The options the engine renders a whisper with when its voice is left as is."""
+
+
+def caller_on_socket(tmp_path: Path, port: int) -> Path:
+    """``caller-basic`` whose SDP names ``port``, a Python RTP socket, instead of SIPp's own.
+
+    The test then receives what the engine sends the caller and may speak in
+    the caller's place from that socket (symmetric RTP latches it). SIPp's own
+    media port stays bound, so the scenario must be rewritten rather than run
+    with ``-mp``.
+    """
+    text = scenario_path("caller-basic").read_text()
+    media_line = "m=audio [media_port] "
+    assert text.count(media_line) == 1
+    variant = tmp_path / "caller-basic-on-socket.xml"
+    variant.write_text(text.replace(media_line, f"m=audio {port} "))
+    return variant
+
+
+class CallerMedia:
+    """The caller's RTP endpoint in Python: keeps what it receives, optionally talks.
+
+    Arrival times are wall-clock seconds, the clock of the engine's timeline.
+    With ``talk``, it sends a distinct PCMA frame every 20 ms from the moment
+    the engine's first packet reveals the engine's address, until cancelled.
+    """
+
+    def __init__(self, sink: RtpSink, *, talk: bool = False) -> None:
+        self.sink = sink
+        self.talk = talk
+        self.heard: list[tuple[float, RtpPacket]] = []
+        self.said: set[bytes] = set()
+        self._noise = np.random.default_rng(7)
+
+    async def run(self) -> None:
+        """Receive (and talk) until cancelled."""
+        loop = asyncio.get_running_loop()
+        talking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                data, source = await loop.sock_recvfrom(self.sink.socket, 2048)
+                self.heard.append((time.time(), RtpPacket.parse(data)))
+                if self.talk and talking is None:
+                    talking = asyncio.create_task(self._talk(source))
+        finally:
+            if talking is not None:
+                talking.cancel()
+
+    async def _talk(self, engine: tuple[str, int]) -> None:
+        ssrc, sequence, timestamp = 0x5EED, 1000, 80_000
+        loop = asyncio.get_running_loop()
+        while True:
+            payload = self._noise.integers(0, 256, 160, dtype=np.uint8).tobytes()
+            self.said.add(payload)
+            packet = RtpPacket(PCMA, sequence, timestamp, ssrc, payload)
+            await loop.sock_sendto(self.sink.socket, packet.serialize(), engine)
+            sequence, timestamp = sequence + 1, timestamp + 160
+            await asyncio.sleep(0.02)
+
+    def before(self, at: float) -> list[RtpPacket]:
+        """Packets that arrived before ``at``, in RTP sequence order (one stream)."""
+        packets = [packet for arrived, packet in self.heard if arrived < at]
+        return sorted(packets, key=lambda packet: packet.sequence_number)
+
+    def after(self, at: float) -> list[RtpPacket]:
+        """Packets that arrived from ``at`` on, in arrival order."""
+        return [packet for arrived, packet in self.heard if arrived >= at]
+
+
+def decode_pcma(packets: list[RtpPacket]) -> Audio:
+    """The audio of PCMA packets laid end to end."""
+    return from_pcm16(alaw_decode(b"".join(packet.payload for packet in packets)))
+
+
+def speech_segments(audio: Audio) -> list[int]:
+    """Indices of the 100 ms segments that are neither ringback nor silence."""
+    return [i for i, kind in enumerate(classify(audio, RINGBACK_HZ)) if kind == "broadband"]
+
+
+def event_time(call: CallRecord, kind: str, leg: str) -> float:
+    """When the call's first ``kind`` entry of ``leg`` happened, in POSIX seconds."""
+    return next(e.at for e in call.events if e.kind == kind and e.leg_id == leg).timestamp()
+
+
+async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
+    sipp: SippLauncher, start_server: StartServer, rtp_sink: RtpSink, tmp_path: Path
+) -> None:
+    """call-flow 1-2: the caller's early media is ringback only, never the buyer's whisper.
+
+    The buyer listens to the whole spoken whisper before pressing 1, so a
+    whisper leaking to the caller would fill seconds of the capture with
+    speech; the same analysis run on the rendered whisper proves it would
+    see it.
+    """
+    listening = buyer(sipp, "buyer-accepts", pause_ms=3000)
+    whisper = {"text": WHISPER_TEXT, "wait_seconds": 5.0, "plays": 1}
+    server = await start_server(configuration([("acme", listening.uri())], whisper=whisper))
+    ear = CallerMedia(rtp_sink)
+    listener = asyncio.create_task(ear.run())
+    try:
+        scenario = caller_on_socket(tmp_path, rtp_sink.port)
+        calling = sipp.uac(
+            scenario,
+            server.sip_address,
+            SippOptions(service=NUMBER, pause_ms=500, timeout=PEER_TIMEOUT),
+        )
+        (await calling.wait_async()).assert_succeeded()
+        (await listening.wait_async()).assert_succeeded()
+    finally:
+        listener.cancel()
+    call = await finished_call(server)
+    whisper_end = next(e for e in call.events if e.kind == "whisper_end")
+    assert whisper_end.data["how"] == "finished"  # the buyer heard all of it first
+
+    early = ear.before(event_time(call, "bridge", "B1"))
+    assert {packet.payload_type for packet in early} == {PCMA}
+    heard = decode_pcma(early)
+    assert speech_segments(heard) == []
+    assert heard.duration >= 3.0
+    on, first = tone_cadence(heard, RINGBACK_HZ)[0]
+    assert on
+    assert 1.5 <= first <= 2.1  # the first ring of the 2 s on, 4 s off cadence
+
+    spoken = get_engine("espeak-ng").synthesize(WHISPER_TEXT, WHISPER_VOICE)
+    assert len(speech_segments(from_pcm16(spoken.pcm))) >= 10
+
+
+async def test_after_the_bridge_audio_flows_both_ways(
+    sipp: SippLauncher, start_server: StartServer, rtp_sink: RtpSink, tmp_path: Path
+) -> None:
+    """call-flow 15: once bridged, the buyer hears the caller and the caller hears the buyer.
+
+    The buyer (SIPp with ``-rtp_echo``) sends its voice (g711a.pcap) and
+    echoes whatever reaches it; the caller (a Python socket) talks distinct
+    frames. The caller receiving the buyer's voice proves buyer to caller;
+    receiving its own frames back proves they reached the buyer.
+    """
+    talking = sipp.uas(
+        "buyer-accepts",
+        SippOptions(pause_ms=300, timeout=PEER_TIMEOUT, extra_args=("-rtp_echo",)),
+    )
+    server = await start_server(configuration([("acme", talking.uri())]))
+    mouth = CallerMedia(rtp_sink, talk=True)
+    speaker = asyncio.create_task(mouth.run())
+    try:
+        scenario = caller_on_socket(tmp_path, rtp_sink.port)
+        calling = sipp.uac(
+            scenario,
+            server.sip_address,
+            SippOptions(service=NUMBER, pause_ms=2500, timeout=PEER_TIMEOUT),
+        )
+        (await calling.wait_async()).assert_succeeded()
+        (await talking.wait_async()).assert_succeeded()
+    finally:
+        speaker.cancel()
+    call = await finished_call(server)
+    bridged = event_time(call, "bridge", "B1")
+
+    voice = {
+        RtpPacket.parse(datagram.payload).payload
+        for datagram in read_udp(SIPP_PCAP_DIR / "g711a.pcap")
+    }
+    before, after = mouth.before(bridged), mouth.after(bridged)
+    assert not [packet for packet in before if packet.payload in voice | mouth.said]
+    from_buyer = [packet for packet in after if packet.payload in voice]
+    echoed = [packet for packet in after if packet.payload in mouth.said]
+    assert len(from_buyer) >= 20, len(after)  # 0.6 s of the buyer's voice
+    assert len(echoed) >= 20, len(after)  # 0.4 s of the caller's own frames, back
