@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from callwhisper.audio import import_recording
+from callwhisper.cli import demo
 from tests.integration.cli.helpers import run
 
 pytestmark = pytest.mark.integration
@@ -80,3 +81,19 @@ def test_demo_without_espeak_ng_whispers_beeps_and_prints_the_record_as_json(
     assert whisper["audio"] == str((data / "demo-whisper.wav").resolve())
     recording = import_recording(call["recording_path"])
     assert 0.5 < recording.duration < 2.0
+
+
+def test_demo_fails_clearly_when_the_call_does_not_go_as_scripted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Buyer 2 waits for more whisper than it gets, so nobody accepts: exit 1, and why."""
+    monkeypatch.setattr(demo, "PRESS_AFTER_SOUND", 60.0)
+    result = run("demo")
+    assert result.exit_code == 1
+    lines = timeline_lines(result.output)
+    assert "B2 decline (timeout)" in lines
+    assert "error: the demo call did not go as scripted: buyer 2 has no accept" in result.output
+    assert "error: the demo call did not go as scripted: buyer 2 has no bridge" in result.output
+    assert re.search(
+        r"caller +heard \d\.\d s of ringback, not answered \(refused: 4\d\d", result.output
+    )
