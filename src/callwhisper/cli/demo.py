@@ -372,7 +372,12 @@ def result_document(result: DemoResult) -> dict[str, Any]:
 @contextlib.contextmanager
 def _data_dir(path: Path | None, keep: bool) -> Iterator[Path]:
     if path is not None:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            message = f"cannot create {path}: {reason}"
+            raise click.BadParameter(message, param_hint="--data-dir") from None
         yield path
     elif keep:
         yield Path(tempfile.mkdtemp(prefix="callwhisper-demo-"))

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from callwhisper.audio import import_recording
+from callwhisper.cli import main
 from callwhisper.cli.demo import (
     CAMPAIGN,
     NUMBER,
@@ -107,3 +109,11 @@ def test_money_shows_at_least_cents() -> None:
     assert [money(Decimal(v)) for v in ("42", "0", "18.5", "0.0031")] == [
         "42.00", "0.00", "18.50", "0.0031",
     ]  # fmt: skip
+
+
+def test_a_data_directory_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
+    taken = tmp_path / "file"
+    taken.write_text("not a directory")
+    result = CliRunner().invoke(main, ["demo", "--data-dir", str(taken / "sub")])
+    assert result.exit_code == 2
+    assert "Invalid value for --data-dir: cannot create" in result.output
