@@ -60,7 +60,6 @@ from callwhisper.routing.plan import (
     EntryGate,
     EntryPlan,
     Gates,
-    OwnerLimits,
     OwnerSet,
     TargetPlan,
     TierGate,
@@ -363,8 +362,10 @@ class _Decider:
         self.tags = _tags(attributes)
         # Where the call comes from, as filters look it up.
         self.place = (attributes.state, attributes.area_code, attributes.zip_code)
-        # The publisher's answers for this call, by revenue (``None``: without a revenue cap).
+        # The publisher's answers for this call, by revenue (``None``: without a revenue cap),
+        # and the one for every revenue once known (at once when there is no publisher).
         self.publisher_answers: dict[Decimal | None, _PublisherAnswer] = {}
+        self.publisher_answer: _PublisherAnswer | None = None if publisher.owners else _FITS
         # Answers per owner set (by identity): (revenue, failure or None).
         self.owners_failed: dict[int, tuple[Decimal, _Failure | None]] = {}
         # Duplicate rules look for the same caller; a withheld caller has no history.
@@ -539,22 +540,24 @@ class _Decider:
                 no_convert_reason = duplicate
         owners, publisher = plan.owner_set, self.publisher
         revenue = plan.conversion.revenue
-        # The charges the checks looked at: kept answers for this quarter hour and revenue.
-        parts = [owner.charges(self.quarter, revenue) for owner in owners.capped + publisher.capped]
+        # The caps the checks looked at: kept answers for this quarter hour and revenue.
+        checks = owners.checks(self.quarter, revenue), publisher.checks(self.quarter, revenue)
         if plan.latest:
             # Candidates are immutable: the latest one serves again when made of the same.
-            latest_publisher, latest_reason, latest_parts, latest = plan.latest[0]
+            latest_publisher, latest_reason, latest_checks, latest = plan.latest[0]
             if (
                 latest_publisher is publisher
                 and latest_reason == no_convert_reason
-                and latest_parts == parts
+                and latest_checks == checks
                 and latest.tier_index == tier_index
                 and latest.ring == ring
             ):
                 return latest
-        charges: tuple[CapCharge, ...] = ()
-        for part in parts:
-            charges += part
+        charges = tuple(
+            CapCharge(key, limit, amount)
+            for part in checks
+            for key, amount, limit, _owner, _index in part
+        )
         candidate = Candidate(
             buyer_id=plan.buyer.id,
             buyer_name=plan.buyer.name or plan.buyer.id,
@@ -573,7 +576,7 @@ class _Decider:
             concurrency=owners.slots + publisher.slots,
             spaced=owners.spaced + publisher.spaced,
         )
-        plan.latest[:] = [(publisher, no_convert_reason, parts, candidate)]
+        plan.latest[:] = [(publisher, no_convert_reason, checks, candidate)]
         return candidate
 
     def owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
@@ -590,18 +593,16 @@ class _Decider:
             used = usage.get(key, _ZERO)
             if used + amount > limit:
                 return owner.full(index, used), owner.target_level
-        publisher = self.publisher_check(revenue) if self.publisher.owners else _PUBLISHER_FITS
+        publisher = self.publisher_answer or self.publisher_check(revenue)
         if publisher[0] is not None:
             return publisher[0]
-        in_progress = self.counters.in_progress
-        for owner in owners.with_slots:
-            failure = _slot_failure(owner, in_progress)
-            if failure is not None:
-                return failure
+        failure = _slot_failure(owners, self.counters.in_progress) if owners.slots else None
+        if failure is not None:
+            return failure
         if publisher[1] is not None:
             return publisher[1]
-        for owner in owners.spacing:
-            failure = _spacing_failure(owner, self.counters.last_call_at, self.now)
+        if owners.spacing:
+            failure = _spacing_failure(owners, self.counters.last_call_at, self.now)
             if failure is not None:
                 return failure
         return publisher[2]
@@ -623,24 +624,25 @@ class _Decider:
                 if used + amount > limit:
                     caps = owner.full(index, used), owner.target_level
                     break
-            slot = spacing = None
-            for owner in publisher.with_slots:
-                slot = slot or _slot_failure(owner, self.counters.in_progress)
-            for owner in publisher.spacing:
-                spacing = spacing or _spacing_failure(owner, self.counters.last_call_at, self.now)
-            answer = self.publisher_answers[key] = (caps, slot, spacing)
+            answer = self.publisher_answers[key] = (
+                caps,
+                _slot_failure(publisher, self.counters.in_progress),
+                _spacing_failure(publisher, self.counters.last_call_at, self.now),
+            )
+            if key is None:
+                # The same for every revenue: no need to ask again.
+                self.publisher_answer = answer
         return answer
 
 
 # The publisher's answers to a call: (caps, concurrency, spacing) failures.
 _PublisherAnswer = tuple[_Failure | None, _Failure | None, _Failure | None]
-_PUBLISHER_FITS: _PublisherAnswer = (None, None, None)
+_FITS: _PublisherAnswer = (None, None, None)
 
 
-def _slot_failure(owner: OwnerLimits, in_progress: Mapping[str, int]) -> _Failure | None:
-    """Why ``owner`` takes no more calls at once, if its concurrency limit is reached."""
-    slot = owner.slot
-    if slot is not None:
+def _slot_failure(owners: OwnerSet, in_progress: Mapping[str, int]) -> _Failure | None:
+    """Why one of ``owners`` takes no more calls at once, if one's concurrency limit is reached."""
+    for owner, slot in zip(owners.with_slots, owners.slots, strict=True):
         calls = in_progress.get(slot.owner, 0)
         if calls >= slot.limit:
             return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level
@@ -648,17 +650,19 @@ def _slot_failure(owner: OwnerLimits, in_progress: Mapping[str, int]) -> _Failur
 
 
 def _spacing_failure(
-    owner: OwnerLimits, last_call_at: Mapping[str, datetime], now: datetime
+    owners: OwnerSet, last_call_at: Mapping[str, datetime], now: datetime
 ) -> _Failure | None:
-    """Why ``owner`` takes no call yet, if its last call was too recent."""
-    spacing = owner.spacing_seconds or 0
-    last = last_call_at.get(owner.owner)
-    if last is not None:
-        elapsed = (now - last).total_seconds()
-        if elapsed < spacing:
-            return (
-                f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, needs {spacing} s"
-            ), owner.target_level
+    """Why one of ``owners`` takes no call yet, if its last call was too recent."""
+    for owner in owners.spacing:
+        spacing = owner.spacing_seconds or 0
+        last = last_call_at.get(owner.owner)
+        if last is not None:
+            elapsed = (now - last).total_seconds()
+            if elapsed < spacing:
+                return (
+                    f"{owner.label}spacing: last call {max(int(elapsed), 0)} s ago, "
+                    f"needs {spacing} s"
+                ), owner.target_level
     return None
 
 

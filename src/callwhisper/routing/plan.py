@@ -223,6 +223,7 @@ class OwnerSet:
 
 # One cap to check: (counter, amount one call adds, limit, its owner, index of the limit).
 CapCheck = tuple[CapKey, Decimal, Decimal, OwnerLimits, int]
+CapChecks = tuple[CapCheck, ...]
 # Targets sharing owners mostly pay one revenue; past this many, the answers start afresh.
 _REVENUES_KEPT = 16
 
@@ -383,8 +384,8 @@ class TargetPlan:
     whisper: WhisperConfig
     conversion: ConversionRule
     # The latest candidate made of this target, with what it was made of: (publisher's
-    # owners, no-convert reason, each owner's charges, candidate). See ``routing.decision``.
-    latest: list[tuple[OwnerSet, str | None, list[tuple[CapCharge, ...]], Candidate]] = field(
+    # owners, no-convert reason, the caps of the owners and the publisher, candidate).
+    latest: list[tuple[OwnerSet, str | None, tuple[CapChecks, CapChecks], Candidate]] = field(
         default_factory=list, compare=False, repr=False
     )
 
