@@ -1,4 +1,10 @@
-"""Shared fixtures: real PostgreSQL and Redis for the integration tests.
+"""Shared fixtures: real PostgreSQL and Redis for the integration tests; Hypothesis profiles.
+
+Hypothesis runs the ``default`` profile, bounded so that ``make test`` stays
+quick. ``CALLWHISPER_HYPOTHESIS_PROFILE=fuzz`` selects the long fuzz run
+(``make fuzz``): the fuzz tests of the SIP parser, stream framer and
+transaction layer then try ``CALLWHISPER_FUZZ_EXAMPLES`` inputs each
+(20,000 unless set) instead of 300.
 
 Each is found at its usual address (or the one given in the environment),
 and started by the fixture itself when nothing answers there:
@@ -26,6 +32,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -36,6 +43,17 @@ DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REDIS_URL_ENV = "CALLWHISPER_TEST_REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 STARTUP_SECONDS = 30.0
+HYPOTHESIS_PROFILE_ENV = "CALLWHISPER_HYPOTHESIS_PROFILE"
+FUZZ_EXAMPLES_ENV = "CALLWHISPER_FUZZ_EXAMPLES"
+
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get(FUZZ_EXAMPLES_ENV, "20000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get(HYPOTHESIS_PROFILE_ENV, "default"))
 
 
 def _answers(host: str, port: int) -> bool:
