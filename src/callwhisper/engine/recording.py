@@ -1,4 +1,5 @@
-"""Two-channel recording of a bridged call: caller left, buyer right, 8 kHz 16-bit WAV.
+"""Call recording, 8 kHz 16-bit WAV: a bridged call in two channels, caller left, buyer
+right; or what one leg says alone (the caller leaving a voicemail) in one channel.
 
 The relay path only appends ``(position, payload)`` to a list
 (:meth:`CallRecorder.add`); decoding, placing and writing run in a worker
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -58,25 +59,29 @@ class RecordingBatch:
 @dataclass(slots=True)
 class _Writer:
     path: Path
+    pending: npt.NDArray[np.int16]
     file: wave.Wave_write | None = None
     written: int = 0
-    pending: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int16))
 
 
 class CallRecorder:
-    """Records the two directions of one bridge into a stereo WAV file.
+    """Records the two directions of one bridge into a stereo WAV file, or one leg in mono.
 
     :meth:`add` and :meth:`take` run on the event loop; :meth:`write` and
     :meth:`close` in one worker thread at a time (the engine serializes them).
     """
 
-    def __init__(self, path: Path, start: float) -> None:
-        """Record into ``path``; ``start`` (loop time) is the first sample of the file."""
+    def __init__(self, path: Path, start: float, *, channels: Literal[1, 2] = 2) -> None:
+        """Record into ``path``; ``start`` (loop time) is the first sample of the file.
+
+        With ``channels=1`` only :data:`CALLER` (channel 0) may be added.
+        """
         self.path = path
         self.start = start
+        self.channels = channels
         self._chunks: list[tuple[Channel, int, bytes, Codec]] = []
-        self._anchors: list[_Anchor | None] = [None, None]
-        self._writer = _Writer(path)
+        self._anchors: list[_Anchor | None] = [None] * channels
+        self._writer = _Writer(path, np.zeros((0, channels), dtype=np.int16))
 
     def _arrival(self, now: float) -> int:
         return round((now - self.start) * SAMPLE_RATE)
@@ -112,7 +117,7 @@ class CallRecorder:
         writer = self._writer
         if writer.file is None:
             writer.file = wave.open(str(writer.path), "wb")  # noqa: SIM115 - kept open across batches
-            writer.file.setnchannels(2)
+            writer.file.setnchannels(self.channels)
             writer.file.setsampwidth(2)
             writer.file.setframerate(SAMPLE_RATE)
         for channel, position, payload, encoding in batch.chunks:
@@ -124,7 +129,7 @@ class CallRecorder:
                 offset = 0
             end = offset + len(pcm)
             if end > len(writer.pending):
-                grown = np.zeros((end, 2), dtype=np.int16)
+                grown = np.zeros((end, self.channels), dtype=np.int16)
                 grown[: len(writer.pending)] = writer.pending
                 writer.pending = grown
             writer.pending[offset:end, channel] = pcm

@@ -144,3 +144,18 @@ def test_close_closes_the_file_even_when_the_last_write_fails(
     with pytest.raises(OSError, match="No space left on device"):
         recorder.close(recorder.take(0.02, final=True))
     assert [f.closed for f in disk.files] == [True]
+
+
+def test_a_one_channel_recording_is_a_mono_wav_of_the_caller(tmp_path: Path) -> None:
+    """A voicemail: what the caller said alone, lost packets as silence."""
+    recorder = CallRecorder(tmp_path / "voicemail.wav", start=0.0, channels=1)
+    recorder.add(CALLER, 7, 0, frame(1000), "PCMU", 0.0)
+    recorder.add(CALLER, 7, 320, frame(-500, alaw_encode), "PCMA", 0.04)
+    recorder.close(recorder.take(0.06, final=True))
+    with wave.open(str(tmp_path / "voicemail.wav"), "rb") as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    assert len(samples) == 480
+    assert (samples[:160] == decoded(frame(1000))).all()
+    assert (samples[160:320] == 0).all()
+    assert (samples[320:] == decoded(frame(-500, alaw_encode), alaw_decode)).all()
