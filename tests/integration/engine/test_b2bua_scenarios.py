@@ -210,7 +210,7 @@ async def test_the_caller_cancelling_during_the_whisper_gets_the_buyer_a_bye(
     listening = buyer(sipp, "buyer-voicemail-silent")
     whisper = {"text": "Press 1.", "wait_seconds": 15.0, "plays": 1}
     server = await start_server(configuration([("acme", listening.uri())], whisper=whisper))
-    calling = caller(sipp, server, "caller-cancels-during-whisper", recv_timeout_ms=2500)
+    calling = caller(sipp, server, "caller-cancels-during-whisper", recv_timeout_ms=3000)
 
     cancelled = await calling.wait_async()
     cancelled.assert_succeeded()
@@ -455,7 +455,7 @@ async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
     speech; the same analysis run on the rendered whisper proves it would
     see it.
     """
-    listening = buyer(sipp, "buyer-accepts", pause_ms=3000)
+    listening = buyer(sipp, "buyer-accepts", pause_ms=4500)
     whisper = {"text": WHISPER_TEXT, "wait_seconds": 5.0, "plays": 1}
     server = await start_server(configuration([("acme", listening.uri())], whisper=whisper))
     ear = CallerMedia(rtp_sink)
@@ -479,7 +479,7 @@ async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
     assert {packet.payload_type for packet in early} == {PCMA}
     heard = decode_pcma(early)
     assert speech_segments(heard) == []
-    assert heard.duration >= 3.0
+    assert heard.duration >= 2.5
     on, first = tone_cadence(heard, RINGBACK_HZ)[0]
     assert on
     assert 1.5 <= first <= 2.1  # the first ring of the 2 s on, 4 s off cadence
@@ -525,6 +525,8 @@ async def test_after_the_bridge_audio_flows_both_ways(
     }
     before, after = mouth.before(bridged), mouth.after(bridged)
     assert not [packet for packet in before if packet.payload in voice | mouth.said]
+    # call-flow 2: the buyer's accept key is not relayed to the caller.
+    assert {packet.payload_type for packet in after} == {PCMA}
     from_buyer = [packet for packet in after if packet.payload in voice]
     echoed = [packet for packet in after if packet.payload in mouth.said]
     assert len(from_buyer) >= 20, len(after)  # 0.6 s of the buyer's voice
