@@ -2,6 +2,8 @@
 
 Each write is its own transaction, so a crash loses nothing already written;
 ``close_interrupted_calls`` runs at start-up and closes what a crash left open.
+Every write also exists as a unit of work (``*_in`` methods, the connection
+last) that a caller can run inside its own transaction, with others.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypedDict
 
-from sqlalchemy import Row, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Row, select, update
 
 from callwhisper.store.engine import Database
 from callwhisper.store.ledger import SqlCapLedger
@@ -138,38 +140,73 @@ class CallRepository:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Record a new inbound call."""
-        async with self._db.write() as connection:
-            await connection.execute(
-                calls.insert().values(
-                    id=call_id,
-                    campaign_id=campaign_id,
-                    dialed=dialed,
-                    caller=caller,
-                    publisher_id=publisher_id,
-                    state=state,
-                    started_at=started_at,
-                    tags=dict(tags or {}),
-                    revenue=Decimal(0),
-                    payout=Decimal(0),
-                    cost=Decimal(0),
-                    converted=False,
-                    duplicate=False,
-                    updated_at=utcnow(),
-                )
+        await self._db.run_write(
+            partial(
+                self.create_call_in,
+                call_id,
+                dialed=dialed,
+                started_at=started_at,
+                campaign_id=campaign_id,
+                caller=caller,
+                publisher_id=publisher_id,
+                state=state,
+                tags=tags,
             )
+        )
+
+    def create_call_in(
+        self,
+        call_id: str,
+        connection: Connection,
+        *,
+        dialed: str,
+        started_at: datetime,
+        campaign_id: str | None = None,
+        caller: str | None = None,
+        publisher_id: str | None = None,
+        state: str = "new",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """:meth:`create_call` in the caller's transaction."""
+        connection.execute(
+            calls.insert().values(
+                id=call_id,
+                campaign_id=campaign_id,
+                dialed=dialed,
+                caller=caller,
+                publisher_id=publisher_id,
+                state=state,
+                started_at=started_at,
+                tags=dict(tags or {}),
+                revenue=Decimal(0),
+                payout=Decimal(0),
+                cost=Decimal(0),
+                converted=False,
+                duplicate=False,
+                updated_at=utcnow(),
+            )
+        )
 
     async def update_call(self, call_id: str, changes: CallChanges) -> None:
         """Change some fields of a call; raises ``KeyError`` for an unknown call."""
+        await self._db.run_write(partial(self.update_call_in, call_id, changes))
+
+    def update_call_in(self, call_id: str, changes: CallChanges, connection: Connection) -> None:
+        """:meth:`update_call` in the caller's transaction."""
         values: dict[str, Any] = dict(changes)
         if "tags" in values:
             values["tags"] = dict(values["tags"])
-        async with self._db.write() as connection:
-            await _update_call(connection, call_id, values)
+        _update_call(connection, call_id, values)
 
     async def record_routing(self, call_id: str, decision: Mapping[str, Any]) -> None:
         """Keep the routing decision (candidates and reasons) of a call, as JSON."""
-        async with self._db.write() as connection:
-            await _update_call(connection, call_id, {"routing": dict(decision)})
+        await self._db.run_write(partial(self.record_routing_in, call_id, decision))
+
+    def record_routing_in(
+        self, call_id: str, decision: Mapping[str, Any], connection: Connection
+    ) -> None:
+        """:meth:`record_routing` in the caller's transaction."""
+        _update_call(connection, call_id, {"routing": dict(decision)})
 
     async def finish_call(
         self,
@@ -183,6 +220,32 @@ class CallRepository:
         converted: bool | None = None,
     ) -> None:
         """Close a call with its outcome and its money."""
+        await self._db.run_write(
+            partial(
+                self.finish_call_in,
+                call_id,
+                outcome=outcome,
+                ended_at=ended_at,
+                revenue=revenue,
+                payout=payout,
+                cost=cost,
+                converted=converted,
+            )
+        )
+
+    def finish_call_in(
+        self,
+        call_id: str,
+        connection: Connection,
+        *,
+        outcome: str,
+        ended_at: datetime,
+        revenue: Decimal,
+        payout: Decimal,
+        cost: Decimal,
+        converted: bool | None = None,
+    ) -> None:
+        """:meth:`finish_call` in the caller's transaction."""
         values: dict[str, Any] = {
             "state": ENDED,
             "outcome": outcome,
@@ -193,8 +256,7 @@ class CallRepository:
         }
         if converted is not None:
             values["converted"] = converted
-        async with self._db.write() as connection:
-            await _update_call(connection, call_id, values)
+        _update_call(connection, call_id, values)
 
     async def create_leg(
         self,
@@ -208,28 +270,56 @@ class CallRepository:
         reservation_id: str | None = None,
     ) -> None:
         """Record a buyer leg being dialed."""
-        async with self._db.write() as connection:
-            await connection.execute(
-                call_legs.insert().values(
-                    id=leg_id,
-                    call_id=call_id,
-                    buyer_id=buyer_id,
-                    target_id=target_id,
-                    destination=destination,
-                    reservation_id=reservation_id,
-                    dialed_at=dialed_at,
-                    cost=Decimal(0),
-                )
+        await self._db.run_write(
+            partial(
+                self.create_leg_in,
+                leg_id,
+                call_id,
+                destination=destination,
+                dialed_at=dialed_at,
+                buyer_id=buyer_id,
+                target_id=target_id,
+                reservation_id=reservation_id,
             )
+        )
+
+    def create_leg_in(
+        self,
+        leg_id: str,
+        call_id: str,
+        connection: Connection,
+        *,
+        destination: str,
+        dialed_at: datetime,
+        buyer_id: str | None = None,
+        target_id: str | None = None,
+        reservation_id: str | None = None,
+    ) -> None:
+        """:meth:`create_leg` in the caller's transaction."""
+        connection.execute(
+            call_legs.insert().values(
+                id=leg_id,
+                call_id=call_id,
+                buyer_id=buyer_id,
+                target_id=target_id,
+                destination=destination,
+                reservation_id=reservation_id,
+                dialed_at=dialed_at,
+                cost=Decimal(0),
+            )
+        )
 
     async def update_leg(self, leg_id: str, changes: LegChanges) -> None:
         """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
-        async with self._db.write() as connection:
-            result = await connection.execute(
-                update(call_legs).where(call_legs.c.id == leg_id).values(**changes)
-            )
-            if result.rowcount != 1:
-                raise KeyError(leg_id)
+        await self._db.run_write(partial(self.update_leg_in, leg_id, changes))
+
+    def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
+        """:meth:`update_leg` in the caller's transaction."""
+        result = connection.execute(
+            update(call_legs).where(call_legs.c.id == leg_id).values(**changes)
+        )
+        if result.rowcount != 1:
+            raise KeyError(leg_id)
 
     async def append_event(
         self,
@@ -241,8 +331,22 @@ class CallRepository:
         leg_id: str | None = None,
     ) -> int:
         """Add an entry to a call's timeline; returns its sequence number (1, 2, ...)."""
-        async with self._db.write() as connection:
-            return await _append_event(connection, call_id, kind, at, data or {}, leg_id)
+        return await self._db.run_write(
+            partial(self.append_event_in, call_id, kind, at, data, leg_id=leg_id)
+        )
+
+    def append_event_in(
+        self,
+        call_id: str,
+        kind: str,
+        at: datetime,
+        data: Mapping[str, Any] | None,
+        connection: Connection,
+        *,
+        leg_id: str | None = None,
+    ) -> int:
+        """:meth:`append_event` in the caller's transaction."""
+        return _append_event(connection, call_id, kind, at, data or {}, leg_id)
 
     async def close_interrupted_calls(self, now: datetime) -> int:
         """Close the calls that never ended (after a crash); returns how many.
@@ -251,38 +355,38 @@ class CallRepository:
         event ``interrupted``, and its open cap reservations are finished, which
         releases what they had not committed.
         """
-        async with self._db.write() as connection:
-            open_calls = [
-                str(call_id)
-                for call_id in await connection.scalars(
-                    select(calls.c.id).where(calls.c.ended_at.is_(None)).order_by(calls.c.id)
-                )
-            ]
-            if not open_calls:
-                return 0
-            await connection.execute(
-                update(call_legs)
-                .where(call_legs.c.call_id.in_(open_calls), call_legs.c.ended_at.is_(None))
-                .values(ended_at=now, outcome=INTERRUPTED)
+        return await self._db.run_write(partial(self._close_interrupted_calls_in, now))
+
+    def _close_interrupted_calls_in(self, now: datetime, connection: Connection) -> int:
+        open_calls = [
+            str(call_id)
+            for call_id in connection.scalars(
+                select(calls.c.id).where(calls.c.ended_at.is_(None)).order_by(calls.c.id)
             )
-            reservations = await connection.scalars(
-                select(cap_reservations.c.id)
-                .where(
-                    cap_reservations.c.call_id.in_(open_calls),
-                    cap_reservations.c.finished_at.is_(None),
-                )
-                .order_by(cap_reservations.c.id)
+        ]
+        if not open_calls:
+            return 0
+        connection.execute(
+            update(call_legs)
+            .where(call_legs.c.call_id.in_(open_calls), call_legs.c.ended_at.is_(None))
+            .values(ended_at=now, outcome=INTERRUPTED)
+        )
+        reservations = connection.scalars(
+            select(cap_reservations.c.id)
+            .where(
+                cap_reservations.c.call_id.in_(open_calls),
+                cap_reservations.c.finished_at.is_(None),
             )
-            for reservation_id in list(reservations):
-                await self._ledger.finish_in(connection, str(reservation_id), now)
-            for call_id in open_calls:
-                await _append_event(connection, call_id, INTERRUPTED, now, {}, None)
-                await _update_call(
-                    connection,
-                    call_id,
-                    {"state": ENDED, "outcome": INTERRUPTED, "ended_at": now},
-                )
-            return len(open_calls)
+            .order_by(cap_reservations.c.id)
+        )
+        for reservation_id in list(reservations):
+            self._ledger.finish_in(str(reservation_id), now, connection)
+        for call_id in open_calls:
+            _append_event(connection, call_id, INTERRUPTED, now, {}, None)
+            _update_call(
+                connection, call_id, {"state": ENDED, "outcome": INTERRUPTED, "ended_at": now}
+            )
+        return len(open_calls)
 
     async def get_call(self, call_id: str) -> CallRecord | None:
         """A call with its legs and timeline, or ``None``."""
@@ -336,18 +440,16 @@ class CallRepository:
         return [_call(row, legs.get(str(row.id), ()), events.get(str(row.id), ())) for row in rows]
 
 
-async def _update_call(
-    connection: AsyncConnection, call_id: str, values: Mapping[str, Any]
-) -> None:
-    result = await connection.execute(
+def _update_call(connection: Connection, call_id: str, values: Mapping[str, Any]) -> None:
+    result = connection.execute(
         update(calls).where(calls.c.id == call_id).values(**values, updated_at=utcnow())
     )
     if result.rowcount != 1:
         raise KeyError(call_id)
 
 
-async def _append_event(
-    connection: AsyncConnection,
+def _append_event(
+    connection: Connection,
     call_id: str,
     kind: str,
     at: datetime,
@@ -355,7 +457,7 @@ async def _append_event(
     leg_id: str | None,
 ) -> int:
     # Bumping the call's counter locks the call row: concurrent appends take turns.
-    seq = await connection.scalar(
+    seq = connection.scalar(
         update(calls)
         .where(calls.c.id == call_id)
         .values(last_event_seq=calls.c.last_event_seq + 1)
@@ -363,7 +465,7 @@ async def _append_event(
     )
     if seq is None:
         raise KeyError(call_id)
-    await connection.execute(
+    connection.execute(
         call_events.insert().values(
             call_id=call_id, seq=seq, at=at, kind=kind, leg_id=leg_id, data=dict(data)
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, or_, select
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
@@ -51,47 +51,70 @@ class CounterRepository:
         history_window`` (every campaign, oldest first); ``rotation`` holds the
         campaign's tier rotations.
         """
-        async with self._db.read() as connection:
-            usage = await _usage(connection, keys)
-            in_progress: dict[str, int] = {}
-            last_call_at: dict[str, datetime] = {}
-            if owners:
-                owner_list = sorted(set(owners))
-                for row in await connection.execute(
-                    select(cap_concurrency).where(cap_concurrency.c.owner.in_(owner_list))
-                ):
-                    in_progress[str(row.owner)] = int(row.in_progress)
-                for row in await connection.execute(
-                    select(cap_last_call).where(cap_last_call.c.owner.in_(owner_list))
-                ):
-                    last_call_at[str(row.owner)] = row.at
-            history: list[PastCall] = []
-            if caller is not None:
-                for row in await connection.execute(
-                    select(caller_history)
-                    .where(
-                        caller_history.c.caller == caller,
-                        caller_history.c.at >= now - history_window,
-                    )
-                    .order_by(caller_history.c.at, caller_history.c.id)
-                ):
-                    history.append(
-                        PastCall(
-                            campaign_id=str(row.campaign_id),
-                            buyer_id=row.buyer_id or None,
-                            at=row.at,
-                            connected=bool(row.connected),
-                            converted=bool(row.converted),
-                        )
-                    )
-            rotation = {
-                (campaign_id, int(row.tier_index)): TierRotation(
-                    last=row.last_member, current=dict(row.current)
+        return await self._db.run_read(
+            partial(
+                self.load_counters_in,
+                campaign_id,
+                keys=keys,
+                owners=owners,
+                caller=caller,
+                now=now,
+                history_window=history_window,
+            )
+        )
+
+    def load_counters_in(
+        self,
+        campaign_id: str,
+        connection: Connection,
+        *,
+        keys: Collection[CapKey] = (),
+        owners: Collection[str] = (),
+        caller: str | None = None,
+        now: datetime,
+        history_window: timedelta = DEFAULT_HISTORY_WINDOW,
+    ) -> RoutingCounters:
+        """:meth:`load_counters` in the caller's transaction."""
+        usage = _usage(connection, keys)
+        in_progress: dict[str, int] = {}
+        last_call_at: dict[str, datetime] = {}
+        if owners:
+            owner_list = sorted(set(owners))
+            for row in connection.execute(
+                select(cap_concurrency).where(cap_concurrency.c.owner.in_(owner_list))
+            ):
+                in_progress[str(row.owner)] = int(row.in_progress)
+            for row in connection.execute(
+                select(cap_last_call).where(cap_last_call.c.owner.in_(owner_list))
+            ):
+                last_call_at[str(row.owner)] = row.at
+        history: list[PastCall] = []
+        if caller is not None:
+            for row in connection.execute(
+                select(caller_history)
+                .where(
+                    caller_history.c.caller == caller,
+                    caller_history.c.at >= now - history_window,
                 )
-                for row in await connection.execute(
-                    select(routing_rotation).where(routing_rotation.c.campaign_id == campaign_id)
+                .order_by(caller_history.c.at, caller_history.c.id)
+            ):
+                history.append(
+                    PastCall(
+                        campaign_id=str(row.campaign_id),
+                        buyer_id=row.buyer_id or None,
+                        at=row.at,
+                        connected=bool(row.connected),
+                        converted=bool(row.converted),
+                    )
                 )
-            }
+        rotation = {
+            (campaign_id, int(row.tier_index)): TierRotation(
+                last=row.last_member, current=dict(row.current)
+            )
+            for row in connection.execute(
+                select(routing_rotation).where(routing_rotation.c.campaign_id == campaign_id)
+            )
+        }
         return RoutingCounters(
             cap_usage=usage,
             in_progress=in_progress,
@@ -104,21 +127,26 @@ class CounterRepository:
         self, campaign_id: str, tier_index: int, rotation: TierRotation
     ) -> None:
         """Persist a tier's rotation so round robin and weighted shares survive restarts."""
+        await self._db.run_write(partial(self.save_rotation_in, campaign_id, tier_index, rotation))
+
+    def save_rotation_in(
+        self, campaign_id: str, tier_index: int, rotation: TierRotation, connection: Connection
+    ) -> None:
+        """:meth:`save_rotation` in the caller's transaction."""
         statement = upsert(self._db.dialect, routing_rotation)
         values: dict[str, Any] = {
             "last_member": rotation.last,
             "current": dict(rotation.current),
             "updated_at": utcnow(),
         }
-        async with self._db.write() as connection:
-            await connection.execute(
-                statement.values(
-                    campaign_id=campaign_id, tier_index=tier_index, **values
-                ).on_conflict_do_update(
-                    index_elements=[routing_rotation.c.campaign_id, routing_rotation.c.tier_index],
-                    set_=values,
-                )
+        connection.execute(
+            statement.values(
+                campaign_id=campaign_id, tier_index=tier_index, **values
+            ).on_conflict_do_update(
+                index_elements=[routing_rotation.c.campaign_id, routing_rotation.c.tier_index],
+                set_=values,
             )
+        )
 
     async def record_caller_history(
         self,
@@ -136,6 +164,32 @@ class CounterRepository:
         One entry per call and buyer: recording it again only ever turns
         ``connected`` and ``converted`` on, so a later correction cannot lose them.
         """
+        await self._db.run_write(
+            partial(
+                self.record_caller_history_in,
+                caller=caller,
+                campaign_id=campaign_id,
+                call_id=call_id,
+                at=at,
+                buyer_id=buyer_id,
+                connected=connected,
+                converted=converted,
+            )
+        )
+
+    def record_caller_history_in(
+        self,
+        connection: Connection,
+        *,
+        caller: str,
+        campaign_id: str,
+        call_id: str,
+        at: datetime,
+        buyer_id: str | None = None,
+        connected: bool = False,
+        converted: bool = False,
+    ) -> None:
+        """:meth:`record_caller_history` in the caller's transaction."""
         statement = upsert(self._db.dialect, caller_history).values(
             caller=caller,
             campaign_id=campaign_id,
@@ -145,20 +199,19 @@ class CounterRepository:
             connected=connected,
             converted=converted,
         )
-        async with self._db.write() as connection:
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[caller_history.c.call_id, caller_history.c.buyer_id],
-                    set_={
-                        "connected": or_(caller_history.c.connected, statement.excluded.connected),
-                        "converted": or_(caller_history.c.converted, statement.excluded.converted),
-                    },
-                )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[caller_history.c.call_id, caller_history.c.buyer_id],
+                set_={
+                    "connected": or_(caller_history.c.connected, statement.excluded.connected),
+                    "converted": or_(caller_history.c.converted, statement.excluded.converted),
+                },
             )
+        )
 
 
-async def _usage(connection: AsyncConnection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
+def _usage(connection: Connection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
     if not keys:
         return {}
-    rows = await connection.execute(select(cap_usage).where(CAP_USAGE_KEY.in_(sorted(set(keys)))))
+    rows = connection.execute(select(cap_usage).where(CAP_USAGE_KEY.in_(sorted(set(keys)))))
     return {cap_key(row): row.used + row.reserved for row in rows}

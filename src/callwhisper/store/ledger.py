@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Row, and_, select, update
+from sqlalchemy import Connection, Row, and_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
@@ -145,11 +145,8 @@ class SqlCapLedger:
 
         async def attempt() -> str | None:
             if not self._db.is_sqlite:
-                await self._create_counters(reservation)
-            async with self._db.write() as connection:
-                if self._db.is_sqlite:
-                    await self._create_counters_in(connection, reservation)
-                return await self._reserve_in(connection, reservation, call_id)
+                await self._db.run_write(partial(self.create_counters_in, reservation))
+            return await self._db.run_write(partial(self.reserve_in, reservation, call_id))
 
         try:
             return await self._retrying(attempt)
@@ -164,24 +161,18 @@ class SqlCapLedger:
         Committing a metric twice changes nothing; an unknown or finished
         reservation raises ``KeyError``.
         """
-
-        async def attempt() -> None:
-            async with self._db.write() as connection:
-                await self._commit_in(connection, reservation_id, metrics, revenue)
-
-        await self._retrying(attempt)
+        await self._retrying(
+            partial(self._db.run_write, partial(self.commit_in, reservation_id, metrics, revenue))
+        )
 
     async def finish(self, reservation_id: str, *, at: datetime | None = None) -> None:
         """Release what was not committed, and the concurrency slots.
 
         An unknown or finished reservation raises ``KeyError``.
         """
-
-        async def attempt() -> None:
-            async with self._db.write() as connection:
-                await self.finish_in(connection, reservation_id, at or utcnow())
-
-        await self._retrying(attempt)
+        await self._retrying(
+            partial(self._db.run_write, partial(self.finish_in, reservation_id, at or utcnow()))
+        )
 
     async def amounts(self, key: CapKey) -> CapAmounts:
         """The used and reserved amounts of one counter (zero if never touched)."""
@@ -217,30 +208,28 @@ class SqlCapLedger:
                 await pause(attempt)
         raise AssertionError("unreachable")
 
-    async def _create_counters(self, reservation: Reservation) -> None:
-        async with self._db.engine.connect() as connection, connection.begin():
-            await self._create_counters_in(connection, reservation)
-
-    async def _create_counters_in(
-        self, connection: AsyncConnection, reservation: Reservation
-    ) -> None:
+    def create_counters_in(self, reservation: Reservation, connection: Connection) -> None:
+        """Create the counter rows a reservation touches (PostgreSQL: in a transaction first)."""
         keys = sorted({charge.key for charge in reservation.charges})
         if keys:
-            await connection.execute(
+            connection.execute(
                 upsert(self._db.dialect, cap_usage).on_conflict_do_nothing(),
                 [{**key._asdict(), "used": Decimal(0), "reserved": Decimal(0)} for key in keys],
             )
         owners = sorted({slot.owner for slot in reservation.concurrency})
         if owners:
-            await connection.execute(
+            connection.execute(
                 upsert(self._db.dialect, cap_concurrency).on_conflict_do_nothing(),
                 [{"owner": owner, "in_progress": 0} for owner in owners],
             )
 
-    async def _reserve_in(
-        self, connection: AsyncConnection, reservation: Reservation, call_id: str | None
+    def reserve_in(
+        self, reservation: Reservation, call_id: str | None, connection: Connection
     ) -> str | None:
-        exists = await connection.scalar(
+        """:meth:`reserve` in the caller's write transaction (on SQLite, counters included)."""
+        if self._db.is_sqlite:
+            self.create_counters_in(reservation, connection)
+        exists = connection.scalar(
             select(cap_reservations.c.id).where(cap_reservations.c.id == reservation.reservation_id)
         )
         if exists is not None:
@@ -249,7 +238,7 @@ class SqlCapLedger:
         slots = sorted(reservation.concurrency, key=lambda slot: slot.owner)
         usage: dict[CapKey, Decimal] = {}
         if charges:
-            rows = await connection.execute(
+            rows = connection.execute(
                 select(cap_usage)
                 .where(CAP_USAGE_KEY.in_([charge.key for charge in charges]))
                 .order_by(*CAP_USAGE_KEY.clauses)
@@ -258,7 +247,7 @@ class SqlCapLedger:
             usage = {cap_key(row): row.used + row.reserved for row in rows}
         in_progress: dict[str, int] = {}
         if slots:
-            rows = await connection.execute(
+            rows = connection.execute(
                 select(cap_concurrency)
                 .where(cap_concurrency.c.owner.in_([slot.owner for slot in slots]))
                 .order_by(cap_concurrency.c.owner)
@@ -270,7 +259,7 @@ class SqlCapLedger:
             return reason
         for charge in charges:
             # The rows are locked and checked; the condition keeps the update honest anyway.
-            result = await connection.execute(
+            result = connection.execute(
                 update(cap_usage)
                 .where(
                     _usage_row(charge.key),
@@ -281,7 +270,7 @@ class SqlCapLedger:
             if result.rowcount != 1:
                 raise StoreError(f"cap counter {charge.key} changed under a lock")
         for slot in slots:
-            result = await connection.execute(
+            result = connection.execute(
                 update(cap_concurrency)
                 .where(
                     cap_concurrency.c.owner == slot.owner,
@@ -291,8 +280,8 @@ class SqlCapLedger:
             )
             if result.rowcount != 1:
                 raise StoreError(f"concurrency counter {slot.owner} changed under a lock")
-        await self._touch_owners(connection, reservation)
-        await connection.execute(
+        self._touch_owners(connection, reservation)
+        connection.execute(
             cap_reservations.insert().values(
                 id=reservation.reservation_id,
                 call_id=call_id,
@@ -307,21 +296,21 @@ class SqlCapLedger:
         )
         return None
 
-    async def _touch_owners(self, connection: AsyncConnection, reservation: Reservation) -> None:
+    def _touch_owners(self, connection: Connection, reservation: Reservation) -> None:
         owners = sorted(reservation.owners())
         if not owners:
             return
         statement = upsert(self._db.dialect, cap_last_call)
-        await connection.execute(
+        connection.execute(
             statement.on_conflict_do_update(
                 index_elements=[cap_last_call.c.owner], set_={"at": statement.excluded.at}
             ),
             [{"owner": owner, "at": reservation.at} for owner in owners],
         )
 
-    async def _held(self, connection: AsyncConnection, reservation_id: str) -> Row[Any]:
+    def _held(self, connection: Connection, reservation_id: str) -> Row[Any]:
         row = (
-            await connection.execute(
+            connection.execute(
                 select(cap_reservations)
                 .where(
                     cap_reservations.c.id == reservation_id,
@@ -334,20 +323,21 @@ class SqlCapLedger:
             raise KeyError(reservation_id)
         return row
 
-    async def _commit_in(
+    def commit_in(
         self,
-        connection: AsyncConnection,
         reservation_id: str,
         metrics: Collection[CapMetric],
         revenue: Decimal | None,
+        connection: Connection,
     ) -> None:
-        row = await self._held(connection, reservation_id)
+        """:meth:`commit` in the caller's write transaction."""
+        row = self._held(connection, reservation_id)
         committed: set[str] = set(row.committed)
         for charge in _held_charges(row):
             metric = charge.key.metric
             if metric in metrics and metric not in committed:
                 kept = revenue if metric == "revenue" and revenue is not None else charge.amount
-                await connection.execute(
+                connection.execute(
                     update(cap_usage)
                     .where(_usage_row(charge.key))
                     .values(
@@ -357,32 +347,30 @@ class SqlCapLedger:
                 )
         now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
         if now_committed != committed:
-            await connection.execute(
+            connection.execute(
                 update(cap_reservations)
                 .where(cap_reservations.c.id == reservation_id)
                 .values(committed=sorted(now_committed))
             )
 
-    async def finish_in(
-        self, connection: AsyncConnection, reservation_id: str, at: datetime
-    ) -> None:
-        """Finish a reservation inside the caller's write transaction."""
-        row = await self._held(connection, reservation_id)
+    def finish_in(self, reservation_id: str, at: datetime, connection: Connection) -> None:
+        """:meth:`finish` in the caller's write transaction."""
+        row = self._held(connection, reservation_id)
         committed: set[str] = set(row.committed)
         for charge in _held_charges(row):
             if charge.key.metric not in committed:
-                await connection.execute(
+                connection.execute(
                     update(cap_usage)
                     .where(_usage_row(charge.key))
                     .values(reserved=cap_usage.c.reserved - charge.amount)
                 )
         for owner in sorted(str(slot["owner"]) for slot in row.concurrency):
-            await connection.execute(
+            connection.execute(
                 update(cap_concurrency)
                 .where(cap_concurrency.c.owner == owner)
                 .values(in_progress=cap_concurrency.c.in_progress - 1)
             )
-        await connection.execute(
+        connection.execute(
             update(cap_reservations)
             .where(cap_reservations.c.id == reservation_id)
             .values(finished_at=at)

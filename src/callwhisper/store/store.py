@@ -57,7 +57,7 @@ class Store:
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        await self.database.engine.dispose()
+        await self.database.close()
 
 
 def _upgrade_blocking(url: URL) -> None:
