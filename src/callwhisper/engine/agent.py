@@ -102,7 +102,7 @@ USER_AGENT: Final = "callwhisper-phone"
 SOUND_RMS: Final = 160.0
 """RMS level (16-bit PCM) above which a frame is sound, not silence: about -40 dBm0."""
 KEY_MS: Final = 120
-"""How long a key press lasts (RFC 4733 events of 6 packets of 20 ms)."""
+"""How long a key press lasts: six 20 ms packet times of RFC 4733 events, the end repeated."""
 
 
 # -- media --------------------------------------------------------------------------------
