@@ -383,7 +383,8 @@ def parse_message(
             if not items:
                 raise SipParseError(f"continuation line before first header: {line!r}")
             key, name, value = items[-1]
-            items[-1] = (key, name, f"{value} {line.strip()}")
+            # The whitespace becomes one SP; a value that only starts here gets none.
+            items[-1] = (key, name, f"{value} {line.strip()}" if value else line.strip())
             continue
         name, colon, value = line.partition(":")
         names = header_key(name.rstrip()) if colon else None

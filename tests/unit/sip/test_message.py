@@ -60,6 +60,15 @@ def test_compact_forms_case_and_folding_are_normalized() -> None:
     assert "Content-Length" in names
 
 
+def test_a_value_that_starts_on_a_continuation_line_has_no_leading_space() -> None:
+    """Found by the long fuzz run: ``Call-ID:`` then the value folded onto the next line."""
+    folded = fx.OK_INVITE.replace(b"Call-ID: ", b"Call-ID:\r\n ", 1)
+    ok = parse_message(folded)
+    unfolded = parse_message(fx.OK_INVITE)
+    assert ok.headers.get("Call-ID") == unfolded.headers.get("Call-ID") == unfolded.call_id
+    assert parse_message(bytes(ok)) == ok == unfolded
+
+
 def test_response_status_and_reason() -> None:
     ok = parse_message(fx.OK_INVITE)
     assert isinstance(ok, SipResponse)
