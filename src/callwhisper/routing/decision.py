@@ -266,7 +266,7 @@ _Failure = tuple[str, bool]
 _ROWS_PER_ENTRY = 256
 # Schedule answers change a few times a day; this bounds the gates kept per campaign.
 _GATES_PER_CAMPAIGN = 1024
-_NO_PASSES: list[TargetPlan] = []
+_NO_PASSES: tuple[TargetPlan, ...] = ()
 
 
 def _row(entry: EntryPlan, target_id: str | None, tier_index: int, reason: str) -> Skipped:
@@ -398,7 +398,7 @@ class _Decider:
                 continue
             tier_index = tier.index
             # The targets of each entry that passed every check.
-            passes_of: list[list[TargetPlan]] = []
+            passes_of: list[Sequence[TargetPlan]] = []
             for entry, gate in zip(tier.entries, tier_gate.entries, strict=True):
                 if gate.rows is not None:
                     # Every target failed on a switch or a schedule: rows made in advance. None
@@ -418,11 +418,12 @@ class _Decider:
                         else evaluate(target_plan)
                     )
                     if result is None:
-                        passes_of.append([target_plan])
+                        passes_of.append(entry.targets)
                         continue
                     reason, target_level = result
                     row_id = target_plan.target.id if target_level else entry.target_id
-                    skipped.append(_row(entry, row_id, tier_index, reason))
+                    row = entry.rows.get((row_id, reason))
+                    skipped.append(row or _row(entry, row_id, tier_index, reason))
                     passes_of.append(_NO_PASSES)
                     continue
                 passes: list[TargetPlan] = []

@@ -210,11 +210,17 @@ def enrich(attributes: CallAttributes) -> CallAttributes:
     geo = geo_for_number(attributes.caller)
     if geo is UNKNOWN:
         return attributes
-    filled = dataclasses.replace(
-        attributes,
-        country=attributes.country or geo.country,
-        state=attributes.state or geo.state,
-        area_code=attributes.area_code or geo.area_code,
-        city=attributes.city or geo.city,
+    known = (attributes.country, attributes.state, attributes.area_code, attributes.city)
+    filled = (
+        attributes.country or geo.country,
+        attributes.state or geo.state,
+        attributes.area_code or geo.area_code,
+        attributes.city or geo.city,
     )
-    return attributes if filled == attributes else filled
+    if filled == known:
+        # Already enriched (as when the call arrived, before routing): nothing to copy.
+        return attributes
+    country, state, area_code, city = filled
+    return dataclasses.replace(
+        attributes, country=country, state=state, area_code=area_code, city=city
+    )
