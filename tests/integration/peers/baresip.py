@@ -304,8 +304,8 @@ class Baresip:
         directory.mkdir(parents=True, exist_ok=True)
         self.sound_dir = directory / "snd"
         self.sound_dir.mkdir(exist_ok=True)
-        # sip_listen takes the port after it too, for SIP over TLS.
-        self.sip_port = free_port_block(2)
+        # sip_listen binds UDP and TCP, and the port after it for SIP over TLS.
+        self.sip_port = free_port_block(2, tcp_too=True)
         self.rtp_port = free_port_block(RTP_PORTS)
         self.ctrl_port = free_tcp_port()
         source = config.source or write_tone_wav(directory / "microphone.wav", config.tone)

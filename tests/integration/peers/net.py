@@ -46,17 +46,20 @@ def free_tcp_port() -> int:
         return port
 
 
-def free_port_block(count: int) -> int:
+def free_port_block(count: int, *, tcp_too: bool = False) -> int:
     """The first, even, port of ``count`` consecutive UDP ports free on loopback.
 
     RTP wants an even port with RTCP on the next one; SIPp's media socket
-    also uses the ports just above ``-mp``.
+    also uses the ports just above ``-mp``. With ``tcp_too`` the ports are
+    free for TCP as well: a SIP stack listening on both (baresip's
+    ``sip_listen``) fails to start on a port that some TCP connection holds.
     """
+    kinds = (socket.SOCK_DGRAM, socket.SOCK_STREAM) if tcp_too else (socket.SOCK_DGRAM,)
     for _ in range(200):
         first = free_port()
         first -= first % 2
         if first + count < 65536 and all(
-            _bindable(port, socket.SOCK_DGRAM) for port in range(first, first + count)
+            _bindable(port, kind) for port in range(first, first + count) for kind in kinds
         ):
             return first
     raise RuntimeError(f"no {count} consecutive free loopback UDP ports found")
