@@ -1,116 +1,177 @@
 """Benchmark: the media engine relaying bridged G.711 calls, against a bare relay.
 
-A separate process plays both phones of ``CALLS`` calls on loopback, each
-phone sending a 172-byte RTP packet every 20 ms (50 packets/s each way per
-call) for ``SECONDS`` seconds and timing every packet it receives. This
-process relays them, first with the bare minimum (an ``add_reader`` drain
-loop forwarding datagrams unchanged: the baseline) and then with the
-engine's bridged legs (latching, statistics, renumbering onto each leg's
-stream). Reported per relay: loss, transit time through the relay, RFC 3550
-interarrival jitter seen by the receivers, and the relay process's CPU, with
-the engine's figures as ratios of the baseline's. Loopback only, about 20 s.
-The phones are one Python process: at a few hundred calls it saturates before
-the relay does, and transit and jitter then measure the generator.
-Run with ``python bench/bench_media.py`` or ``python -m bench media``.
+For each number of concurrent calls, a load generator written in C
+(``bench/rtp_phones.c``, compiled with ``gcc`` on first use) plays both
+phones of every call on loopback: a 172-byte RTP packet every 20 ms each way,
+so 100 packets/s through the relay per call. This process relays them, first
+with the bare minimum (an ``add_reader`` drain loop forwarding datagrams
+unchanged: the baseline) and then with the engine's bridged legs (latching,
+statistics, renumbering onto each leg's stream), each on the event loop the
+server uses (uvloop when installed).
+
+Reported per relay: loss; transit time through the relay (send time carried
+in the payload, arrival stamped by the kernel) at p50, p99 and p99.9; the
+RFC 3550 interarrival jitter seen by the receivers; and the relay's CPU: this
+process's user and system time while the phones send, plus half the
+machine's softirq time meanwhile. On loopback the kernel delivers each
+datagram to its receiver in softirq context, charged to no process; half of
+the deliveries are the relay's packets to the phones, the other half the
+phones' to the relay. Calls per core = 1,000,000 / (100 x microseconds of
+relay CPU per packet). Nothing is pinned: on a shared machine a pinned
+process waits for its CPU while the other one idles.
+
+The generator reports how late it sent (packets more than 1 ms behind their
+schedule): a run where it fell behind measured the generator, and says so.
+Run with ``python -m bench media``, or ``python bench/bench_media.py 2000
+3000`` for chosen call counts; about 7 s per relay and call count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import selectors
+import hashlib
+import os
+import resource
+import shutil
 import socket
-import statistics
-import struct
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import IO
 
 from callwhisper.engine import PCMU, MediaConfig, MediaEngine
 
-CALLS = 100
-SECONDS = 8.0
-PTIME = 0.02
-DRAIN = 0.5
-_STAMP = struct.Struct("!d")  # send time on the shared monotonic clock, first payload bytes
-_HEADER = struct.Struct("!BBHII")
+CALL_COUNTS = (100, 500, 1000, 2000, 3000)
+SECONDS = 5.0
+HOST = "127.0.0.1"
+PHONE_SOCKETS = 8
+"""Sockets the phones share: the generator's cost, not the relay's, depends on it."""
+PACKETS_PER_CALL = 100
+"""Packets per second through the relay for one G.711 call at 20 ms, both ways."""
+TARGET_LOSS = 0.1
+"""Per cent: a call count "holds" when the relay loses less than this."""
+SOURCE = Path(__file__).with_name("rtp_phones.c")
 
 Address = tuple[str, int]
 
 
+def build_phones() -> Path:
+    """Compile the load generator once per source version; exit with a message if gcc is missing."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"callwhisper-bench-{digest}" / "rtp_phones"
+    if binary.exists():
+        return binary
+    compiler = os.environ.get("CC", "gcc")
+    if shutil.which(compiler) is None:
+        sys.exit(f"the media benchmark compiles its load generator with {compiler}: install gcc")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_suffix(".partial")
+    subprocess.run(
+        [compiler, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)], check=True
+    )
+    partial.rename(binary)
+    return binary
+
+
+def _softirq_seconds() -> float:
+    """The machine's softirq time so far from /proc/stat, 0.0 where that is not available."""
+    with contextlib.suppress(OSError, IndexError, ValueError), Path("/proc/stat").open() as stat:
+        return int(stat.readline().split()[7]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 @dataclass(frozen=True)
-class PhoneResults:
-    """What the phones measured: packets sent and received, transit times, jitter."""
+class RunResult:
+    """One relay's figures at one call count."""
 
-    sent: int
-    received: int
-    transits: list[float]
-    jitter: float
-    """Mean over streams of the RFC 3550 A.8 interarrival jitter, in seconds."""
+    calls: int
+    phones: dict[str, float]
+    """What the generator measured: ``sent``, ``received``, ``transit_p99_us``..."""
+    relay_cpu: float
+    """Seconds of this process's CPU while the phones were sending."""
+    relay_softirq: float
+    """Half the machine's softirq seconds meanwhile: the delivery of the relay's packets."""
+    wall: float
+
+    @property
+    def loss(self) -> float:
+        """Per cent of the packets sent that never reached the other phone."""
+        sent = self.phones["sent"]
+        return 100 * (1 - self.phones["received"] / sent) if sent else 0.0
+
+    @property
+    def per_packet(self) -> float:
+        """Microseconds of relay CPU (process and softirq) per packet relayed."""
+        cpu = self.relay_cpu + self.relay_softirq
+        return cpu / max(self.phones["received"], 1) * 1e6
+
+    @property
+    def calls_per_core(self) -> float:
+        """Bridged calls one core relays at this cost per packet."""
+        return 1e6 / (self.per_packet * PACKETS_PER_CALL)
+
+    @property
+    def late(self) -> float:
+        """Per cent of packets the generator sent more than 1 ms behind schedule."""
+        sent = self.phones["sent"]
+        return 100 * self.phones["late"] / sent if sent else 0.0
 
 
-def run_phones(conn: Connection, calls: int, seconds: float) -> None:
-    """Child process: bind 2 * ``calls`` phones, then send and receive for ``seconds``."""
-    phones = []
-    for _ in range(2 * calls):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        phones.append(sock)
-    conn.send([sock.getsockname() for sock in phones])
-    targets: list[Address] = conn.recv()
-    selector = selectors.DefaultSelector()
-    for index, sock in enumerate(phones):
-        selector.register(sock, selectors.EVENT_READ, index)
-    sent = received = 0
-    transits: list[float] = []
-    jitter = [0.0] * len(phones)
-    last_transit: list[float | None] = [None] * len(phones)
-    tail = b"\xff" * (160 - _STAMP.size)
-    # Phones send at evenly spread phases of the 20 ms period, as independent calls do;
-    # one burst of every packet per period would measure the burst, not the relay.
-    count = len(phones)
-    start = time.monotonic()
-    end = start + seconds
-    due = start
-    turn = 0
-    sequence = [0] * count
-    while True:
-        now = time.monotonic()
-        while due <= now and due < end:
-            seq = sequence[turn]
-            header = _HEADER.pack(0x80, 0, seq & 0xFFFF, (seq * 160) & 0xFFFFFFFF, turn)
-            try:
-                phones[turn].sendto(header + _STAMP.pack(time.monotonic()) + tail, targets[turn])
-                sent += 1
-            except BlockingIOError:
-                pass
-            sequence[turn] = seq + 1
-            turn = (turn + 1) % count
-            due += PTIME / count
-        if now > end + DRAIN:
-            break
-        for key, _ in selector.select(max(0.0, min(due, end + DRAIN) - now)):
-            sock, index = phones[key.data], key.data
-            while True:
-                try:
-                    data = sock.recv(2048)
-                except BlockingIOError:
-                    break
-                arrival = time.monotonic()
-                transit = arrival - _STAMP.unpack_from(data, 12)[0]
-                received += 1
-                transits.append(transit)
-                previous = last_transit[index]
-                if previous is not None:
-                    jitter[index] += (abs(transit - previous) - jitter[index]) / 16
-                last_transit[index] = transit
-    selector.close()
-    for sock in phones:
-        sock.close()
-    conn.send(PhoneResults(sent, received, transits, statistics.fmean(jitter)))
+class Phones:
+    """The generator process: its sockets, then one run against the relay's ports."""
+
+    def __init__(self, binary: Path, calls: int) -> None:
+        self.process = subprocess.Popen(
+            [str(binary), str(calls), str(SECONDS), str(PHONE_SOCKETS), HOST],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.calls = calls
+        self.sockets = [(HOST, int(port)) for port in self._stdout.readline().split()]
+
+    @property
+    def _stdout(self) -> IO[str]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def phone(self, index: int) -> Address:
+        """Address of phone ``index``: 2i is call i's caller, 2i + 1 its buyer."""
+        return self.sockets[index % len(self.sockets)]
+
+    def run(self, targets: list[Address]) -> RunResult:
+        """Send every phone's packets to its relay port; blocking, run it in a thread."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(" ".join(str(port) for _, port in targets) + "\n")
+        self.process.stdin.flush()
+        figures: dict[str, float] = {}
+        marks: dict[str, tuple[float, float, float]] = {}
+        for line in self._stdout:
+            word, _, value = line.strip().partition(" ")
+            if word in ("start", "stop"):
+                # process_time counts every thread of this process: the relay's loop too.
+                marks[word] = (time.process_time(), _softirq_seconds() / 2, time.monotonic())
+            elif word == "end":
+                break
+            else:
+                figures[word] = float(value)
+        if self.process.wait() != 0 or set(marks) != {"start", "stop"}:
+            raise RuntimeError("the phones failed; see their error output above")
+        (cpu0, soft0, wall0), (cpu1, soft1, wall1) = marks["start"], marks["stop"]
+        return RunResult(self.calls, figures, cpu1 - cpu0, soft1 - soft0, wall1 - wall0)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
 
 
 class BareRelay:
@@ -123,7 +184,7 @@ class BareRelay:
         loop = asyncio.get_running_loop()
         a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
         for sock in (a, b):
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((HOST, 0))
             sock.setblocking(False)
             self.sockets.append(sock)
         loop.add_reader(a.fileno(), self._forward, a, b, phone_b)
@@ -147,101 +208,131 @@ class BareRelay:
             sock.close()
 
 
-@dataclass(frozen=True)
-class RunResult:
-    """One relay's figures."""
-
-    phones: PhoneResults
-    cpu_seconds: float
-    wall_seconds: float
+Setup = Callable[[Phones], Awaitable[list[Address]]]
 
 
-async def measure(setup: Callable[[list[Address]], Awaitable[list[Address]]]) -> RunResult:
-    """Start the phones, let ``setup`` open the relay for them, and time the run."""
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=run_phones, args=(child, CALLS, SECONDS)
-    )
-    process.start()
+async def measure(binary: Path, calls: int, setup: Setup) -> RunResult:
+    """Start the phones, let ``setup`` open the relay for them, and run the calls."""
+    phones = Phones(binary, calls)
     try:
-        phones: list[Address] = await asyncio.to_thread(parent.recv)
         targets = await setup(phones)
-        cpu, wall = time.process_time(), time.monotonic()
-        parent.send(targets)
-        results: PhoneResults = await asyncio.to_thread(parent.recv)
-        return RunResult(results, time.process_time() - cpu, time.monotonic() - wall)
+        return await asyncio.to_thread(phones.run, targets)
     finally:
-        await asyncio.to_thread(process.join, 10)
-        parent.close()
-        child.close()
+        phones.close()
 
 
-async def run_baseline() -> RunResult:
+async def run_baseline(binary: Path, calls: int) -> RunResult:
     relay = BareRelay()
 
-    async def setup(phones: list[Address]) -> list[Address]:
+    async def setup(phones: Phones) -> list[Address]:
         targets: list[Address] = []
-        for call in range(CALLS):
-            targets.extend(relay.open(phones[2 * call], phones[2 * call + 1]))
+        for call in range(calls):
+            targets.extend(relay.open(phones.phone(2 * call), phones.phone(2 * call + 1)))
         return targets
 
     try:
-        return await measure(setup)
+        return await measure(binary, calls, setup)
     finally:
         relay.close()
 
 
-async def run_engine() -> RunResult:
-    engine = MediaEngine(MediaConfig("127.0.0.1", 40000, 49998))
+async def run_engine(binary: Path, calls: int) -> RunResult:
+    engine = MediaEngine(MediaConfig(HOST, 20000, 60999))
     await engine.start()
 
-    async def setup(phones: list[Address]) -> list[Address]:
+    async def setup(phones: Phones) -> list[Address]:
         targets: list[Address] = []
-        for call in range(CALLS):
-            caller = engine.open_leg(PCMU, remote=phones[2 * call])
-            buyer = engine.open_leg(PCMU, remote=phones[2 * call + 1])
+        for call in range(calls):
+            caller = engine.open_leg(PCMU, remote=phones.phone(2 * call))
+            buyer = engine.open_leg(PCMU, remote=phones.phone(2 * call + 1))
             engine.bridge(caller, buyer)
             targets += [caller.local_address, buyer.local_address]
         return targets
 
     try:
-        return await measure(setup)
+        return await measure(binary, calls, setup)
     finally:
         await engine.stop()
 
 
-def report(label: str, result: RunResult, baseline: RunResult | None = None) -> None:
-    """Print one relay's figures, and their ratio to ``baseline``."""
-    phones = result.phones
-    loss = 100 * (1 - phones.received / phones.sent) if phones.sent else 0.0
-    ordered = sorted(phones.transits)
-    p50 = ordered[len(ordered) // 2] * 1e6
-    p99 = ordered[int(len(ordered) * 0.99)] * 1e6
-    cpu = 100 * result.cpu_seconds / result.wall_seconds
-    per_packet = result.cpu_seconds / max(phones.received, 1) * 1e6
+def _run(coroutine: Awaitable[RunResult]) -> RunResult:
+    """Run on the loop ``callwhisper serve`` uses: uvloop when installed."""
+
+    async def main() -> RunResult:
+        return await coroutine
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main())
+    result: RunResult = uvloop.run(main())
+    return result
+
+
+def loop_name() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio default loop"
+    return f"uvloop {getattr(uvloop, '__version__', '')}".strip()
+
+
+def report(label: str, result: RunResult) -> None:
+    """Print one relay's figures at one call count."""
+    p = result.phones
+    cpu = 100 * result.relay_cpu / result.wall
+    softirq = 100 * result.relay_softirq / result.wall
+    phones_cpu = 100 * (p["cpu_user_seconds"] + p["cpu_system_seconds"]) / result.wall
     print(
-        f"{label:<10} {phones.sent / SECONDS:>8.0f} pkt/s  loss {loss:5.2f} %  "
-        f"transit p50 {p50:6.0f} us p99 {p99:6.0f} us  jitter {phones.jitter * 1e6:5.0f} us  "
-        f"CPU {cpu:5.1f} % ({per_packet:.1f} us/packet)"
+        f"  {label:<6} {p['sent'] / SECONDS:>8.0f} pkt/s  loss {result.loss:6.3f} %  "
+        f"transit p50 {p['transit_p50_us']:>6.0f} p99 {p['transit_p99_us']:>6.0f} "
+        f"p99.9 {p['transit_p999_us']:>6.0f} us  jitter {p['jitter_us']:>6.0f} us  "
+        f"relay CPU {cpu:5.1f} % + softirq {softirq:4.1f} % = {result.per_packet:5.2f} us/pkt "
+        f"({result.calls_per_core:5.0f} calls/core)  phones CPU {phones_cpu:4.1f} %"
+        + (f"  phones late {result.late:.1f} %: generator-limited" if result.late > 1 else ""),
+        flush=True,
     )
-    if baseline is not None:
-        base = baseline.phones
-        print(
-            f"{'':<10} x{result.cpu_seconds / baseline.cpu_seconds:.2f} CPU, "
-            f"x{p99 / (sorted(base.transits)[int(len(base.transits) * 0.99)] * 1e6):.2f} "
-            f"transit p99, jitter {(phones.jitter - base.jitter) * 1e6:+.0f} us "
-            "against the bare relay"
-        )
 
 
-def main() -> None:
-    """Relay ``CALLS`` bridged calls with the bare relay, then with the engine, and compare."""
-    print(f"{CALLS} bridged G.711 calls, 20 ms packets both ways, {SECONDS:.0f} s per relay")
-    baseline = asyncio.run(run_baseline())
-    report("bare relay", baseline)
-    engine = asyncio.run(run_engine())
-    report("engine", engine, baseline)
+def compare(engine: RunResult, baseline: RunResult) -> None:
+    """Print the engine's cost and jitter against the baseline of the same call count."""
+    holds = engine.loss < TARGET_LOSS and engine.late <= 1
+    print(
+        f"  engine x{engine.per_packet / baseline.per_packet:.2f} CPU per packet, "
+        f"jitter {engine.phones['jitter_us'] - baseline.phones['jitter_us']:+.0f} us "
+        f"against the bare relay; {engine.calls} calls "
+        + ("hold" if holds else "do not hold")
+        + f" (loss < {TARGET_LOSS} %)",
+        flush=True,
+    )
+
+
+def _raise_file_limit(calls: int) -> None:
+    """Each call needs two relay sockets: lift the soft limit on open files as needed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 4 * calls + 256
+    if soft < needed and (hard == resource.RLIM_INFINITY or hard >= needed):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Relay each call count with the bare relay, then with the engine, and compare."""
+    counts = [int(arg) for arg in argv] if argv else list(CALL_COUNTS)
+    binary = build_phones()
+    print(
+        f"bridged G.711 calls, 20 ms packets both ways, {SECONDS:.0f} s per run, {loop_name()}, "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    for calls in counts:
+        _raise_file_limit(calls)
+        print(f"{calls} calls", flush=True)
+        baseline = _run(run_baseline(binary, calls))
+        report("bare", baseline)
+        engine = _run(run_engine(binary, calls))
+        report("engine", engine)
+        compare(engine, baseline)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
