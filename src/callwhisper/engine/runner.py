@@ -116,6 +116,8 @@ __all__ = ["CALLER", "CallRunner", "RunnerSettings", "SipSide"]
 log = logging.getLogger(__name__)
 
 CALLER: Final = "A"
+OVERFLOW: Final = "overflow"
+"""The leg to the campaign's overflow line when the fallback forwards the caller."""
 SDP: Final = "application/sdp"
 MAX_AUTH_ATTEMPTS: Final = 2
 """Challenges answered per buyer INVITE before a 401/407 counts as a rejection."""
@@ -198,6 +200,8 @@ class RunnerSettings:
     """Host part of our From header towards buyers; our SIP address when unset."""
     cancel_linger_seconds: float = 4.0
     """How long an ended call still waits for final responses to its CANCELs."""
+    overflow_ring_seconds: float = 60.0
+    """How long the overflow line of a forwarded caller may ring before the caller is let go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +284,7 @@ class CallRunner:
         self._timer_deadline: float | None = None
         self._media = _Media()
         self._bridge: MediaBridge | None = None
+        self._overflow: BuyerLeg | None = None
         self._reservations: set[str] = set()
         self._arrived_at = wall()
 
@@ -312,6 +317,8 @@ class CallRunner:
                 at, item = await self._inbox.get()
                 await self._process(at, item)
             outcome = self.session.record.outcome
+            if self._overflow is not None:
+                await self._forwarded(self._overflow)
             await self._linger()
         except asyncio.CancelledError:
             self._abort("server stopping")
@@ -392,7 +399,7 @@ class CallRunner:
             case RejectCaller(sip_code, _reason):
                 self._reject_caller(sip_code)
             case ForwardCaller(destination):
-                self._forward_caller(destination)
+                await self._forward_caller(destination)
             case DialLeg():
                 return await self._dial(command)
             case CancelLeg(leg) | HangupLeg(leg):
@@ -506,21 +513,87 @@ class CallRunner:
             caller.final_sent = True
         self._close_media(caller.media)
 
-    def _forward_caller(self, destination: str) -> None:
+    async def _forward_caller(self, destination: str) -> None:
+        """call-flow 14: hand the caller to the overflow line, which we dial ourselves.
+
+        A redirect (302) would not do: a number is reached only through our
+        trunk, and a caller answered for an IVR can no longer be redirected.
+        So the overflow is dialed like a buyer, without whisper nor accept
+        gate, while the caller keeps hearing ringback; :meth:`_forwarded`
+        bridges them once it answers. The session has ended by then: the
+        hand-off is all it records.
+        """
         caller = self.caller
-        if caller.final_sent:
-            self._hang_up_caller()
+        if caller.hung_up or caller.media.closed:
             return
-        target = (
-            destination
-            if destination.startswith(("sip:", "sips:", "tel:"))
-            else (f"sip:{destination}@{self.sip.local[0]}")
+        command = DialLeg(
+            OVERFLOW,
+            destination,
+            self._overflow_trunk(destination),
+            self.attributes.caller,
+            self.config.overflow_ring_seconds,
+            OVERFLOW,
+            None,
         )
-        self.sip.respond(
-            caller.invite, 302, to_tag=caller.to_tag, extra=(("Contact", f"<{target}>"),)
-        )
-        caller.final_sent = True
-        self._close_media(caller.media)
+        failure = await self._start_leg(command)
+        if failure is not None:
+            self._let_go()
+            return
+        self._overflow = self.buyers[OVERFLOW]
+        caller.ringback = caller.media.play_ringback()
+
+    def _overflow_trunk(self, destination: str) -> str | None:
+        """A SIP URI is dialed directly; a number goes through the configuration's only trunk."""
+        if destination.startswith(("sip:", "sips:")) or len(self.trunks) != 1:
+            return None
+        return next(iter(self.trunks))
+
+    async def _forwarded(self, leg: BuyerLeg) -> None:
+        """Carry a forwarded caller until the caller or the overflow line hangs up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.overflow_ring_seconds
+        ring = loop.call_at(deadline, self.feed, TimerInput())
+        try:
+            while True:
+                at, item = await self._inbox.get()
+                match item:
+                    case TimerInput() if not leg.answered and loop.time() >= deadline:
+                        self._end_buyer(leg, canceled=True)
+                        self._let_go()
+                        return
+                    case SipInput():
+                        events = self._sip_event(item.leg, item.event, at)
+                        if any(self._forward_event(leg, event) for event in events):
+                            return
+                    case _:
+                        pass  # keys, playback ends and timers are the session's, which is over
+        finally:
+            ring.cancel()
+
+    def _forward_event(self, leg: BuyerLeg, event: Event) -> bool:
+        """Act on what happened to a forwarded call; whether the call is over."""
+        match event:
+            case LegAnswered():
+                self._answer_caller()
+                self._stop_ringback()
+                self._do_bridge(CALLER, leg.id)
+            case LegFailed():
+                self._let_go()
+                return True
+            case LegHungUp(leg=gone) if gone == CALLER:
+                self._end_buyer(leg, canceled=not leg.answered)
+                return True
+            case LegHungUp():
+                self._hang_up_caller()
+                return True
+        return False
+
+    def _let_go(self) -> None:
+        """The overflow cannot take the caller: the fallback's code if unanswered, else BYE."""
+        if self.caller.final_sent:
+            self._hang_up_caller()
+        else:
+            self._reject_caller(self.session.settings.fallback.sip_code)
 
     def _hang_up_caller(self) -> None:
         caller = self.caller
@@ -535,6 +608,11 @@ class CallRunner:
     # -- buyer legs (UAC) --------------------------------------------------------------------
 
     async def _dial(self, command: DialLeg) -> list[Command]:
+        failure = await self._start_leg(command)
+        return [] if failure is None else self._answer(failure)
+
+    async def _start_leg(self, command: DialLeg) -> LegFailed | None:
+        """Open the leg's media and send its INVITE; the failure if it cannot be dialed."""
         local_host = self.sip.local[0]
         try:
             media = self.media.open_leg(
@@ -542,7 +620,7 @@ class CallRunner:
             )
         except OSError as exc:
             log.error("call %s: no RTP port for %s: %s", self.call_id, command.leg, exc)
-            return self._answer(LegFailed(command.leg, "failed", "no media port"))
+            return LegFailed(command.leg, "failed", "no media port")
         session_id = new_session_id()
         offer = _offer(
             self.sip.media_address, media.local_address[1], session_id, self.config.codecs
@@ -559,7 +637,7 @@ class CallRunner:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
             leg.ended = True
             self._close_media(media)
-            return self._answer(LegFailed(command.leg, "failed", "unroutable"))
+            return LegFailed(command.leg, "failed", "unroutable")
         if leg.transport == "tcp":
             try:
                 await self.sip.connect(leg.next_hop)
@@ -567,7 +645,7 @@ class CallRunner:
                 log.warning("call %s: %s over TCP: %s", self.call_id, command.leg, exc)
                 leg.ended = True
                 self._close_media(media)
-                return self._answer(LegFailed(command.leg, "failed", "transport error"))
+                return LegFailed(command.leg, "failed", "transport error")
         user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
         domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
         leg.invite = make_request(
@@ -582,7 +660,7 @@ class CallRunner:
             extra=(("User-Agent", self.config.user_agent), ("Allow", ALLOW)),
         )
         self._send_invite(leg)
-        return []
+        return None
 
     def _send_invite(self, leg: BuyerLeg) -> None:
         assert leg.invite is not None
@@ -957,10 +1035,11 @@ class CallRunner:
                 self._end_buyer(leg, canceled=True)
         except (LocalProtocolError, RemoteProtocolError):
             log.exception("call %s: SIP teardown failed", self.call_id)
-        entry = Entry(
-            self._wall(), "interrupted", data={"outcome": "interrupted", "reason": reason}
-        )
-        self._write(lambda: self.backend.persist(self.call_id, entry))
+        if not self.session.finished:
+            entry = Entry(
+                self._wall(), "interrupted", data={"outcome": "interrupted", "reason": reason}
+            )
+            self._write(lambda: self.backend.persist(self.call_id, entry))
         for reservation_id in sorted(self._reservations):
             self._write(partial(self.backend.finish, reservation_id))
         self._reservations.clear()
