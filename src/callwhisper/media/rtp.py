@@ -302,8 +302,23 @@ class OutgoingStream:
         :class:`RtpError` if ``packet`` is not RTP version 2.
         """
         _check_header(packet)
-        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)
         out = bytearray(packet)
+        self.rewrite(out, now)
+        if payload_type is not None:
+            out[1] = (out[1] & 0x80) | payload_type
+        if translate is not None:
+            start, end = _payload_bounds(out)
+            out[start:end] = out[start:end].translate(translate)
+        return bytes(out)
+
+    def rewrite(self, packet: bytearray, now: float) -> None:
+        """Renumber a relayed packet in place: the core of :meth:`relay`.
+
+        For the relay's hot path, which has already checked the header and
+        writes the result straight to a socket; ``packet`` must be at least
+        an RTP header long.
+        """
+        seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(packet, 2)
         if ssrc != self._source:
             # A new source: map its numbering so it lands right after what we sent last.
             start_ts = self._resume_timestamp(now)
@@ -312,15 +327,10 @@ class OutgoingStream:
             self._source = ssrc
             self._last_ts = start_ts
             self._duration = 0
-            out[1] |= 0x80
+            packet[1] |= 0x80
         out_seq = (seq + self._seq_offset) % _SEQ_MOD
         out_ts = (ts + self._ts_offset) % _TS_MOD
-        _SEQ_TS_SSRC.pack_into(out, 2, out_seq, out_ts, self.ssrc)
-        if payload_type is not None:
-            out[1] = (out[1] & 0x80) | payload_type
-        if translate is not None:
-            start, end = _payload_bounds(out)
-            out[start:end] = out[start:end].translate(translate)
+        _SEQ_TS_SSRC.pack_into(packet, 2, out_seq, out_ts, self.ssrc)
         # Keep the latest position only: a late (reordered) packet must not move it back.
         if (out_seq - self._next_seq) % _SEQ_MOD < 0x8000:
             self._next_seq = (out_seq + 1) % _SEQ_MOD
@@ -329,7 +339,6 @@ class OutgoingStream:
                 self._duration = step
                 self._last_ts = out_ts
         self._last_time = now
-        return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,10 +443,15 @@ class IncomingStream:
             return False
         if not rtcp:
             seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
-            self._update(seq, ts, ssrc, now)
+            self.count(seq, ts, ssrc, now)
         return True
 
-    def _update(self, seq: int, ts: int, ssrc: int, now: float) -> None:
+    def count(self, seq: int, ts: int, ssrc: int, now: float) -> None:
+        """Account for one RTP packet from the accepted address, header already unpacked.
+
+        :meth:`receive` without its checks, for the relay's hot path, which
+        has already checked the header and the latch.
+        """
         if ssrc != self._ssrc:
             self._reset_source(ssrc, seq)
         elif self._received:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
-from callwhisper.engine.media import MediaEngine
+from callwhisper.engine.media import LoopPoller, MediaConfig, MediaEngine
 
 Address = tuple[str, int]
 
@@ -42,7 +43,7 @@ class FakeSocket:
 
 
 class FakeLoop:
-    """The three loop methods the media engine uses, on a virtual clock."""
+    """The three loop methods the media engine's loop poller uses, on a virtual clock."""
 
     def __init__(self) -> None:
         self.now = 100.0
@@ -51,16 +52,18 @@ class FakeLoop:
     def time(self) -> float:
         return self.now
 
-    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
-        self.readers[fd] = callback
+    def add_reader(self, fd: int, callback: Callable[..., None], *args: Any) -> None:
+        self.readers[fd] = functools.partial(callback, *args)
 
     def remove_reader(self, fd: int) -> bool:
         return self.readers.pop(fd, None) is not None
 
 
-def fake_engine() -> tuple[MediaEngine, FakeLoop, list[FakeSocket]]:
+def fake_engine(
+    config: MediaConfig | None = None,
+) -> tuple[MediaEngine, FakeLoop, list[FakeSocket]]:
     """A media engine on a fake loop whose legs get fake sockets on ports 20000, 20002..."""
-    engine = MediaEngine()
+    engine = MediaEngine(config)
     loop = FakeLoop()
     sockets: list[FakeSocket] = []
 
@@ -70,5 +73,6 @@ def fake_engine() -> tuple[MediaEngine, FakeLoop, list[FakeSocket]]:
         return cast(socket.socket, fake)
 
     engine._loop = cast(asyncio.AbstractEventLoop, loop)
+    engine._watcher = LoopPoller(engine._loop)
     engine._bind = bind  # type: ignore[method-assign]
     return engine, loop, sockets

@@ -11,6 +11,7 @@ import pytest
 
 from callwhisper.engine.media import (
     DigitReceived,
+    MediaConfig,
     MediaEngine,
     MediaEvent,
     MediaLeg,
@@ -22,7 +23,7 @@ from callwhisper.engine.recording import RecordingBatch
 from callwhisper.errors import LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
 from callwhisper.media.g711 import alaw_encode, ulaw_to_alaw
-from callwhisper.media.rtp import RtpPacket
+from callwhisper.media.rtp import OutgoingStream, RtpPacket
 from callwhisper.media.tones import ringback
 from tests.unit.engine.fakes import FakeLoop, FakeSocket, fake_engine
 
@@ -261,6 +262,70 @@ def test_bridge_transcodes_between_pcmu_and_pcma() -> None:
     assert (to_buyer.payload_type, to_buyer.payload) == (8, ulaw_to_alaw(payload))
     assert to_caller.payload_type == 0
     assert ulaw_to_alaw(to_caller.payload) == ulaw_to_alaw(payload)
+
+
+def relay_through(config: MediaConfig, packets: list[bytes]) -> tuple[list[bytes], MediaLeg]:
+    """Relay caller packets to a PCMA buyer; the bytes sent and the caller's leg."""
+    engine, loop, sockets = fake_engine(config)
+    caller = engine.open_leg(PCMU, remote=CALLER_PEER, name="caller")
+    buyer = engine.open_leg(PCMA, remote=BUYER_PEER, name="buyer")
+    buyer.outgoing = OutgoingStream(ssrc=0xB0B, sequence_number=65530, timestamp=2**32 - 320)
+    engine.bridge(caller, buyer)
+    for n, packet in enumerate(packets):
+        loop.now = 100.0 + n * 0.02 + (0.004 if n % 2 else 0.0)
+        deliver(loop, caller, sockets[0], (packet, CALLER_PEER))
+    return [data for data, _ in sockets[1].sent], caller
+
+
+def test_plain_audio_takes_the_short_path_to_the_general_paths_bytes() -> None:
+    """The bridge's hot path gives the bytes, statistics and counters of the general path."""
+    # A first source, then the caller's: a sequence wrap, a reordering, a loss, late arrivals.
+    packets = [RtpPacket(0, 9, 1000, 8, b"\x55" * 160, marker=True).serialize()] + [
+        rtp(s % 65536, 8000 + 160 * n, bytes(range(160)), ssrc=7)
+        for n, s in enumerate((65534, 65535, 65537, 65536, 65539))
+    ]
+    short, fast_leg = relay_through(MediaConfig(), packets)
+    general, slow_leg = relay_through(MediaConfig(relatch_after=1000), packets)
+    assert fast_leg._route is not None
+    assert slow_leg._route is not None
+    assert (fast_leg._route.fast, slow_leg._route.fast) == (True, False)
+    assert short == general
+    assert fast_leg.stats() == slow_leg.stats()
+    assert (fast_leg.stats().packets_in, fast_leg.stats().lost) == (6, 1)
+    assert fast_leg.stats().jitter_ms > 0
+    assert [RtpPacket.parse(p).payload for p in short[1:]] == [ulaw_to_alaw(bytes(range(160)))] * 5
+
+
+def test_a_bridged_leg_relays_nothing_from_another_address() -> None:
+    engine, loop, sockets, caller, buyer = bridged()
+    engine.bridge(caller, buyer)
+    deliver(loop, caller, sockets[0], (rtp(1, 0), CALLER_PEER), (rtp(2, 160), ("127.0.0.1", 6666)))
+    assert len(sockets[1].sent) == 1
+    assert caller.counters.rejected == 1
+
+
+def test_a_bridged_leg_with_relatching_follows_its_peers_new_address() -> None:
+    engine, loop, sockets = fake_engine(MediaConfig(relatch_after=2))
+    caller = engine.open_leg(PCMU, remote=CALLER_PEER, name="caller")
+    buyer = engine.open_leg(PCMU, remote=BUYER_PEER, name="buyer")
+    engine.bridge(caller, buyer)
+    moved = ("127.0.0.1", 4444)
+    deliver(loop, caller, sockets[0], (rtp(1, 0), CALLER_PEER), (rtp(2, 160), moved))
+    deliver(loop, caller, sockets[0], (rtp(3, 320), moved), (rtp(4, 480), moved))
+    assert caller.destination == moved
+    assert caller.counters.rejected == 1
+    assert len(sockets[1].sent) == 3
+
+
+def test_audio_with_padding_and_csrcs_is_transcoded_by_the_general_path() -> None:
+    engine, loop, sockets, caller, buyer = bridged(PCMU, PCMA)
+    engine.bridge(caller, buyer)
+    payload = bytes(range(100, 260 - 100))
+    packet = RtpPacket(0, 1, 0, 7, payload, csrc=(5, 6), padding=3).serialize()
+    deliver(loop, caller, sockets[0], (packet, CALLER_PEER))
+    (relayed,) = sent_packets(sockets[1])
+    assert (relayed.payload_type, relayed.csrc, relayed.padding) == (8, (5, 6), 3)
+    assert relayed.payload == ulaw_to_alaw(payload)
 
 
 def test_telephone_events_are_relayed_with_the_other_legs_payload_type() -> None:

@@ -296,6 +296,20 @@ def test_dtmf_override_keeps_the_event_timestamp_while_time_advances() -> None:
     assert (after.sequence_number, after.timestamp) == (3, 480)
 
 
+def test_rewrite_in_place_gives_the_bytes_relay_returns() -> None:
+    """The relay's hot path renumbers a bytearray in place: same result, same position."""
+    relayed = OutgoingStream(ssrc=1, sequence_number=65534, timestamp=2**32 - 160)
+    rewritten = OutgoingStream(ssrc=1, sequence_number=65534, timestamp=2**32 - 160)
+    a, b, c, d = source_packets(ssrc=9, seq=500, ts=0, count=4)
+    (other,) = source_packets(ssrc=10, seq=7, ts=99, count=1)
+    for n, packet in enumerate([a, c, b, d, other]):
+        buffer = bytearray(packet)
+        rewritten.rewrite(buffer, n * 0.02)
+        assert bytes(buffer) == relayed.relay(packet, n * 0.02)
+    assert rewritten.next_sequence_number == relayed.next_sequence_number == 3
+    assert rewritten.next_timestamp(1.0) == relayed.next_timestamp(1.0)
+
+
 def test_relay_refuses_malformed_packets() -> None:
     stream = OutgoingStream(ssrc=1, sequence_number=0, timestamp=0)
     with pytest.raises(RtpError, match=r"^RTP packet is 4 bytes, shorter than the 12-byte header$"):
@@ -351,6 +365,22 @@ def test_jitter_follows_rfc3550_a8() -> None:
     stream.receive(packets[1], A, 0.03)  # 10 ms late: D = 80 samples, J = 80/16
     stream.receive(packets[2], A, 0.04)  # back on time: D = 80, J += (80 - 5)/16
     assert stream.stats.jitter == pytest.approx(5 + 75 / 16)
+
+
+def test_count_keeps_the_statistics_receive_keeps() -> None:
+    """The relay's hot path counts an unpacked header from the latched address directly."""
+    received, counted = IncomingStream(), IncomingStream()
+    packets = source_packets(ssrc=3, seq=65530, ts=0, count=12)
+    for i, packet in enumerate(packets):
+        if i in (3, 7):
+            continue
+        now = i * 0.02 + (0.007 if i % 3 else 0.0)
+        received.receive(packet, A, now)
+        seq, ts = (65530 + i) % 65536, 160 * i
+        counted.count(seq, ts, 3, now)
+    assert counted.stats == received.stats
+    assert counted.stats.lost == 2
+    assert counted.stats.jitter > 0
 
 
 def test_rtcp_is_latched_but_not_counted() -> None:
