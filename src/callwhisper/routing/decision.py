@@ -331,7 +331,12 @@ def _gates(plan: CampaignPlan, closed: tuple[str | None, ...]) -> Gates:
                     if failures
                     else ()
                 )
-            entries.append(EntryGate(tuple(failures), rows))
+            uniform = (
+                not entry.repeats
+                and all(failure is None for failure in failures)
+                and all(alike == 0 for alike in entry.alike[1:])
+            )
+            entries.append(EntryGate(tuple(failures), rows, uniform))
         tier_rows: tuple[Skipped, ...] | None = None
         if all(entry.rows is not None for entry in entries):
             tier_rows = tuple(row for entry in entries for row in entry.rows or ())
@@ -408,22 +413,23 @@ class _Decider:
                     skipped += gate.rows
                     passes_of.append(_NO_PASSES)
                     continue
-                if len(entry.targets) == 1:
-                    # The common case, in short: one target, which the gate let through.
-                    target_plan = entry.targets[0]
-                    earlier = chosen_in.get(target_plan.pair) if entry.repeats else None
-                    result = (
-                        (f"already a candidate in tier {earlier + 1}", True)
-                        if earlier is not None
-                        else evaluate(target_plan)
-                    )
+                if gate.uniform:
+                    # The common case, in short: one target (or targets checked alike) that
+                    # the gate let through, and that no earlier tier can have chosen.
+                    result = evaluate(entry.targets[0])
                     if result is None:
                         passes_of.append(entry.targets)
                         continue
                     reason, target_level = result
-                    row_id = target_plan.target.id if target_level else entry.target_id
-                    row = entry.rows.get((row_id, reason))
-                    skipped.append(row or _row(entry, row_id, tier_index, reason))
+                    if target_level:
+                        skipped += [
+                            _row(entry, target.target.id, tier_index, reason)
+                            for target in entry.targets
+                        ]
+                    else:
+                        # The buyer's own failure: one row for the entry (see ``_entry_rows``).
+                        row = entry.rows.get((entry.target_id, reason))
+                        skipped.append(row or _row(entry, entry.target_id, tier_index, reason))
                     passes_of.append(_NO_PASSES)
                     continue
                 passes: list[TargetPlan] = []

@@ -428,10 +428,14 @@ class EntryGate:
     ``failures`` is parallel to the entry's targets: (reason, target level),
     or ``None`` for a target that needs the call's own checks. ``rows`` are
     the entry's skipped rows when every target failed here, else ``None``.
+    ``uniform`` says that every target passed here, none can already be a
+    candidate and all are checked alike (``EntryPlan.alike``): the first
+    target's answer is every target's, as with a single target.
     """
 
     failures: tuple[tuple[str, bool] | None, ...]
     rows: tuple[Skipped, ...] | None
+    uniform: bool = False
 
 
 @dataclass(frozen=True, slots=True)

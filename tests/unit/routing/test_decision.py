@@ -495,6 +495,18 @@ def test_a_target_checked_alike_to_a_disabled_one_is_checked_itself() -> None:
     )
 
 
+def test_targets_failing_their_own_equal_filters_get_a_row_each() -> None:
+    """Equal target filters are checked alike, but the failure is each target's own."""
+    targets = [
+        {"id": "t1", "destination": "sip:one@b1.example", "filters": {"states": ["NY"]}},
+        {"id": "t2", "destination": "sip:two@b1.example", "filters": {"states": ["NY"]}},
+    ]
+    assert route(configuration([buyer("b1", targets=targets)])).skipped == (
+        Skipped("b1", "t1", 0, "state CA not in [NY]"),
+        Skipped("b1", "t2", 0, "state CA not in [NY]"),
+    )
+
+
 def test_a_buyer_failing_for_all_its_targets_is_one_row() -> None:
     targets = [
         {"id": "t1", "destination": "sip:one@b1.example"},
