@@ -136,7 +136,7 @@ def test_a_configuration_decided_again_and_again_decides_like_a_fresh_one(
         assert decide(warm, attributes, counters, now).to_dict() == expected.to_dict()
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=2_000_000_000, max_value=9_999_999_999))
 def test_geography_is_unknown_exactly_when_the_library_says_invalid(digits: int) -> None:
     number = f"+1{digits}"
