@@ -17,8 +17,11 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Protocol
+
+from sqlalchemy import Connection
 
 from callwhisper.audio import Audio, TtsCache, TtsOptions, get_engine, import_recording
 from callwhisper.domain import CallAttributes, Configuration
@@ -27,7 +30,7 @@ from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
 from callwhisper.routing import RoutingDecision, counter_scope, decide
-from callwhisper.store import LegChanges, Store
+from callwhisper.store import CallChanges, LegChanges, Store
 
 __all__ = ["CallBackend", "Prompts", "StoreBackend", "utc"]
 
@@ -42,6 +45,7 @@ class CallBackend(Protocol):
 
     Writes are called by the runner in the order the session emitted them,
     from one background writer per call: signalling never waits for them.
+    Each returns once its write is done.
     """
 
     async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
@@ -84,12 +88,20 @@ def leg_row_id(call_id: str, leg: str) -> str:
 
 
 class StoreBackend:
-    """:class:`CallBackend` on the store, routing on ``configuration``."""
+    """:class:`CallBackend` on the store, routing on ``configuration``.
+
+    Every write of a call, and its cap reservations, go through the store's
+    shared write transaction (``Store.submit``): the writes of all the calls
+    in progress are committed together, in order, instead of one transaction
+    each. Only the routing read runs on its own.
+    """
 
     def __init__(self, store: Store, configuration: Configuration) -> None:
         """Route with ``configuration``; see :meth:`use_configuration` to change it."""
         self.store = store
         self.configuration = configuration
+        self._tags: dict[str, dict[str, str]] = {}
+        """The tags of each call in progress: an IVR answer is stored without reading the call."""
 
     def use_configuration(self, configuration: Configuration) -> None:
         """Route the next calls with ``configuration`` (calls in progress keep their offers)."""
@@ -97,15 +109,19 @@ class StoreBackend:
 
     async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
         """Create the call row."""
-        await self.store.calls.create_call(
-            call_id,
-            dialed=attributes.dialed,
-            started_at=utc(at),
-            campaign_id=attributes.campaign_id,
-            caller=attributes.caller,
-            publisher_id=attributes.publisher_id,
-            state="active",
-            tags=attributes.tags,
+        self._tags[call_id] = dict(attributes.tags)
+        await self.store.submit(
+            partial(
+                self.store.calls.create_call_in,
+                call_id,
+                dialed=attributes.dialed,
+                started_at=utc(at),
+                campaign_id=attributes.campaign_id,
+                caller=attributes.caller,
+                publisher_id=attributes.publisher_id,
+                state="active",
+                tags=attributes.tags,
+            )
         )
 
     async def route(self, call_id: str, attributes: CallAttributes, at: float) -> RoutingDecision:
@@ -120,41 +136,56 @@ class StoreBackend:
 
     async def routed(self, call_id: str, decision: RoutingDecision) -> None:
         """Store the decision, the duplicate flag and the new rotations."""
-        await self.store.calls.record_routing(call_id, decision.to_dict())
+        await self.store.submit(partial(self._routed_in, call_id, decision))
+
+    def _routed_in(self, call_id: str, decision: RoutingDecision, connection: Connection) -> None:
+        calls = self.store.calls
+        calls.record_routing_in(call_id, decision.to_dict(), connection)
         if decision.duplicate:
-            await self.store.calls.update_call(call_id, {"duplicate": True})
+            calls.update_call_in(call_id, {"duplicate": True}, connection)
         for (campaign_id, tier_index), rotation in decision.rotations.items():
-            await self.store.counters.save_rotation(campaign_id, tier_index, rotation)
+            self.store.counters.save_rotation_in(campaign_id, tier_index, rotation, connection)
 
     async def reserve(self, call_id: str, reservation: Reservation) -> str | None:
         """Reserve in the SQL ledger, linked to the call for crash recovery."""
-        return await self.store.ledger.reserve(reservation, call_id=call_id)
+        return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
 
     async def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
     ) -> None:
         """Commit in the SQL ledger."""
-        await self.store.ledger.commit(reservation_id, metrics, revenue)
+        await self.store.ledger.commit(reservation_id, metrics, revenue, queued=True)
 
     async def finish(self, reservation_id: str) -> None:
         """Finish in the SQL ledger."""
-        await self.store.ledger.finish(reservation_id)
+        await self.store.ledger.finish(reservation_id, queued=True)
 
     async def persist(self, call_id: str, entry: Entry) -> None:
         """Append the entry, then mirror leg milestones onto the call and leg rows."""
+        await self.store.submit(partial(self._persist_in, call_id, entry))
+
+    def _persist_in(self, call_id: str, entry: Entry, connection: Connection) -> None:
         calls = self.store.calls
         at = utc(entry.at)
-        await calls.append_event(call_id, entry.kind, at, dict(entry.data), leg_id=entry.leg)
+        calls.append_event_in(
+            call_id, entry.kind, at, dict(entry.data), connection, leg_id=entry.leg
+        )
         data = entry.data
         leg = entry.leg
         if entry.kind == "caller_answered":
-            await calls.update_call(call_id, {"answered_at": at})
+            calls.update_call_in(call_id, {"answered_at": at}, connection)
+        elif entry.kind == "tag":
+            # An IVR answer is a call tag like the tracking number's: routing and reports use it.
+            tags = self._tags.setdefault(call_id, {})
+            tags[data["name"]] = data["value"]
+            calls.update_call_in(call_id, {"tags": dict(tags)}, connection)
         elif leg is None or leg == "A":
             return
         elif entry.kind == "dial":
-            await calls.create_leg(
+            calls.create_leg_in(
                 leg_row_id(call_id, leg),
                 call_id,
+                connection,
                 destination=data["destination"],
                 dialed_at=at,
                 buyer_id=data["buyer"],
@@ -162,20 +193,33 @@ class StoreBackend:
                 reservation_id=data["reservation"],
             )
         elif (changes := _leg_changes(entry.kind, at, data)) is not None:
-            await calls.update_leg(leg_row_id(call_id, leg), changes)
+            calls.update_leg_in(leg_row_id(call_id, leg), changes, connection)
 
     async def recording_started(self, call_id: str, path: Path) -> None:
         """Store the recording's path on the call."""
-        await self.store.calls.update_call(call_id, {"recording_path": os.fspath(path)})
+        changes: CallChanges = {"recording_path": os.fspath(path)}
+        await self.store.submit(partial(self.store.calls.update_call_in, call_id, changes))
 
     async def call_ended(
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
     ) -> None:
         """Close the call row with its money; record the caller for duplicate rules."""
+        self._tags.pop(call_id, None)
+        await self.store.submit(partial(self._ended_in, call_id, attributes, record, outcome))
+
+    def _ended_in(
+        self,
+        call_id: str,
+        attributes: CallAttributes,
+        record: CallRecord,
+        outcome: str,
+        connection: Connection,
+    ) -> None:
         ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
         converted = record.converted_leg is not None
-        await self.store.calls.finish_call(
+        self.store.calls.finish_call_in(
             call_id,
+            connection,
             outcome=outcome,
             ended_at=ended_at,
             revenue=record.revenue,
@@ -188,7 +232,8 @@ class StoreBackend:
         arrived = utc(record.arrived_at) if record.arrived_at is not None else ended_at
         bridged = record.bridged_legs[-1] if record.bridged_legs else None
         buyer = record.legs[bridged].buyer_id if bridged in record.legs else None
-        await self.store.counters.record_caller_history(
+        self.store.counters.record_caller_history_in(
+            connection,
             caller=attributes.caller,
             campaign_id=attributes.campaign_id,
             call_id=call_id,

@@ -12,6 +12,11 @@ on SQLite in the store's own thread with the standard driver, so that a
 transaction of many statements costs one trip to a thread instead of one per
 statement (the async driver's trip costs several times the statement); on
 PostgreSQL through ``run_sync`` on an asyncpg connection.
+
+Writes that nobody needs to wait for one by one (a call's timeline, its
+records, its cap commits) are better still handed to :meth:`Database.submit`:
+every unit of work queued while a transaction runs goes into the next one,
+in the order submitted, so a busy server commits many calls' writes at once.
 """
 
 from __future__ import annotations
@@ -19,24 +24,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from callwhisper.errors import StoreError
+from callwhisper.store.sql import is_retryable
 
 DATABASE_URL_ENV = "CALLWHISPER_DATABASE_URL"
 DATA_DIR_ENV = "CALLWHISPER_DATA_DIR"
 DEFAULT_DATA_DIR = "var"
 DATABASE_FILE = "callwhisper.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+MAX_ATTEMPTS = 20
+"""Runs of a transaction that keeps losing races (PostgreSQL) before giving up."""
+MAX_BATCH = 500
+"""Units of work committed together by :meth:`Database.submit` at most."""
 
 _BEGIN_OPTION = "callwhisper_begin"
 
@@ -150,6 +164,8 @@ class Database:
         if self.is_sqlite:
             self._sqlite = _sync_sqlite_engine(engine.url)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-sqlite")
+        self._queued: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -202,14 +218,91 @@ class Database:
             with connection.begin():
                 return work(connection)
 
+    def submit(self, work: Work[_T]) -> asyncio.Future[_T]:
+        """Queue ``work`` for the next shared write transaction; the future has its result.
+
+        Units of work run in the order submitted, all those queued while a
+        transaction runs in the next one. If any of them raises, each is run
+        again in a transaction of its own, so that one bad write loses nothing
+        else and gets its own error.
+        """
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._queued.append((work, future))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued(), name="store-commits")
+        return future
+
+    async def _commit_queued(self) -> None:
+        batch: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        try:
+            while self._queued:
+                batch = self._queued[:MAX_BATCH]
+                del self._queued[:MAX_BATCH]
+                outcomes = await self._run_batch([work for work, _ in batch])
+                for (_, future), (value, error) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if error is None:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(error)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody may wait for ever on a lost write.
+            for _, future in [*batch, *self._queued]:
+                future.cancel()
+            self._queued.clear()
+            raise
+        finally:
+            self._committer = None
+
+    async def _run_batch(self, works: Sequence[Work[Any]]) -> list[tuple[Any, Exception | None]]:
+        try:
+            results = await retrying(lambda: self.run_write(partial(_run_all, works)))
+        except Exception as error:
+            if len(works) == 1:
+                return [(None, error)]
+        else:
+            return [(result, None) for result in results]
+        outcomes: list[tuple[Any, Exception | None]] = []
+        for work in works:
+            try:
+                outcomes.append((await retrying(partial(self.run_write, work)), None))
+            except Exception as error:
+                outcomes.append((None, error))
+        return outcomes
+
     async def close(self) -> None:
-        """Close every pooled connection and the SQLite thread."""
+        """Commit what is queued, then close every pooled connection and the SQLite thread."""
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         await self.engine.dispose()
         if self._sqlite is not None and self._thread is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.dispose)
             self._thread.shutdown()
 
 
+def _run_all(works: Sequence[Work[Any]], connection: Connection) -> list[Any]:
+    return [work(connection) for work in works]
+
+
 async def pause(attempt: int) -> None:
     """Back off a little before retrying a transaction that lost a race."""
     await asyncio.sleep(min(0.002 * 2**attempt, 0.1))
+
+
+async def retrying(run: Callable[[], Awaitable[_T]], *, what: str = "store") -> _T:
+    """Run a transaction again while it loses races (serialization failures, deadlocks).
+
+    An integrity error is never retried (the same rows would conflict again);
+    any other database error, or the last lost race, is a :class:`StoreError`.
+    """
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await run()
+        except DBAPIError as error:
+            if isinstance(error, IntegrityError):
+                raise
+            if not is_retryable(error) or attempt == MAX_ATTEMPTS - 1:
+                raise StoreError(f"{what}: {error.orig}") from error
+            await pause(attempt)
+    raise AssertionError("unreachable")

@@ -24,16 +24,15 @@ from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Connection, Row, and_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.errors import StoreError
-from callwhisper.store.engine import Database, pause
-from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, is_retryable, upsert, utcnow
+from callwhisper.store.engine import Database, Work, retrying
+from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
 
-MAX_ATTEMPTS = 20
 _T = TypeVar("_T")
 
 
@@ -129,12 +128,16 @@ class SqlCapLedger:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def reserve(self, reservation: Reservation, *, call_id: str | None = None) -> str | None:
+    async def reserve(
+        self, reservation: Reservation, *, call_id: str | None = None, queued: bool = False
+    ) -> str | None:
         """Reserve every charge and concurrency slot, or nothing; ``None`` on success, else why not.
 
         Also records ``reservation.at`` as the last call time of every owner
         involved (spacing). ``call_id`` links the reservation to its call so that
         ``CallRepository.close_interrupted_calls`` can release it after a crash.
+        ``queued`` runs it in the store's shared write transaction
+        (``Database.submit``), after the writes queued before it.
         Raises ``ValueError`` if the id exists already or if a key or a
         concurrency owner appears twice.
         """
@@ -146,7 +149,7 @@ class SqlCapLedger:
         async def attempt() -> str | None:
             if not self._db.is_sqlite:
                 await self._db.run_write(partial(self.create_counters_in, reservation))
-            return await self._db.run_write(partial(self.reserve_in, reservation, call_id))
+            return await self._write(partial(self.reserve_in, reservation, call_id), queued)
 
         try:
             return await self._retrying(attempt)
@@ -154,25 +157,34 @@ class SqlCapLedger:
             raise ValueError(f"reservation {reservation.reservation_id} exists already") from error
 
     async def commit(
-        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
+        self,
+        reservation_id: str,
+        metrics: Collection[CapMetric],
+        revenue: Decimal | None = None,
+        *,
+        queued: bool = False,
     ) -> None:
         """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount.
 
         Committing a metric twice changes nothing; an unknown or finished
-        reservation raises ``KeyError``.
+        reservation raises ``KeyError``. ``queued`` as for :meth:`reserve`.
         """
-        await self._retrying(
-            partial(self._db.run_write, partial(self.commit_in, reservation_id, metrics, revenue))
-        )
+        work = partial(self.commit_in, reservation_id, metrics, revenue)
+        await self._retrying(partial(self._write, work, queued))
 
-    async def finish(self, reservation_id: str, *, at: datetime | None = None) -> None:
+    async def finish(
+        self, reservation_id: str, *, at: datetime | None = None, queued: bool = False
+    ) -> None:
         """Release what was not committed, and the concurrency slots.
 
-        An unknown or finished reservation raises ``KeyError``.
+        An unknown or finished reservation raises ``KeyError``. ``queued`` as
+        for :meth:`reserve`.
         """
-        await self._retrying(
-            partial(self._db.run_write, partial(self.finish_in, reservation_id, at or utcnow()))
-        )
+        work = partial(self.finish_in, reservation_id, at or utcnow())
+        await self._retrying(partial(self._write, work, queued))
+
+    async def _write(self, work: Work[_T], queued: bool) -> _T:
+        return await (self._db.submit(work) if queued else self._db.run_write(work))
 
     async def amounts(self, key: CapKey) -> CapAmounts:
         """The used and reserved amounts of one counter (zero if never touched)."""
@@ -197,16 +209,7 @@ class SqlCapLedger:
             return [str(value) for value in result.scalars()]
 
     async def _retrying(self, work: Callable[[], Awaitable[_T]]) -> _T:
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                return await work()
-            except DBAPIError as error:
-                if isinstance(error, IntegrityError):
-                    raise
-                if not is_retryable(error) or attempt == MAX_ATTEMPTS - 1:
-                    raise StoreError(f"cap ledger: {error.orig}") from error
-                await pause(attempt)
-        raise AssertionError("unreachable")
+        return await retrying(work, what="cap ledger")
 
     def create_counters_in(self, reservation: Reservation, connection: Connection) -> None:
         """Create the counter rows a reservation touches (PostgreSQL: in a transaction first)."""

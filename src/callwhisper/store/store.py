@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -13,10 +14,11 @@ from sqlalchemy.engine import URL, Connection
 from callwhisper.store.calls import CallRepository
 from callwhisper.store.config import ConfigRepository
 from callwhisper.store.counters import CounterRepository
-from callwhisper.store.engine import Database, database_url, make_engine
+from callwhisper.store.engine import Database, Work, database_url, make_engine
 from callwhisper.store.ledger import SqlCapLedger
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_T = TypeVar("_T")
 
 
 def alembic_config() -> Config:
@@ -55,8 +57,12 @@ class Store:
         """
         await asyncio.to_thread(_upgrade_blocking, self.url)
 
+    def submit(self, work: Work[_T]) -> asyncio.Future[_T]:
+        """Queue a unit of work for the next shared write transaction (``Database.submit``)."""
+        return self.database.submit(work)
+
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Commit the queued writes, then close every pooled connection."""
         await self.database.close()
 
 
