@@ -59,6 +59,10 @@ ScenarioName = Literal[
     "caller-loses-half-of-200",
     "caller-sends-options",
     "caller-holds-and-resumes",
+    "caller-presses-1-in-ivr",
+    "caller-presses-2-in-ivr",
+    "caller-waits-for-our-bye",
+    "caller-turned-away-with-486",
     "buyer-accepts",
     "buyer-voicemail-silent",
     "buyer-presses-reject-key",
@@ -67,6 +71,7 @@ ScenarioName = Literal[
     "buyer-never-answers",
     "buyer-hangs-up-during-whisper",
     "buyer-challenges-invite",
+    "overflow-answers-and-talks",
 ]
 """The scenarios of :data:`SCENARIO_DIR`, by file name without ``.xml``."""
 
