@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from callwhisper.store import Store, create_store, database_url, sqlite_file
 
 pytestmark = pytest.mark.integration
+
+START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def test_postgresql_urls_get_the_asyncpg_driver() -> None:
@@ -66,3 +71,63 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(
 
 async def test_store_reports_its_dialect(store: Store, database_url: str) -> None:
     assert store.dialect == ("sqlite" if database_url.startswith("sqlite") else "postgresql")
+
+
+async def test_submitted_writes_share_one_transaction_in_order(store: Store) -> None:
+    """Units of work queued together run in the next transaction, in the order submitted."""
+    transactions: list[object] = []
+
+    def create(connection: Connection) -> None:
+        transactions.append(connection.get_transaction())
+        store.calls.create_call_in("c1", connection, dialed="+18005550123", started_at=START)
+
+    def event(kind: str, connection: Connection) -> int:
+        transactions.append(connection.get_transaction())
+        return store.calls.append_event_in("c1", kind, START, {}, connection)
+
+    seqs = await asyncio.gather(
+        store.submit(create),
+        store.submit(partial(event, "inbound")),
+        store.submit(partial(event, "route")),
+    )
+
+    assert list(seqs) == [None, 1, 2]
+    assert len(transactions) == 3
+    assert transactions[0] is transactions[1] is transactions[2]
+    call = await store.calls.get_call("c1")
+    assert call is not None
+    assert [(e.seq, e.kind) for e in call.events] == [(1, "inbound"), (2, "route")]
+
+
+async def test_a_failing_submitted_write_gets_its_error_and_the_others_commit(store: Store) -> None:
+    created = store.submit(
+        partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START)
+    )
+    unknown = store.submit(partial(store.calls.update_call_in, "nope", {"state": "ended"}))
+    appended = store.submit(partial(store.calls.append_event_in, "c1", "inbound", START, {}))
+
+    outcomes = await asyncio.gather(created, unknown, appended, return_exceptions=True)
+
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], KeyError)
+    assert outcomes[1].args == ("nope",)
+    assert outcomes[2] == 1
+    call = await store.calls.get_call("c1")
+    assert call is not None
+    assert [e.kind for e in call.events] == ["inbound"]
+
+
+async def test_closing_the_store_commits_what_is_queued(database_url: str) -> None:
+    store = create_store(database_url)
+    await store.migrate()
+    queued = store.submit(
+        partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START)
+    )
+    await store.close()
+    assert queued.done()
+    assert queued.exception() is None
+    reopened = create_store(database_url)
+    try:
+        assert await reopened.calls.get_call("c1") is not None
+    finally:
+        await reopened.close()
