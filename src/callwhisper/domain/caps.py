@@ -124,7 +124,16 @@ class CapCharge:
 
 def period_key(period: CapPeriod, now: datetime, timezone: str) -> str:
     """The calendar period containing ``now`` in ``timezone``, e.g. ``2026-W47`` for a week."""
+    return _period_key(period, now.astimezone(ZoneInfo(timezone)))
+
+
+def period_keys(now: datetime, timezone: str) -> tuple[str, ...]:
+    """``period_key`` of every period, in ``CAP_PERIODS`` order, converting ``now`` once."""
     local = now.astimezone(ZoneInfo(timezone))
+    return tuple(_period_key(period, local) for period in CAP_PERIODS)
+
+
+def _period_key(period: CapPeriod, local: datetime) -> str:
     if period == "hour":
         return local.strftime("%Y-%m-%dT%H")
     if period == "day":

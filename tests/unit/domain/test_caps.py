@@ -15,6 +15,7 @@ from callwhisper.domain.caps import (
     charges_for,
     describe_cap,
     period_key,
+    period_keys,
 )
 
 
@@ -29,6 +30,17 @@ def test_period_keys_are_calendar_periods_in_the_owner_time_zone() -> None:
     assert period_key("total", now, zone) == "all"
     assert period_key("day", now, "UTC") == "2026-11-23"
     assert period_key("week", now, "UTC") == "2026-W48"
+
+
+def test_period_keys_are_every_period_key_in_order() -> None:
+    now = datetime(2026, 11, 23, 3, 30, tzinfo=UTC)
+    assert period_keys(now, "America/New_York") == (
+        "2026-11-22T22",
+        "2026-11-22",
+        "2026-W47",
+        "2026-11",
+        "all",
+    )
 
 
 def test_iso_week_of_a_new_year_belongs_to_the_previous_year() -> None:
