@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
+from itertools import repeat
 from typing import TYPE_CHECKING, Protocol
 
 from callwhisper.domain import (
@@ -36,6 +37,7 @@ from callwhisper.domain import (
 )
 from callwhisper.domain.campaign import RingMode
 from callwhisper.domain.caps import (
+    CAP_PERIODS,
     CapCharge,
     CapKey,
     CapMetric,
@@ -43,6 +45,7 @@ from callwhisper.domain.caps import (
     describe_cap,
     metric_amount,
     period_key,
+    period_keys,
 )
 from callwhisper.domain.state import buyer_owner, publisher_owner, route_owner, target_owner
 from callwhisper.errors import ConfigError
@@ -73,20 +76,13 @@ class OwnerLimits:
     slot: ConcurrencyLimit | None
     # Whether a call's revenue changes its charges (a revenue cap), see ``metric_amount``.
     counts_revenue: bool
-    # The period keys of the latest quarter hour asked for, and the charges of the
-    # latest period keys by call revenue (``None`` without a revenue cap); see ``charges``.
-    _period_keys: dict[int, tuple[str, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
+    # The charges of the latest period keys by call revenue (``None`` without a revenue
+    # cap); see ``charges_at``.
     _charges: dict[tuple[str, ...], dict[Decimal | None, tuple[CapCharge, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
     # Reasons of full caps by (limit index, usage as text), see ``full``.
     _full: dict[tuple[int, str], str] = field(default_factory=dict, compare=False, repr=False)
-    # The latest answer of ``charges``: (quarter, revenue or None, charges), or nothing.
-    _last: list[tuple[int, Decimal | None, tuple[CapCharge, ...]]] = field(
-        default_factory=list, compare=False, repr=False
-    )
 
     @classmethod
     def of(
@@ -111,39 +107,30 @@ class OwnerLimits:
         )
 
     def charges(self, quarter: int, revenue: Decimal) -> tuple[CapCharge, ...]:
-        """What one call paying ``revenue`` reserves, in the periods of UTC quarter ``quarter``.
+        """What one call paying ``revenue`` reserves, in the periods of UTC quarter ``quarter``."""
+        return self.charges_at(zone_keys(self.timezone, quarter), revenue)
+
+    def charges_at(self, keys: PeriodKeys, revenue: Decimal) -> tuple[CapCharge, ...]:
+        """What one call paying ``revenue`` reserves when the owner's periods have ``keys``.
 
         The answer only changes with the periods' keys (a new hour, day...)
-        and, with a revenue cap, the revenue, so it is kept: deciding a call
-        then builds no cap keys, and a new quarter hour only looks its keys up.
+        and, with a revenue cap, the revenue, so it is kept.
         """
-        revenue_key = revenue if self.counts_revenue else None
-        if self._last:
-            last_quarter, last_revenue, last_charges = self._last[0]
-            if last_quarter == quarter and last_revenue == revenue_key:
-                # Most owners are asked for one revenue, quarter hour after quarter hour.
-                return last_charges
-        keys = self._period_keys.get(quarter)
-        if keys is None:
-            keys = tuple(
-                _period_key(period, self.timezone, quarter) for _, period, _ in self.limits
-            )
-            self._period_keys.clear()
-            self._period_keys[quarter] = keys
-        by_revenue = self._charges.get(keys)
+        own = tuple(keys[_PERIOD_INDEX[period]] for _, period, _ in self.limits)
+        by_revenue = self._charges.get(own)
         if by_revenue is None:
             self._charges.clear()
-            by_revenue = self._charges[keys] = {}
+            by_revenue = self._charges[own] = {}
         # Without a revenue cap every charge is one call, whatever the revenue.
+        revenue_key = revenue if self.counts_revenue else None
         found = by_revenue.get(revenue_key)
         if found is None:
             found = by_revenue[revenue_key] = tuple(
                 CapCharge(
                     CapKey(self.owner, metric, period, key), limit, metric_amount(metric, revenue)
                 )
-                for (metric, period, limit), key in zip(self.limits, keys, strict=True)
+                for (metric, period, limit), key in zip(self.limits, own, strict=True)
             )
-        self._last[:] = [(quarter, revenue_key, found)]
         return found
 
     def full(self, index: int, used: Decimal) -> str:
@@ -180,8 +167,11 @@ class OwnerSet:
     spaced: tuple[str, ...]
     # Whether one of the owners has a revenue cap (see ``OwnerLimits.counts_revenue``).
     counts_revenue: bool = False
-    # The latest answers of ``checks`` by (quarter, revenue or None), all of one quarter.
-    _checks: dict[tuple[int, Decimal | None], tuple[CapCheck, ...]] = field(
+    # The time zones of the owners with caps, each once (all the buyer's, usually).
+    timezones: tuple[str, ...] = ()
+    # The latest answer of ``checks`` by revenue (``None`` without a revenue cap): the
+    # quarter it was asked for, the period keys of ``timezones`` then, and the checks.
+    _checks: dict[Decimal | None, tuple[int, tuple[PeriodKeys, ...], CapChecks]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -190,34 +180,45 @@ class OwnerSet:
         """The set of ``owners``, in order."""
         with_slots = tuple(owner for owner in owners if owner.slot is not None)
         spacing = tuple(owner for owner in owners if owner.spacing_seconds)
+        capped = tuple(owner for owner in owners if owner.limits)
         return cls(
             owners,
-            tuple(owner for owner in owners if owner.limits),
+            capped,
             with_slots,
             spacing,
             tuple(owner.slot for owner in with_slots if owner.slot is not None),
             tuple(owner.owner for owner in spacing),
             any(owner.counts_revenue for owner in owners),
+            tuple(dict.fromkeys(owner.timezone for owner in capped)),
         )
 
-    def checks(self, quarter: int, revenue: Decimal) -> tuple[CapCheck, ...]:
+    def checks(self, quarter: int, revenue: Decimal) -> CapChecks:
         """Every cap of every owner, in order, for a call paying ``revenue`` in ``quarter``.
 
         The owners' charges laid end to end, each with the owner and the index
         of its limit (for the reason), so that a decision checks a target's
-        caps in one loop. Kept like ``OwnerLimits.charges``: it only changes
-        with the quarter hour and, with a revenue cap, the revenue.
+        caps in one loop. The answer only changes with the periods' keys and,
+        with a revenue cap, the revenue: a new quarter hour looks the keys of
+        the owners' time zone up, and keeps the answer while they are the same.
         """
-        key = (quarter, revenue if self.counts_revenue else None)
-        found = self._checks.get(key)
-        if found is None:
-            if len(self._checks) >= _REVENUES_KEPT or any(q != quarter for q, _ in self._checks):
-                self._checks.clear()
-            found = self._checks[key] = tuple(
+        revenue_key = revenue if self.counts_revenue else None
+        latest = self._checks.get(revenue_key)
+        if latest is not None and latest[0] == quarter:
+            return latest[2]
+        keys = tuple(map(zone_keys, self.timezones, repeat(quarter)))
+        if latest is not None and latest[1] == keys:
+            found = latest[2]
+        else:
+            found = tuple(
                 (charge.key, charge.amount, charge.limit, owner, index)
                 for owner in self.capped
-                for index, charge in enumerate(owner.charges(quarter, revenue))
+                for index, charge in enumerate(
+                    owner.charges_at(zone_keys(owner.timezone, quarter), revenue)
+                )
             )
+        if len(self._checks) >= _REVENUES_KEPT:
+            self._checks.clear()
+        self._checks[revenue_key] = (quarter, keys, found)
         return found
 
 
@@ -495,9 +496,19 @@ def quarter_of(now: datetime) -> int:
     return int(now.timestamp()) // _QUARTER_SECONDS
 
 
+# The key of every period, in ``CAP_PERIODS`` order, in one time zone (``zone_keys``).
+PeriodKeys = tuple[str, ...]
+_PERIOD_INDEX: dict[CapPeriod, int] = {period: index for index, period in enumerate(CAP_PERIODS)}
+
+
 @lru_cache(maxsize=4096)
-def _period_key(period: CapPeriod, timezone: str, quarter: int) -> str:
-    return period_key(period, datetime.fromtimestamp(quarter * _QUARTER_SECONDS, UTC), timezone)
+def zone_keys(timezone: str, quarter: int) -> PeriodKeys:
+    """The key of every cap period in ``timezone`` during UTC quarter hour ``quarter``.
+
+    Owners in one time zone share them: a new quarter hour works them out
+    once per zone, not once per owner.
+    """
+    return period_keys(datetime.fromtimestamp(quarter * _QUARTER_SECONDS, UTC), timezone)
 
 
 def compile_plan(configuration: Configuration) -> Plan:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from callwhisper.domain import Caps, Filters
 from callwhisper.domain.caps import charges_for
-from callwhisper.routing.plan import FilterPlan, OwnerLimits, compile_plan, quarter_of
+from callwhisper.routing.plan import FilterPlan, OwnerLimits, OwnerSet, compile_plan, quarter_of
 from tests.unit.routing.helpers import buyer, configuration
 
 # Zones with half- and quarter-hour offsets and daylight saving time.
@@ -46,6 +46,38 @@ def test_charges_match_the_domain_at_every_moment(
     assert list(limits.charges(quarter_of(now), revenue)) == charges_for(
         "buyer:b1", CAPS, now, zone, revenue
     )
+
+
+ROUTE_CAPS = Caps.model_validate({"calls": {"hourly": 2}, "revenue": {"monthly": "300"}})
+
+
+@given(
+    st.sampled_from(ZONES),
+    st.lists(st.integers(min_value=0, max_value=40 * 24 * 3600), min_size=1, max_size=30),
+    st.lists(st.sampled_from([Decimal(10), Decimal("12.5")]), min_size=30, max_size=30),
+)
+def test_an_owner_sets_checks_follow_the_moment_and_the_revenue(
+    zone: str, seconds: list[int], revenues: list[Decimal]
+) -> None:
+    """Checks kept from one quarter hour to the next are those of the exact moment."""
+    buyer = OwnerLimits.of("buyer:b1", "", CAPS, zone, target_level=False)
+    route = OwnerLimits.of("route:c1/b1/*", "", ROUTE_CAPS, zone, target_level=False)
+    assert buyer is not None
+    assert route is not None
+    owners = OwnerSet.of((buyer, route))
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for offset, revenue in zip(sorted(seconds), revenues, strict=False):
+        now = start + timedelta(seconds=offset)
+        expected = charges_for("buyer:b1", CAPS, now, zone, revenue) + charges_for(
+            "route:c1/b1/*", ROUTE_CAPS, now, zone, revenue
+        )
+        checks = owners.checks(quarter_of(now), revenue)
+        assert [(key, limit, amount) for key, amount, limit, _, _ in checks] == [
+            (charge.key, charge.limit, charge.amount) for charge in expected
+        ]
+        assert [(owner.owner, index) for _, _, _, owner, index in checks] == [
+            ("buyer:b1", index) for index in range(6)
+        ] + [("route:c1/b1/*", index) for index in range(2)]
 
 
 def test_owner_without_limits_compiles_to_nothing() -> None:
