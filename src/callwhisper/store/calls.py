@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, TypedDict
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from callwhisper.store.engine import Database
 from callwhisper.store.ledger import SqlCapLedger
@@ -27,6 +27,20 @@ INTERRUPTED = "interrupted"
 
 ENDED = "ended"
 """State of a call that is over."""
+
+# The call path's statements, built once: building one costs several times running it.
+_INSERT_CALL = calls.insert()
+_UPDATE_CALL = update(calls).where(calls.c.id == bindparam("call_key"))
+"""SET takes the columns of the parameters given."""
+_INSERT_LEG = call_legs.insert()
+_UPDATE_LEG = update(call_legs).where(call_legs.c.id == bindparam("leg_key"))
+_NEXT_EVENT_SEQ = (
+    update(calls)
+    .where(calls.c.id == bindparam("call_key"))
+    .values(last_event_seq=calls.c.last_event_seq + 1)
+    .returning(calls.c.last_event_seq)
+)
+_INSERT_EVENT = call_events.insert()
 
 
 class CallChanges(TypedDict, total=False):
@@ -169,22 +183,23 @@ class CallRepository:
     ) -> None:
         """:meth:`create_call` in the caller's transaction."""
         connection.execute(
-            calls.insert().values(
-                id=call_id,
-                campaign_id=campaign_id,
-                dialed=dialed,
-                caller=caller,
-                publisher_id=publisher_id,
-                state=state,
-                started_at=started_at,
-                tags=dict(tags or {}),
-                revenue=Decimal(0),
-                payout=Decimal(0),
-                cost=Decimal(0),
-                converted=False,
-                duplicate=False,
-                updated_at=utcnow(),
-            )
+            _INSERT_CALL,
+            {
+                "id": call_id,
+                "campaign_id": campaign_id,
+                "dialed": dialed,
+                "caller": caller,
+                "publisher_id": publisher_id,
+                "state": state,
+                "started_at": started_at,
+                "tags": dict(tags or {}),
+                "revenue": Decimal(0),
+                "payout": Decimal(0),
+                "cost": Decimal(0),
+                "converted": False,
+                "duplicate": False,
+                "updated_at": utcnow(),
+            },
         )
 
     async def update_call(self, call_id: str, changes: CallChanges) -> None:
@@ -297,16 +312,17 @@ class CallRepository:
     ) -> None:
         """:meth:`create_leg` in the caller's transaction."""
         connection.execute(
-            call_legs.insert().values(
-                id=leg_id,
-                call_id=call_id,
-                buyer_id=buyer_id,
-                target_id=target_id,
-                destination=destination,
-                reservation_id=reservation_id,
-                dialed_at=dialed_at,
-                cost=Decimal(0),
-            )
+            _INSERT_LEG,
+            {
+                "id": leg_id,
+                "call_id": call_id,
+                "buyer_id": buyer_id,
+                "target_id": target_id,
+                "destination": destination,
+                "reservation_id": reservation_id,
+                "dialed_at": dialed_at,
+                "cost": Decimal(0),
+            },
         )
 
     async def update_leg(self, leg_id: str, changes: LegChanges) -> None:
@@ -315,9 +331,7 @@ class CallRepository:
 
     def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
         """:meth:`update_leg` in the caller's transaction."""
-        result = connection.execute(
-            update(call_legs).where(call_legs.c.id == leg_id).values(**changes)
-        )
+        result = connection.execute(_UPDATE_LEG, {**changes, "leg_key": leg_id})
         if result.rowcount != 1:
             raise KeyError(leg_id)
 
@@ -442,7 +456,7 @@ class CallRepository:
 
 def _update_call(connection: Connection, call_id: str, values: Mapping[str, Any]) -> None:
     result = connection.execute(
-        update(calls).where(calls.c.id == call_id).values(**values, updated_at=utcnow())
+        _UPDATE_CALL, {**values, "updated_at": utcnow(), "call_key": call_id}
     )
     if result.rowcount != 1:
         raise KeyError(call_id)
@@ -457,18 +471,19 @@ def _append_event(
     leg_id: str | None,
 ) -> int:
     # Bumping the call's counter locks the call row: concurrent appends take turns.
-    seq = connection.scalar(
-        update(calls)
-        .where(calls.c.id == call_id)
-        .values(last_event_seq=calls.c.last_event_seq + 1)
-        .returning(calls.c.last_event_seq)
-    )
+    seq = connection.scalar(_NEXT_EVENT_SEQ, {"call_key": call_id})
     if seq is None:
         raise KeyError(call_id)
     connection.execute(
-        call_events.insert().values(
-            call_id=call_id, seq=seq, at=at, kind=kind, leg_id=leg_id, data=dict(data)
-        )
+        _INSERT_EVENT,
+        {
+            "call_id": call_id,
+            "seq": seq,
+            "at": at,
+            "kind": kind,
+            "leg_id": leg_id,
+            "data": dict(data),
+        },
     )
     return int(seq)
 

@@ -6,9 +6,8 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
@@ -26,12 +25,46 @@ DEFAULT_HISTORY_WINDOW = timedelta(days=30)
 
 _NO_BUYER = ""
 
+# The statements, built once: building one costs several times running it.
+_USAGE = select(cap_usage).where(CAP_USAGE_KEY.in_(bindparam("keys", expanding=True)))
+_IN_PROGRESS = select(cap_concurrency).where(
+    cap_concurrency.c.owner.in_(bindparam("owners", expanding=True))
+)
+_LAST_CALLS = select(cap_last_call).where(
+    cap_last_call.c.owner.in_(bindparam("owners", expanding=True))
+)
+_HISTORY = (
+    select(caller_history)
+    .where(
+        caller_history.c.caller == bindparam("caller"), caller_history.c.at >= bindparam("since")
+    )
+    .order_by(caller_history.c.at, caller_history.c.id)
+)
+_ROTATIONS = select(routing_rotation).where(routing_rotation.c.campaign_id == bindparam("campaign"))
+
 
 class CounterRepository:
     """Routing counters: cap usage, calls in progress, spacing, duplicates, rotations."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        rotation = upsert(database.dialect, routing_rotation)
+        self._save_rotation = rotation.on_conflict_do_update(
+            index_elements=[routing_rotation.c.campaign_id, routing_rotation.c.tier_index],
+            set_={
+                "last_member": rotation.excluded.last_member,
+                "current": rotation.excluded.current,
+                "updated_at": rotation.excluded.updated_at,
+            },
+        )
+        history = upsert(database.dialect, caller_history)
+        self._record_history = history.on_conflict_do_update(
+            index_elements=[caller_history.c.call_id, caller_history.c.buyer_id],
+            set_={
+                "connected": or_(caller_history.c.connected, history.excluded.connected),
+                "converted": or_(caller_history.c.converted, history.excluded.converted),
+            },
+        )
 
     async def load_counters(
         self,
@@ -79,24 +112,15 @@ class CounterRepository:
         in_progress: dict[str, int] = {}
         last_call_at: dict[str, datetime] = {}
         if owners:
-            owner_list = sorted(set(owners))
-            for row in connection.execute(
-                select(cap_concurrency).where(cap_concurrency.c.owner.in_(owner_list))
-            ):
+            owner_list = {"owners": sorted(set(owners))}
+            for row in connection.execute(_IN_PROGRESS, owner_list):
                 in_progress[str(row.owner)] = int(row.in_progress)
-            for row in connection.execute(
-                select(cap_last_call).where(cap_last_call.c.owner.in_(owner_list))
-            ):
+            for row in connection.execute(_LAST_CALLS, owner_list):
                 last_call_at[str(row.owner)] = row.at
         history: list[PastCall] = []
         if caller is not None:
             for row in connection.execute(
-                select(caller_history)
-                .where(
-                    caller_history.c.caller == caller,
-                    caller_history.c.at >= now - history_window,
-                )
-                .order_by(caller_history.c.at, caller_history.c.id)
+                _HISTORY, {"caller": caller, "since": now - history_window}
             ):
                 history.append(
                     PastCall(
@@ -111,9 +135,7 @@ class CounterRepository:
             (campaign_id, int(row.tier_index)): TierRotation(
                 last=row.last_member, current=dict(row.current)
             )
-            for row in connection.execute(
-                select(routing_rotation).where(routing_rotation.c.campaign_id == campaign_id)
-            )
+            for row in connection.execute(_ROTATIONS, {"campaign": campaign_id})
         }
         return RoutingCounters(
             cap_usage=usage,
@@ -133,19 +155,15 @@ class CounterRepository:
         self, campaign_id: str, tier_index: int, rotation: TierRotation, connection: Connection
     ) -> None:
         """:meth:`save_rotation` in the caller's transaction."""
-        statement = upsert(self._db.dialect, routing_rotation)
-        values: dict[str, Any] = {
-            "last_member": rotation.last,
-            "current": dict(rotation.current),
-            "updated_at": utcnow(),
-        }
         connection.execute(
-            statement.values(
-                campaign_id=campaign_id, tier_index=tier_index, **values
-            ).on_conflict_do_update(
-                index_elements=[routing_rotation.c.campaign_id, routing_rotation.c.tier_index],
-                set_=values,
-            )
+            self._save_rotation,
+            {
+                "campaign_id": campaign_id,
+                "tier_index": tier_index,
+                "last_member": rotation.last,
+                "current": dict(rotation.current),
+                "updated_at": utcnow(),
+            },
         )
 
     async def record_caller_history(
@@ -190,28 +208,22 @@ class CounterRepository:
         converted: bool = False,
     ) -> None:
         """:meth:`record_caller_history` in the caller's transaction."""
-        statement = upsert(self._db.dialect, caller_history).values(
-            caller=caller,
-            campaign_id=campaign_id,
-            buyer_id=buyer_id or _NO_BUYER,
-            call_id=call_id,
-            at=at,
-            connected=connected,
-            converted=converted,
-        )
         connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[caller_history.c.call_id, caller_history.c.buyer_id],
-                set_={
-                    "connected": or_(caller_history.c.connected, statement.excluded.connected),
-                    "converted": or_(caller_history.c.converted, statement.excluded.converted),
-                },
-            )
+            self._record_history,
+            {
+                "caller": caller,
+                "campaign_id": campaign_id,
+                "buyer_id": buyer_id or _NO_BUYER,
+                "call_id": call_id,
+                "at": at,
+                "connected": connected,
+                "converted": converted,
+            },
         )
 
 
 def _usage(connection: Connection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
     if not keys:
         return {}
-    rows = connection.execute(select(cap_usage).where(CAP_USAGE_KEY.in_(sorted(set(keys)))))
+    rows = connection.execute(_USAGE, {"keys": sorted(set(keys))})
     return {cap_key(row): row.used + row.reserved for row in rows}

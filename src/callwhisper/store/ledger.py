@@ -23,7 +23,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
@@ -32,6 +32,7 @@ from callwhisper.errors import StoreError
 from callwhisper.store.engine import Database, Work, retrying
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
+from callwhisper.store.types import Money
 
 _T = TypeVar("_T")
 
@@ -113,13 +114,81 @@ def _held_charges(row: Row[Any]) -> list[CapCharge]:
     return sorted((_charge_from_json(data) for data in row.charges), key=lambda charge: charge.key)
 
 
-def _usage_row(key: CapKey) -> Any:
-    return and_(
-        cap_usage.c.owner == key.owner,
-        cap_usage.c.metric == key.metric,
-        cap_usage.c.period == key.period,
-        cap_usage.c.period_key == key.period_key,
+# The statements, built once: building one costs several times running it.
+_USAGE_ROW = and_(
+    cap_usage.c.owner == bindparam("key_owner"),
+    cap_usage.c.metric == bindparam("key_metric"),
+    cap_usage.c.period == bindparam("key_period"),
+    cap_usage.c.period_key == bindparam("key_period_key"),
+)
+_AMOUNT = bindparam("amount", type_=Money())
+_RESERVATION_EXISTS = select(cap_reservations.c.id).where(
+    cap_reservations.c.id == bindparam("reservation_key")
+)
+_LOCK_USAGE = (
+    select(cap_usage)
+    .where(CAP_USAGE_KEY.in_(bindparam("keys", expanding=True)))
+    .order_by(*CAP_USAGE_KEY.clauses)
+    .with_for_update()
+)
+_LOCK_SLOTS = (
+    select(cap_concurrency)
+    .where(cap_concurrency.c.owner.in_(bindparam("owners", expanding=True)))
+    .order_by(cap_concurrency.c.owner)
+    .with_for_update()
+)
+# The rows are locked and checked; the conditions keep the updates honest anyway.
+_RESERVE_USAGE = (
+    update(cap_usage)
+    .where(
+        _USAGE_ROW,
+        cap_usage.c.used + cap_usage.c.reserved + _AMOUNT <= bindparam("limit", type_=Money()),
     )
+    .values(reserved=cap_usage.c.reserved + _AMOUNT)
+)
+_TAKE_SLOT = (
+    update(cap_concurrency)
+    .where(
+        cap_concurrency.c.owner == bindparam("slot_owner"),
+        cap_concurrency.c.in_progress + 1 <= bindparam("slot_limit"),
+    )
+    .values(in_progress=cap_concurrency.c.in_progress + 1)
+)
+_INSERT_RESERVATION = cap_reservations.insert()
+_HELD = (
+    select(cap_reservations)
+    .where(
+        cap_reservations.c.id == bindparam("reservation_key"),
+        cap_reservations.c.finished_at.is_(None),
+    )
+    .with_for_update()
+)
+_COMMIT_USAGE = (
+    update(cap_usage)
+    .where(_USAGE_ROW)
+    .values(
+        reserved=cap_usage.c.reserved - _AMOUNT,
+        used=cap_usage.c.used + bindparam("kept", type_=Money()),
+    )
+)
+_RELEASE_USAGE = update(cap_usage).where(_USAGE_ROW).values(reserved=cap_usage.c.reserved - _AMOUNT)
+_RELEASE_SLOT = (
+    update(cap_concurrency)
+    .where(cap_concurrency.c.owner == bindparam("slot_owner"))
+    .values(in_progress=cap_concurrency.c.in_progress - 1)
+)
+_UPDATE_RESERVATION = update(cap_reservations).where(
+    cap_reservations.c.id == bindparam("reservation_key")
+)
+
+
+def _key_params(key: CapKey) -> dict[str, str]:
+    return {
+        "key_owner": key.owner,
+        "key_metric": key.metric,
+        "key_period": key.period,
+        "key_period_key": key.period_key,
+    }
 
 
 class SqlCapLedger:
@@ -127,6 +196,12 @@ class SqlCapLedger:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._create_usage = upsert(database.dialect, cap_usage).on_conflict_do_nothing()
+        self._create_slots = upsert(database.dialect, cap_concurrency).on_conflict_do_nothing()
+        touch = upsert(database.dialect, cap_last_call)
+        self._touch = touch.on_conflict_do_update(
+            index_elements=[cap_last_call.c.owner], set_={"at": touch.excluded.at}
+        )
 
     async def reserve(
         self, reservation: Reservation, *, call_id: str | None = None, queued: bool = False
@@ -191,7 +266,8 @@ class SqlCapLedger:
         async with self._db.read() as connection:
             row = (
                 await connection.execute(
-                    select(cap_usage.c.used, cap_usage.c.reserved).where(_usage_row(key))
+                    select(cap_usage.c.used, cap_usage.c.reserved).where(_USAGE_ROW),
+                    _key_params(key),
                 )
             ).first()
         if row is None:
@@ -216,14 +292,13 @@ class SqlCapLedger:
         keys = sorted({charge.key for charge in reservation.charges})
         if keys:
             connection.execute(
-                upsert(self._db.dialect, cap_usage).on_conflict_do_nothing(),
+                self._create_usage,
                 [{**key._asdict(), "used": Decimal(0), "reserved": Decimal(0)} for key in keys],
             )
         owners = sorted({slot.owner for slot in reservation.concurrency})
         if owners:
             connection.execute(
-                upsert(self._db.dialect, cap_concurrency).on_conflict_do_nothing(),
-                [{"owner": owner, "in_progress": 0} for owner in owners],
+                self._create_slots, [{"owner": owner, "in_progress": 0} for owner in owners]
             )
 
     def reserve_in(
@@ -233,7 +308,7 @@ class SqlCapLedger:
         if self._db.is_sqlite:
             self.create_counters_in(reservation, connection)
         exists = connection.scalar(
-            select(cap_reservations.c.id).where(cap_reservations.c.id == reservation.reservation_id)
+            _RESERVATION_EXISTS, {"reservation_key": reservation.reservation_id}
         )
         if exists is not None:
             raise ValueError(f"reservation {reservation.reservation_id} exists already")
@@ -241,61 +316,42 @@ class SqlCapLedger:
         slots = sorted(reservation.concurrency, key=lambda slot: slot.owner)
         usage: dict[CapKey, Decimal] = {}
         if charges:
-            rows = connection.execute(
-                select(cap_usage)
-                .where(CAP_USAGE_KEY.in_([charge.key for charge in charges]))
-                .order_by(*CAP_USAGE_KEY.clauses)
-                .with_for_update()
-            )
+            rows = connection.execute(_LOCK_USAGE, {"keys": [charge.key for charge in charges]})
             usage = {cap_key(row): row.used + row.reserved for row in rows}
         in_progress: dict[str, int] = {}
         if slots:
-            rows = connection.execute(
-                select(cap_concurrency)
-                .where(cap_concurrency.c.owner.in_([slot.owner for slot in slots]))
-                .order_by(cap_concurrency.c.owner)
-                .with_for_update()
-            )
+            rows = connection.execute(_LOCK_SLOTS, {"owners": [slot.owner for slot in slots]})
             in_progress = {str(row.owner): int(row.in_progress) for row in rows}
         reason = refusal(reservation.charges, reservation.concurrency, usage, in_progress)
         if reason is not None:
             return reason
         for charge in charges:
-            # The rows are locked and checked; the condition keeps the update honest anyway.
             result = connection.execute(
-                update(cap_usage)
-                .where(
-                    _usage_row(charge.key),
-                    cap_usage.c.used + cap_usage.c.reserved + charge.amount <= charge.limit,
-                )
-                .values(reserved=cap_usage.c.reserved + charge.amount)
+                _RESERVE_USAGE,
+                {**_key_params(charge.key), "amount": charge.amount, "limit": charge.limit},
             )
             if result.rowcount != 1:
                 raise StoreError(f"cap counter {charge.key} changed under a lock")
         for slot in slots:
             result = connection.execute(
-                update(cap_concurrency)
-                .where(
-                    cap_concurrency.c.owner == slot.owner,
-                    cap_concurrency.c.in_progress + 1 <= slot.limit,
-                )
-                .values(in_progress=cap_concurrency.c.in_progress + 1)
+                _TAKE_SLOT, {"slot_owner": slot.owner, "slot_limit": slot.limit}
             )
             if result.rowcount != 1:
                 raise StoreError(f"concurrency counter {slot.owner} changed under a lock")
         self._touch_owners(connection, reservation)
         connection.execute(
-            cap_reservations.insert().values(
-                id=reservation.reservation_id,
-                call_id=call_id,
-                at=reservation.at,
-                charges=[_charge_json(charge) for charge in reservation.charges],
-                concurrency=[
+            _INSERT_RESERVATION,
+            {
+                "id": reservation.reservation_id,
+                "call_id": call_id,
+                "at": reservation.at,
+                "charges": [_charge_json(charge) for charge in reservation.charges],
+                "concurrency": [
                     {"owner": slot.owner, "limit": slot.limit} for slot in reservation.concurrency
                 ],
-                committed=[],
-                created_at=utcnow(),
-            )
+                "committed": [],
+                "created_at": utcnow(),
+            },
         )
         return None
 
@@ -303,25 +359,12 @@ class SqlCapLedger:
         owners = sorted(reservation.owners())
         if not owners:
             return
-        statement = upsert(self._db.dialect, cap_last_call)
         connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[cap_last_call.c.owner], set_={"at": statement.excluded.at}
-            ),
-            [{"owner": owner, "at": reservation.at} for owner in owners],
+            self._touch, [{"owner": owner, "at": reservation.at} for owner in owners]
         )
 
     def _held(self, connection: Connection, reservation_id: str) -> Row[Any]:
-        row = (
-            connection.execute(
-                select(cap_reservations)
-                .where(
-                    cap_reservations.c.id == reservation_id,
-                    cap_reservations.c.finished_at.is_(None),
-                )
-                .with_for_update()
-            )
-        ).first()
+        row = connection.execute(_HELD, {"reservation_key": reservation_id}).first()
         if row is None:
             raise KeyError(reservation_id)
         return row
@@ -341,19 +384,14 @@ class SqlCapLedger:
             if metric in metrics and metric not in committed:
                 kept = revenue if metric == "revenue" and revenue is not None else charge.amount
                 connection.execute(
-                    update(cap_usage)
-                    .where(_usage_row(charge.key))
-                    .values(
-                        reserved=cap_usage.c.reserved - charge.amount,
-                        used=cap_usage.c.used + kept,
-                    )
+                    _COMMIT_USAGE,
+                    {**_key_params(charge.key), "amount": charge.amount, "kept": kept},
                 )
         now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
         if now_committed != committed:
             connection.execute(
-                update(cap_reservations)
-                .where(cap_reservations.c.id == reservation_id)
-                .values(committed=sorted(now_committed))
+                _UPDATE_RESERVATION,
+                {"reservation_key": reservation_id, "committed": sorted(now_committed)},
             )
 
     def finish_in(self, reservation_id: str, at: datetime, connection: Connection) -> None:
@@ -363,18 +401,10 @@ class SqlCapLedger:
         for charge in _held_charges(row):
             if charge.key.metric not in committed:
                 connection.execute(
-                    update(cap_usage)
-                    .where(_usage_row(charge.key))
-                    .values(reserved=cap_usage.c.reserved - charge.amount)
+                    _RELEASE_USAGE, {**_key_params(charge.key), "amount": charge.amount}
                 )
         for owner in sorted(str(slot["owner"]) for slot in row.concurrency):
-            connection.execute(
-                update(cap_concurrency)
-                .where(cap_concurrency.c.owner == owner)
-                .values(in_progress=cap_concurrency.c.in_progress - 1)
-            )
+            connection.execute(_RELEASE_SLOT, {"slot_owner": owner})
         connection.execute(
-            update(cap_reservations)
-            .where(cap_reservations.c.id == reservation_id)
-            .values(finished_at=at)
+            _UPDATE_RESERVATION, {"reservation_key": reservation_id, "finished_at": at}
         )
