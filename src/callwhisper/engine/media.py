@@ -52,6 +52,7 @@ __all__ = [
     "DigitReceived",
     "EpollPoller",
     "LegCounters",
+    "LegRecording",
     "LegStats",
     "LoopPoller",
     "MediaConfig",
@@ -288,15 +289,10 @@ def _route(
     )
 
 
-class Bridge:
-    """Two legs relaying RTP to each other, optionally recorded (caller left, buyer right)."""
+class _Recorded:
+    """Something whose recording is fed on the loop and written by worker threads."""
 
-    def __init__(
-        self, caller: MediaLeg, buyer: MediaLeg, recorder: CallRecorder | None, started: float
-    ) -> None:
-        """Created by :meth:`MediaEngine.bridge`."""
-        self.caller = caller
-        self.buyer = buyer
+    def __init__(self, recorder: CallRecorder | None, started: float) -> None:
         self.recorder = recorder
         self.started = started
         self.lock = asyncio.Lock()
@@ -309,13 +305,34 @@ class Bridge:
         self._closed.set()
 
     async def wait_closed(self) -> None:
-        """Wait until the bridge is torn down and its recording is written and closed.
+        """Wait until it is torn down and its recording is written and closed.
 
         Raises the error that prevented the recording from being completed, if any.
         """
         await self._closed.wait()
         if self._error is not None:
             raise self._error
+
+
+class Bridge(_Recorded):
+    """Two legs relaying RTP to each other, optionally recorded (caller left, buyer right)."""
+
+    def __init__(
+        self, caller: MediaLeg, buyer: MediaLeg, recorder: CallRecorder | None, started: float
+    ) -> None:
+        """Created by :meth:`MediaEngine.bridge`."""
+        super().__init__(recorder, started)
+        self.caller = caller
+        self.buyer = buyer
+
+
+class LegRecording(_Recorded):
+    """What one leg receives, recorded alone into a mono WAV (a caller's voicemail)."""
+
+    def __init__(self, leg: MediaLeg, recorder: CallRecorder, started: float) -> None:
+        """Created by :meth:`MediaEngine.record`."""
+        super().__init__(recorder, started)
+        self.leg = leg
 
 
 ReadHandler = Callable[[float], bool]
@@ -413,6 +430,7 @@ class MediaLeg:
         "_playback",
         "_route",
         "_sock",
+        "_tap",
         "bridge",
         "codec",
         "counters",
@@ -456,6 +474,7 @@ class MediaLeg:
         self.dtmf = DtmfReceiver()
         self._playback: Playback | None = None
         self._route: _Route | None = None
+        self._tap: LegRecording | None = None
         self.bridge: Bridge | None = None
 
     def __repr__(self) -> str:
@@ -590,6 +609,12 @@ class MediaLeg:
             if payload_type == self.codec.payload_type:
                 if route is not None:
                     route.audio(data, now)
+                elif self._tap is not None and self._tap.recorder is not None:
+                    packet = RtpPacket.parse(data)
+                    self._tap.recorder.add(
+                        CALLER, packet.ssrc, packet.timestamp, packet.payload,
+                        self.codec.encoding, now,
+                    )  # fmt: skip
             elif payload_type == self.codec.telephone_event:
                 self._receive_event(data, now)
                 if route is not None:
@@ -634,6 +659,7 @@ class MediaEngine:
         self.clock = MediaClock(self._tick)
         self.legs: dict[str, MediaLeg] = {}
         self.bridges: set[Bridge] = set()
+        self.recordings: set[LegRecording] = set()
         self._playing: dict[MediaLeg, None] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watcher: _Poller | None = None
@@ -749,9 +775,11 @@ class MediaEngine:
         )
 
     def close_leg(self, leg: MediaLeg) -> None:
-        """Stop the leg's playback, tear down its bridge and close its socket."""
+        """Stop the leg's playback, recording and bridge, and close its socket."""
         if leg.bridge is not None:
             self.unbridge(leg.bridge)
+        if leg._tap is not None:
+            self.stop_recording(leg._tap)
         leg.stop_playback()
         leg._close_socket()
         self.legs.pop(leg.ident, None)
@@ -802,7 +830,38 @@ class MediaEngine:
                 self._close_recording(bridge), f"media-recording-close-{bridge.caller.ident}"
             )
 
-    async def _close_recording(self, bridge: Bridge) -> None:
+    # -- one leg recorded alone -----------------------------------------------------
+
+    def record(self, leg: MediaLeg, path: Path) -> LegRecording:
+        """Record the audio ``leg`` receives into a mono WAV at ``path``, from the next packet.
+
+        Until :meth:`stop_recording` or the leg's close; only while the leg is
+        not bridged (a bridge records both directions with ``record_to``).
+        """
+        if leg.closed:
+            raise LocalProtocolError(f"{leg.ident} is closed")
+        if leg._tap is not None:
+            raise LocalProtocolError(f"{leg.ident} is already recorded")
+        now = self.loop.time()
+        recording = LegRecording(leg, CallRecorder(path, now, channels=1), now)
+        leg._tap = recording
+        self.recordings.add(recording)
+        return recording
+
+    def stop_recording(self, recording: LegRecording) -> None:
+        """Stop recording at once; the file is finished in the background (``wait_closed``)."""
+        if recording not in self.recordings:
+            return
+        self.recordings.discard(recording)
+        recording.leg._tap = None
+        if recording.recorder is None:
+            recording._set_closed()
+        else:
+            self._spawn(
+                self._close_recording(recording), f"media-recording-close-{recording.leg.ident}"
+            )
+
+    async def _close_recording(self, bridge: _Recorded) -> None:
         recorder = bridge.recorder
         assert recorder is not None
         try:
@@ -821,6 +880,20 @@ class MediaEngine:
             for bridge in list(self.bridges):
                 if bridge.recorder is not None:
                     await self._flush_recording(bridge, bridge.recorder)
+            for recording in list(self.recordings):
+                if recording.recorder is not None:
+                    await self._flush_leg_recording(recording, recording.recorder)
+
+    async def _flush_leg_recording(self, recording: LegRecording, recorder: CallRecorder) -> None:
+        async with recording.lock:
+            if recording not in self.recordings:
+                return  # stopped while we waited; the close writes the rest
+            try:
+                await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
+            except Exception:
+                log.exception("writing recording %s failed; recording stopped", recorder.path)
+                recording.recorder = None
+                await asyncio.to_thread(recorder.abandon)
 
     async def _flush_recording(self, bridge: Bridge, recorder: CallRecorder) -> None:
         async with bridge.lock:

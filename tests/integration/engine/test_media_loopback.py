@@ -175,6 +175,55 @@ async def test_recording_has_the_caller_left_and_the_buyer_right(
     assert np.count_nonzero(samples[:, 1] == right_value) == 40 * 160
 
 
+async def test_a_leg_recorded_alone_gives_a_mono_wav_of_what_it_received(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    """A voicemail: the caller's audio is recorded while a prompt plays to it; closing ends it."""
+    phone, _ = peers
+    caller = engine.open_leg(PCMA, remote=address(phone))
+    path = tmp_path / "voicemail.wav"
+    recording = engine.record(caller, path)
+    caller.play([constant_frame(500, alaw_encode)] * 10)  # the beep: sent, never recorded
+    says = constant_frame(-1500, alaw_encode)
+    for n in range(30):
+        phone.sendto(RtpPacket(8, n, 160 * n, 0xC, says).serialize(), caller.local_address)
+        await asyncio.sleep(0.02)
+    assert len(await receive(phone, 10)) == 10
+    await asyncio.sleep(0.05)
+    engine.close_leg(caller)
+    await recording.wait_closed()
+    assert engine.recordings == set()
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (1, 8000, 2)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    value = np.frombuffer(alaw_decode(says), dtype="<i2")[0]
+    assert set(np.unique(samples)) <= {0, value}
+    assert np.count_nonzero(samples == value) == 30 * 160
+
+
+async def test_a_stopped_leg_recording_takes_no_more_audio(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    phone, _ = peers
+    caller = engine.open_leg(PCMU, remote=address(phone))
+    path = tmp_path / "voicemail.wav"
+    recording = engine.record(caller, path)
+    says = constant_frame(800, ulaw_encode)
+    for n in range(10):
+        phone.sendto(RtpPacket(0, n, 160 * n, 0xD, says).serialize(), caller.local_address)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
+    engine.stop_recording(recording)
+    for n in range(10, 20):
+        phone.sendto(RtpPacket(0, n, 160 * n, 0xD, says).serialize(), caller.local_address)
+    await recording.wait_closed()
+    with wave.open(str(path), "rb") as wav:
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    value = np.frombuffer(ulaw_decode(says), dtype="<i2")[0]
+    assert np.count_nonzero(samples == value) == 10 * 160
+    assert engine.record(caller, tmp_path / "again.wav") is not None  # a new one may start
+
+
 async def test_stop_closes_every_leg(engine: MediaEngine) -> None:
     legs = [engine.open_leg(PCMU) for _ in range(3)]
     assert len({leg.local_address[1] for leg in legs}) == 3
