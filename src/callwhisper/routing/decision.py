@@ -548,23 +548,18 @@ class _Decider:
         owners, publisher = plan.owner_set, self.publisher
         revenue = plan.conversion.revenue
         # The caps the checks looked at: kept answers for this quarter hour and revenue.
-        checks = owners.checks(self.quarter, revenue), publisher.checks(self.quarter, revenue)
+        caps = owners.caps(self.quarter, revenue), publisher.caps(self.quarter, revenue)
         if plan.latest:
             # Candidates are immutable: the latest one serves again when made of the same.
-            latest_publisher, latest_reason, latest_checks, latest = plan.latest[0]
+            latest_publisher, latest_reason, latest_caps, latest = plan.latest[0]
             if (
                 latest_publisher is publisher
                 and latest_reason == no_convert_reason
-                and latest_checks == checks
+                and latest_caps == caps
                 and latest.tier_index == tier_index
                 and latest.ring == ring
             ):
                 return latest
-        charges = tuple(
-            CapCharge(key, limit, amount)
-            for part in checks
-            for key, amount, limit, _owner, _index in part
-        )
         candidate = Candidate(
             buyer_id=plan.buyer.id,
             buyer_name=plan.buyer.name or plan.buyer.id,
@@ -579,11 +574,11 @@ class _Decider:
             buffer_seconds=plan.conversion.buffer_seconds,
             no_convert=no_convert_reason is not None,
             no_convert_reason=no_convert_reason,
-            charges=charges,
+            charges=caps[0].charges + caps[1].charges,
             concurrency=owners.slots + publisher.slots,
             spaced=owners.spaced + publisher.spaced,
         )
-        plan.latest[:] = [(publisher, no_convert_reason, checks, candidate)]
+        plan.latest[:] = [(publisher, no_convert_reason, caps, candidate)]
         return candidate
 
     def owners_check(self, owners: OwnerSet, revenue: Decimal) -> _Failure | None:
@@ -596,9 +591,9 @@ class _Decider:
         (``publisher_check``).
         """
         usage = self.counters.cap_usage
-        for key, amount, limit, owner, index in owners.checks(self.quarter, revenue):
+        for key, headroom, owner, index in owners.caps(self.quarter, revenue).checks:
             used = usage.get(key, _ZERO)
-            if used + amount > limit:
+            if used > headroom:
                 return owner.full(index, used), owner.target_level
         publisher = self.publisher_answer or self.publisher_check(revenue)
         if publisher[0] is not None:
@@ -626,9 +621,9 @@ class _Decider:
         if answer is None:
             caps: _Failure | None = None
             usage = self.counters.cap_usage
-            for cap_key, amount, limit, owner, index in publisher.checks(self.quarter, revenue):
+            for cap_key, headroom, owner, index in publisher.caps(self.quarter, revenue).checks:
                 used = usage.get(cap_key, _ZERO)
-                if used + amount > limit:
+                if used > headroom:
                     caps = owner.full(index, used), owner.target_level
                     break
             answer = self.publisher_answers[key] = (

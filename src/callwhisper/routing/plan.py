@@ -13,7 +13,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from functools import lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Protocol
@@ -169,9 +169,9 @@ class OwnerSet:
     counts_revenue: bool = False
     # The time zones of the owners with caps, each once (all the buyer's, usually).
     timezones: tuple[str, ...] = ()
-    # The latest answer of ``checks`` by revenue (``None`` without a revenue cap): the
-    # quarter it was asked for, the period keys of ``timezones`` then, and the checks.
-    _checks: dict[Decimal | None, tuple[int, tuple[PeriodKeys, ...], CapChecks]] = field(
+    # The latest answers of ``caps`` by revenue (``None`` without a revenue cap): the
+    # quarter they were asked for, the period keys of ``timezones`` then, and the caps.
+    _caps: dict[Decimal | None, tuple[int, tuple[PeriodKeys, ...], OwnerCaps]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -192,39 +192,54 @@ class OwnerSet:
             tuple(dict.fromkeys(owner.timezone for owner in capped)),
         )
 
-    def checks(self, quarter: int, revenue: Decimal) -> CapChecks:
+    def caps(self, quarter: int, revenue: Decimal) -> OwnerCaps:
         """Every cap of every owner, in order, for a call paying ``revenue`` in ``quarter``.
 
-        The owners' charges laid end to end, each with the owner and the index
-        of its limit (for the reason), so that a decision checks a target's
-        caps in one loop. The answer only changes with the periods' keys and,
-        with a revenue cap, the revenue: a new quarter hour looks the keys of
-        the owners' time zone up, and keeps the answer while they are the same.
+        The owners' charges laid end to end, with the checks of the same caps
+        (see ``CapCheck``) so that a decision checks a target's caps in one
+        loop. The answer only changes with the periods' keys and, with a
+        revenue cap, the revenue: a new quarter hour looks the keys of the
+        owners' time zone up, and keeps the answer while they are the same.
         """
         revenue_key = revenue if self.counts_revenue else None
-        latest = self._checks.get(revenue_key)
+        latest = self._caps.get(revenue_key)
         if latest is not None and latest[0] == quarter:
             return latest[2]
         keys = tuple(map(zone_keys, self.timezones, repeat(quarter)))
         if latest is not None and latest[1] == keys:
             found = latest[2]
         else:
-            found = tuple(
-                (charge.key, charge.amount, charge.limit, owner, index)
-                for owner in self.capped
+            charges: list[CapCharge] = []
+            checks: list[CapCheck] = []
+            for owner in self.capped:
                 for index, charge in enumerate(
                     owner.charges_at(zone_keys(owner.timezone, quarter), revenue)
-                )
-            )
-        if len(self._checks) >= _REVENUES_KEPT:
-            self._checks.clear()
-        self._checks[revenue_key] = (quarter, keys, found)
+                ):
+                    charges.append(charge)
+                    headroom = _EXACT.subtract(charge.limit, charge.amount)
+                    checks.append((charge.key, headroom, owner, index))
+            found = OwnerCaps(tuple(charges), tuple(checks))
+        if len(self._caps) >= _REVENUES_KEPT:
+            self._caps.clear()
+        self._caps[revenue_key] = (quarter, keys, found)
         return found
 
 
-# One cap to check: (counter, amount one call adds, limit, its owner, index of the limit).
-CapCheck = tuple[CapKey, Decimal, Decimal, OwnerLimits, int]
-CapChecks = tuple[CapCheck, ...]
+# One cap to check: (counter, headroom, its owner, index of the limit). A call fits when
+# the counter's usage is at most the headroom: its limit less what the call adds, worked
+# out exactly once, rather than adding the call to the usage every time.
+CapCheck = tuple[CapKey, Decimal, OwnerLimits, int]
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerCaps:
+    """What the caps of an owner set ask of one call: ``charges`` to reserve, ``checks`` first."""
+
+    charges: tuple[CapCharge, ...]
+    checks: tuple[CapCheck, ...]
+
+
 # Targets sharing owners mostly pay one revenue; past this many, the answers start afresh.
 _REVENUES_KEPT = 16
 
@@ -386,7 +401,7 @@ class TargetPlan:
     conversion: ConversionRule
     # The latest candidate made of this target, with what it was made of: (publisher's
     # owners, no-convert reason, the caps of the owners and the publisher, candidate).
-    latest: list[tuple[OwnerSet, str | None, tuple[CapChecks, CapChecks], Candidate]] = field(
+    latest: list[tuple[OwnerSet, str | None, tuple[OwnerCaps, OwnerCaps], Candidate]] = field(
         default_factory=list, compare=False, repr=False
     )
 

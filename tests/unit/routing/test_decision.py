@@ -322,6 +322,22 @@ def test_revenue_cap_counts_the_revenue_of_this_call() -> None:
     assert charge.amount == Decimal("10")
 
 
+def test_a_call_fits_a_cap_it_fills_exactly_and_not_a_cent_more() -> None:
+    config = configuration(
+        [buyer("b1", caps={"revenue": {"daily": "100"}}, conversion={"revenue": "12.5"})]
+    )
+    day = "2026-03-04"
+    exact = RoutingCounters(cap_usage={CapKey("buyer:b1", "revenue", "day", day): Decimal("87.5")})
+    assert chosen(route(config, counters=exact)) == ["b1/t1"]
+    over = RoutingCounters(cap_usage={CapKey("buyer:b1", "revenue", "day", day): Decimal("87.51")})
+    assert only_reason(config, counters=over) == "daily revenue cap 87.51/100"
+
+
+def test_a_cap_of_zero_takes_no_call() -> None:
+    config = configuration([buyer("b1", caps={"calls": {"daily": 0}})])
+    assert only_reason(config) == "daily calls cap 0/0"
+
+
 def test_week_cap_counts_the_week_in_the_buyers_time_zone() -> None:
     # Monday 9 March 2026 03:00 UTC is still Sunday 23:00 (EDT) of week 10 in New York.
     now = datetime(2026, 3, 9, 3, 0, tzinfo=UTC)

@@ -59,7 +59,7 @@ ROUTE_CAPS = Caps.model_validate({"calls": {"hourly": 2}, "revenue": {"monthly":
 def test_an_owner_sets_checks_follow_the_moment_and_the_revenue(
     zone: str, seconds: list[int], revenues: list[Decimal]
 ) -> None:
-    """Checks kept from one quarter hour to the next are those of the exact moment."""
+    """Caps kept from one quarter hour to the next are those of the exact moment."""
     buyer = OwnerLimits.of("buyer:b1", "", CAPS, zone, target_level=False)
     route = OwnerLimits.of("route:c1/b1/*", "", ROUTE_CAPS, zone, target_level=False)
     assert buyer is not None
@@ -71,13 +71,16 @@ def test_an_owner_sets_checks_follow_the_moment_and_the_revenue(
         expected = charges_for("buyer:b1", CAPS, now, zone, revenue) + charges_for(
             "route:c1/b1/*", ROUTE_CAPS, now, zone, revenue
         )
-        checks = owners.checks(quarter_of(now), revenue)
-        assert [(key, limit, amount) for key, amount, limit, _, _ in checks] == [
-            (charge.key, charge.limit, charge.amount) for charge in expected
-        ]
-        assert [(owner.owner, index) for _, _, _, owner, index in checks] == [
-            ("buyer:b1", index) for index in range(6)
-        ] + [("route:c1/b1/*", index) for index in range(2)]
+        caps = owners.caps(quarter_of(now), revenue)
+        assert list(caps.charges) == expected
+        assert caps.checks == tuple(
+            (charge.key, charge.limit - charge.amount, owner, index)
+            for charge, (owner, index) in zip(
+                expected,
+                [(buyer, index) for index in range(6)] + [(route, index) for index in range(2)],
+                strict=True,
+            )
+        )
 
 
 def test_owner_without_limits_compiles_to_nothing() -> None:
