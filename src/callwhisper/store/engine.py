@@ -161,6 +161,8 @@ class Database:
         self.dialect = engine.dialect.name
         self._sqlite: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._connection: Connection | None = None
+        """The SQLite thread's own connection, kept open between units of work."""
         if self.is_sqlite:
             self._sqlite = _sync_sqlite_engine(engine.url)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-sqlite")
@@ -212,11 +214,20 @@ class Database:
         )
 
     def _run_sqlite(self, work: Work[_T], mode: str) -> _T:
-        assert self._sqlite is not None
-        with self._sqlite.connect() as connection:
-            connection.execution_options(**{_BEGIN_OPTION: mode})
-            with connection.begin():
-                return work(connection)
+        connection = self._connection
+        if connection is None or connection.invalidated:
+            assert self._sqlite is not None
+            connection = self._connection = self._sqlite.connect()
+        connection.execution_options(**{_BEGIN_OPTION: mode})
+        with connection.begin():
+            return work(connection)
+
+    def _close_sqlite(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._sqlite is not None:
+            self._sqlite.dispose()
 
     def submit(self, work: Work[_T]) -> asyncio.Future[_T]:
         """Queue ``work`` for the next shared write transaction; the future has its result.
@@ -277,7 +288,7 @@ class Database:
             await asyncio.gather(self._committer, return_exceptions=True)
         await self.engine.dispose()
         if self._sqlite is not None and self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sqlite.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
             self._thread.shutdown()
 
 
