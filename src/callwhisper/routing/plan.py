@@ -106,10 +106,6 @@ class OwnerLimits:
             any(metric == "revenue" for metric, _, _ in limits),
         )
 
-    def charges(self, quarter: int, revenue: Decimal) -> tuple[CapCharge, ...]:
-        """What one call paying ``revenue`` reserves, in the periods of UTC quarter ``quarter``."""
-        return self.charges_at(zone_keys(self.timezone, quarter), revenue)
-
     def charges_at(self, keys: PeriodKeys, revenue: Decimal) -> tuple[CapCharge, ...]:
         """What one call paying ``revenue`` reserves when the owner's periods have ``keys``.
 

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from callwhisper.domain import Caps, Filters
 from callwhisper.domain.caps import charges_for
-from callwhisper.routing.plan import FilterPlan, OwnerLimits, OwnerSet, compile_plan, quarter_of
+from callwhisper.routing.plan import (
+    FilterPlan,
+    OwnerLimits,
+    OwnerSet,
+    compile_plan,
+    quarter_of,
+    zone_keys,
+)
 from tests.unit.routing.helpers import buyer, configuration
 
 # Zones with half- and quarter-hour offsets and daylight saving time.
@@ -43,7 +50,8 @@ def test_charges_match_the_domain_at_every_moment(
     now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     limits = OwnerLimits.of("buyer:b1", "", CAPS, zone, target_level=False)
     assert limits is not None
-    assert list(limits.charges(quarter_of(now), revenue)) == charges_for(
+    keys = zone_keys(zone, quarter_of(now))
+    assert list(limits.charges_at(keys, revenue)) == charges_for(
         "buyer:b1", CAPS, now, zone, revenue
     )
 
