@@ -468,7 +468,7 @@ class _Decider:
                 continue
             key = (campaign.id, tier_index)
             rotation = self.counters.rotation.get(key, _NO_ROTATION)
-            ordering = tier.method.order(tier.members, [bool(p) for p in passes_of], rotation)
+            ordering = tier.method.order(tier.members, list(map(bool, passes_of)), rotation)
             supplied = False
             for index in ordering.order:
                 for passed in passes_of[index]:
