@@ -21,11 +21,11 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Final, Protocol, cast
 
-from callwhisper.audio import Audio
+from callwhisper.audio import Audio, Codec
 from callwhisper.domain import CallAttributes
 from callwhisper.domain.buyer import Trunk
 from callwhisper.domain.whisper import DtmfKey
@@ -43,7 +43,7 @@ from callwhisper.engine.legs import (
 )
 from callwhisper.engine.media import Bridge as MediaBridge
 from callwhisper.engine.media import DigitReceived as MediaDigit
-from callwhisper.engine.media import MediaEngine, MediaEvent, MediaLeg
+from callwhisper.engine.media import LegRecording, MediaEngine, MediaEvent, MediaLeg
 from callwhisper.engine.media import PlaybackFinished as MediaPlaybackFinished
 from callwhisper.engine.playback import PCMU
 from callwhisper.errors import (
@@ -91,12 +91,14 @@ from callwhisper.flow import (
     StopRingback,
     reason_for_sip_status,
 )
+from callwhisper.media.g711 import alaw_encode, ulaw_encode
 from callwhisper.media.sdp import (
     SessionDescription,
     create_answer,
     create_offer,
     negotiate_answer,
 )
+from callwhisper.media.tones import ToneSource, ToneSpec
 from callwhisper.sip.auth import DigestClient
 from callwhisper.sip.dialog import Dialog, DialogId, DialogState
 from callwhisper.sip.headers import NameAddr, Via
@@ -284,6 +286,7 @@ class CallRunner:
         self._timer_deadline: float | None = None
         self._media = _Media()
         self._bridge: MediaBridge | None = None
+        self._voicemail: LegRecording | None = None
         self._overflow: BuyerLeg | None = None
         self._reservations: set[str] = set()
         self._arrived_at = wall()
@@ -993,17 +996,35 @@ class CallRunner:
         self._bridge = self.media.bridge(a, b)
 
     def _start_recording(self, channels: tuple[str, ...]) -> None:
+        path = self.config.recordings_dir / f"{self.call_id}.wav"
+        if channels == (CALLER,):
+            self._start_voicemail(path)
+            return
         bridge = self._bridge
         if len(channels) != 2 or bridge is None or bridge.caller.closed or bridge.buyer.closed:
             log.warning("call %s: recording %s is not supported", self.call_id, channels)
             return
-        path = self.config.recordings_dir / f"{self.call_id}.wav"
         # Recording is attached to a bridge: re-bridge at once, streams stay continuous.
         self.media.unbridge(bridge)
         self._bridge = self.media.bridge(bridge.caller, bridge.buyer, record_to=path)
         self._write(lambda: self.backend.recording_started(self.call_id, path))
 
+    def _start_voicemail(self, path: Path) -> None:
+        """call-flow 14: the caller, answered and told, leaves a message after the beep."""
+        media = self._media_leg(CALLER)
+        if media is None or media.bridge is not None:
+            log.warning("call %s: no caller media to record a voicemail from", self.call_id)
+            return
+        self._voicemail = self.media.record(media, path)
+        # What we send is never in the recording: the beep only tells the caller to speak.
+        media.play(_beep(media.codec.encoding))
+        self._write(lambda: self.backend.recording_started(self.call_id, path))
+
     def _stop_recording(self) -> None:
+        if self._voicemail is not None:
+            self.media.stop_recording(self._voicemail)
+            self._voicemail = None
+            return
         bridge = self._bridge
         if bridge is None or bridge.recorder is None:
             return
@@ -1111,6 +1132,17 @@ def _offer(
     return create_offer(
         address, port, session_id=session_id, session_version=version, codecs=codecs
     )
+
+
+BEEP: Final = ToneSpec((1000.0,), (400, 20), level_dbm0=-13.0)
+"""The voicemail beep: 1 kHz for 400 ms."""
+
+
+@cache
+def _beep(encoding: Codec) -> tuple[bytes, ...]:
+    """The beep's 20 ms frames in the caller's codec, computed once per codec."""
+    source = ToneSource(BEEP, encode=ulaw_encode if encoding == "PCMU" else alaw_encode)
+    return tuple(source.frame(index) for index in range(BEEP.cadence[0] // 20))
 
 
 async def _resolve(host: str, port: int) -> Address:
