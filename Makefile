@@ -39,7 +39,7 @@ test: $(STAMP) system-deps lint typecheck
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
-# FUZZ_EXAMPLES inputs per fuzz test (about 20 minutes for 20000 on one core).
+# FUZZ_EXAMPLES inputs per fuzz test (about 10 minutes for 20000 on one core).
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(STAMP)
 	CALLWHISPER_HYPOTHESIS_PROFILE=fuzz CALLWHISPER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \

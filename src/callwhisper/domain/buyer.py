@@ -54,7 +54,11 @@ class Trunk(Model):
 
     id: Identifier = Field(description="Trunk id, referred to by targets.")
     proxy: str = Field(description="Where requests go, e.g. 'sip:trunk.example.com:5060'.")
-    transport: Literal["udp", "tcp"] = Field(default="udp", description="udp or tcp.")
+    transport: Literal["udp", "tcp"] = Field(
+        default="udp",
+        description="udp, or tcp: one connection to the proxy, reused by every call. "
+        "A transport parameter in the proxy URI takes precedence.",
+    )
     username: str | None = Field(default=None, description="Digest user when challenged.")
     password: str | None = Field(default=None, description="Digest password when challenged.")
     from_domain: str | None = Field(default=None, description="Domain of our From header.")

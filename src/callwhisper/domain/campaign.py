@@ -102,7 +102,8 @@ class Fallback(Model):
         default=None, description="Overflow number or URI for forward."
     )
     voicemail_max_seconds: PositiveSeconds = Field(
-        default=120, description="Longest voicemail recorded."
+        default=120,
+        description="Longest voicemail: the caller, after a beep, into a mono WAV of the call.",
     )
 
     @model_validator(mode="after")
