@@ -194,3 +194,28 @@ async def test_a_target_behind_an_outbound_proxy_keeps_its_request_uri(
 
     call = await finished_call(server)
     assert call.outcome == "connected"
+
+
+async def test_a_caller_over_tcp_is_answered_and_hung_up_on_its_connection(
+    sipp: SippLauncher, start_server: StartServer
+) -> None:
+    """A carrier sending calls over TCP: 183, 200 and the BYE's 200 all on its connection."""
+    buyer = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
+    server = await start_server(configuration([("acme", buyer.uri())]))
+    options = SippOptions(pause_ms=1500, service=NUMBER, timeout=20.0, transport="tcp")
+    calling = sipp.uac("caller-basic", server.sip_address, options)
+
+    caller_result = await calling.wait_async()
+    caller_result.assert_succeeded()
+    (await buyer.wait_async()).assert_succeeded()
+    answer = next(
+        m for m in caller_result.messages if m.direction == "received" and m.kind == "200"
+    )
+    assert answer.header("Contact") == (
+        f"<sip:callwhisper@{server.sip_address[0]}:{server.sip_address[1]};transport=tcp>"
+    )
+    assert server.endpoint is not None
+    assert server.endpoint.counters.tcp_messages_in >= 3  # INVITE, ACK, BYE
+
+    call = await finished_call(server)
+    assert call.outcome == "connected"
