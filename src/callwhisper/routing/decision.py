@@ -34,10 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from callwhisper.domain import (
     CallAttributes,
@@ -496,18 +495,8 @@ class _Decider:
 
     def closed_reasons(self) -> tuple[str | None, ...]:
         """Why each of the campaign's schedules is closed now (``None``: open)."""
-        local_times: dict[ZoneInfo, tuple[date, int]] = {}
-        reasons: list[str | None] = []
-        for hours in self.plan.schedules:
-            local = local_times.get(hours.timezone)
-            if local is None:
-                moment = self.now.astimezone(hours.timezone)
-                local = local_times[hours.timezone] = (
-                    moment.date(),
-                    moment.hour * 60 + moment.minute,
-                )
-            reasons.append(hours.closed_reason_at(*local))
-        return tuple(reasons)
+        now = self.now
+        return tuple([hours.closed_reason(now) for hours in self.plan.schedules])
 
     def evaluate(self, plan: TargetPlan) -> _Failure | None:
         """The checks that depend on the call, in order; the first failure is its reason.

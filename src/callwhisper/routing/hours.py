@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from callwhisper.domain import Schedule
@@ -23,6 +23,8 @@ _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # As Schedule: a year and a week covers every closed date a year ahead plus a full week.
 _LOOKAHEAD_DAYS = 372
 _ONE_DAY = timedelta(days=1)
+_ONE_MINUTE = timedelta(minutes=1)
+_TICK = timedelta(microseconds=1)
 
 Span = tuple[int, int]
 
@@ -46,9 +48,9 @@ class Hours:
     ends: tuple[int, ...]
     closed_dates: frozenset[date]
     affected: tuple[int, ...]
-    # The latest answer and the minutes of its day it holds for: (day, first, end, answer).
+    # The latest answer and the instants it holds for, in UTC: (first, end, answer).
     # Answers only change when the schedule opens or closes, or the day changes.
-    _latest: list[tuple[date, int, int, str | None]] = field(
+    _latest: list[tuple[datetime, datetime, str | None]] = field(
         default_factory=list, compare=False, repr=False
     )
 
@@ -98,24 +100,39 @@ class Hours:
         )
 
     def closed_reason(self, now: datetime) -> str | None:
-        """``None`` when open at the aware ``now``, else ``closed until Mon 09:00 <zone>``."""
-        local = now.astimezone(self.timezone)
-        return self.closed_reason_at(local.date(), local.hour * 60 + local.minute)
+        """``None`` when open at the aware ``now``, else ``closed until Mon 09:00 <zone>``.
 
-    def closed_reason_at(self, today: date, minute: int) -> str | None:
-        """``None`` when open on the local date ``today`` at ``minute`` past midnight, else why."""
+        The answer is kept with the instants it holds for, so that asking
+        again before the schedule opens or closes converts no time zone.
+        """
         if self._latest:
-            day, first, end, answer = self._latest[0]
-            if day == today and first <= minute < end:
+            first, end, answer = self._latest[0]
+            if first <= now < end:
                 return answer
-        answer, first, end = self.closed_reason_span(today, minute)
-        self._latest[:] = [(today, first, end, answer)]
+        local = now.astimezone(self.timezone)
+        minute = local.hour * 60 + local.minute
+        answer, first_minute, end_minute = self.closed_reason_span(local.date(), minute)
+        # The instants of those minutes of the local day, while the offset from UTC holds.
+        this_minute = now.astimezone(UTC) - timedelta(
+            seconds=local.second, microseconds=local.microsecond
+        )
+        first = this_minute - timedelta(minutes=minute - first_minute)
+        end = this_minute + timedelta(minutes=end_minute - minute)
+        offset = local.utcoffset()
+        if (
+            first.astimezone(self.timezone).utcoffset() != offset
+            or (end - _TICK).astimezone(self.timezone).utcoffset() != offset
+        ):
+            # The clocks change within those minutes: the answer holds for this minute only.
+            first, end = this_minute, this_minute + _ONE_MINUTE
+        self._latest[:] = [(first, end, answer)]
         return answer
 
     def closed_reason_span(self, today: date, minute: int) -> tuple[str | None, int, int]:
-        """``closed_reason_at``, and the minutes [first, end) of ``today`` with the same answer.
+        """Why closed at ``minute`` past midnight of the local ``today`` (``None``: open).
 
-        Within an open span, or between a closing and the next opening, on the
+        Also returns the minutes [first, end) of ``today`` that get the same
+        answer. Within an open span, or between a closing and the next opening, on the
         same day, every minute gets the same words. When a closed date is
         involved the answer is worked out day by day and holds for ``minute``.
         """

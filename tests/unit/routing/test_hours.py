@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -134,3 +135,15 @@ def test_one_compiled_schedule_asked_again_and_again_says_what_schedule_says(
     for minutes in moments + sorted(moments) + [m + 1 for m in moments]:
         now = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=minutes)
         assert hours.closed_reason(now) == schedule.closed_reason(now, NEW_YORK)
+
+
+def test_a_kept_answer_follows_the_clock_changes() -> None:
+    """Asked minute after minute across both US clock changes, as a fresh schedule answers."""
+    schedule = Schedule(hours={day: ["00:30-03:30", "22:00-23:00"] for day in WEEKDAYS})
+    hours = Hours.compile(schedule, NEW_YORK)
+    for start in (datetime(2026, 3, 8, 4, 0, tzinfo=UTC), datetime(2026, 11, 1, 3, 0, tzinfo=UTC)):
+        for minutes in range(0, 8 * 60, 7):
+            now = start + timedelta(minutes=minutes, seconds=minutes % 60)
+            # The same instant given in another zone (with its own clock changes) too.
+            for moment in (now, now.astimezone(ZoneInfo("America/Los_Angeles"))):
+                assert hours.closed_reason(moment) == schedule.closed_reason(now, NEW_YORK), now
