@@ -288,13 +288,14 @@ class SipEndpoint:
         try:
             async with asyncio.timeout(self.config.connect_timeout):
                 reader, writer = await asyncio.open_connection(destination[0], destination[1])
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:  # TimeoutError included
             self._connecting.pop(destination, None)
             self._backlog.pop(destination, None)
             self.counters.tcp_connect_failed += 1
-            log.warning("SIP over TCP to %s:%d failed: %s", *destination, exc or "timed out")
+            reason = str(exc) or "timed out"
+            log.warning("SIP over TCP to %s:%d failed: %s", *destination, reason)
             if not opened.done():
-                opened.set_exception(OSError(f"TCP to {destination[0]}:{destination[1]}: {exc}"))
+                opened.set_exception(OSError(f"TCP to {destination[0]}:{destination[1]}: {reason}"))
             return
         except asyncio.CancelledError:
             self._connecting.pop(destination, None)
