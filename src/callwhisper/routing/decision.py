@@ -563,7 +563,7 @@ class _Decider:
             buffer_seconds=plan.conversion.buffer_seconds,
             no_convert=no_convert_reason is not None,
             no_convert_reason=no_convert_reason,
-            charges=caps[0].charges + caps[1].charges,
+            charges=caps[0].charges() + caps[1].charges(),
             concurrency=owners.slots + publisher.slots,
             spaced=owners.spaced + publisher.spaced,
         )

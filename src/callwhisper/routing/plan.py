@@ -76,9 +76,12 @@ class OwnerLimits:
     slot: ConcurrencyLimit | None
     # Whether a call's revenue changes its charges (a revenue cap), see ``metric_amount``.
     counts_revenue: bool
-    # The charges of the latest period keys by call revenue (``None`` without a revenue
-    # cap); see ``charges_at``.
-    _charges: dict[tuple[str, ...], dict[Decimal | None, tuple[CapCharge, ...]]] = field(
+    # The counters of the latest period keys, and the headrooms by call revenue (``None``
+    # without a revenue cap); see ``counters_at`` and ``headrooms``.
+    _counters: dict[tuple[str, ...], tuple[CapKey, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _headrooms: dict[Decimal | None, tuple[Decimal, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
     # Reasons of full caps by (limit index, usage as text), see ``full``.
@@ -106,28 +109,53 @@ class OwnerLimits:
             any(metric == "revenue" for metric, _, _ in limits),
         )
 
-    def charges_at(self, keys: PeriodKeys, revenue: Decimal) -> tuple[CapCharge, ...]:
-        """What one call paying ``revenue`` reserves when the owner's periods have ``keys``.
+    def counters_at(self, keys: PeriodKeys) -> tuple[CapKey, ...]:
+        """The counter of each limit, in order, when the owner's periods have ``keys``.
 
-        The answer only changes with the periods' keys (a new hour, day...)
-        and, with a revenue cap, the revenue, so it is kept.
+        They only change with the periods' keys (a new hour, day...), so the
+        latest are kept.
         """
         own = tuple(keys[_PERIOD_INDEX[period]] for _, period, _ in self.limits)
-        by_revenue = self._charges.get(own)
-        if by_revenue is None:
-            self._charges.clear()
-            by_revenue = self._charges[own] = {}
-        # Without a revenue cap every charge is one call, whatever the revenue.
-        revenue_key = revenue if self.counts_revenue else None
-        found = by_revenue.get(revenue_key)
+        found = self._counters.get(own)
         if found is None:
-            found = by_revenue[revenue_key] = tuple(
-                CapCharge(
-                    CapKey(self.owner, metric, period, key), limit, metric_amount(metric, revenue)
-                )
-                for (metric, period, limit), key in zip(self.limits, own, strict=True)
+            self._counters.clear()
+            found = self._counters[own] = tuple(
+                CapKey(self.owner, metric, period, key)
+                for (metric, period, _), key in zip(self.limits, own, strict=True)
             )
         return found
+
+    def amounts(self, revenue: Decimal) -> tuple[Decimal, ...]:
+        """What one call paying ``revenue`` adds to each limit's counter (``metric_amount``)."""
+        return tuple(metric_amount(metric, revenue) for metric, _, _ in self.limits)
+
+    def headrooms(self, revenue: Decimal) -> tuple[Decimal, ...]:
+        """The most each counter may hold for a call paying ``revenue`` to fit, limit by limit.
+
+        A call fits a limit when its counter plus what the call adds is at
+        most the limit, that is when the counter is at most the limit less
+        what the call adds: worked out once, exactly (a sum of long numbers
+        could round), it is one comparison per call. Periods do not change it.
+        """
+        revenue_key = revenue if self.counts_revenue else None
+        found = self._headrooms.get(revenue_key)
+        if found is None:
+            if len(self._headrooms) >= _REVENUES_KEPT:
+                self._headrooms.clear()
+            found = self._headrooms[revenue_key] = tuple(
+                _EXACT.subtract(limit, amount)
+                for (_, _, limit), amount in zip(self.limits, self.amounts(revenue), strict=True)
+            )
+        return found
+
+    def charges_at(self, keys: PeriodKeys, revenue: Decimal) -> tuple[CapCharge, ...]:
+        """What one call paying ``revenue`` reserves when the owner's periods have ``keys``."""
+        return tuple(
+            CapCharge(counter, limit, amount)
+            for counter, (_, _, limit), amount in zip(
+                self.counters_at(keys), self.limits, self.amounts(revenue), strict=True
+            )
+        )
 
     def full(self, index: int, used: Decimal) -> str:
         """Why the ``index``-th limit takes no more calls with ``used`` counted (``describe_cap``).
@@ -205,16 +233,20 @@ class OwnerSet:
         if latest is not None and latest[1] == keys:
             found = latest[2]
         else:
-            charges: list[CapCharge] = []
-            checks: list[CapCheck] = []
-            for owner in self.capped:
-                for index, charge in enumerate(
-                    owner.charges_at(zone_keys(owner.timezone, quarter), revenue)
-                ):
-                    charges.append(charge)
-                    headroom = _EXACT.subtract(charge.limit, charge.amount)
-                    checks.append((charge.key, headroom, owner, index))
-            found = OwnerCaps(tuple(charges), tuple(checks))
+            found = OwnerCaps(
+                tuple(
+                    (counter, headroom, owner, index)
+                    for owner in self.capped
+                    for index, (counter, headroom) in enumerate(
+                        zip(
+                            owner.counters_at(zone_keys(owner.timezone, quarter)),
+                            owner.headrooms(revenue),
+                            strict=True,
+                        )
+                    )
+                ),
+                revenue,
+            )
         if len(self._caps) >= _REVENUES_KEPT:
             self._caps.clear()
         self._caps[revenue_key] = (quarter, keys, found)
@@ -222,18 +254,28 @@ class OwnerSet:
 
 
 # One cap to check: (counter, headroom, its owner, index of the limit). A call fits when
-# the counter's usage is at most the headroom: its limit less what the call adds, worked
-# out exactly once, rather than adding the call to the usage every time.
+# the counter's usage is at most the headroom (see ``OwnerLimits.headrooms``).
 CapCheck = tuple[CapKey, Decimal, OwnerLimits, int]
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 @dataclass(frozen=True, slots=True)
 class OwnerCaps:
-    """What the caps of an owner set ask of one call: ``charges`` to reserve, ``checks`` first."""
+    """The caps of an owner set for one call: what to ``checks`` and, if it is dialed, charge.
 
-    charges: tuple[CapCharge, ...]
+    ``revenue`` is the call's, asked for; it only matters to revenue caps.
+    """
+
     checks: tuple[CapCheck, ...]
+    revenue: Decimal
+
+    def charges(self) -> tuple[CapCharge, ...]:
+        """What dialing the call reserves: each checked counter, its limit and the call's amount."""
+        charges = []
+        for counter, _, owner, index in self.checks:
+            metric, _, limit = owner.limits[index]
+            charges.append(CapCharge(counter, limit, metric_amount(metric, self.revenue)))
+        return tuple(charges)
 
 
 # Targets sharing owners mostly pay one revenue; past this many, the answers start afresh.

@@ -80,7 +80,7 @@ def test_an_owner_sets_checks_follow_the_moment_and_the_revenue(
             "route:c1/b1/*", ROUTE_CAPS, now, zone, revenue
         )
         caps = owners.caps(quarter_of(now), revenue)
-        assert list(caps.charges) == expected
+        assert list(caps.charges()) == expected
         assert caps.checks == tuple(
             (charge.key, charge.limit - charge.amount, owner, index)
             for charge, (owner, index) in zip(
