@@ -19,15 +19,17 @@ in order, and the list stops at the plan's ``max_candidates``.
 Every target must get its true reason, so every check runs; what makes a
 decision fast is not doing the same work twice. Kept between decisions, in
 the compiled plan (so they live and die with the configuration, and are
-bounded): each schedule's latest answer and the minutes it holds for; the
+bounded): each schedule's latest answer and the instants it holds for; the
 gates (steps 2 and 3 for every target, and the rows of entries and tiers
 that fail there entirely) for each set of schedule answers; filter answers
-by place and by tag value; cap charges by period; skipped rows; each
-target's latest candidate, served again when made of the same; each owner
-set's caps laid end to end (``OwnerSet.checks``). Kept for one decision:
-each owner set's answer, which a buyer's targets share, and the publisher's,
-which every target shares. What a target reserves is only put together for
-the candidates.
+by place and by tag value; each owner set's caps laid end to end, with the
+counters of the current periods and the headroom for the call's revenue
+(``OwnerSet.caps``); skipped rows; each target's latest candidate, served
+again when made of the same. Targets of an entry that add nothing to their
+buyer's checks share one answer (``EntryPlan.alike``). Kept for one
+decision: each owner set's answer, which a buyer's targets share, and the
+publisher's, which every target shares. What a target reserves is only put
+together for the candidates.
 """
 
 from __future__ import annotations

@@ -219,11 +219,11 @@ class OwnerSet:
     def caps(self, quarter: int, revenue: Decimal) -> OwnerCaps:
         """Every cap of every owner, in order, for a call paying ``revenue`` in ``quarter``.
 
-        The owners' charges laid end to end, with the checks of the same caps
-        (see ``CapCheck``) so that a decision checks a target's caps in one
-        loop. The answer only changes with the periods' keys and, with a
-        revenue cap, the revenue: a new quarter hour looks the keys of the
-        owners' time zone up, and keeps the answer while they are the same.
+        The owners' caps laid end to end (see ``CapCheck``), so that a
+        decision checks a target's caps in one loop. The answer only changes
+        with the periods' keys and, with a revenue cap, the revenue: a new
+        quarter hour looks the keys of the owners' time zone up, and keeps the
+        answer while they are the same.
         """
         revenue_key = revenue if self.counts_revenue else None
         latest = self._caps.get(revenue_key)
@@ -261,7 +261,7 @@ _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 @dataclass(frozen=True, slots=True)
 class OwnerCaps:
-    """The caps of an owner set for one call: what to ``checks`` and, if it is dialed, charge.
+    """The caps of an owner set for one call: its ``checks`` and, once dialed, its charges.
 
     ``revenue`` is the call's, asked for; it only matters to revenue caps.
     """
