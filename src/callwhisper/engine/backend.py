@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -43,43 +43,53 @@ def utc(at: float) -> datetime:
 class CallBackend(Protocol):
     """Routing, the cap ledger and the call record, as one call runner uses them.
 
-    Writes are called by the runner in the order the session emitted them,
-    from one background writer per call: signalling never waits for them.
-    Each returns once its write is done.
+    Writes are called by the runner as soon as the session emits them, in
+    that order; what they return is awaited by one background writer per
+    call, so signalling never waits for them. A reservation is asked after
+    the writes before it were called, and must be applied after them (the
+    reservation row refers to the call row): a backend whose writes are not
+    under way when called must order them itself.
     """
 
-    async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
+    def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
         """Create the call's record."""
+        ...
 
     async def route(self, call_id: str, attributes: CallAttributes, at: float) -> RoutingDecision:
         """Decide the candidates of a call from the current counters."""
         ...
 
-    async def routed(self, call_id: str, decision: RoutingDecision) -> None:
+    def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None]:
         """Keep the decision with the call, and persist the tier rotations it moved."""
+        ...
 
     async def reserve(self, call_id: str, reservation: Reservation) -> str | None:
         """Reserve caps; ``None`` when granted, else why not."""
         ...
 
-    async def commit(
+    def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
-    ) -> None:
+    ) -> Awaitable[None]:
         """Commit metrics of a reservation for good."""
+        ...
 
-    async def finish(self, reservation_id: str) -> None:
+    def finish(self, reservation_id: str) -> Awaitable[None]:
         """Release what a reservation did not commit."""
+        ...
 
-    async def persist(self, call_id: str, entry: Entry) -> None:
+    def persist(self, call_id: str, entry: Entry) -> Awaitable[None]:
         """Append one timeline entry (and keep the call and leg rows up to date)."""
+        ...
 
-    async def recording_started(self, call_id: str, path: Path) -> None:
+    def recording_started(self, call_id: str, path: Path) -> Awaitable[None]:
         """Remember where the call's recording is written."""
+        ...
 
-    async def call_ended(
+    def call_ended(
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
-    ) -> None:
+    ) -> Awaitable[None]:
         """Close the call with its outcome and money, and remember the caller for duplicates."""
+        ...
 
 
 def leg_row_id(call_id: str, leg: str) -> str:
@@ -91,9 +101,10 @@ class StoreBackend:
     """:class:`CallBackend` on the store, routing on ``configuration``.
 
     Every write of a call, and its cap reservations, go through the store's
-    shared write transaction (``Store.submit``): the writes of all the calls
-    in progress are committed together, in order, instead of one transaction
-    each. Only the routing read runs on its own.
+    shared write transaction (``Store.submit``), queued in order when called:
+    the writes of all the calls in progress are committed together instead
+    of one transaction each, and a reservation with the writes before it.
+    Only the routing read runs on its own.
     """
 
     def __init__(self, store: Store, configuration: Configuration) -> None:
@@ -107,10 +118,10 @@ class StoreBackend:
         """Route the next calls with ``configuration`` (calls in progress keep their offers)."""
         self.configuration = configuration
 
-    async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
+    def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
         """Create the call row."""
         self._tags[call_id] = dict(attributes.tags)
-        await self.store.submit(
+        return self.store.submit(
             partial(
                 self.store.calls.create_call_in,
                 call_id,
@@ -134,9 +145,9 @@ class StoreBackend:
         )
         return decide(configuration, attributes, counters, now)
 
-    async def routed(self, call_id: str, decision: RoutingDecision) -> None:
+    def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None]:
         """Store the decision, the duplicate flag and the new rotations."""
-        await self.store.submit(partial(self._routed_in, call_id, decision))
+        return self.store.submit(partial(self._routed_in, call_id, decision))
 
     def _routed_in(self, call_id: str, decision: RoutingDecision, connection: Connection) -> None:
         calls = self.store.calls
@@ -150,21 +161,31 @@ class StoreBackend:
         """Reserve in the SQL ledger, linked to the call for crash recovery."""
         return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
 
-    async def commit(
+    def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
-    ) -> None:
+    ) -> Awaitable[None]:
         """Commit in the SQL ledger."""
-        await self.store.ledger.commit(reservation_id, metrics, revenue, queued=True)
+        ledger = self.store.ledger
+        return self.store.submit(partial(ledger.commit_in, reservation_id, metrics, revenue))
 
-    async def finish(self, reservation_id: str) -> None:
+    def finish(self, reservation_id: str) -> Awaitable[None]:
         """Finish in the SQL ledger."""
-        await self.store.ledger.finish(reservation_id, queued=True)
+        ledger = self.store.ledger
+        return self.store.submit(partial(ledger.finish_in, reservation_id, datetime.now(UTC)))
 
-    async def persist(self, call_id: str, entry: Entry) -> None:
+    def persist(self, call_id: str, entry: Entry) -> Awaitable[None]:
         """Append the entry, then mirror leg milestones onto the call and leg rows."""
-        await self.store.submit(partial(self._persist_in, call_id, entry))
+        tags: dict[str, str] | None = None
+        if entry.kind == "tag":
+            # An IVR answer is a call tag like the tracking number's: routing and reports use it.
+            tags = self._tags.setdefault(call_id, {})
+            tags[entry.data["name"]] = entry.data["value"]
+            tags = dict(tags)
+        return self.store.submit(partial(self._persist_in, call_id, entry, tags))
 
-    def _persist_in(self, call_id: str, entry: Entry, connection: Connection) -> None:
+    def _persist_in(
+        self, call_id: str, entry: Entry, tags: dict[str, str] | None, connection: Connection
+    ) -> None:
         calls = self.store.calls
         at = utc(entry.at)
         calls.append_event_in(
@@ -174,11 +195,8 @@ class StoreBackend:
         leg = entry.leg
         if entry.kind == "caller_answered":
             calls.update_call_in(call_id, {"answered_at": at}, connection)
-        elif entry.kind == "tag":
-            # An IVR answer is a call tag like the tracking number's: routing and reports use it.
-            tags = self._tags.setdefault(call_id, {})
-            tags[data["name"]] = data["value"]
-            calls.update_call_in(call_id, {"tags": dict(tags)}, connection)
+        elif tags is not None:
+            calls.update_call_in(call_id, {"tags": tags}, connection)
         elif leg is None or leg == "A":
             return
         elif entry.kind == "dial":
@@ -195,17 +213,17 @@ class StoreBackend:
         elif (changes := _leg_changes(entry.kind, at, data)) is not None:
             calls.update_leg_in(leg_row_id(call_id, leg), changes, connection)
 
-    async def recording_started(self, call_id: str, path: Path) -> None:
+    def recording_started(self, call_id: str, path: Path) -> Awaitable[None]:
         """Store the recording's path on the call."""
         changes: CallChanges = {"recording_path": os.fspath(path)}
-        await self.store.submit(partial(self.store.calls.update_call_in, call_id, changes))
+        return self.store.submit(partial(self.store.calls.update_call_in, call_id, changes))
 
-    async def call_ended(
+    def call_ended(
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
-    ) -> None:
+    ) -> Awaitable[None]:
         """Close the call row with its money; record the caller for duplicate rules."""
         self._tags.pop(call_id, None)
-        await self.store.submit(partial(self._ended_in, call_id, attributes, record, outcome))
+        return self.store.submit(partial(self._ended_in, call_id, attributes, record, outcome))
 
     def _ended_in(
         self,

@@ -8,10 +8,10 @@ queued and handled by one task, one at a time, so the session is never
 re-entered; the commands it returns are carried out in order (the loop in
 :class:`~callwhisper.flow.CallSession`'s docstring).
 
-Store writes (timeline entries, cap commits) go through one background
-writer per call, in order, so that signalling never waits for the database;
-only routing and cap reservations are awaited, because the session needs
-their answers.
+Store writes (timeline entries, cap commits) are handed to the backend at
+once, in order, and one background writer per call waits for their outcomes,
+so that signalling never waits for the database; only routing and cap
+reservations are awaited, because the session needs their answers.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ class CallRunner:
         self.config = config
         self._wall = wall
         self._inbox: asyncio.Queue[tuple[float, Input]] = asyncio.Queue()
-        self._writes: asyncio.Queue[Write] = asyncio.Queue()
+        self._writes: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
@@ -438,8 +438,7 @@ class CallRunner:
         return self._answer(RoutingDecided(result))
 
     async def _reserve(self, reservation_id: str, command: ReserveCaps) -> list[Command]:
-        # The reservation row refers to the call row: let the writer create it first.
-        await self._writes.join()
+        # The writes before it (the call row) were handed over already: see CallBackend.
         try:
             refused = await self.backend.reserve(self.call_id, command.reservation)
         except Exception:
@@ -1109,13 +1108,14 @@ class CallRunner:
             self.sip.forget(self)
 
     def _write(self, work: Write) -> None:
-        self._writes.put_nowait(work)
+        # Handed over at once, in order; the writer only waits for the outcomes.
+        self._writes.put_nowait(asyncio.ensure_future(work()))
 
     async def _write_loop(self) -> None:
         while True:
-            work = await self._writes.get()
+            written = await self._writes.get()
             try:
-                await work()
+                await written
             except Exception:
                 log.exception("call %s: store write failed", self.call_id)
             finally:

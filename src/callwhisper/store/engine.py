@@ -15,13 +15,16 @@ PostgreSQL through ``run_sync`` on an asyncpg connection.
 
 Writes that nobody needs to wait for one by one (a call's timeline, its
 records, its cap commits) are better still handed to :meth:`Database.submit`:
-every unit of work queued while a transaction runs goes into the next one,
-in the order submitted, so a busy server commits many calls' writes at once.
+the units of work queued within ``COMMIT_DELAY`` go into one transaction, in
+the order submitted, so a busy server commits many calls' writes at once; an
+urgent one (a cap reservation a caller waits for) is committed at once, with
+whatever was queued before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -51,6 +54,8 @@ MAX_ATTEMPTS = 20
 """Runs of a transaction that keeps losing races (PostgreSQL) before giving up."""
 MAX_BATCH = 500
 """Units of work committed together by :meth:`Database.submit` at most."""
+COMMIT_DELAY = 0.01
+"""Seconds a submitted unit of work may wait for others to share its transaction."""
 
 _BEGIN_OPTION = "callwhisper_begin"
 
@@ -168,6 +173,7 @@ class Database:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-sqlite")
         self._queued: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._urgent = asyncio.Event()
 
     @property
     def is_sqlite(self) -> bool:
@@ -229,16 +235,19 @@ class Database:
         if self._sqlite is not None:
             self._sqlite.dispose()
 
-    def submit(self, work: Work[_T]) -> asyncio.Future[_T]:
-        """Queue ``work`` for the next shared write transaction; the future has its result.
+    def submit(self, work: Work[_T], *, urgent: bool = False) -> asyncio.Future[_T]:
+        """Queue ``work`` for a shared write transaction; the future has its result.
 
-        Units of work run in the order submitted, all those queued while a
-        transaction runs in the next one. If any of them raises, each is run
-        again in a transaction of its own, so that one bad write loses nothing
-        else and gets its own error.
+        Units of work run in the order submitted: those queued within
+        :data:`COMMIT_DELAY` of each other (or while a transaction runs) in
+        one transaction, at once when one is ``urgent``. If any of them
+        raises, each is run again in a transaction of its own, so that one
+        bad write loses nothing else and gets its own error.
         """
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         self._queued.append((work, future))
+        if urgent:
+            self._urgent.set()
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_queued(), name="store-commits")
         return future
@@ -247,6 +256,11 @@ class Database:
         batch: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         try:
             while self._queued:
+                if not self._urgent.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(COMMIT_DELAY):
+                            await self._urgent.wait()
+                self._urgent.clear()
                 batch = self._queued[:MAX_BATCH]
                 del self._queued[:MAX_BATCH]
                 outcomes = await self._run_batch([work for work, _ in batch])
@@ -285,6 +299,7 @@ class Database:
     async def close(self) -> None:
         """Commit what is queued, then close every pooled connection and the SQLite thread."""
         if self._committer is not None:
+            self._urgent.set()
             await asyncio.gather(self._committer, return_exceptions=True)
         await self.engine.dispose()
         if self._sqlite is not None and self._thread is not None:

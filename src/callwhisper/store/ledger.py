@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.errors import StoreError
-from callwhisper.store.engine import Database, Work, retrying
+from callwhisper.store.engine import Database, retrying
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
 from callwhisper.store.types import Money
@@ -212,7 +212,7 @@ class SqlCapLedger:
         involved (spacing). ``call_id`` links the reservation to its call so that
         ``CallRepository.close_interrupted_calls`` can release it after a crash.
         ``queued`` runs it in the store's shared write transaction
-        (``Database.submit``), after the writes queued before it.
+        (``Database.submit``, urgently), after the writes queued before it.
         Raises ``ValueError`` if the id exists already or if a key or a
         concurrency owner appears twice.
         """
@@ -224,7 +224,10 @@ class SqlCapLedger:
         async def attempt() -> str | None:
             if not self._db.is_sqlite:
                 await self._db.run_write(partial(self.create_counters_in, reservation))
-            return await self._write(partial(self.reserve_in, reservation, call_id), queued)
+            work = partial(self.reserve_in, reservation, call_id)
+            if queued:
+                return await self._db.submit(work, urgent=True)
+            return await self._db.run_write(work)
 
         try:
             return await self._retrying(attempt)
@@ -232,34 +235,23 @@ class SqlCapLedger:
             raise ValueError(f"reservation {reservation.reservation_id} exists already") from error
 
     async def commit(
-        self,
-        reservation_id: str,
-        metrics: Collection[CapMetric],
-        revenue: Decimal | None = None,
-        *,
-        queued: bool = False,
+        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
     ) -> None:
         """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount.
 
         Committing a metric twice changes nothing; an unknown or finished
-        reservation raises ``KeyError``. ``queued`` as for :meth:`reserve`.
+        reservation raises ``KeyError``.
         """
         work = partial(self.commit_in, reservation_id, metrics, revenue)
-        await self._retrying(partial(self._write, work, queued))
+        await self._retrying(partial(self._db.run_write, work))
 
-    async def finish(
-        self, reservation_id: str, *, at: datetime | None = None, queued: bool = False
-    ) -> None:
+    async def finish(self, reservation_id: str, *, at: datetime | None = None) -> None:
         """Release what was not committed, and the concurrency slots.
 
-        An unknown or finished reservation raises ``KeyError``. ``queued`` as
-        for :meth:`reserve`.
+        An unknown or finished reservation raises ``KeyError``.
         """
         work = partial(self.finish_in, reservation_id, at or utcnow())
-        await self._retrying(partial(self._write, work, queued))
-
-    async def _write(self, work: Work[_T], queued: bool) -> _T:
-        return await (self._db.submit(work) if queued else self._db.run_write(work))
+        await self._retrying(partial(self._db.run_write, work))
 
     async def amounts(self, key: CapKey) -> CapAmounts:
         """The used and reserved amounts of one counter (zero if never touched)."""
