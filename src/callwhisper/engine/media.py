@@ -190,6 +190,8 @@ class _Route:
     source: MediaLeg
     target: MediaLeg
     source_encoding: Codec
+    source_pt: int
+    """The source's audio payload type."""
     audio_pt: int | None
     """The target's audio payload type where it differs from the source's, else None."""
     event_pt: int | None
@@ -216,7 +218,7 @@ class _Route:
             not self.fast
             or not RTP_HEADER_SIZE <= len(data) <= MAX_DATAGRAM
             or data[0] != _PLAIN_RTP
-            or data[1] & 0x7F != self.source.codec.payload_type
+            or data[1] & 0x7F != self.source_pt
         ):
             return False
         source = self.source
@@ -279,6 +281,7 @@ def _route(
         source=source,
         target=target,
         source_encoding=source.codec.encoding,
+        source_pt=source_pt,
         audio_pt=None if audio_pt == source_pt else audio_pt,
         event_pt=target.codec.telephone_event,
         translate=translate,
