@@ -57,9 +57,9 @@ class Store:
         """
         await asyncio.to_thread(_upgrade_blocking, self.url)
 
-    def submit(self, work: Work[_T]) -> asyncio.Future[_T]:
-        """Queue a unit of work for the next shared write transaction (``Database.submit``)."""
-        return self.database.submit(work)
+    def submit(self, work: Work[_T], *, urgent: bool = False) -> asyncio.Future[_T]:
+        """Queue a unit of work for a shared write transaction (``Database.submit``)."""
+        return self.database.submit(work, urgent=urgent)
 
     async def close(self) -> None:
         """Commit the queued writes, then close every pooled connection."""

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from callwhisper.store import Store, create_store, database_url, sqlite_file
+from callwhisper.store import engine as store_engine
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +132,20 @@ async def test_closing_the_store_commits_what_is_queued(database_url: str) -> No
         assert await reopened.calls.get_call("c1") is not None
     finally:
         await reopened.close()
+
+
+async def test_an_urgent_write_commits_at_once_with_those_queued_before_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the urgent one, these would wait an hour for company."""
+    monkeypatch.setattr(store_engine, "COMMIT_DELAY", 3600.0)
+    created = store.submit(
+        partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START)
+    )
+    appended = store.submit(
+        partial(store.calls.append_event_in, "c1", "inbound", START, {}), urgent=True
+    )
+
+    assert await asyncio.wait_for(appended, 10) == 1
+    assert created.done()
+    assert created.exception() is None
