@@ -635,7 +635,7 @@ _FITS: _PublisherAnswer = (None, None, None)
 
 def _slot_failure(owners: OwnerSet, in_progress: Mapping[str, int]) -> _Failure | None:
     """Why one of ``owners`` takes no more calls at once, if one's concurrency limit is reached."""
-    for owner, slot in zip(owners.with_slots, owners.slots, strict=True):
+    for owner, slot in owners.with_slots:
         calls = in_progress.get(slot.owner, 0)
         if calls >= slot.limit:
             return f"{owner.label}concurrency {calls}/{slot.limit}", owner.target_level

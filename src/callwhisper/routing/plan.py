@@ -179,13 +179,14 @@ class OwnerSet:
     """Owners checked together (a target's buyer, target and route, or a publisher), laid out.
 
     Each check only looks at the owners it concerns: ``capped`` have cap
-    limits, ``with_slots`` a concurrency limit, ``spacing`` a spacing rule.
+    limits, ``with_slots`` a concurrency limit (each with it), ``spacing`` a
+    spacing rule.
     ``slots`` and ``spaced`` are what a call holds once every check passed.
     """
 
     owners: tuple[OwnerLimits, ...]
     capped: tuple[OwnerLimits, ...]
-    with_slots: tuple[OwnerLimits, ...]
+    with_slots: tuple[tuple[OwnerLimits, ConcurrencyLimit], ...]
     spacing: tuple[OwnerLimits, ...]
     slots: tuple[ConcurrencyLimit, ...]
     spaced: tuple[str, ...]
@@ -202,7 +203,7 @@ class OwnerSet:
     @classmethod
     def of(cls, owners: tuple[OwnerLimits, ...]) -> OwnerSet:
         """The set of ``owners``, in order."""
-        with_slots = tuple(owner for owner in owners if owner.slot is not None)
+        with_slots = tuple((owner, owner.slot) for owner in owners if owner.slot is not None)
         spacing = tuple(owner for owner in owners if owner.spacing_seconds)
         capped = tuple(owner for owner in owners if owner.limits)
         return cls(
@@ -210,7 +211,7 @@ class OwnerSet:
             capped,
             with_slots,
             spacing,
-            tuple(owner.slot for owner in with_slots if owner.slot is not None),
+            tuple(slot for _, slot in with_slots),
             tuple(owner.owner for owner in spacing),
             any(owner.counts_revenue for owner in owners),
             tuple(dict.fromkeys(owner.timezone for owner in capped)),
