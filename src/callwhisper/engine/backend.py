@@ -113,6 +113,8 @@ class StoreBackend:
         self.configuration = configuration
         self._tags: dict[str, dict[str, str]] = {}
         """The tags of each call in progress: an IVR answer is stored without reading the call."""
+        self._seqs: dict[str, int] = {}
+        """The last timeline entry number of each call in progress: this process numbers them."""
 
     def use_configuration(self, configuration: Configuration) -> None:
         """Route the next calls with ``configuration`` (calls in progress keep their offers)."""
@@ -121,6 +123,7 @@ class StoreBackend:
     def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
         """Create the call row."""
         self._tags[call_id] = dict(attributes.tags)
+        self._seqs[call_id] = 0
         return self.store.submit(
             partial(
                 self.store.calls.create_call_in,
@@ -181,15 +184,21 @@ class StoreBackend:
             tags = self._tags.setdefault(call_id, {})
             tags[entry.data["name"]] = entry.data["value"]
             tags = dict(tags)
-        return self.store.submit(partial(self._persist_in, call_id, entry, tags))
+        seq = self._seqs[call_id] = self._seqs.get(call_id, 0) + 1
+        return self.store.submit(partial(self._persist_in, call_id, seq, entry, tags))
 
     def _persist_in(
-        self, call_id: str, entry: Entry, tags: dict[str, str] | None, connection: Connection
+        self,
+        call_id: str,
+        seq: int,
+        entry: Entry,
+        tags: dict[str, str] | None,
+        connection: Connection,
     ) -> None:
         calls = self.store.calls
         at = utc(entry.at)
-        calls.append_event_in(
-            call_id, entry.kind, at, dict(entry.data), connection, leg_id=entry.leg
+        calls.record_event_in(
+            call_id, seq, entry.kind, at, entry.data, connection, leg_id=entry.leg
         )
         data = entry.data
         leg = entry.leg
@@ -223,6 +232,7 @@ class StoreBackend:
     ) -> Awaitable[None]:
         """Close the call row with its money; record the caller for duplicate rules."""
         self._tags.pop(call_id, None)
+        self._seqs.pop(call_id, None)
         return self.store.submit(partial(self._ended_in, call_id, attributes, record, outcome))
 
     def _ended_in(

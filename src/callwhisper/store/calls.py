@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 
-from callwhisper.store.engine import Database
+from callwhisper.store.engine import Database, defer
 from callwhisper.store.ledger import SqlCapLedger
 from callwhisper.store.sql import utcnow
 from callwhisper.store.tables import call_events, call_legs, calls, cap_reservations
@@ -41,6 +41,11 @@ _NEXT_EVENT_SEQ = (
     .returning(calls.c.last_event_seq)
 )
 _INSERT_EVENT = call_events.insert()
+_RAISE_EVENT_SEQ = (
+    update(calls)
+    .where(calls.c.id == bindparam("call_key"), calls.c.last_event_seq < bindparam("seq"))
+    .values(last_event_seq=bindparam("seq"))
+)
 
 
 class CallChanges(TypedDict, total=False):
@@ -361,6 +366,27 @@ class CallRepository:
     ) -> int:
         """:meth:`append_event` in the caller's transaction."""
         return _append_event(connection, call_id, kind, at, data or {}, leg_id)
+
+    def record_event_in(
+        self,
+        call_id: str,
+        seq: int,
+        kind: str,
+        at: datetime,
+        data: Mapping[str, Any],
+        connection: Connection,
+        *,
+        leg_id: str | None = None,
+    ) -> None:
+        """Add entry ``seq`` of a call's timeline, numbered by the process running the call.
+
+        The insert and the call's counter are deferred to the end of the
+        transaction (``store.engine.defer``): a shared transaction then
+        writes every call's new entries in one statement.
+        """
+        row = {"call_id": call_id, "seq": seq, "at": at, "kind": kind, "leg_id": leg_id}
+        defer(connection, _INSERT_EVENT, {**row, "data": dict(data)})
+        defer(connection, _RAISE_EVENT_SEQ, {"call_key": call_id, "seq": seq})
 
     async def close_interrupted_calls(self, now: datetime) -> int:
         """Close the calls that never ended (after a crash); returns how many.

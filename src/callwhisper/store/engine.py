@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -41,6 +41,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.expression import Executable
 
 from callwhisper.errors import StoreError
 from callwhisper.store.sql import is_retryable
@@ -201,11 +202,15 @@ class Database:
             yield connection
 
     async def run_write(self, work: Work[_T]) -> _T:
-        """Run ``work`` in a write transaction (as :meth:`write`), committed if it returns."""
+        """Run ``work`` in a write transaction (as :meth:`write`), committed if it returns.
+
+        Statements the work hands to :func:`defer` run at its end, before the commit.
+        """
+        deferring = partial(_deferring, work)
         if self._sqlite is None:
             async with self.write() as connection:
-                return await connection.run_sync(work)
-        return await self._in_thread(work, "IMMEDIATE")
+                return await connection.run_sync(deferring)
+        return await self._in_thread(deferring, "IMMEDIATE")
 
     async def run_read(self, work: Work[_T]) -> _T:
         """Run ``work`` in a read transaction (as :meth:`read`)."""
@@ -309,6 +314,37 @@ class Database:
 
 def _run_all(works: Sequence[Work[Any]], connection: Connection) -> list[Any]:
     return [work(connection) for work in works]
+
+
+_DEFERRED = "callwhisper_deferred"
+
+
+def defer(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> None:
+    """Run ``statement`` with ``params`` at the end of the :meth:`Database.run_write` under way.
+
+    Every deferral of the same statement runs as one ``executemany``, in the
+    order deferred, after the unit of work (a whole shared transaction of
+    :meth:`Database.submit`): for rows that nothing reads before the commit,
+    such as timeline entries, many calls' rows then cost one statement.
+    Outside ``run_write`` the statement runs at once.
+    """
+    deferred: dict[Executable, list[Mapping[str, Any]]] | None = connection.info.get(_DEFERRED)
+    if deferred is None:
+        connection.execute(statement, params)
+    else:
+        deferred.setdefault(statement, []).append(params)
+
+
+def _deferring(work: Work[_T], connection: Connection) -> _T:
+    deferred: dict[Executable, list[Mapping[str, Any]]] = {}
+    connection.info[_DEFERRED] = deferred
+    try:
+        result = work(connection)
+        for statement, rows in deferred.items():
+            connection.execute(statement, rows)
+        return result
+    finally:
+        del connection.info[_DEFERRED]
 
 
 async def pause(attempt: int) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import Connection
 
 from callwhisper.domain.caps import CapCharge, CapKey
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
@@ -150,3 +151,31 @@ async def test_close_interrupted_calls_closes_open_calls_and_releases_their_caps
     assert await store.ledger.open_reservations() == []
     counters = await store.counters.load_counters("auto", owners=["buyer:acme"], now=START)
     assert counters.in_progress == {"buyer:acme": 0}
+
+
+async def test_entries_numbered_by_the_caller_share_statements_and_keep_the_counter(
+    store: Store,
+) -> None:
+    """record_event_in defers its rows to the transaction's end; append_event then goes on."""
+    calls = store.calls
+    await calls.create_call("c1", dialed="+18005550123", started_at=START)
+    await calls.create_call("c2", dialed="+18005550123", started_at=START)
+
+    def entries(connection: Connection) -> None:
+        calls.record_event_in("c1", 1, "inbound", START, {"from": "a"}, connection)
+        calls.record_event_in("c2", 1, "inbound", later(1), {}, connection)
+        calls.record_event_in("c1", 2, "dial", later(2), {}, connection, leg_id="B1")
+
+    await store.submit(entries)
+
+    assert await calls.append_event("c1", "hangup", later(3)) == 3
+    first = await calls.get_call("c1")
+    second = await calls.get_call("c2")
+    assert first is not None
+    assert second is not None
+    assert [(e.seq, e.kind, e.leg_id, dict(e.data)) for e in first.events] == [
+        (1, "inbound", None, {"from": "a"}),
+        (2, "dial", "B1", {}),
+        (3, "hangup", None, {}),
+    ]
+    assert [(e.seq, e.at) for e in second.events] == [(1, later(1))]
