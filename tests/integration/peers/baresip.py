@@ -49,6 +49,8 @@ SAMPLE_RATE: Final = 8000
 RTP_PORTS: Final = 8
 """RTP ports per instance (RTP and RTCP of a few calls)."""
 STARTUP_SECONDS: Final = 5.0
+START_ATTEMPTS: Final = 3
+"""Starts tried per phone when a port turns out to be taken."""
 MAX_FRAME: Final = 1 << 20
 WAV_HEADER: Final = 44
 
@@ -447,12 +449,26 @@ class BaresipLauncher:
         self.phones: list[Baresip] = []
 
     async def start(self, config: BaresipConfig | None = None, **settings: Any) -> Baresip:
-        """Start a phone from ``config`` or from :class:`BaresipConfig` keyword settings."""
+        """Start a phone from ``config`` or from :class:`BaresipConfig` keyword settings.
+
+        A phone that cannot bind one of its ports is started again on new ones:
+        a port found free can be taken by another process before baresip binds it.
+        """
         config = config or BaresipConfig(**settings)
-        directory = self.workdir / f"baresip-{len(self.phones) + 1}-{config.user}"
-        phone = Baresip(directory, config)
+        name = f"baresip-{len(self.phones) + 1}-{config.user}"
+        attempt = 1
+        while True:
+            suffix = "" if attempt == 1 else f"-attempt-{attempt}"
+            phone = Baresip(self.workdir / (name + suffix), config)
+            try:
+                await phone.start()
+                break
+            except BaresipError as exc:
+                await phone.close()
+                if attempt == START_ATTEMPTS or "Address already in use" not in str(exc):
+                    raise
+                attempt += 1
         self.phones.append(phone)
-        await phone.start()
         return phone
 
     async def close(self) -> None:
