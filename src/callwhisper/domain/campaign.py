@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 from typing import Literal
 
@@ -95,11 +96,27 @@ class Fallback(Model):
         default="reject", description="reject (unanswered), message, voicemail or forward."
     )
     sip_code: int = Field(
-        default=480, ge=400, le=699, description="SIP status of a rejection (480, 486, 503...)."
+        default=480,
+        ge=400,
+        le=699,
+        description="SIP status of a rejection (480, 486, 503...), also given to an unanswered "
+        "caller the overflow line of forward did not take.",
     )
     message: str | None = Field(default=None, description="Text spoken for message and voicemail.")
     forward_to: Destination | None = Field(
-        default=None, description="Overflow number or URI for forward."
+        default=None,
+        description="Overflow number or URI for forward: dialed without a whisper, and bridged "
+        "to the caller once it answers.",
+    )
+    trunk: Identifier | None = Field(
+        default=None,
+        description="Trunk that dials forward_to. Unset: a number goes through the "
+        "configuration's only trunk (an error if it has none or several), a SIP URI directly.",
+    )
+    ring_timeout_seconds: PositiveSeconds = Field(
+        default=60,
+        description="Seconds the overflow line of forward may ring; then the caller gets "
+        "sip_code, or our BYE if answered already (after an IVR).",
     )
     voicemail_max_seconds: PositiveSeconds = Field(
         default=120,
@@ -113,6 +130,21 @@ class Fallback(Model):
         if self.action == "message" and self.message is None:
             raise ValueError("message is required with action message")
         return self
+
+
+def overflow_trunk(forward_to: str, trunk: str | None, trunk_ids: Collection[str]) -> str | None:
+    """The trunk that dials a forward fallback's overflow line, ``None`` to dial it directly.
+
+    The fallback's own ``trunk`` when set. Otherwise a number goes through
+    the configuration's only trunk, if it has exactly one: with several, which
+    one to pay for is the operator's choice, and the configuration check asks
+    for it. A SIP URI is dialed directly, as a target's is.
+    """
+    if trunk is not None:
+        return trunk
+    if forward_to.startswith(("sip:", "sips:")) or len(trunk_ids) != 1:
+        return None
+    return next(iter(trunk_ids))
 
 
 class PayoutRule(Model):

@@ -9,7 +9,14 @@ from pydantic import Field
 
 from callwhisper.domain.base import Model
 from callwhisper.domain.buyer import Buyer, Trunk
-from callwhisper.domain.campaign import Campaign, Publisher, TelephonyCosts, TrackingNumber
+from callwhisper.domain.campaign import (
+    Campaign,
+    Fallback,
+    Publisher,
+    TelephonyCosts,
+    TrackingNumber,
+    overflow_trunk,
+)
 
 Location = tuple[str | int, ...]
 
@@ -91,6 +98,7 @@ class Configuration(Model):
                         (("buyers", b, "targets", t, "trunk"), f"unknown trunk {target.trunk!r}")
                     )
         for c, campaign in enumerate(self.campaigns):
+            problems += self._fallback_problems(("campaigns", c, "fallback"), campaign.fallback)
             for k, tier in enumerate(campaign.routing.tiers):
                 for e, entry in enumerate(tier.buyers):
                     where: Location = ("campaigns", c, "routing", "tiers", k, "buyers", e)
@@ -116,6 +124,29 @@ class Configuration(Model):
                     (("numbers", n, "publisher"), f"unknown publisher {number.publisher!r}")
                 )
         return problems
+
+    def _fallback_problems(self, where: Location, fallback: Fallback) -> list[tuple[Location, str]]:
+        """A forward fallback's trunk must exist, and a number overflow must have one."""
+        if fallback.trunk is not None:
+            if fallback.trunk in self.trunks_by_id:
+                return []
+            return [((*where, "trunk"), f"unknown trunk {fallback.trunk!r}")]
+        forward_to = fallback.forward_to
+        if fallback.action != "forward" or forward_to is None:
+            return []
+        if forward_to.startswith(("sip:", "sips:")):
+            return []
+        if overflow_trunk(forward_to, None, self.trunks_by_id) is not None:
+            return []
+        count = len(self.trunks)
+        have = "no trunk is configured" if count == 0 else f"{count} trunks are configured"
+        return [
+            (
+                (*where, "forward_to"),
+                f"the number {forward_to!r} is dialed through a trunk: "
+                f"name it in fallback.trunk ({have})",
+            )
+        ]
 
 
 def _duplicates(field: str, values: list[str], what: str) -> list[tuple[Location, str]]:

@@ -28,6 +28,7 @@ from typing import Final, Protocol, cast
 from callwhisper.audio import Audio, Codec
 from callwhisper.domain import CallAttributes
 from callwhisper.domain.buyer import Trunk
+from callwhisper.domain.campaign import overflow_trunk
 from callwhisper.domain.whisper import DtmfKey
 from callwhisper.engine.backend import CallBackend, Prompts
 from callwhisper.engine.legs import (
@@ -202,8 +203,6 @@ class RunnerSettings:
     """Host part of our From header towards buyers; our SIP address when unset."""
     cancel_linger_seconds: float = 4.0
     """How long an ended call still waits for final responses to its CANCELs."""
-    overflow_ring_seconds: float = 60.0
-    """How long the overflow line of a forwarded caller may ring before the caller is let go."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -528,12 +527,13 @@ class CallRunner:
         caller = self.caller
         if caller.hung_up or caller.media.closed:
             return
+        fallback = self.session.settings.fallback
         command = DialLeg(
             OVERFLOW,
             destination,
-            self._overflow_trunk(destination),
+            overflow_trunk(destination, fallback.trunk, self.trunks),
             self.attributes.caller,
-            self.config.overflow_ring_seconds,
+            fallback.ring_timeout_seconds,
             OVERFLOW,
             None,
         )
@@ -544,16 +544,10 @@ class CallRunner:
         self._overflow = self.buyers[OVERFLOW]
         caller.ringback = caller.media.play_ringback()
 
-    def _overflow_trunk(self, destination: str) -> str | None:
-        """A SIP URI is dialed directly; a number goes through the configuration's only trunk."""
-        if destination.startswith(("sip:", "sips:")) or len(self.trunks) != 1:
-            return None
-        return next(iter(self.trunks))
-
     async def _forwarded(self, leg: BuyerLeg) -> None:
         """Carry a forwarded caller until the caller or the overflow line hangs up."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.overflow_ring_seconds
+        deadline = loop.time() + self.session.settings.fallback.ring_timeout_seconds
         ring = loop.call_at(deadline, self.feed, TimerInput())
         try:
             while True:

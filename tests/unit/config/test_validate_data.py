@@ -98,3 +98,49 @@ def test_destination_must_be_a_sip_uri_or_e164() -> None:
 
 def test_empty_configuration_is_valid() -> None:
     assert Configuration().campaigns == []
+
+
+def forwarding(forward_to: str, *trunk_ids: str, trunk: str | None = None) -> dict[str, Any]:
+    """The base campaign forwarding to ``forward_to``, with trunks named ``trunk_ids``."""
+    data = base()
+    data["trunks"] = [{"id": name, "proxy": f"sip:{name}.example:5060"} for name in trunk_ids]
+    fallback: dict[str, Any] = {"action": "forward", "forward_to": forward_to}
+    if trunk is not None:
+        fallback["trunk"] = trunk
+    data["campaigns"][0]["fallback"] = fallback
+    return data
+
+
+def test_a_forward_fallback_naming_an_unknown_trunk_is_reported() -> None:
+    assert problems(forwarding("+18885550101", "carrier", trunk="backup")) == [
+        "campaigns[0].fallback.trunk: unknown trunk 'backup'"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("trunk_ids", "have"),
+    [((), "no trunk is configured"), (("carrier", "backup"), "2 trunks are configured")],
+)
+def test_a_number_overflow_without_a_trunk_to_take_is_reported(
+    trunk_ids: tuple[str, ...], have: str
+) -> None:
+    assert problems(forwarding("+18885550101", *trunk_ids)) == [
+        "campaigns[0].fallback.forward_to: the number '+18885550101' is dialed through a trunk: "
+        f"name it in fallback.trunk ({have})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("forward_to", "trunk_ids", "trunk"),
+    [
+        ("+18885550101", ("carrier",), None),  # the only trunk
+        ("+18885550101", ("carrier", "backup"), "backup"),
+        ("sip:overflow@pbx.example", (), None),  # dialed directly
+        ("sip:overflow@pbx.example", ("carrier", "backup"), "carrier"),
+    ],
+)
+def test_a_forward_fallback_with_a_trunk_to_take_is_valid(
+    forward_to: str, trunk_ids: tuple[str, ...], trunk: str | None
+) -> None:
+    configuration = validate_configuration(forwarding(forward_to, *trunk_ids, trunk=trunk))
+    assert configuration.campaigns[0].fallback.trunk == trunk

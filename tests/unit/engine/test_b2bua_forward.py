@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,13 +32,25 @@ OVERFLOW_URI = "sip:overflow@127.0.0.1:5090"
 OVERFLOW: Address = ("127.0.0.1", 5090)
 
 
-def forwarding(sip_code: int = 480) -> Configuration:
+OVERFLOW_NUMBER = "+18885550101"
+TRUNKS = {"carrier": "sip:127.0.0.1:5091", "backup": "sip:127.0.0.1:5090"}
+"""Two trunks; ``backup``'s proxy is where the overflow line's INVITE is looked for."""
+
+
+def forwarding(
+    sip_code: int = 480,
+    forward_to: str = OVERFLOW_URI,
+    trunks: tuple[str, ...] = (),
+    fallback: dict[str, Any] | None = None,
+) -> Configuration:
     """The harness's campaign, forwarding to the overflow line when nobody accepts."""
     document = configuration().model_dump(mode="json")
+    document["trunks"] = [{"id": name, "proxy": TRUNKS[name]} for name in trunks]
     document["campaigns"][0]["fallback"] = {
         "action": "forward",
-        "forward_to": OVERFLOW_URI,
+        "forward_to": forward_to,
         "sip_code": sip_code,
+        **(fallback or {}),
     }
     return Configuration.model_validate(document)
 
@@ -162,3 +175,22 @@ async def test_the_caller_cancelling_while_the_overflow_rings_cancels_it(
     assert requests(to_overflow) == ["CANCEL"]
     assert harness.media.legs["overflow"].closed
     assert harness.backend.ended == ["no_buyer"]
+
+
+@pytest.mark.parametrize(
+    ("trunks", "fallback"),
+    [
+        (("carrier", "backup"), {"trunk": "backup"}),  # the trunk the fallback names
+        (("backup",), {}),  # unnamed: the configuration's only trunk
+    ],
+)
+async def test_a_number_overflow_is_dialed_through_its_trunk(
+    harness: Harness, trunks: tuple[str, ...], fallback: dict[str, str]
+) -> None:
+    harness.b2bua.configuration = harness.backend.configuration = forwarding(
+        forward_to=OVERFLOW_NUMBER, trunks=trunks, fallback=fallback
+    )
+    invite = await overflow_invite(harness)
+    # The trunk is the outbound proxy; the Request-URI names the number at it.
+    assert invite.uri == f"sip:{OVERFLOW_NUMBER}@127.0.0.1:5090"
+    assert harness.sent_to(("127.0.0.1", 5091)) == []
