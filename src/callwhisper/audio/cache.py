@@ -145,15 +145,25 @@ class TtsCache:
         """The disk file of ``key``."""
         return self.directory / f"{key}{SUFFIX}"
 
-    def render(self, engine: TtsEngine, text: str, options: TtsOptions) -> Audio:
-        """Return ``text`` spoken by ``engine``, from a cache when possible."""
+    def remembered(self, engine: TtsEngine, text: str, options: TtsOptions) -> Audio | None:
+        """``text`` spoken by ``engine`` if it is in memory, else None; never blocks on I/O.
+
+        An event loop can ask this first and send only misses to a worker thread.
+        """
         memory_key = (engine.name, text, options)
         with self._lock:
             audio = self._memory.get(memory_key)
             if audio is not None:
                 self._memory.move_to_end(memory_key)
                 self.stats.memory_hits += 1
-                return audio
+            return audio
+
+    def render(self, engine: TtsEngine, text: str, options: TtsOptions) -> Audio:
+        """Return ``text`` spoken by ``engine``, from a cache when possible."""
+        audio = self.remembered(engine, text, options)
+        if audio is not None:
+            return audio
+        memory_key = (engine.name, text, options)
         key = cache_key(engine.name, text, options)
         audio = self._read(key)
         if audio is None:

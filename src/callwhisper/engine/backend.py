@@ -215,9 +215,10 @@ class StoreBackend:
                 connection,
                 destination=data["destination"],
                 dialed_at=at,
-                buyer_id=data["buyer"],
+                # The overflow line of a forward fallback is no buyer and reserves no caps.
+                buyer_id=data.get("buyer"),
                 target_id=data.get("target"),
-                reservation_id=data["reservation"],
+                reservation_id=data.get("reservation"),
             )
         elif (changes := _leg_changes(entry.kind, at, data)) is not None:
             calls.update_leg_in(leg_row_id(call_id, leg), changes, connection)
@@ -301,6 +302,10 @@ class Prompts:
         """``text`` spoken with ``voice`` (cached by the TTS cache)."""
         options = TtsOptions(voice=voice.voice, rate_wpm=voice.rate)
         engine = get_engine(voice.engine)
+        # Every call of a campaign says the same whisper: a memory hit needs no thread.
+        audio = self.tts_cache.remembered(engine, text, options)
+        if audio is not None:
+            return audio
         return await asyncio.to_thread(self.tts_cache.render, engine, text, options)
 
     async def recording(self, path: str) -> Audio:

@@ -80,6 +80,18 @@ def test_second_render_is_a_memory_hit_of_the_same_object(
     assert cache.stats == CacheStats(memory_hits=1, misses=1)
 
 
+def test_remembered_answers_from_memory_only(tmp_path: Path, fake_engine: FakeEngine) -> None:
+    """The event loop's shortcut: a memory hit, or None without reading the disk or rendering."""
+    TtsCache(tmp_path).render(fake_engine, "Press 1", OPTIONS)
+    cache = TtsCache(tmp_path)
+    assert cache.remembered(fake_engine, "Press 1", OPTIONS) is None
+    rendered = cache.render(fake_engine, "Press 1", OPTIONS)
+    assert cache.remembered(fake_engine, "Press 1", OPTIONS) is rendered
+    assert cache.remembered(fake_engine, "Press 2", OPTIONS) is None
+    assert len(fake_engine.calls) == 1
+    assert cache.stats == CacheStats(memory_hits=1, disk_hits=1)
+
+
 def test_new_cache_on_the_same_directory_reads_the_disk(
     tmp_path: Path, fake_engine: FakeEngine
 ) -> None:
