@@ -119,8 +119,6 @@ __all__ = ["CALLER", "CallRunner", "RunnerSettings", "SipSide"]
 log = logging.getLogger(__name__)
 
 CALLER: Final = "A"
-OVERFLOW: Final = "overflow"
-"""The leg to the campaign's overflow line when the fallback forwards the caller."""
 SDP: Final = "application/sdp"
 MAX_AUTH_ATTEMPTS: Final = 2
 """Challenges answered per buyer INVITE before a 401/407 counts as a rejection."""
@@ -286,7 +284,6 @@ class CallRunner:
         self._media = _Media()
         self._bridge: MediaBridge | None = None
         self._voicemail: LegRecording | None = None
-        self._overflow: BuyerLeg | None = None
         self._reservations: set[str] = set()
         self._arrived_at = wall()
 
@@ -319,8 +316,6 @@ class CallRunner:
                 at, item = await self._inbox.get()
                 await self._process(at, item)
             outcome = self.session.record.outcome
-            if self._overflow is not None:
-                await self._forwarded(self._overflow)
             await self._linger()
         except asyncio.CancelledError:
             self._abort("server stopping")
@@ -400,8 +395,8 @@ class CallRunner:
                 self._answer_caller()
             case RejectCaller(sip_code, _reason):
                 self._reject_caller(sip_code)
-            case ForwardCaller(destination):
-                await self._forward_caller(destination)
+            case ForwardCaller():
+                return await self._forward_caller(command)
             case DialLeg():
                 return await self._dial(command)
             case CancelLeg(leg) | HangupLeg(leg):
@@ -514,82 +509,26 @@ class CallRunner:
             caller.final_sent = True
         self._close_media(caller.media)
 
-    async def _forward_caller(self, destination: str) -> None:
-        """call-flow 14: hand the caller to the overflow line, which we dial ourselves.
+    async def _forward_caller(self, command: ForwardCaller) -> list[Command]:
+        """call-flow 14: dial the overflow line ourselves, as a buyer leg without a whisper.
 
         A redirect (302) would not do: a number is reached only through our
         trunk, and a caller answered for an IVR can no longer be redirected.
-        So the overflow is dialed like a buyer, without whisper nor accept
-        gate, while the caller keeps hearing ringback; :meth:`_forwarded`
-        bridges them once it answers. The session has ended by then: the
-        hand-off is all it records.
+        The leg's SIP events go to the session as a buyer leg's do; the
+        session answers the caller and bridges, or lets the caller go, and
+        ends the call when either side hangs up.
         """
-        caller = self.caller
-        if caller.hung_up or caller.media.closed:
-            return
-        fallback = self.session.settings.fallback
-        command = DialLeg(
-            OVERFLOW,
-            destination,
-            overflow_trunk(destination, fallback.trunk, self.trunks),
-            self.attributes.caller,
-            fallback.ring_timeout_seconds,
-            OVERFLOW,
+        trunk = overflow_trunk(command.destination, command.trunk, self.trunks)
+        dial = DialLeg(
+            command.leg,
+            command.destination,
+            trunk,
+            command.caller_id,
+            command.timeout_seconds,
+            command.leg,
             None,
         )
-        failure = await self._start_leg(command)
-        if failure is not None:
-            self._let_go()
-            return
-        self._overflow = self.buyers[OVERFLOW]
-        caller.ringback = caller.media.play_ringback()
-
-    async def _forwarded(self, leg: BuyerLeg) -> None:
-        """Carry a forwarded caller until the caller or the overflow line hangs up."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.session.settings.fallback.ring_timeout_seconds
-        ring = loop.call_at(deadline, self.feed, TimerInput())
-        try:
-            while True:
-                at, item = await self._inbox.get()
-                match item:
-                    case TimerInput() if not leg.answered and loop.time() >= deadline:
-                        self._end_buyer(leg, canceled=True)
-                        self._let_go()
-                        return
-                    case SipInput():
-                        events = self._sip_event(item.leg, item.event, at)
-                        if any(self._forward_event(leg, event) for event in events):
-                            return
-                    case _:
-                        pass  # keys, playback ends and timers are the session's, which is over
-        finally:
-            ring.cancel()
-
-    def _forward_event(self, leg: BuyerLeg, event: Event) -> bool:
-        """Act on what happened to a forwarded call; whether the call is over."""
-        match event:
-            case LegAnswered():
-                self._answer_caller()
-                self._stop_ringback()
-                self._do_bridge(CALLER, leg.id)
-            case LegFailed():
-                self._let_go()
-                return True
-            case LegHungUp(leg=gone) if gone == CALLER:
-                self._end_buyer(leg, canceled=not leg.answered)
-                return True
-            case LegHungUp():
-                self._hang_up_caller()
-                return True
-        return False
-
-    def _let_go(self) -> None:
-        """The overflow cannot take the caller: the fallback's code if unanswered, else BYE."""
-        if self.caller.final_sent:
-            self._hang_up_caller()
-        else:
-            self._reject_caller(self.session.settings.fallback.sip_code)
+        return await self._dial(dial)
 
     def _hang_up_caller(self) -> None:
         caller = self.caller

@@ -53,9 +53,23 @@ class RejectCaller:
 
 @dataclass(frozen=True, slots=True)
 class ForwardCaller:
-    """Hand the caller to an overflow ``destination`` (302, REFER or a provider dial)."""
+    """Dial the campaign's overflow line as leg ``leg``, to take the caller (call-flow 14).
 
+    Dialed like a buyer leg but without whisper nor accept gate, while the
+    caller keeps hearing ringback. The driver reports the leg as it would a
+    buyer's (``LegRinging``, ``LegAnswered``, ``LegFailed``, ``LegHungUp``);
+    the session then answers the caller and bridges, or turns the caller
+    away, and ends the call when either side hangs up. ``trunk`` is the
+    fallback's own, ``None`` for the driver's default (see
+    :func:`~callwhisper.domain.campaign.overflow_trunk`); the session
+    enforces ``timeout_seconds`` itself.
+    """
+
+    leg: str
     destination: str
+    trunk: str | None
+    caller_id: str | None
+    timeout_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,7 @@ class CollectDigits:
 
 @dataclass(frozen=True, slots=True)
 class Bridge:
-    """Connect the caller and the buyer leg both ways (call-flow 15)."""
+    """Connect the caller and the buyer (or overflow) leg both ways (call-flow 15)."""
 
     caller: str
     buyer: str

@@ -3,7 +3,8 @@
 Each event is a small frozen dataclass; the time it happened is the ``now``
 passed alongside it. Legs are named by the ids the session allocated: ``"A"``
 is the caller, ``"B1"``, ``"B2"``... are buyer legs in the order they were
-dialed.
+dialed, and ``"overflow"`` is the overflow line a forward fallback dials;
+the leg events below are about buyer and overflow legs alike.
 """
 
 from __future__ import annotations

@@ -12,16 +12,14 @@ from typing import Literal
 FailureReason = Literal["no_answer", "busy", "rejected", "failed"]
 """Why a buyer leg ended before it was answered, as a driver reports it (call-flow 6)."""
 
-LegEndReason = Literal[
-    "no_answer", "busy", "rejected", "failed", "canceled", "declined", "hangup", "forwarded"
-]
+LegEndReason = Literal["no_answer", "busy", "rejected", "failed", "canceled", "declined", "hangup"]
 """How a leg ended: a ring outcome, a decline at the accept gate, or a hang-up."""
 
 DeclineReason = Literal["timeout", "wrong_key", "reject_key", "buyer_hangup", "machine"]
 """Why an answered buyer leg did not accept (call-flow 9)."""
 
-Party = Literal["caller", "buyer", "system"]
-"""Who ended a leg: the caller, the buyer, or this system."""
+Party = Literal["caller", "buyer", "overflow", "system"]
+"""Who ended a leg: the caller, the buyer, the overflow line (a forwarded call), or this system."""
 
 Outcome = Literal[
     "converted",
@@ -37,9 +35,11 @@ Outcome = Literal[
 ``converted``: bridged to a buyer at least the buyer's buffer (payable);
 ``connected``: bridged, but not converted; ``caller_hangup``: the caller left
 before any bridge (call-flow 4); ``no_buyer``: nobody accepted and the fallback
-ran (call-flow 14); ``refused``: routing, an IVR rejection or the driver (no
-codec in common) turned the call away; ``ivr_hangup``: an IVR branch hung up;
-``interrupted``: the process stopped while the call was in flight.
+ran (call-flow 14), also when it forwarded the caller to the overflow line,
+which is no buyer (no revenue, no payout); ``refused``: routing, an IVR
+rejection or the driver (no codec in common) turned the call away;
+``ivr_hangup``: an IVR branch hung up; ``interrupted``: the process stopped
+while the call was in flight.
 """
 
 RETRIABLE: frozenset[FailureReason] = frozenset({"busy", "failed"})

@@ -52,6 +52,9 @@ EntryKind = Literal[
 CALLER = "A"
 """Leg id of the caller."""
 
+OVERFLOW = "overflow"
+"""Leg id of the overflow line a forward fallback dials (call-flow 14)."""
+
 EXPLAIN_PREFIX = "explain."
 """Prefix of the routing explanation's keys in a ``routing`` entry."""
 
@@ -78,7 +81,7 @@ class KeyPress:
 
 @dataclass(slots=True)
 class LegRecord:
-    """What is known about one leg."""
+    """What is known about one leg (the overflow line's has no buyer nor reservation)."""
 
     leg: str
     buyer_id: str | None = None
@@ -121,6 +124,7 @@ class CallRecord:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     fallback: str | None = None
     bridged_legs: list[str] = field(default_factory=list)
+    """Buyer legs bridged to the caller, in order; the overflow line is not a buyer."""
     converted_leg: str | None = None
     revenue: Decimal = Decimal(0)
     payout: Decimal = Decimal(0)
@@ -185,10 +189,10 @@ class CallRecord:
                 assert entry.leg is not None
                 self.legs[entry.leg] = LegRecord(
                     entry.leg,
-                    buyer_id=data["buyer"],
+                    buyer_id=data.get("buyer"),
                     target_id=data.get("target"),
                     destination=data["destination"],
-                    reservation_id=data["reservation"],
+                    reservation_id=data.get("reservation"),
                     dialed_at=entry.at,
                 )
             case "ringing":
@@ -218,7 +222,8 @@ class CallRecord:
                 assert leg is not None
                 assert entry.leg is not None
                 leg.bridged_at = entry.at
-                self.bridged_legs.append(entry.leg)
+                if entry.leg != OVERFLOW:
+                    self.bridged_legs.append(entry.leg)
             case "leg_end":
                 assert leg is not None
                 leg.ended_at = entry.at

@@ -58,7 +58,7 @@ from callwhisper.flow.ivr import IvrRunner
 from callwhisper.flow.offers import Offer
 from callwhisper.flow.outbox import Outbox
 from callwhisper.flow.reasons import RETRIABLE, LegEndReason, Outcome, Party
-from callwhisper.flow.record import CALLER, EXPLAIN_PREFIX, CallRecord, Entry
+from callwhisper.flow.record import CALLER, EXPLAIN_PREFIX, OVERFLOW, CallRecord, Entry
 from callwhisper.flow.settings import FlowSettings
 from callwhisper.flow.states import (
     CALL_EVENTS,
@@ -66,6 +66,8 @@ from callwhisper.flow.states import (
     CALLER_EVENTS,
     LEG_EVENTS,
     LEG_MOVES,
+    OVERFLOW_EVENTS,
+    OVERFLOW_MOVES,
     CallState,
     LegState,
     check_event,
@@ -96,6 +98,15 @@ class _Leg:
     @property
     def active(self) -> bool:
         return self.state is not LegState.ENDED and not self.abandoned
+
+
+@dataclass(eq=False, slots=True)
+class _Overflow:
+    """The leg to the campaign's overflow line, dialed when the fallback forwards the caller."""
+
+    ring_deadline: float | None
+    state: LegState = LegState.DIALING
+    answered_at: float | None = None
 
 
 class CallSession:
@@ -147,6 +158,7 @@ class CallSession:
         self._outcome: Outcome = "caller_hangup"
         self._fallback_play_id: int | None = None
         self._voicemail_deadline: float | None = None
+        self._overflow: _Overflow | None = None
 
     # -- driver API -----------------------------------------------------------------
 
@@ -178,6 +190,11 @@ class CallSession:
                 self._reserved(self._reservations[event.reservation_id], event, now)
             case _ if event.leg == CALLER:
                 self._caller_event(event, now)
+            case _ if event.leg == OVERFLOW:
+                overflow = self._overflow
+                assert overflow is not None
+                if overflow.state is not LegState.ENDED:
+                    self._overflow_event(overflow, event, now)
             case _:
                 leg = self._legs[event.leg]
                 if leg.state is not LegState.ENDED:
@@ -213,6 +230,8 @@ class CallSession:
         elif event.leg == CALLER:
             if type(event) not in CALLER_EVENTS:
                 raise IllegalTransition(f"leg {CALLER}", self.state, name)
+        elif event.leg == OVERFLOW and self._overflow is not None:
+            check_event(f"leg {OVERFLOW}", OVERFLOW_EVENTS, self._overflow.state, event)
         elif event.leg not in self._legs:
             raise IllegalTransition("call", self.state, f"{name} for unknown leg {event.leg}")
         else:
@@ -225,6 +244,10 @@ class CallSession:
 
     def _move_leg(self, leg: _Leg, to: LegState) -> None:
         check_move(f"leg {leg.id}", LEG_MOVES, leg.state, to)
+        leg.state = to
+
+    def _move_overflow(self, leg: _Overflow, to: LegState) -> None:
+        check_move(f"leg {OVERFLOW}", OVERFLOW_MOVES, leg.state, to)
         leg.state = to
 
     # -- arrival, IVR, routing -------------------------------------------------------------
@@ -458,12 +481,24 @@ class CallSession:
     def _end_leg(
         self, leg: _Leg, now: float, reason: LegEndReason, by: Party | None, **status: str
     ) -> None:
-        costs = self.settings.costs
-        cost = leg_cost(leg.answered_at, now, costs.outbound_per_minute, costs.increment_seconds)
         self._move_leg(leg, LegState.ENDED)
-        party = {"by": by} if by else {}
-        self._out.note(now, "leg_end", leg.id, reason=reason, cost=str(cost), **party, **status)
+        self._note_outbound_end(leg.id, leg.answered_at, now, reason, by, **status)
         self._out.send(FinishCaps(leg.reservation_id))
+
+    def _note_outbound_end(
+        self,
+        leg_id: str,
+        answered_at: float | None,
+        now: float,
+        reason: LegEndReason,
+        by: Party | None,
+        **status: str,
+    ) -> None:
+        """Record the end of a leg we dialed, with what it cost (call-flow 18)."""
+        costs = self.settings.costs
+        cost = leg_cost(answered_at, now, costs.outbound_per_minute, costs.increment_seconds)
+        party = {"by": by} if by else {}
+        self._out.note(now, "leg_end", leg_id, reason=reason, cost=str(cost), **party, **status)
 
     # -- bridge and money -------------------------------------------------------------------
 
@@ -575,9 +610,13 @@ class CallSession:
         if self.state is CallState.BRIDGED:
             self._bridge_ended(now, "caller")
             return
+        if self.state is CallState.FORWARDED:
+            self._forward_ended(now, "caller")
+            return
         self._stop_recording(now, CALLER)
         # call-flow 4: before the bridge, the caller's hang-up cancels every buyer leg at once.
         self._stop_legs(now)
+        self._stop_overflow(now)
         self._end(now)
 
     def _spoken(self, variables: dict[str, str]) -> dict[str, str]:
@@ -626,20 +665,13 @@ class CallSession:
         if self._outcome == "caller_hangup":
             self._outcome = "no_buyer"
         self._out.note(now, "fallback", action=fallback.action, reason=reason)
+        if fallback.action == "forward":
+            # call-flow 2: the caller keeps hearing ringback while the overflow line rings.
+            self._forward(now)
+            return
         self._stop_ringback()
         if fallback.action == "reject":
-            if self._caller_answered_at is None:
-                self._out.send(RejectCaller(fallback.sip_code, reason))
-                self._end_caller(now, "rejected", "system")
-            else:
-                self._out.send(HangupLeg(CALLER, reason))
-                self._end_caller(now, "hangup", "system")
-            self._end(now)
-        elif fallback.action == "forward":
-            assert fallback.forward_to is not None
-            self._out.send(ForwardCaller(fallback.forward_to))
-            self._end_caller(now, "forwarded", "system")
-            self._end(now)
+            self._turn_away(now, reason)
         else:
             self._answer_caller(now)
             if fallback.message is not None:
@@ -648,6 +680,106 @@ class CallSession:
                 self._out.send(PlayText(CALLER, self._fallback_play_id, fallback.message, voice))
             else:
                 self._fallback_played(now)
+
+    def _turn_away(self, now: float, reason: str) -> None:
+        """End the call: the fallback's SIP code if the caller is unanswered, else our BYE."""
+        self._stop_ringback()
+        if self._caller_answered_at is None:
+            self._out.send(RejectCaller(self.settings.fallback.sip_code, reason))
+            self._end_caller(now, "rejected", "system")
+        else:
+            self._out.send(HangupLeg(CALLER, reason))
+            self._end_caller(now, "hangup", "system")
+        self._end(now)
+
+    # -- the overflow line (fallback forward) ---------------------------------------------------
+
+    def _forward(self, now: float) -> None:
+        """call-flow 14: dial the overflow line, with no whisper nor accept gate."""
+        fallback = self.settings.fallback
+        assert fallback.forward_to is not None
+        assert self._attributes is not None
+        timeout = fallback.ring_timeout_seconds
+        self._overflow = _Overflow(ring_deadline=now + timeout)
+        self._out.send(
+            ForwardCaller(
+                OVERFLOW, fallback.forward_to, fallback.trunk, self._attributes.caller, timeout
+            )
+        )
+        trunk = {"trunk": fallback.trunk} if fallback.trunk else {}
+        self._out.note(now, "dial", OVERFLOW, destination=fallback.forward_to, **trunk)
+
+    def _overflow_event(self, leg: _Overflow, event: LegEvent, now: float) -> None:
+        match event:
+            case LegRinging():
+                if leg.state is LegState.DIALING:
+                    self._move_overflow(leg, LegState.RINGING)
+                    early = "yes" if event.early_media else "no"
+                    self._out.note(now, "ringing", OVERFLOW, early_media=early)
+            case LegAnswered():
+                self._overflow_answered(leg, now)
+            case LegFailed():
+                status = {"status": str(event.status)} if event.status is not None else {}
+                self._end_overflow(leg, now, event.reason, None, **status)
+                self._turn_away(now, f"overflow {event.reason}")
+            case LegHungUp():
+                self._forward_ended(now, "overflow")
+            case _:
+                # Keys the overflow line presses go nowhere: it has no accept gate.
+                pass
+
+    def _overflow_answered(self, leg: _Overflow, now: float) -> None:
+        """The overflow line's answer is its accept: answer the caller and bridge at once."""
+        leg.ring_deadline = None
+        leg.answered_at = now
+        self._move_overflow(leg, LegState.BRIDGED)
+        self._move(CallState.FORWARDED)
+        self._out.note(now, "answer", OVERFLOW)
+        self._stop_ringback()
+        self._answer_caller(now)
+        self._out.send(Bridge(CALLER, OVERFLOW))
+        self._out.note(now, "bridge", OVERFLOW)
+        if self.settings.recording:
+            # call-flow 19: a bridged call is recorded, caller left, overflow line right.
+            self._recording = True
+            self._out.send(StartRecording((CALLER, OVERFLOW)))
+            self._out.note(now, "recording_start", OVERFLOW)
+
+    def _overflow_timeout(self, now: float) -> None:
+        leg = self._overflow
+        assert leg is not None
+        self._out.send(CancelLeg(OVERFLOW))
+        self._end_overflow(leg, now, "no_answer", "system")
+        self._turn_away(now, "overflow no_answer")
+
+    def _forward_ended(self, now: float, by: Party) -> None:
+        """The caller or the overflow line hung up the forwarded call: end the other side."""
+        leg = self._overflow
+        assert leg is not None
+        self._stop_recording(now, OVERFLOW)
+        if by == "caller":
+            self._out.send(HangupLeg(OVERFLOW, "caller hung up"))
+            self._end_overflow(leg, now, "hangup", "system")
+        else:
+            self._end_overflow(leg, now, "hangup", "overflow")
+            self._out.send(HangupLeg(CALLER, "overflow hung up"))
+            self._end_caller(now, "hangup", "system")
+        self._end(now)
+
+    def _stop_overflow(self, now: float) -> None:
+        """Cancel the overflow line still ringing when the caller hangs up (call-flow 4)."""
+        leg = self._overflow
+        if leg is None or leg.state is LegState.ENDED:
+            return
+        self._out.send(CancelLeg(OVERFLOW))
+        self._end_overflow(leg, now, "canceled", "system")
+
+    def _end_overflow(
+        self, leg: _Overflow, now: float, reason: LegEndReason, by: Party | None, **status: str
+    ) -> None:
+        leg.ring_deadline = None
+        self._move_overflow(leg, LegState.ENDED)
+        self._note_outbound_end(OVERFLOW, leg.answered_at, now, reason, by, **status)
 
     def _fallback_played(self, now: float) -> None:
         fallback = self.settings.fallback
@@ -707,6 +839,9 @@ class CallSession:
                 timers.append((self._payout_deadline, self._pay))
         if self.state is CallState.FALLBACK and self._voicemail_deadline is not None:
             timers.append((self._voicemail_deadline, self._voicemail_done))
+        overflow = self._overflow
+        if overflow is not None and overflow.ring_deadline is not None:
+            timers.append((overflow.ring_deadline, self._overflow_timeout))
         return timers
 
     def _ivr_timer(self, now: float) -> None:

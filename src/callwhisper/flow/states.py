@@ -1,12 +1,14 @@
 """Every state machine of the call flow, as data.
 
-Four machines run in one call, each with its states, the events each state
+Five machines run in one call, each with its states, the events each state
 accepts, and the moves it may make:
 
 - the **call** (``CallState``): arrival, IVR, routing, hunting, bridged,
-  fallback, ended;
+  fallback, forwarded, ended;
 - each **buyer leg** (``LegState``): reserving its caps, dialing, ringing,
   whisper (answered, at the accept gate), bridged, ended;
+- the **overflow leg** a forward fallback dials (``LegState`` too, with its
+  own tables): dialing, ringing, bridged at once on answer, ended;
 - each leg's **accept gate** (``GateState``, call-flow 8): prompting,
   waiting for a key, accepted, declined;
 - the **IVR** (``IvrState``): prompting, collecting digits, playing a closing
@@ -54,11 +56,13 @@ class CallState(StrEnum):
     HUNTING = "hunting"
     BRIDGED = "bridged"
     FALLBACK = "fallback"
+    FORWARDED = "forwarded"
+    """The fallback's overflow line answered and is bridged to the caller (call-flow 14)."""
     ENDED = "ended"
 
 
 class LegState(StrEnum):
-    """Where one buyer leg is."""
+    """Where one buyer leg, or the overflow leg, is."""
 
     RESERVING = "reserving"
     DIALING = "dialing"
@@ -97,6 +101,7 @@ CALL_EVENTS: Mapping[CallState, EventTypes] = {
     CallState.HUNTING: _BUYER_LEG_EVENTS | {CapsReserved},
     CallState.BRIDGED: _BUYER_LEG_EVENTS | {CapsReserved},
     CallState.FALLBACK: _BUYER_LEG_EVENTS | {CapsReserved},
+    CallState.FORWARDED: _BUYER_LEG_EVENTS | {CapsReserved},
     # Answers to requests made before the end, and late reports about ended legs.
     CallState.ENDED: _BUYER_LEG_EVENTS | {CapsReserved, RoutingDecided},
 }
@@ -109,7 +114,9 @@ CALL_MOVES: Mapping[CallState, frozenset[CallState]] = {
     CallState.HUNTING: frozenset({CallState.BRIDGED, CallState.FALLBACK, CallState.ENDED}),
     # call-flow 20: a buyer hanging up before the buffer may send the caller back to the hunt.
     CallState.BRIDGED: frozenset({CallState.HUNTING, CallState.ENDED}),
-    CallState.FALLBACK: frozenset({CallState.ENDED}),
+    # call-flow 14: a forward fallback bridges the caller to the overflow line when it answers.
+    CallState.FALLBACK: frozenset({CallState.FORWARDED, CallState.ENDED}),
+    CallState.FORWARDED: frozenset({CallState.ENDED}),
     CallState.ENDED: frozenset(),
 }
 """The legal moves of the call."""
@@ -135,6 +142,23 @@ LEG_MOVES: Mapping[LegState, frozenset[LegState]] = {
     LegState.ENDED: frozenset(),
 }
 """The legal moves of a buyer leg."""
+
+OVERFLOW_EVENTS: Mapping[LegState, EventTypes] = {
+    LegState.DIALING: frozenset({LegRinging, LegAnswered, LegFailed}),
+    LegState.RINGING: frozenset({LegRinging, LegAnswered, LegFailed}),
+    # Keys the overflow line presses, and other reports that mean nothing without a gate.
+    LegState.BRIDGED: frozenset({DigitReceived, PlaybackFinished, MachineDetected, LegHungUp}),
+    LegState.ENDED: _BUYER_LEG_EVENTS,
+}
+"""The events each state of the overflow leg accepts: it has no caps nor accept gate."""
+
+OVERFLOW_MOVES: Mapping[LegState, frozenset[LegState]] = {
+    LegState.DIALING: frozenset({LegState.RINGING, LegState.BRIDGED, LegState.ENDED}),
+    LegState.RINGING: frozenset({LegState.BRIDGED, LegState.ENDED}),
+    LegState.BRIDGED: frozenset({LegState.ENDED}),
+    LegState.ENDED: frozenset(),
+}
+"""The legal moves of the overflow leg: its answer is its bridge, without a whisper."""
 
 GATE_MOVES: Mapping[GateState, frozenset[GateState]] = {
     GateState.PROMPTING: frozenset(

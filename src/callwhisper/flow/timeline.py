@@ -34,7 +34,12 @@ _DESCRIBE: dict[str, _Describe] = {
         )
     ),
     "skipped": lambda d: f"skipped {d['buyer']}: {d['reason']}",
-    "dial": lambda d: f"dial  buyer {d['buyer']} -> {d['destination']}",
+    "dial": lambda d: (
+        "dial  "
+        + (f"buyer {d['buyer']}" if "buyer" in d else "overflow")
+        + f" -> {d['destination']}"
+        + (f" (trunk {d['trunk']})" if "trunk" in d else "")
+    ),
     "ringing": lambda d: "ringing" + (" (early media)" if d["early_media"] == "yes" else ""),
     "answer": lambda d: "answer",
     "whisper_start": lambda d: f"whisper start (play {d['play']})",

@@ -13,6 +13,7 @@ short; waits for the peers are generous, for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 from callwhisper.audio import cache_key
 from callwhisper.audio.tts import TtsOptions, get_engine
 from callwhisper.engine.server import CallwhisperServer
+from callwhisper.flow.billing import leg_cost
 from callwhisper.media.rtp import RtpPacket
 from callwhisper.store import CallRecord
 from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
@@ -333,18 +335,65 @@ async def test_fallback_message_answers_the_caller_plays_it_and_hangs_up(
     assert call.outcome == "no_buyer"
 
 
-def assert_forwarded(call: CallRecord, overflow: SippResult) -> None:
-    """The overflow line took the whole call, and the store says the caller was handed over."""
+TELEPHONY = {"inbound_per_minute": "0.60", "outbound_per_minute": "1.20", "increment_seconds": 1}
+"""1 cent a second for the caller's leg, 2 cents for a leg we dial, billed by the second."""
+
+
+def forwarding(overflow: SippPeer, busy: SippPeer, **campaign: Any) -> dict[str, Any]:
+    """The busy buyer's campaign forwarding to ``overflow``, with telephony costs."""
+    fallback = {"action": "forward", "forward_to": overflow.uri()}
+    document = configuration([("busy", busy.uri())], campaign={"fallback": fallback, **campaign})
+    document["telephony"] = TELEPHONY
+    return document
+
+
+def assert_forwarded(call: CallRecord, overflow: SippResult, forward_to: str) -> None:
+    """The overflow line took the whole call, and the store kept it to the caller's hang-up.
+
+    Both SIPp callers hang up after a pause: the caller's leg ends by the
+    caller, ours to the overflow line by us, and each answered minute costs
+    (call-flow 16 and 18), with no revenue nor payout: the overflow is no buyer.
+    """
     assert overflow.seen("received") == ["INVITE", "ACK", "BYE"]
     # The overflow sees the caller's own number, not ours.
     invite = next(m for m in overflow.messages if m.kind == "INVITE")
     assert (invite.header("From") or "").startswith("<sip:caller@")
     assert entries(call, "fallback") == [{"action": "forward", "reason": "no buyer accepted"}]
-    assert ("whisper_start", "overflow") not in kinds(call)
+    assert [kind for kind, leg in kinds(call) if leg == "overflow"] == [
+        "dial",
+        "ringing",
+        "answer",
+        "bridge",
+        "leg_end",
+    ]
+    assert entries(call, "dial")[-1] == {"destination": forward_to}
     ends = leg_ends(call)
     assert (ends["B1"]["reason"], ends["B1"]["status"]) == ("busy", "486")
-    assert (ends["A"]["reason"], ends["A"]["by"]) == ("forwarded", "system")
-    assert [(leg.buyer_id, leg.outcome) for leg in call.legs] == [("busy", "busy")]
+    assert (ends["overflow"]["reason"], ends["overflow"]["by"]) == ("hangup", "system")
+    assert (ends["A"]["reason"], ends["A"]["by"]) == ("hangup", "caller")
+    busy_leg, overflow_leg = call.legs
+    assert (busy_leg.buyer_id, busy_leg.outcome, busy_leg.cost) == ("busy", "busy", Decimal(0))
+    assert (overflow_leg.buyer_id, overflow_leg.reservation_id) == (None, None)
+    assert (overflow_leg.outcome, overflow_leg.reason) == ("hangup", "system")
+    # The overflow line's answer is the bridge; the call lasts until the caller's BYE.
+    answered = event_time(call, "answer", "overflow")
+    assert event_time(call, "bridge", "overflow") == answered
+    assert overflow_leg.answered_at is not None
+    assert overflow_leg.ended_at is not None
+    assert call.answered_at is not None
+    assert call.ended_at == overflow_leg.ended_at
+    assert call.ended_at.timestamp() == event_time(call, "leg_end", "A")
+    talked = call.ended_at.timestamp() - answered
+    assert talked > 1.0
+    assert overflow_leg.cost == leg_cost(
+        answered, call.ended_at.timestamp(), Decimal("1.20"), increment_seconds=1
+    )
+    caller_leg_cost = leg_cost(
+        call.answered_at.timestamp(), call.ended_at.timestamp(), Decimal("0.60"), 1
+    )
+    assert Decimal(ends["A"]["cost"]) == caller_leg_cost
+    assert call.cost == overflow_leg.cost + caller_leg_cost > 0
+    assert (call.revenue, call.payout) == (Decimal(0), Decimal(0))
     assert call.outcome == "no_buyer"
     assert not call.converted
 
@@ -361,10 +410,7 @@ async def test_fallback_forward_bridges_the_caller_to_the_overflow_line_without_
     """
     busy = buyer(sipp, "buyer-busy")
     overflow = buyer(sipp, "overflow-answers-and-talks")
-    fallback = {"action": "forward", "forward_to": overflow.uri()}
-    server = await start_server(
-        configuration([("busy", busy.uri())], campaign={"fallback": fallback})
-    )
+    server = await start_server(forwarding(overflow, busy))
     ear = CallerMedia(rtp_sink, talk=True)
     listener = asyncio.create_task(ear.run())
     try:
@@ -385,7 +431,10 @@ async def test_fallback_forward_bridges_the_caller_to_the_overflow_line_without_
     assert received_at(forwarded, "200") >= overflow_answered
 
     call = await finished_call(server)
-    assert_forwarded(call, answering)
+    assert_forwarded(call, answering, overflow.uri())
+    # call-flow 1: the caller, unanswered until then, is answered when the overflow answers.
+    assert call.answered_at is not None
+    assert call.answered_at.timestamp() == event_time(call, "answer", "overflow")
     # The overflow's voice (g711a.pcap) reached the caller, byte for byte.
     voice = {
         RtpPacket.parse(datagram.payload).payload
@@ -406,8 +455,7 @@ async def test_fallback_forward_after_an_ivr_bridges_the_answered_caller_to_the_
     """
     busy = buyer(sipp, "buyer-busy")
     overflow = buyer(sipp, "overflow-answers-and-talks")
-    campaign = {"ivr": ivr(), "fallback": {"action": "forward", "forward_to": overflow.uri()}}
-    server = await start_server(configuration([("busy", busy.uri())], campaign=campaign))
+    server = await start_server(forwarding(overflow, busy, ivr=ivr()))
     calling = caller(sipp, server, "caller-presses-1-in-ivr", pause_ms=5000)
 
     forwarded = await calling.wait_async()
@@ -421,5 +469,8 @@ async def test_fallback_forward_after_an_ivr_bridges_the_answered_caller_to_the_
     assert received_at(answering, "BYE") >= received_at(forwarded, "BYE", "sent")
 
     call = await finished_call(server)
-    assert_forwarded(call, answering)
+    assert_forwarded(call, answering, overflow.uri())
+    # Answered once, for the IVR, long before the overflow: its minutes cost from then.
+    assert call.answered_at is not None
+    assert call.answered_at.timestamp() < event_time(call, "dial", "B1")
     assert dict(call.tags) == {"interest": "sales", "choice": "1"}

@@ -1,8 +1,9 @@
 """Property tests: a random world answers, presses keys and hangs up at random times.
 
 Whatever happens, the caller is never connected to a buyer that did not
-accept, at most one buyer is bridged at a time, every dialed leg ends,
-revenue is kept once and only when earned, and cap slots balance.
+accept, nor to the overflow line before it answered, at most one buyer is
+bridged at a time, every dialed leg ends, revenue is kept once and only
+when earned, and cap slots balance.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from callwhisper.flow import (
     Event,
     FailureReason,
     FlowSettings,
+    ForwardCaller,
     LegAnswered,
     LegFailed,
     LegHungUp,
@@ -39,6 +41,7 @@ from callwhisper.flow import (
     Persist,
     PlaybackFinished,
 )
+from callwhisper.flow.record import OVERFLOW
 from tests.unit.flow.harness import Harness, control, offer
 
 CALLER_HANGS_UP = 29
@@ -125,7 +128,8 @@ def _event(h: Harness, leg: str, action: int, key: DtmfKey) -> Event | None:
     if action < 14:
         return DigitReceived(leg, key)
     if action < 21:
-        return PlaybackFinished(leg, h.last_play(leg))
+        # The overflow line hears no whisper: nothing plays to it.
+        return None if leg == OVERFLOW else PlaybackFinished(leg, h.last_play(leg))
     if action == 21:
         return MachineDetected(leg)
     if action < 25:
@@ -148,7 +152,7 @@ def run(scenario: Scenario) -> Harness:
         h.run_until(h.now + delay)
         if h.held and pick % 2 == 0:
             h.release_caps(1)
-        dialed = [c.leg for c in h.log if isinstance(c, DialLeg)]
+        dialed = [c.leg for c in h.log if isinstance(c, DialLeg | ForwardCaller)]
         if not dialed:
             continue
         legs = h.session.record.legs
@@ -222,7 +226,12 @@ def check_invariants(h: Harness, candidates: tuple[Offer, ...], flow: FlowSettin
     # The caller is never connected to a buyer that did not accept, nor answered before
     # a bridge or the fallback (call-flow 1, 8, 15).
     for entry in record.timeline:
-        if entry.kind == "bridge":
+        if entry.kind == "bridge" and entry.leg == OVERFLOW:
+            # call-flow 14: the overflow line's answer is its bridge, after the fallback.
+            overflow = record.legs[OVERFLOW]
+            assert overflow.answered_at == overflow.bridged_at == entry.at
+            assert record.fallback == "forward"
+        elif entry.kind == "bridge":
             assert entry.leg is not None
             accepts = [e for e in record.timeline if e.kind == "accept" and e.leg == entry.leg]
             assert accepts
@@ -250,6 +259,12 @@ def check_invariants(h: Harness, candidates: tuple[Offer, ...], flow: FlowSettin
     # Every dialed leg ends: canceled, failed, declined or hung up.
     for leg in buyer_of:
         assert record.legs[leg].ended_at is not None
+    if OVERFLOW in record.legs:
+        overflow = record.legs[OVERFLOW]
+        assert overflow.ended_at is not None
+        # call-flow 18: an overflow line that never answered costs nothing.
+        if overflow.answered_at is None:
+            assert overflow.cost == 0
     assert record.legs["A"].ended_at is not None
     assert record.outcome is not None
 

@@ -489,10 +489,19 @@ def test_fallback_voicemail_records_the_caller_up_to_its_limit() -> None:
     assert control(h.run_until(64)) == [StopRecording(), HangupLeg("A", "voicemail")]
 
 
-def test_fallback_forward_hands_the_caller_to_the_overflow_number() -> None:
+def test_fallback_forward_dials_the_overflow_line_while_the_caller_hears_ringback() -> None:
     h = _fallback_call(Fallback(action="forward", forward_to="+18005550199"))
-    assert control(h.log)[-2:] == [StopRingback(), ForwardCaller("+18005550199")]
-    assert ends(h)["A"] == ("forwarded", "system")
+    # call-flow 2: no StopRingback; the caller is handed over only when the line answers.
+    assert control(h.log)[-1:] == [
+        ForwardCaller("overflow", "+18005550199", None, CALLER_NUMBER, 60)
+    ]
+    assert StopRingback() not in control(h.log)
+    assert ends(h)["A"] == (None, None)
+    assert control(h.send(LegAnswered("overflow"), at=3)) == [
+        StopRingback(),
+        AnswerCaller(),
+        Bridge("A", "overflow"),
+    ]
 
 
 def test_accept_answers_bridges_and_cancels_the_others_in_the_same_instant() -> None:
