@@ -30,15 +30,21 @@ What is measured, and how:
   does not flatter us.
 - **Accept-to-bridge**: a benchmark-only probe installed in the server
   process (:class:`AcceptProbe`) notes, with ``time.perf_counter``, when the
-  buyer's packet that starts key 1 is read, then on each leg when the next
-  packet is read (the baseline: the earliest a relay bridged beforehand
-  could forward anything, so about half a 20 ms frame on average) and when
-  the first packet is relayed to the other leg. Both sides stream 20 ms
-  packets (the caller's speech, the rest of the buyer's key press), so the
-  figure is the bridging delay plus the wait for the next packet; a bridge
-  that is in place before that packet adds only the relay itself. The probe
-  wraps two methods of :class:`MediaLeg` in the server process only; it
-  costs a dictionary lookup per packet and is not installed for the CPU runs.
+  buyer's packet that starts key 1 is read, when the engine has bridged the
+  two legs, and on each leg when the next packet a bridge relays is read
+  (the baseline: the earliest a relay bridged beforehand could forward
+  anything) and when the first packet is relayed. The caller already talks
+  (SIPp's capture has 30 ms packets); the buyer talks again 20 ms after the
+  key's last packet, as a phone does (the rest of the key itself is
+  deliberately not relayed to the caller). The target (one 20 ms frame,
+  call-flow.md 15) is checked on the bridge: made within 20 ms of the key at
+  p99. The first packet relayed each way then shows what the peers get: the
+  next packet after the bridge, and the report counts the calls whose next
+  packet came in the short time between the key and the bridge (that one
+  is not relayed). The probe wraps four methods of the media engine in the
+  server process only; it costs a dictionary lookup per packet and is not
+  installed for the CPU runs. (The server's stored timeline cannot serve:
+  its key, accept and bridge entries carry the time of the key's event.)
 - **Call setups per core-second**: the calls are placed at rising rates
   (``RAMP``) for ``STEP_SECONDS`` each; per step, the server's CPU time over
   the step (every thread of the process) divided by the completed calls
@@ -79,7 +85,7 @@ from tests.integration.peers.sipp import prepare_pcap_dir
 
 from bench.bench_routing import AREA_CODES
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
-from callwhisper.engine.media import DigitReceived, MediaEvent, MediaLeg
+from callwhisper.engine.media import DigitReceived, MediaEngine, MediaEvent, MediaLeg, _Route
 from callwhisper.engine.runner import CALLER
 
 LATENCY_RATE: Final = 50
@@ -189,56 +195,84 @@ class ProbeResults:
     """What :class:`AcceptProbe` saw, in seconds after each accepting key packet was read."""
 
     keys: int
+    bridged: list[float]
+    """When the engine had bridged the two legs."""
     next_packet: dict[str, list[float]]
-    """Per direction: when the next packet to relay was read (the baseline)."""
+    """Per direction: when the next packet a bridge relays was read (the baseline)."""
     first_relayed: dict[str, list[float]]
     """Per direction: when the first packet was relayed."""
+    relay_delay: dict[str, list[float]]
+    """Per direction and call: first relayed minus next relayable packet read; about 20 ms
+    or more when the packets that arrived before the bridge were dropped."""
 
 
 CALLER_TO_BUYER: Final = "caller to buyer"
 BUYER_TO_CALLER: Final = "buyer to caller"
+DIRECTIONS: Final = (CALLER_TO_BUYER, BUYER_TO_CALLER)
 
 
 class AcceptProbe:
     """Benchmark-only timestamps around each accept, taken inside the server process.
 
-    Wraps :meth:`MediaLeg._emit` (to see the key that accepts) and
-    :meth:`MediaLeg._receive` (to see, on both legs of that call, the next
-    packet read and the first one relayed). Nothing else of the server is
-    touched.
+    Wraps :meth:`MediaLeg._emit` (to see the key that accepts),
+    :meth:`MediaEngine.bridge` (to see the bridge made), and the two ways a
+    read datagram is handled, ``_Route.forward`` (the relay's short path)
+    and :meth:`MediaLeg._receive` (everything else), to see on both legs of
+    the call the next packet a bridge relays (audio: the rest of the accept
+    key itself is deliberately not relayed) and the first packet relayed.
+    Nothing else of the server is touched.
     """
 
     def __init__(self) -> None:
         self.keys: dict[str, float] = {}
+        self.bridged: dict[str, float] = {}
         self.watching: dict[MediaLeg, tuple[str, str]] = {}
         self.next_packet: dict[tuple[str, str], float] = {}
         self.first_relayed: dict[tuple[str, str], float] = {}
 
     def install(self) -> None:
-        """Wrap the two methods of :class:`MediaLeg`, in this process only."""
-        emit, receive = MediaLeg._emit, MediaLeg._receive
+        """Wrap the methods, in this process only."""
+        emit, receive, forward = MediaLeg._emit, MediaLeg._receive, _Route.forward
+        bridge = MediaEngine.bridge
 
         def probed_emit(leg: MediaLeg, event: MediaEvent) -> None:
             if isinstance(event, DigitReceived) and event.digit == ACCEPT_KEY:
                 self._key(leg)
             emit(leg, event)
 
+        def probed_bridge(engine: MediaEngine, caller: MediaLeg, buyer: MediaLeg, **kw: Any) -> Any:
+            made = bridge(engine, caller, buyer, **kw)
+            call_id = caller.ident.rpartition("/")[0]
+            if call_id in self.keys:
+                self.bridged.setdefault(call_id, time.perf_counter())
+            return made
+
+        def probed_forward(route: _Route, data: bytes, address: Any, now: float) -> bool:
+            watched = self.watching.get(route.source)
+            if watched is None:
+                return forward(route, data, address, now)
+            read, sent = time.perf_counter(), route.target.counters.packets_out
+            done = forward(route, data, address, now)
+            if done:
+                self._packet(route.source, watched, read, relayed=route.target, sent=sent)
+            return done
+
         def probed_receive(leg: MediaLeg, data: bytes, address: Any, now: float) -> None:
             watched = self.watching.get(leg)
             if watched is None:
                 receive(leg, data, address, now)
                 return
-            read = time.perf_counter()
-            route = leg._route
+            read, route = time.perf_counter(), leg._route
             sent = route.target.counters.packets_out if route is not None else 0
             receive(leg, data, address, now)
-            self.next_packet.setdefault(watched, read)
-            if route is not None and route.target.counters.packets_out > sent:
-                self.first_relayed[watched] = time.perf_counter()
-                del self.watching[leg]
+            audio = len(data) > 1 and data[1] & 0x7F == leg.codec.payload_type
+            target = route.target if route is not None else None
+            self._packet(leg, watched, read, relayed=target, sent=sent, relayable=audio)
 
         setattr(MediaLeg, "_emit", probed_emit)  # noqa: B010
         setattr(MediaLeg, "_receive", probed_receive)  # noqa: B010
+        setattr(_Route, "forward", probed_forward)  # noqa: B010
+        setattr(MediaEngine, "bridge", probed_bridge)  # noqa: B010
 
     def _key(self, buyer: MediaLeg) -> None:
         call_id = buyer.ident.rpartition("/")[0]
@@ -250,9 +284,24 @@ class AcceptProbe:
         if caller is not None:
             self.watching[caller] = (call_id, CALLER_TO_BUYER)
 
+    def _packet(
+        self,
+        leg: MediaLeg,
+        watched: tuple[str, str],
+        read: float,
+        *,
+        relayed: MediaLeg | None,
+        sent: int,
+        relayable: bool = True,
+    ) -> None:
+        if relayable:
+            self.next_packet.setdefault(watched, read)
+        if relayed is not None and relayed.counters.packets_out > sent:
+            self.first_relayed[watched] = time.perf_counter()
+            del self.watching[leg]
+
     def results(self) -> ProbeResults:
         """Delays after each key, per direction."""
-        directions = (CALLER_TO_BUYER, BUYER_TO_CALLER)
 
         def after_key(times: dict[tuple[str, str], float]) -> dict[str, list[float]]:
             return {
@@ -261,11 +310,23 @@ class AcceptProbe:
                     for (call_id, way), at in times.items()
                     if way == direction
                 ]
-                for direction in directions
+                for direction in DIRECTIONS
             }
 
+        delays = {
+            direction: [
+                at - self.next_packet[(call_id, way)]
+                for (call_id, way), at in self.first_relayed.items()
+                if way == direction and (call_id, way) in self.next_packet
+            ]
+            for direction in DIRECTIONS
+        }
         return ProbeResults(
-            len(self.keys), after_key(self.next_packet), after_key(self.first_relayed)
+            len(self.keys),
+            [at - self.keys[call_id] for call_id, at in self.bridged.items()],
+            after_key(self.next_packet),
+            after_key(self.first_relayed),
+            delays,
         )
 
 
@@ -430,25 +491,30 @@ class Sipp:
                 raise RuntimeError(f"SIPp did not start; see {self.workdir}")
             time.sleep(0.02)
 
-    def cpu_seconds(self) -> float:
-        """CPU time SIPp has used so far."""
-        return process_cpu_seconds(self.process.pid)
-
     def finish(self, timeout: float) -> SippRun:
-        """Wait for SIPp to exit (killing it after ``timeout`` s), then read its traces."""
-        cpu = 0.0
+        """Wait for SIPp to exit (stopping it after ``timeout`` s), then read its traces.
+
+        SIPp is reaped here with ``wait4``, whose resource usage is its CPU time.
+        """
         deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            cpu = self.cpu_seconds()
+        stopping = False
+        while True:
+            pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                if stopping:
+                    self.process.kill()
+                else:
+                    self.process.terminate()
+                    stopping, deadline = True, time.monotonic() + 5
             time.sleep(0.05)
-        if self.process.poll() is None:
-            cpu = self.cpu_seconds()
-            self.kill()
+        self.process.returncode = os.waitstatus_to_exitcode(status)
         stats = _last_row(self.workdir / "stats.csv")
         return SippRun(
             successful=int(stats.get("SuccessfulCall(C)", 0)),
             failed=int(stats.get("FailedCall(C)", 0)),
-            cpu_seconds=cpu,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
             invites=_invites(self.workdir / "invites.log"),
         )
 
@@ -642,23 +708,32 @@ def report_post_dial(direct: Step, through: Step) -> None:
 
 
 def report_accept(results: ProbeResults | None) -> None:
-    """Accept-to-bridge per direction, with the next packet's arrival as baseline."""
+    """Accept-to-bridge: the bridge itself, then the first packet relayed each way."""
     if results is None:
-        print("  the probe reported nothing")
+        print("  the probe reported nothing: NOT measured")
         return
-    print(f"  {results.keys} accepting key presses seen")
-    worst = 0.0
-    for direction in (CALLER_TO_BUYER, BUYER_TO_CALLER):
-        relayed = results.first_relayed[direction]
+    bridged = results.bridged
+    print(
+        f"  key -> bridge made (n={len(bridged)}/{results.keys} keys)"
+        f"  p50 {ms(percentile(bridged, 0.5))}  p99 {ms(percentile(bridged, 0.99))}"
+    )
+    for direction in DIRECTIONS:
         arrived = results.next_packet[direction]
-        worst = max(worst, percentile(relayed, 0.99))
+        relayed = results.first_relayed[direction]
+        delay = results.relay_delay[direction]
+        # A packet read between the key and the bridge is not relayed: the next one is.
+        late = sum(1 for value in delay if value > 0.001)
         print(
-            f"  {direction:<16} next packet in (baseline) p50 {ms(percentile(arrived, 0.5))}"
-            f" p99 {ms(percentile(arrived, 0.99))};  first relayed (n={len(relayed)})"
-            f" p50 {ms(percentile(relayed, 0.5))} p99 {ms(percentile(relayed, 0.99))}"
+            f"  {direction:<16} key -> next packet in (baseline) p50 {ms(percentile(arrived, 0.5))}"
+            f" p99 {ms(percentile(arrived, 0.99))};  key -> first relayed (n={len(relayed)})"
+            f" p50 {ms(percentile(relayed, 0.5))} p99 {ms(percentile(relayed, 0.99))};"
+            f"  calls whose next packet came while bridging: {late}"
         )
-    verdict = "met" if worst <= TARGET_ACCEPT_P99_MS / 1000 else "NOT met"
-    print(f"  target p99 <= {TARGET_ACCEPT_P99_MS:g} ms each way: {verdict}")
+    met = bool(bridged) and percentile(bridged, 0.99) <= TARGET_ACCEPT_P99_MS / 1000
+    print(
+        f"  target: bridge made within {TARGET_ACCEPT_P99_MS:g} ms of the key at p99:"
+        f" {'met' if met else 'NOT met'}"
+    )
 
 
 def report_step(direct: Step, through: Step) -> None:
@@ -669,7 +744,7 @@ def report_step(direct: Step, through: Step) -> None:
         f"  server {through.core_share * 100:5.1f} % of a core"
         f"  {through.cpu_per_call * 1000:6.2f} ms CPU/call = {1 / through.cpu_per_call:6.0f}"
         f" setups/core-s  | SIPp UAS {direct.cpu_per_call * 1000:5.3f} ms/call"
-        f" (x{through.cpu_per_call / direct.cpu_per_call:.0f})"
+        f" (x{through.cpu_per_call / max(direct.cpu_per_call, 1e-9):.0f})"
         f"  | PDD p50 {ms(percentile(through.post_dial, 0.5))}"
         f" p99 {ms(percentile(through.post_dial, 0.99))}"
         f"  load {load_average()}"
