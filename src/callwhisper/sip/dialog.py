@@ -4,20 +4,33 @@ A :class:`Dialog` is pure state: it is created from the request and response
 that establish it, builds the requests we send inside it (BYE, re-INVITE,
 ACK for 2xx) and checks the requests the peer sends. :class:`DialogTable`
 finds the dialog a message belongs to.
+
+Where a request goes is the dialog's to say too (:attr:`Dialog.next_hop`):
+the first route of the route set the proxies recorded, else the remote
+target. The transport layer only resolves that URI to an address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, Literal
 
 from callwhisper.errors import LocalProtocolError, RemoteProtocolError
-from callwhisper.sip.headers import NameAddr, Via, parse_uri
+from callwhisper.sip.headers import NameAddr, Via, parse_name_addr, parse_uri
 from callwhisper.sip.message import SipMessage, SipRequest, SipResponse, make_request
 
-__all__ = ["DIALOG_TRANSITIONS", "Dialog", "DialogId", "DialogState", "DialogTable"]
+__all__ = [
+    "DIALOG_TRANSITIONS",
+    "Dialog",
+    "DialogId",
+    "DialogState",
+    "DialogTable",
+    "learned_route_set",
+    "loose_route",
+    "route_uri",
+]
 
 
 class DialogState(StrEnum):
@@ -71,6 +84,36 @@ def _contact_uri(message: SipMessage) -> str | None:
     return contacts[0].uri if contacts else None
 
 
+def route_uri(route: str) -> str:
+    """The URI of a Route value (``<sip:p1.example.com;lr>`` gives ``sip:p1.example.com;lr``)."""
+    return parse_name_addr(route).uri
+
+
+def learned_route_set(message: SipMessage, *, uac: bool) -> list[str]:
+    """The route set a dialog learns from the Record-Route of ``message`` (RFC 3261 12.1).
+
+    The UAS takes the request's list as it is (12.1.1); the UAC takes its
+    response's list in reverse (12.1.2), so that the first route is the
+    proxy nearest to us either way. Raises RemoteProtocolError (400) when
+    a value is not a SIP URI: no request could be routed through it.
+    """
+    routes = message.record_route
+    for route in routes:
+        parse_uri(route.uri)
+    return [str(route) for route in (reversed(routes) if uac else routes)]
+
+
+def loose_route(uri: str) -> str:
+    """A pre-loaded Route value for ``uri``, with the ``lr`` parameter (RFC 3261 19.1.1).
+
+    Raises SipParseError for a URI that is not a SIP URI.
+    """
+    parsed = parse_uri(uri)
+    if "lr" not in parsed.params:
+        parsed.params["lr"] = None
+    return f"<{parsed}>"
+
+
 @dataclass(slots=True)
 class Dialog:
     """The state of one dialog (RFC 3261 12.1) and the requests sent within it."""
@@ -84,6 +127,14 @@ class Dialog:
     local_seq: int | None
     remote_seq: int | None
     route_set: list[str] = field(default_factory=list)
+    """The routes learned from Record-Route (12.1), nearest proxy first."""
+    default_route: tuple[str, ...] = ()
+    """A pre-existing route set (8.1.2: an outbound proxy), used while no route was learned.
+
+    RFC 3261 12.2.1.1 alone would send a request straight to the remote
+    target when the proxy did not record-route; a UAC configured with an
+    outbound proxy keeps sending through it instead, with this Route.
+    """
     local_contact: str | None = None
     secure: bool = False
     state: DialogState = DialogState.EARLY
@@ -95,9 +146,19 @@ class Dialog:
 
     @classmethod
     def as_uac(
-        cls, request: SipRequest, response: SipResponse, *, local_contact: str | None = None
+        cls,
+        request: SipRequest,
+        response: SipResponse,
+        *,
+        local_contact: str | None = None,
+        default_route: Sequence[str] = (),
     ) -> Dialog:
-        """The dialog our request's 1xx (with To tag) or 2xx creates (RFC 3261 12.1.2)."""
+        """The dialog our request's 1xx (with To tag) or 2xx creates (RFC 3261 12.1.2).
+
+        ``default_route`` is the pre-loaded route of ``request`` to keep for
+        in-dialog requests when the response records no route. Raises
+        RemoteProtocolError for a response that cannot create a dialog.
+        """
         remote_tag = response.to.tag
         if remote_tag is None or not 100 < response.status < 300:
             raise RemoteProtocolError(
@@ -115,8 +176,8 @@ class Dialog:
             remote_target=_contact_uri(response) or request.uri,
             local_seq=request.cseq.seq,
             remote_seq=None,
-            # 12.1.2: the route set is the Record-Route list, reversed.
-            route_set=[str(route) for route in reversed(response.record_route)],
+            route_set=learned_route_set(response, uac=True),
+            default_route=tuple(default_route),
             local_contact=local_contact,
             secure=request.uri.lower().startswith("sips:"),
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
@@ -130,7 +191,10 @@ class Dialog:
         *,
         local_contact: str | None = None,
     ) -> Dialog:
-        """The dialog our 1xx or 2xx to ``request`` creates (RFC 3261 12.1.1)."""
+        """The dialog our 1xx or 2xx to ``request`` creates (RFC 3261 12.1.1).
+
+        Raises RemoteProtocolError (400) for a request that cannot create one.
+        """
         local_tag = response.to.tag
         remote_tag = request.from_.tag
         if local_tag is None:
@@ -146,7 +210,7 @@ class Dialog:
             remote_target=_contact_uri(request) or str(request.from_.uri),
             local_seq=None,
             remote_seq=request.cseq.seq,
-            route_set=[str(route) for route in request.record_route],
+            route_set=learned_route_set(request, uac=False),
             local_contact=local_contact,
             secure=request.uri.lower().startswith("sips:"),
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
@@ -207,16 +271,32 @@ class Dialog:
             "ACK", via, cseq=invite_cseq, body=body, content_type=content_type
         )
 
+    @property
+    def routes(self) -> list[str]:
+        """The routes in-dialog requests follow: the learned ones, else the default route."""
+        return self.route_set or list(self.default_route)
+
+    @property
+    def next_hop(self) -> str:
+        """The URI whose address our requests in this dialog are sent to (8.1.2, 12.2.1.1).
+
+        The first route when there is one, whether it is a loose router
+        (a Route header, the Request-URI being the remote target) or a
+        strict one (the Request-URI itself); else the remote target.
+        """
+        routes = self.routes
+        return route_uri(routes[0]) if routes else self.remote_target
+
     def _request_target(self) -> tuple[str, list[str]]:
         """Request-URI and Route headers from the route set (12.2.1.1, 16.12.1.1)."""
-        if not self.route_set:
+        routes = self.routes
+        if not routes:
             return self.remote_target, []
-        first = self.route_set[0]
-        uri = first.partition("<")[2].partition(">")[0] or first
+        uri = route_uri(routes[0])
         if "lr" in parse_uri(uri).params:
-            return self.remote_target, list(self.route_set)
-        # Strict routing: the first route becomes the Request-URI.
-        return uri, [*self.route_set[1:], f"<{self.remote_target}>"]
+            return self.remote_target, routes
+        # Strict routing: the first route becomes the Request-URI, the remote target the last.
+        return uri, [*routes[1:], f"<{self.remote_target}>"]
 
     def receive_request(self, request: SipRequest) -> None:
         """Check and record a request the peer sent in this dialog (12.2.2).
@@ -237,10 +317,17 @@ class Dialog:
             self._apply("bye")
 
     def receive_response(self, response: SipResponse) -> None:
-        """Apply a response to a request we sent in or for this dialog (12.1.2, 12.2.1.2)."""
+        """Apply a response to a request we sent in or for this dialog (12.1.2, 12.2.1.2).
+
+        The 2xx that confirms an early dialog sets its route set anew
+        (13.2.2.4): a proxy may record-route the 2xx differently from the
+        1xx. Raises RemoteProtocolError for a Record-Route that is not a SIP URI.
+        """
         if response.status < 200:
             return
         if response.status < 300:
+            if self.state is DialogState.EARLY and response.cseq.method == "INVITE":
+                self.route_set = learned_route_set(response, uac=True)
             self._apply("2xx")
             if response.cseq.method in _TARGET_REFRESH:
                 self.remote_target = _contact_uri(response) or self.remote_target

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from callwhisper.errors import LocalProtocolError, RemoteProtocolError
-from callwhisper.sip.dialog import Dialog, DialogId, DialogState, DialogTable
+from callwhisper.errors import LocalProtocolError, RemoteProtocolError, SipParseError
+from callwhisper.sip.dialog import (
+    Dialog,
+    DialogId,
+    DialogState,
+    DialogTable,
+    learned_route_set,
+    loose_route,
+)
 from callwhisper.sip.headers import NameAddr, Via
 from callwhisper.sip.message import (
     SipRequest,
@@ -203,3 +210,126 @@ def test_forked_early_dialogs_are_told_apart_by_to_tag() -> None:
     table.add(second)
     assert table.match_response(response(fx.OK_INVITE)) is first
     assert table.match_response(other) is second
+
+
+# -- where in-dialog requests go (RFC 3261 8.1.2, 12.2.1.1, 16.12) -------------------------
+
+
+def test_uac_next_hop_is_the_proxy_nearest_to_us() -> None:
+    """12.1.2: the last Record-Route of the 2xx is the first route; the ACK goes there."""
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE))
+    assert dialog.next_hop == "sip:proxy1.buyer.example.com;lr"
+    ack = dialog.create_ack(1, via())
+    # Loose routing: the Request-URI stays the remote target, every route a Route header.
+    assert ack.uri == "sip:agent@192.0.2.80:5060"
+    assert ack.headers.get_all("Route") == [
+        "<sip:proxy1.buyer.example.com;lr>",
+        "<sip:proxy2.buyer.example.com;lr>",
+    ]
+
+
+def test_uas_next_hop_is_the_first_record_route_of_the_request() -> None:
+    """12.1.1: the caller's proxy record-routed the INVITE; our BYE goes back through it."""
+    invite = request(fx.INVITE)
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="cw-a-1"))
+    assert dialog.next_hop == "sip:203.0.113.10;lr;ftag=as58f4a1"
+    bye = dialog.create_request("BYE", via())
+    assert bye.uri == "sip:+13125550143@203.0.113.10:5060;transport=udp"
+    assert bye.headers.get_all("Route") == ["<sip:203.0.113.10;lr;ftag=as58f4a1>"]
+
+
+def test_uas_keeps_the_record_route_order_of_several_proxies() -> None:
+    invite = request(
+        fx.INVITE.replace(
+            b"Record-Route: <sip:203.0.113.10;lr;ftag=as58f4a1>\r\n",
+            b"Record-Route: <sip:203.0.113.10;lr>, <sip:192.0.2.44:5070;lr>\r\n"
+            b"Record-Route: <sip:192.0.2.1;lr;transport=tcp>\r\n",
+        )
+    )
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="t"))
+    assert dialog.route_set == [
+        "<sip:203.0.113.10;lr>",
+        "<sip:192.0.2.44:5070;lr>",
+        "<sip:192.0.2.1;lr;transport=tcp>",
+    ]
+    assert dialog.next_hop == "sip:203.0.113.10;lr"
+
+
+def test_without_routes_the_next_hop_is_the_remote_target() -> None:
+    invite = request(
+        fx.INVITE.replace(b"Record-Route: <sip:203.0.113.10;lr;ftag=as58f4a1>\r\n", b"")
+    )
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="t"))
+    assert dialog.route_set == []
+    assert dialog.next_hop == "sip:+13125550143@203.0.113.10:5060;transport=udp"
+    bye = dialog.create_request("BYE", via())
+    assert bye.uri == dialog.remote_target
+    assert bye.headers.get_all("Route") == []
+
+
+def test_strict_router_is_the_next_hop_and_the_request_uri() -> None:
+    """16.12.1.1 (RFC 2543 proxies): the Request-URI is the route, the remote target goes last."""
+    ok = fx.OK_INVITE.replace(b"proxy1.buyer.example.com;lr", b"proxy1.buyer.example.com:5070")
+    dialog = Dialog.as_uac(buyer_invite(), response(ok))
+    assert dialog.next_hop == "sip:proxy1.buyer.example.com:5070"
+    bye = dialog.create_request("BYE", via())
+    assert bye.uri == "sip:proxy1.buyer.example.com:5070"
+    assert bye.headers.get_all("Route") == [
+        "<sip:proxy2.buyer.example.com;lr>",
+        "<sip:agent@192.0.2.80:5060>",
+    ]
+
+
+def test_default_route_is_used_while_no_route_was_learned() -> None:
+    """8.1.2: an outbound proxy pre-loaded on the INVITE stays in the path of in-dialog requests."""
+    ok = fx.OK_INVITE.replace(b"Record-Route: <sip:proxy2.buyer.example.com;lr>\r\n", b"")
+    ok = ok.replace(b"Record-Route: <sip:proxy1.buyer.example.com;lr>\r\n", b"")
+    proxy = loose_route("sip:sbc.carrier.example.net:5080;transport=tcp")
+    assert proxy == "<sip:sbc.carrier.example.net:5080;transport=tcp;lr>"
+    dialog = Dialog.as_uac(buyer_invite(), response(ok), default_route=[proxy])
+    assert dialog.route_set == []
+    assert dialog.next_hop == "sip:sbc.carrier.example.net:5080;transport=tcp;lr"
+    bye = dialog.create_request("BYE", via())
+    assert bye.uri == "sip:agent@192.0.2.80:5060"
+    assert bye.headers.get_all("Route") == [proxy]
+
+
+def test_a_learned_route_set_replaces_the_default_route() -> None:
+    proxy = loose_route("sip:sbc.carrier.example.net")
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE), default_route=[proxy])
+    assert dialog.next_hop == "sip:proxy1.buyer.example.com;lr"
+    assert proxy not in dialog.create_ack(1, via()).headers.get_all("Route")
+
+
+def test_loose_route_keeps_an_lr_parameter_already_there() -> None:
+    assert loose_route("sip:10.0.0.1:5060;lr") == "<sip:10.0.0.1:5060;lr>"
+    with pytest.raises(SipParseError, match=r"^not a SIP URI: 'tel:\+14155550100'$"):
+        loose_route("tel:+14155550100")
+
+
+def test_the_2xx_sets_the_route_set_of_an_early_dialog_anew() -> None:
+    """13.2.2.4: the 180 was record-routed by one proxy, the 200 by two."""
+    ringing = fx.RINGING.replace(
+        b"Contact:", b"Record-Route: <sip:proxy9.buyer.example.com;lr>\r\nContact:", 1
+    )
+    dialog = Dialog.as_uac(buyer_invite(), response(ringing))
+    assert dialog.route_set == ["<sip:proxy9.buyer.example.com;lr>"]
+    dialog.receive_response(response(fx.OK_INVITE))
+    assert dialog.route_set == [
+        "<sip:proxy1.buyer.example.com;lr>",
+        "<sip:proxy2.buyer.example.com;lr>",
+    ]
+    assert dialog.next_hop == "sip:proxy1.buyer.example.com;lr"
+
+
+def test_a_route_that_is_not_a_sip_uri_creates_no_dialog() -> None:
+    """A request could never be sent through it: the INVITE is refused with 400."""
+    invite = request(fx.INVITE.replace(b"<sip:203.0.113.10;lr;ftag=as58f4a1>", b"<tel:+1555>"))
+    with pytest.raises(RemoteProtocolError, match=r"^not a SIP URI: 'tel:\+1555'$") as info:
+        learned_route_set(invite, uac=False)
+    assert info.value.status_hint == 400
+    with pytest.raises(RemoteProtocolError, match=r"^not a SIP URI"):
+        Dialog.as_uas(invite, make_response(invite, 200, to_tag="t"))
+    ok = response(fx.OK_INVITE.replace(b"<sip:proxy2.buyer.example.com;lr>", b"garbage"))
+    with pytest.raises(RemoteProtocolError, match=r"^malformed address: 'garbage'$"):
+        Dialog.as_uac(buyer_invite(), ok)
