@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 from pydantic import Field
@@ -59,6 +60,12 @@ class Trunk(Model):
         description="udp, or tcp: one connection to the proxy, reused by every call. "
         "A transport parameter in the proxy URI takes precedence.",
     )
+    route_header: bool = Field(
+        default=False,
+        description="Also name the proxy in a 'Route: <proxy;lr>' header (RFC 3261 8.1.2's "
+        "pre-loaded route), kept on in-dialog requests while the proxy records no route. "
+        "Off: the proxy is only where requests are sent, as carriers that refuse Route expect.",
+    )
     username: str | None = Field(default=None, description="Digest user when challenged.")
     password: str | None = Field(default=None, description="Digest password when challenged.")
     from_domain: str | None = Field(default=None, description="Domain of our From header.")
@@ -67,13 +74,32 @@ class Trunk(Model):
     )
 
 
+def dialing_trunk(destination: str, trunk: str | None, trunk_ids: Collection[str]) -> str | None:
+    """The trunk that dials ``destination`` (a target's or an overflow line's), ``None`` for direct.
+
+    The destination's own ``trunk`` when set. Otherwise a number goes through
+    the configuration's only trunk, if it has exactly one: with several, which
+    one to pay for is the operator's choice, and the configuration check asks
+    for it. A SIP URI without a trunk is dialed directly.
+    """
+    if trunk is not None:
+        return trunk
+    if destination.startswith(("sip:", "sips:")) or len(trunk_ids) != 1:
+        return None
+    return next(iter(trunk_ids))
+
+
 class Target(Model):
     """One destination of a buyer: a SIP URI or E.164 number, with optional overrides."""
 
     id: Identifier = Field(description="Target id, unique within its buyer.")
     name: str | None = Field(default=None, description="Display name.")
     destination: Destination = Field(description="SIP URI or E.164 number dialed.")
-    trunk: Identifier | None = Field(default=None, description="Trunk used to reach it.")
+    trunk: Identifier | None = Field(
+        default=None,
+        description="Trunk that dials it. Unset: a number goes through the configuration's "
+        "only trunk (an error if it has none or several), a SIP URI directly.",
+    )
     enabled: bool = Field(default=True, description="Disabled targets are never dialed.")
     conversion: ConversionRule | None = Field(
         default=None, description="Overrides the buyer's conversion rule."

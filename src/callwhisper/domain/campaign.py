@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from decimal import Decimal
 from typing import Literal
 
@@ -130,21 +129,6 @@ class Fallback(Model):
         if self.action == "message" and self.message is None:
             raise ValueError("message is required with action message")
         return self
-
-
-def overflow_trunk(forward_to: str, trunk: str | None, trunk_ids: Collection[str]) -> str | None:
-    """The trunk that dials a forward fallback's overflow line, ``None`` to dial it directly.
-
-    The fallback's own ``trunk`` when set. Otherwise a number goes through
-    the configuration's only trunk, if it has exactly one: with several, which
-    one to pay for is the operator's choice, and the configuration check asks
-    for it. A SIP URI is dialed directly, as a target's is.
-    """
-    if trunk is not None:
-        return trunk
-    if forward_to.startswith(("sip:", "sips:")) or len(trunk_ids) != 1:
-        return None
-    return next(iter(trunk_ids))
 
 
 class PayoutRule(Model):

@@ -8,14 +8,13 @@ from typing import Literal
 from pydantic import Field
 
 from callwhisper.domain.base import Model
-from callwhisper.domain.buyer import Buyer, Trunk
+from callwhisper.domain.buyer import Buyer, Trunk, dialing_trunk
 from callwhisper.domain.campaign import (
     Campaign,
     Fallback,
     Publisher,
     TelephonyCosts,
     TrackingNumber,
-    overflow_trunk,
 )
 
 Location = tuple[str | int, ...]
@@ -93,10 +92,12 @@ class Configuration(Model):
                 for loc, msg in _duplicates("targets", [t.id for t in buyer.targets], "target id")
             ]
             for t, target in enumerate(buyer.targets):
+                where_target: Location = ("buyers", b, "targets", t)
                 if target.trunk is not None and target.trunk not in self.trunks_by_id:
-                    problems.append(
-                        (("buyers", b, "targets", t, "trunk"), f"unknown trunk {target.trunk!r}")
-                    )
+                    problems.append(((*where_target, "trunk"), f"unknown trunk {target.trunk!r}"))
+                problems += self._trunkless_number(
+                    where_target, "destination", target.destination, target.trunk, "trunk"
+                )
         for c, campaign in enumerate(self.campaigns):
             problems += self._fallback_problems(("campaigns", c, "fallback"), campaign.fallback)
             for k, tier in enumerate(campaign.routing.tiers):
@@ -131,20 +132,27 @@ class Configuration(Model):
             if fallback.trunk in self.trunks_by_id:
                 return []
             return [((*where, "trunk"), f"unknown trunk {fallback.trunk!r}")]
-        forward_to = fallback.forward_to
-        if fallback.action != "forward" or forward_to is None:
+        if fallback.action != "forward" or fallback.forward_to is None:
             return []
-        if forward_to.startswith(("sip:", "sips:")):
+        return self._trunkless_number(
+            where, "forward_to", fallback.forward_to, None, "fallback.trunk"
+        )
+
+    def _trunkless_number(
+        self, where: Location, field: str, destination: str, trunk: str | None, setting: str
+    ) -> list[tuple[Location, str]]:
+        """A number that no trunk would dial (see :func:`dialing_trunk`): one problem."""
+        if dialing_trunk(destination, trunk, self.trunks_by_id) is not None:
             return []
-        if overflow_trunk(forward_to, None, self.trunks_by_id) is not None:
+        if destination.startswith(("sip:", "sips:")):
             return []
         count = len(self.trunks)
         have = "no trunk is configured" if count == 0 else f"{count} trunks are configured"
         return [
             (
-                (*where, "forward_to"),
-                f"the number {forward_to!r} is dialed through a trunk: "
-                f"name it in fallback.trunk ({have})",
+                (*where, field),
+                f"the number {destination!r} is dialed through a trunk: name it in {setting} "
+                f"({have})",
             )
         ]
 

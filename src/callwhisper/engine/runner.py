@@ -20,15 +20,14 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import Final, Protocol, cast
 
 from callwhisper.audio import Audio, Codec
 from callwhisper.domain import CallAttributes
-from callwhisper.domain.buyer import Trunk
-from callwhisper.domain.campaign import overflow_trunk
+from callwhisper.domain.buyer import Trunk, dialing_trunk
 from callwhisper.domain.whisper import DtmfKey
 from callwhisper.engine.backend import CallBackend, Prompts
 from callwhisper.engine.legs import (
@@ -518,11 +517,10 @@ class CallRunner:
         session answers the caller and bridges, or lets the caller go, and
         ends the call when either side hangs up.
         """
-        trunk = overflow_trunk(command.destination, command.trunk, self.trunks)
         dial = DialLeg(
             command.leg,
             command.destination,
-            trunk,
+            command.trunk,
             command.caller_id,
             command.timeout_seconds,
             command.leg,
@@ -543,6 +541,9 @@ class CallRunner:
     # -- buyer legs (UAC) --------------------------------------------------------------------
 
     async def _dial(self, command: DialLeg) -> list[Command]:
+        trunk = dialing_trunk(command.destination, command.trunk, self.trunks)
+        if trunk != command.trunk:
+            command = replace(command, trunk=trunk)
         failure = await self._start_leg(command)
         return [] if failure is None else self._answer(failure)
 

@@ -61,7 +61,7 @@ class ForwardCaller:
     the session then answers the caller and bridges, or turns the caller
     away, and ends the call when either side hangs up. ``trunk`` is the
     fallback's own, ``None`` for the driver's default (see
-    :func:`~callwhisper.domain.campaign.overflow_trunk`); the session
+    :func:`~callwhisper.domain.buyer.dialing_trunk`); the session
     enforces ``timeout_seconds`` itself.
     """
 

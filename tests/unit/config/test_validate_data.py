@@ -144,3 +144,42 @@ def test_a_forward_fallback_with_a_trunk_to_take_is_valid(
 ) -> None:
     configuration = validate_configuration(forwarding(forward_to, *trunk_ids, trunk=trunk))
     assert configuration.campaigns[0].fallback.trunk == trunk
+
+
+def target_dialing(destination: str, *trunk_ids: str, trunk: str | None = None) -> dict[str, Any]:
+    """The base buyer's target dialing ``destination``, with trunks named ``trunk_ids``."""
+    data = base()
+    data["trunks"] = [{"id": name, "proxy": f"sip:{name}.example:5060"} for name in trunk_ids]
+    target: dict[str, Any] = {"id": "main", "destination": destination}
+    if trunk is not None:
+        target["trunk"] = trunk
+    data["buyers"][0]["targets"] = [target]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("trunk_ids", "have"),
+    [((), "no trunk is configured"), (("carrier", "backup"), "2 trunks are configured")],
+)
+def test_a_number_target_without_a_trunk_to_take_is_reported(
+    trunk_ids: tuple[str, ...], have: str
+) -> None:
+    assert problems(target_dialing("+13105550142", *trunk_ids)) == [
+        "buyers[0].targets[0].destination: the number '+13105550142' is dialed through a trunk: "
+        f"name it in trunk ({have})"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("destination", "trunk_ids", "trunk"),
+    [
+        ("+13105550142", ("carrier",), None),  # the only trunk
+        ("+13105550142", ("carrier", "backup"), "backup"),
+        ("sip:agents@acme.example", (), None),  # dialed directly
+    ],
+)
+def test_a_target_with_a_trunk_to_take_is_valid(
+    destination: str, trunk_ids: tuple[str, ...], trunk: str | None
+) -> None:
+    configuration = validate_configuration(target_dialing(destination, *trunk_ids, trunk=trunk))
+    assert configuration.buyers[0].targets[0].trunk == trunk
