@@ -31,6 +31,7 @@ EntryKind = Literal[
     "skipped",
     "dial",
     "ringing",
+    "early_media",
     "answer",
     "whisper_start",
     "whisper_end",

@@ -92,6 +92,9 @@ class _Leg:
     answered_at: float | None = None
     accepted_at: float | None = None
     gate: AcceptGate | None = None
+    rang: bool = False
+    early_media: bool = False
+    """The leg has sent early media (183 with SDP): noted once, when it starts."""
     abandoned: bool = False
     """The hunt stopped while caps were being reserved: release them, do not dial."""
 
@@ -107,6 +110,8 @@ class _Overflow:
     ring_deadline: float | None
     state: LegState = LegState.DIALING
     answered_at: float | None = None
+    rang: bool = False
+    early_media: bool = False
 
 
 class CallSession:
@@ -390,13 +395,29 @@ class CallSession:
             **target,
         )
 
+    def _note_ringing(
+        self, leg: _Leg | _Overflow, leg_id: str, event: LegRinging, now: float
+    ) -> None:
+        """Note the first ringing response, and early media when it starts after a plain 180.
+
+        A 180 then a 183 with SDP is one ringing entry saying ``no`` and one
+        ``early_media`` entry; repeated 180s and 183s add nothing.
+        """
+        if leg.state is not LegState.RINGING:
+            return
+        if not leg.rang:
+            self._out.note(now, "ringing", leg_id, early_media="yes" if event.early_media else "no")
+        elif event.early_media and not leg.early_media:
+            self._out.note(now, "early_media", leg_id)
+        leg.rang = True
+        leg.early_media = leg.early_media or event.early_media
+
     def _leg_event(self, leg: _Leg, event: LegEvent, now: float) -> None:
         match event:
             case LegRinging():
                 if leg.state is LegState.DIALING:
                     self._move_leg(leg, LegState.RINGING)
-                    early = "yes" if event.early_media else "no"
-                    self._out.note(now, "ringing", leg.id, early_media=early)
+                self._note_ringing(leg, leg.id, event, now)
             case LegAnswered():
                 self._answered(leg, now)
             case LegFailed():
@@ -714,8 +735,7 @@ class CallSession:
             case LegRinging():
                 if leg.state is LegState.DIALING:
                     self._move_overflow(leg, LegState.RINGING)
-                    early = "yes" if event.early_media else "no"
-                    self._out.note(now, "ringing", OVERFLOW, early_media=early)
+                self._note_ringing(leg, OVERFLOW, event, now)
             case LegAnswered():
                 self._overflow_answered(leg, now)
             case LegFailed():

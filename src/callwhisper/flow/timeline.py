@@ -41,6 +41,7 @@ _DESCRIBE: dict[str, _Describe] = {
         + (f" (trunk {d['trunk']})" if "trunk" in d else "")
     ),
     "ringing": lambda d: "ringing" + (" (early media)" if d["early_media"] == "yes" else ""),
+    "early_media": lambda d: "early media",
     "answer": lambda d: "answer",
     "whisper_start": lambda d: f"whisper start (play {d['play']})",
     "whisper_end": lambda d: f"whisper end (play {d['play']}, {d['how']})",

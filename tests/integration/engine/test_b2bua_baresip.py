@@ -388,7 +388,10 @@ async def test_buyer_answering_early_rings_and_is_whispered_only_after_its_200(
     (ringing,) = [event for event in call.events if event.kind == "ringing"]
     (answer,) = [event for event in call.events if event.kind == "answer"]
     assert (answer.at - ringing.at).total_seconds() >= 1.0
+    assert ringing.data == {"early_media": "no"}  # the 180 came first
     timeline = kinds(call)
+    # ... then the 183 with SDP: early media noted once, still no whisper before the 200.
+    assert timeline.index(("early_media", "B1")) < timeline.index(("answer", "B1"))
     assert timeline.index(("answer", "B1")) < timeline.index(("whisper_start", "B1"))
     assert call.outcome == "connected"
     (dump,) = buyer.dumps()

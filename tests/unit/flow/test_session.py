@@ -255,12 +255,25 @@ def test_settings_come_from_the_campaign_and_the_publisher() -> None:
     assert FlowSettings.for_campaign(campaign, costs).payout == PayoutRule(amount=Decimal(5))
 
 
-def test_ringing_twice_is_recorded_once() -> None:
+def test_ringing_is_recorded_once_and_early_media_when_it_starts() -> None:
     h = Harness(offer("acme"))
     h.arrive()
     h.send(LegRinging("B1"), at=1)
+    h.send(LegRinging("B1"), at=1.5)
     h.send(LegRinging("B1", early_media=True), at=2)
-    assert [e.at for e in h.entries("ringing")] == [1]
+    h.send(LegRinging("B1", early_media=True), at=3)
+    assert [(e.at, dict(e.data)) for e in h.entries("ringing")] == [(1, {"early_media": "no"})]
+    assert [(e.at, e.leg) for e in h.entries("early_media")] == [(2, "B1")]
+    assert h.session.record.legs["B1"].ringing_at == 1
+
+
+def test_a_leg_ringing_with_early_media_at_once_has_no_separate_early_media_entry() -> None:
+    h = Harness(offer("acme"))
+    h.arrive()
+    h.send(LegRinging("B1", early_media=True), at=1)
+    h.send(LegRinging("B1"), at=2)
+    assert [dict(e.data) for e in h.entries("ringing")] == [{"early_media": "yes"}]
+    assert h.entries("early_media") == []
 
 
 def test_a_late_machine_verdict_after_accept_changes_nothing() -> None:
