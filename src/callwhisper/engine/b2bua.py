@@ -30,11 +30,11 @@ from callwhisper.engine.runner import (
     SipInput,
 )
 from callwhisper.engine.transport import TcpStreams
-from callwhisper.errors import LocalProtocolError, SdpError
+from callwhisper.errors import LocalProtocolError, RemoteProtocolError, SdpError
 from callwhisper.flow import CallRefused, CallSession, FlowSettings, Persist
 from callwhisper.media.sdp import SessionDescription, create_answer
 from callwhisper.routing import enrich, is_withheld
-from callwhisper.sip.dialog import DialogId
+from callwhisper.sip.dialog import DialogId, learned_route_set
 from callwhisper.sip.message import SipRequest, SipResponse, make_response, new_tag
 from callwhisper.sip.transaction import (
     Address,
@@ -290,6 +290,13 @@ class B2bua:
     def _invite(self, request: SipRequest, source: Address, key: TransactionKey) -> None:
         if not self.accepting:
             self.respond(request, 503, extra=(("Retry-After", "5"),))
+            return
+        try:
+            learned_route_set(request, uac=False)
+        except RemoteProtocolError as exc:
+            # RFC 3261 12.1.1: our answer would make a dialog whose requests cannot be routed.
+            log.info("INVITE %s refused: Record-Route: %s", request.call_id, exc)
+            self.respond(request, 400)
             return
         configuration = self.configuration
         tracking = None

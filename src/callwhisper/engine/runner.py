@@ -100,7 +100,14 @@ from callwhisper.media.sdp import (
 )
 from callwhisper.media.tones import ToneSource, ToneSpec
 from callwhisper.sip.auth import DigestClient
-from callwhisper.sip.dialog import Dialog, DialogId, DialogState
+from callwhisper.sip.dialog import (
+    Dialog,
+    DialogId,
+    DialogState,
+    learned_route_set,
+    loose_route,
+    route_uri,
+)
 from callwhisper.sip.headers import NameAddr, Via
 from callwhisper.sip.message import SipRequest, SipResponse, make_request, new_branch
 from callwhisper.sip.transaction import (
@@ -284,6 +291,8 @@ class CallRunner:
         self._bridge: MediaBridge | None = None
         self._voicemail: LegRecording | None = None
         self._reservations: set[str] = set()
+        self._hosts: dict[tuple[str, int], Address | None] = {}
+        """Host names of next hops, resolved (None: they did not resolve)."""
         self._arrived_at = wall()
 
     # -- inputs -------------------------------------------------------------------------
@@ -310,6 +319,7 @@ class CallRunner:
             self._write(
                 lambda: self.backend.call_started(self.call_id, self.attributes, self._arrived_at)
             )
+            await self._learn_first_route(self.caller.invite, uac=False)
             await self._step(self._arrived_at, CallArrived(self.attributes))
             while not self.session.finished:
                 at, item = await self._inbox.get()
@@ -334,6 +344,7 @@ class CallRunner:
                 await self._execute_all(self.session.handle_timer(now))
                 self._arm_timer()
             case SipInput():
+                await self._learn_route(item)
                 for event in self._sip_event(item.leg, item.event, at):
                     await self._step(at, event)
             case MediaInput():
@@ -534,7 +545,7 @@ class CallRunner:
             self.sip.respond(caller.invite, 480, to_tag=caller.to_tag)
             caller.final_sent = True
         elif caller.dialog is not None and not caller.hung_up:
-            self._bye(CALLER, caller.dialog, caller.source)
+            self._bye(CALLER, caller.dialog, self._caller_hop())
         caller.hung_up = True
         self._close_media(caller.media)
 
@@ -568,7 +579,7 @@ class CallRunner:
         self.buyers[command.leg] = leg
         try:
             leg.request_uri, host, port, leg.transport = self._target(command.destination, trunk)
-            leg.next_hop = await _resolve(host, port)
+            leg.next_hop = await self._lookup(host, port)
         except (SipParseError, OSError, ValueError) as exc:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
             leg.ended = True
@@ -591,6 +602,8 @@ class CallRunner:
             to=NameAddr(leg.request_uri),
             via=self._via(leg.transport, rport=None),
             contact=contact_for(self.sip.contact, leg.transport),
+            # RFC 3261 8.1.2: the outbound proxy as a pre-loaded route, when the trunk asks.
+            routes=[loose_route(trunk.proxy)] if trunk and trunk.route_header else [],
             body=offer.serialize(),
             content_type=SDP,
             extra=(("User-Agent", self.config.user_agent), ("Allow", ALLOW)),
@@ -689,7 +702,10 @@ class CallRunner:
             return []
         try:
             dialog = Dialog.as_uac(
-                leg.invite, response, local_contact=contact_for(self.sip.contact, leg.transport)
+                leg.invite,
+                response,
+                local_contact=contact_for(self.sip.contact, leg.transport),
+                default_route=leg.invite.headers.get_all("Route"),
             )
         except RemoteProtocolError as exc:
             log.warning("call %s: %s answered without a dialog: %s", self.call_id, leg.id, exc)
@@ -724,15 +740,98 @@ class CallRunner:
         return [LegFailed(leg.id, "failed", reason)]
 
     def _dialog_hop(self, leg: BuyerLeg) -> Address:
+        """Where the leg's requests after the INVITE go (RFC 3261 8.1.2, 12.2.1.1).
+
+        The first route of the dialog (learned, or the trunk's pre-loaded
+        proxy); without one, a trunk's proxy, else the remote target when it
+        is an address, else where the INVITE went.
+        """
         assert leg.next_hop is not None
         dialog = leg.dialog
-        if leg.proxied or dialog is None or dialog.route_set:
+        if dialog is None:
             return leg.next_hop
+        if dialog.routes:
+            return self._route_hop(dialog, leg.id, leg.next_hop)
+        if leg.proxied:
+            return leg.next_hop
+        return self._address_of(dialog.remote_target) or leg.next_hop
+
+    def _caller_hop(self) -> Address:
+        """Where our requests to the caller go (RFC 3261 12.2.1.1).
+
+        The first route the caller's proxies recorded; without one, back to
+        where the INVITE came from (symmetric, RFC 3581), which a caller
+        behind NAT needs rather than its Contact.
+        """
+        caller = self.caller
+        dialog = caller.dialog
+        if dialog is None or not dialog.routes:
+            return caller.source
+        hop = self._route_hop(dialog, CALLER, caller.source)
+        if hop != caller.source and caller.transport == "tcp":
+            self.sip.use_tcp(hop)
+        return hop
+
+    def _route_hop(self, dialog: Dialog, leg: str, fallback: Address) -> Address:
+        hop = self._address_of(dialog.next_hop)
+        if hop is None:
+            # Its name did not resolve (logged then): where the INVITE went is the best guess.
+            log.warning("call %s: %s: no address for route %s", self.call_id, leg, dialog.next_hop)
+            return fallback
+        return hop
+
+    def _address_of(self, uri: str) -> Address | None:
+        """The address of a URI's host when it is one or was resolved, else None."""
         try:
-            host, port = uri_address(dialog.remote_target)
+            host, port = uri_address(uri)
         except SipParseError:
-            return leg.next_hop
-        return (host, port) if is_ip_literal(host) else leg.next_hop
+            return None
+        if is_ip_literal(host):
+            return host, port
+        return self._hosts.get((host, port))
+
+    async def _lookup(self, host: str, port: int) -> Address:
+        """The address of a next hop, resolved once per call; raises OSError."""
+        key = (host, port)
+        if key in self._hosts:
+            found = self._hosts[key]
+            if found is None:
+                raise OSError(f"{host} does not resolve")
+            return found
+        try:
+            address = await _resolve(host, port)
+        except OSError:
+            self._hosts[key] = None
+            raise
+        self._hosts[key] = address
+        return address
+
+    async def _learn_route(self, item: SipInput) -> None:
+        """Resolve the first route a buyer's 2xx records before the handlers need its address."""
+        event = item.event
+        if item.leg == CALLER or not isinstance(event, ResponseReceived):
+            return
+        response = event.response
+        if response.cseq.method == "INVITE" and 200 <= response.status < 300:
+            await self._learn_first_route(response, uac=True)
+
+    async def _learn_first_route(self, message: SipRequest | SipResponse, *, uac: bool) -> None:
+        """Resolve the host name of the first route ``message`` records, if it has one.
+
+        The SIP handlers run without awaiting; a name is resolved here, when
+        the INVITE or 2xx that brings it arrives, and kept for the dialog.
+        """
+        try:
+            routes = learned_route_set(message, uac=uac)
+            host, port = uri_address(route_uri(routes[0])) if routes else ("", 0)
+        except RemoteProtocolError:
+            return  # no dialog will be made of it
+        if not routes or is_ip_literal(host) or (host, port) in self._hosts:
+            return
+        try:
+            await self._lookup(host, port)
+        except OSError as exc:
+            log.warning("call %s: route host %s: %s", self.call_id, host, exc)
 
     # -- SIP events -----------------------------------------------------------------------
 
@@ -983,7 +1082,7 @@ class CallRunner:
                 self.sip.respond(caller.invite, 500, to_tag=caller.to_tag)
                 caller.final_sent = True
             elif caller.dialog is not None and not caller.hung_up:
-                self._bye(CALLER, caller.dialog, caller.source)
+                self._bye(CALLER, caller.dialog, self._caller_hop())
             caller.hung_up = True
             for leg in self.buyers.values():
                 self._end_buyer(leg, canceled=True)
@@ -1013,6 +1112,7 @@ class CallRunner:
             except TimeoutError:
                 return
             if isinstance(item, SipInput):
+                await self._learn_route(item)
                 self._sip_event(item.leg, item.event, at)
 
     async def _close(self, outcome: str) -> None:
