@@ -72,6 +72,9 @@ ScenarioName = Literal[
     "buyer-hangs-up-during-whisper",
     "buyer-challenges-invite",
     "overflow-answers-and-talks",
+    "buyer-behind-record-routing-proxy",
+    "caller-record-routed-by-its-proxy",
+    "record-route-proxy-gets-ack-and-bye",
 ]
 """The scenarios of :data:`SCENARIO_DIR`, by file name without ``.xml``."""
 
