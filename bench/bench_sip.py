@@ -91,7 +91,7 @@ from callwhisper.engine.runner import CALLER
 LATENCY_RATE: Final = 50
 """Calls per second of the latency run (the rate the targets are set at)."""
 LATENCY_CALLS: Final = 1000
-RAMP: Final = (50, 100, 200, 300, 400, 600)
+RAMP: Final = (25, 50, 75, 100, 150, 200, 300, 400)
 """Calls per second of the CPU steps."""
 STEP_SECONDS: Final = 10.0
 WARM_UP_CALLS: Final = 100
@@ -106,7 +106,8 @@ SATURATED: Final = 0.9
 """Share of one core above which the server is taken as saturated."""
 NUMBER: Final = "+18005550100"
 """The tracking number SIPp's caller dials."""
-RTP_PORTS: Final = (20000, 29999)
+RTP_PORTS: Final = (30000, 32766)
+"""Below the ephemeral range SIPp's and the system's sockets come from."""
 SCENARIOS: Final = Path(__file__).parent / "scenarios"
 CALLER_SCENARIO: Final = SCENARIOS / "caller-speaks-early-hangs-up-soon.xml"
 BUYER_SCENARIO: Final = SCENARIOS / "buyer-presses-1-during-whisper.xml"
