@@ -3,15 +3,20 @@
 For each number of concurrent calls, a load generator written in C
 (``bench/rtp_phones.c``, compiled with ``gcc`` on first use) plays both
 phones of every call on loopback: a 172-byte RTP packet every 20 ms each way,
-so 100 packets/s through the relay per call. This process relays them, first
-with the bare minimum (an ``add_reader`` drain loop forwarding datagrams
-unchanged: the baseline) and then with the engine's bridged legs (latching,
-statistics, renumbering onto each leg's stream), each on the event loop the
-server uses (uvloop when installed).
+so 100 packets/s through the relay per call. Three relays carry them in turn:
+
+* ``bare``: the baseline, in this process on the same event loop as the
+  engine: per leg an ``add_reader`` drain loop forwarding datagrams unchanged;
+* ``engine``: the engine's bridged legs (latching, statistics, renumbering
+  onto each leg's stream), on the loop the server uses (uvloop when
+  installed);
+* ``C``: ``bench/udp_relay.c``, the least a relay with one socket per leg
+  does (epoll, one recvfrom and one sendto per packet): the kernel's price on
+  this machine, which no relay in any language avoids.
 
 Reported per relay: loss; transit time through the relay (send time carried
 in the payload, arrival stamped by the kernel) at p50, p99 and p99.9; the
-RFC 3550 interarrival jitter seen by the receivers; and the relay's CPU: this
+RFC 3550 interarrival jitter seen by the receivers; and the relay's CPU: its
 process's user and system time while the phones send, plus half the
 machine's softirq time meanwhile. On loopback the kernel delivers each
 datagram to its receiver in softirq context, charged to no process; half of
@@ -21,9 +26,10 @@ relay CPU per packet). Nothing is pinned: on a shared machine a pinned
 process waits for its CPU while the other one idles.
 
 The generator reports how late it sent (packets more than 1 ms behind their
-schedule): a run where it fell behind measured the generator, and says so.
+schedule): a run where it often fell behind measured the generator as much as
+the relay, and says so.
 Run with ``python -m bench media``, or ``python bench/bench_media.py 2000
-3000`` for chosen call counts; about 7 s per relay and call count.
+3000`` for chosen call counts; about 20 s per call count.
 """
 
 from __future__ import annotations
@@ -55,27 +61,43 @@ PACKETS_PER_CALL = 100
 """Packets per second through the relay for one G.711 call at 20 ms, both ways."""
 TARGET_LOSS = 0.1
 """Per cent: a call count "holds" when the relay loses less than this."""
-SOURCE = Path(__file__).with_name("rtp_phones.c")
+LATE_LIMIT = 10.0
+"""Per cent of packets sent over 1 ms behind schedule beyond which the phones, not the
+relay, shaped the run (a burst after a stall)."""
+HERE = Path(__file__).parent
 
 Address = tuple[str, int]
+CpuClock = Callable[[], float]
+"""Seconds of CPU the relay has used so far."""
 
 
-def build_phones() -> Path:
-    """Compile the load generator once per source version; exit with a message if gcc is missing."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:16]
-    binary = Path(tempfile.gettempdir()) / f"callwhisper-bench-{digest}" / "rtp_phones"
+def build(source: str) -> Path:
+    """Compile a C helper of this folder once per source version; exit if gcc is missing."""
+    path = HERE / source
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    binary = Path(tempfile.gettempdir()) / f"callwhisper-bench-{digest}" / path.stem
     if binary.exists():
         return binary
     compiler = os.environ.get("CC", "gcc")
     if shutil.which(compiler) is None:
-        sys.exit(f"the media benchmark compiles its load generator with {compiler}: install gcc")
+        sys.exit(f"the media benchmark compiles its helpers with {compiler}: install gcc")
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_suffix(".partial")
-    subprocess.run(
-        [compiler, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(SOURCE)], check=True
-    )
+    subprocess.run([compiler, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(path)], check=True)
     partial.rename(binary)
     return binary
+
+
+@dataclass(frozen=True)
+class Helpers:
+    """The compiled load generator and floor relay."""
+
+    phones: Path
+    relay: Path
+
+    @classmethod
+    def build(cls) -> Helpers:
+        return cls(build("rtp_phones.c"), build("udp_relay.c"))
 
 
 def _softirq_seconds() -> float:
@@ -93,7 +115,7 @@ class RunResult:
     phones: dict[str, float]
     """What the generator measured: ``sent``, ``received``, ``transit_p99_us``..."""
     relay_cpu: float
-    """Seconds of this process's CPU while the phones were sending."""
+    """Seconds of the relay process's CPU while the phones were sending."""
     relay_softirq: float
     """Half the machine's softirq seconds meanwhile: the delivery of the relay's packets."""
     wall: float
@@ -144,8 +166,12 @@ class Phones:
         """Address of phone ``index``: 2i is call i's caller, 2i + 1 its buyer."""
         return self.sockets[index % len(self.sockets)]
 
-    def run(self, targets: list[Address]) -> RunResult:
-        """Send every phone's packets to its relay port; blocking, run it in a thread."""
+    def run(self, targets: list[Address], relay_cpu: CpuClock = time.process_time) -> RunResult:
+        """Send every phone's packets to its relay port; blocking, run it in a thread.
+
+        ``relay_cpu`` is read when the phones start and stop sending; the
+        default counts every thread of this process, the relay's loop too.
+        """
         assert self.process.stdin is not None
         self.process.stdin.write(" ".join(str(port) for _, port in targets) + "\n")
         self.process.stdin.flush()
@@ -154,8 +180,7 @@ class Phones:
         for line in self._stdout:
             word, _, value = line.strip().partition(" ")
             if word in ("start", "stop"):
-                # process_time counts every thread of this process: the relay's loop too.
-                marks[word] = (time.process_time(), _softirq_seconds() / 2, time.monotonic())
+                marks[word] = (relay_cpu(), _softirq_seconds() / 2, time.monotonic())
             elif word == "end":
                 break
             else:
@@ -211,9 +236,9 @@ class BareRelay:
 Setup = Callable[[Phones], Awaitable[list[Address]]]
 
 
-async def measure(binary: Path, calls: int, setup: Setup) -> RunResult:
+async def measure(helpers: Helpers, calls: int, setup: Setup) -> RunResult:
     """Start the phones, let ``setup`` open the relay for them, and run the calls."""
-    phones = Phones(binary, calls)
+    phones = Phones(helpers.phones, calls)
     try:
         targets = await setup(phones)
         return await asyncio.to_thread(phones.run, targets)
@@ -221,7 +246,7 @@ async def measure(binary: Path, calls: int, setup: Setup) -> RunResult:
         phones.close()
 
 
-async def run_baseline(binary: Path, calls: int) -> RunResult:
+async def run_baseline(helpers: Helpers, calls: int) -> RunResult:
     relay = BareRelay()
 
     async def setup(phones: Phones) -> list[Address]:
@@ -231,12 +256,12 @@ async def run_baseline(binary: Path, calls: int) -> RunResult:
         return targets
 
     try:
-        return await measure(binary, calls, setup)
+        return await measure(helpers, calls, setup)
     finally:
         relay.close()
 
 
-async def run_engine(binary: Path, calls: int) -> RunResult:
+async def run_engine(helpers: Helpers, calls: int) -> RunResult:
     engine = MediaEngine(MediaConfig(HOST, 20000, 60999))
     await engine.start()
 
@@ -250,9 +275,60 @@ async def run_engine(binary: Path, calls: int) -> RunResult:
         return targets
 
     try:
-        return await measure(binary, calls, setup)
+        return await measure(helpers, calls, setup)
     finally:
         await engine.stop()
+
+
+class FloorRelay:
+    """``udp_relay``: its process, its ports, and its CPU clock."""
+
+    def __init__(self, binary: Path, calls: int) -> None:
+        self.process = subprocess.Popen(
+            [str(binary), str(calls), HOST],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self._stdin, self._stdout = self.process.stdin, self.process.stdout
+        self.ports = [int(port) for port in self._stdout.readline().split()]
+
+    def connect(self, phones: Phones) -> list[Address]:
+        """Give the relay the phones' addresses; the phones' targets."""
+        ports = (phones.phone(index)[1] for index in range(2 * phones.calls))
+        self._stdin.write(" ".join(map(str, ports)) + "\n")
+        self._stdin.flush()
+        if self._stdout.readline().strip() != "ready":
+            raise RuntimeError("the C relay failed; see its error output above")
+        return [(HOST, port) for port in self.ports]
+
+    def cpu(self) -> float:
+        self._stdin.write("cpu\n")
+        self._stdin.flush()
+        return float(self._stdout.readline())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._stdin.write("quit\n")
+            self._stdin.close()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._stdout.close()
+
+
+def run_floor(helpers: Helpers, calls: int) -> RunResult:
+    relay = FloorRelay(helpers.relay, calls)
+    phones = Phones(helpers.phones, calls)
+    try:
+        return phones.run(relay.connect(phones), relay.cpu)
+    finally:
+        phones.close()
+        relay.close()
 
 
 def _run(coroutine: Awaitable[RunResult]) -> RunResult:
@@ -283,24 +359,30 @@ def report(label: str, result: RunResult) -> None:
     cpu = 100 * result.relay_cpu / result.wall
     softirq = 100 * result.relay_softirq / result.wall
     phones_cpu = 100 * (p["cpu_user_seconds"] + p["cpu_system_seconds"]) / result.wall
+    warnings = []
+    if result.late > LATE_LIMIT:
+        warnings.append("the phones fell behind: this run measured them as much as the relay")
+    if p["phones_dropped"]:
+        warnings.append(f"{p['phones_dropped']:.0f} dropped by the phones' full buffers")
     print(
-        f"  {label:<6} {p['sent'] / SECONDS:>8.0f} pkt/s  loss {result.loss:6.3f} %  "
+        f"  {label:<6} {p['sent'] / SECONDS:>7.0f} pkt/s  loss {result.loss:6.3f} %  "
         f"transit p50 {p['transit_p50_us']:>6.0f} p99 {p['transit_p99_us']:>6.0f} "
         f"p99.9 {p['transit_p999_us']:>6.0f} us  jitter {p['jitter_us']:>6.0f} us  "
-        f"relay CPU {cpu:5.1f} % + softirq {softirq:4.1f} % = {result.per_packet:5.2f} us/pkt "
-        f"({result.calls_per_core:5.0f} calls/core)  phones CPU {phones_cpu:4.1f} %"
-        + (f"  phones late {result.late:.1f} %: generator-limited" if result.late > 1 else ""),
+        f"CPU {cpu:5.1f} % + softirq {softirq:4.1f} % = {result.per_packet:5.2f} us/pkt "
+        f"({result.calls_per_core:5.0f} calls/core)  phones CPU {phones_cpu:4.1f} %, "
+        f"{result.late:4.1f} % late" + "".join(f"; {warning}" for warning in warnings),
         flush=True,
     )
 
 
-def compare(engine: RunResult, baseline: RunResult) -> None:
-    """Print the engine's cost and jitter against the baseline of the same call count."""
-    holds = engine.loss < TARGET_LOSS and engine.late <= 1
+def compare(engine: RunResult, baseline: RunResult, floor: RunResult) -> None:
+    """Print the engine's cost and jitter against the other relays of the same call count."""
+    holds = engine.loss < TARGET_LOSS
     print(
-        f"  engine x{engine.per_packet / baseline.per_packet:.2f} CPU per packet, "
-        f"jitter {engine.phones['jitter_us'] - baseline.phones['jitter_us']:+.0f} us "
-        f"against the bare relay; {engine.calls} calls "
+        f"  engine: x{engine.per_packet / baseline.per_packet:.2f} the bare relay's CPU per "
+        f"packet (x{engine.per_packet / floor.per_packet:.2f} the C floor's), jitter "
+        f"{engine.phones['jitter_us'] - baseline.phones['jitter_us']:+.0f} us against the bare "
+        f"relay; {engine.calls} calls "
         + ("hold" if holds else "do not hold")
         + f" (loss < {TARGET_LOSS} %)",
         flush=True,
@@ -316,22 +398,25 @@ def _raise_file_limit(calls: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Relay each call count with the bare relay, then with the engine, and compare."""
+    """Relay each call count with the bare relay, the engine and the C floor, and compare."""
     counts = [int(arg) for arg in argv] if argv else list(CALL_COUNTS)
-    binary = build_phones()
+    helpers = Helpers.build()
+    load = os.getloadavg()[0]
     print(
         f"bridged G.711 calls, 20 ms packets both ways, {SECONDS:.0f} s per run, {loop_name()}, "
-        f"{os.cpu_count()} CPUs",
+        f"{os.cpu_count()} CPUs, load average {load:.2f}",
         flush=True,
     )
     for calls in counts:
         _raise_file_limit(calls)
         print(f"{calls} calls", flush=True)
-        baseline = _run(run_baseline(binary, calls))
+        baseline = _run(run_baseline(helpers, calls))
         report("bare", baseline)
-        engine = _run(run_engine(binary, calls))
+        engine = _run(run_engine(helpers, calls))
         report("engine", engine)
-        compare(engine, baseline)
+        floor = run_floor(helpers, calls)
+        report("C", floor)
+        compare(engine, baseline, floor)
 
 
 if __name__ == "__main__":
