@@ -645,7 +645,9 @@ class Phone:
             return
         if method == "BYE":
             self._respond(request, 200)
-            self._end(call, "hung up by the other side", by="peer")
+            if call.state is not CallState.ENDING:
+                # Else it crossed our BYE (RFC 3261 15): the call ends on our BYE's outcome.
+                self._end(call, "hung up by the other side", by="peer")
         elif method == "INVITE":
             self._respond(request, 488)  # this phone does not change its media mid-call
         elif method in ("OPTIONS", "INFO"):

@@ -303,6 +303,8 @@ class Dialog:
 
         A CSeq lower than the last one is an error the TU answers with
         ``500 Server Internal Error``; a target refresh updates the remote target.
+        A BYE that crosses ours finds the dialog already terminated and leaves
+        it so: both sides hung up at once, and the TU answers it all the same.
         """
         seq = request.cseq.seq
         if request.method not in _NO_NEW_CSEQ:
@@ -313,7 +315,7 @@ class Dialog:
             self.remote_seq = seq
         if request.method in _TARGET_REFRESH:
             self.remote_target = _contact_uri(request) or self.remote_target
-        if request.method == "BYE":
+        if request.method == "BYE" and self.state is not DialogState.TERMINATED:
             self._apply("bye")
 
     def receive_response(self, response: SipResponse) -> None:

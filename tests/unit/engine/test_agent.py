@@ -354,6 +354,21 @@ def test_a_bye_from_the_other_side_is_answered_and_ends_the_call() -> None:
     ]
 
 
+def test_a_bye_crossing_ours_is_answered_and_the_call_ends_on_our_bye() -> None:
+    """RFC 3261 15: both sides hang up at once; each BYE gets its 200."""
+    h = Harness(AnswerScript())
+    call, ok = answered_call(h)
+    h.phone.hang_up(call)
+    (bye,) = h.take()
+    assert isinstance(bye, SipRequest)
+    h.feed(in_dialog("BYE", ok.to.tag or "", 2, "z9hG4bK-bye"))
+    assert h.statuses() == [200]
+    assert state(call) is CallState.ENDING
+    h.feed(make_response(bye, 200))
+    assert state(call) is CallState.ENDED
+    assert (call.ended_by, call.end_reason) == ("us", "hung up by us")
+
+
 async def test_an_incoming_call_cancelled_while_ringing_ends_unanswered() -> None:
     h = Harness(AnswerScript(ring_seconds=30.0))
     h.feed(invite())

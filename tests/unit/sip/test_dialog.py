@@ -137,6 +137,17 @@ def test_out_of_order_cseq_is_refused_with_500() -> None:
     assert state(dialog) is DialogState.CONFIRMED
 
 
+def test_a_bye_crossing_ours_leaves_the_dialog_terminated_without_an_error() -> None:
+    """RFC 3261 15: both sides hung up at once; the peer's BYE is no error of ours."""
+    invite = request(fx.INVITE)
+    dialog = Dialog.as_uas(invite, make_response(invite, 200, to_tag="cw-a-1"))
+    dialog.create_request("BYE", via())
+    dialog.terminate()
+    dialog.receive_request(request(fx.BYE))
+    assert state(dialog) is DialogState.TERMINATED
+    assert dialog.remote_seq == 103
+
+
 def test_reinvite_refreshes_the_target_both_ways() -> None:
     invite = request(fx.INVITE)
     dialog = Dialog.as_uas(
