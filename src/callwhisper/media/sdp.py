@@ -402,8 +402,8 @@ def _media_address(session: SessionDescription, media: Media) -> str:
     return connection.address
 
 
-def _codec_of(media: Media, payload_type: int) -> tuple[str, int, int | None] | None:
-    rtpmap = media.rtpmaps.get(payload_type)
+def _codec_of(rtpmaps: dict[int, RtpMap], payload_type: int) -> tuple[str, int, int | None] | None:
+    rtpmap = rtpmaps.get(payload_type)
     if rtpmap is not None:
         return rtpmap.encoding, rtpmap.clock_rate, rtpmap.channels
     static = _STATIC_PAYLOAD_TYPES.get(payload_type)
@@ -418,9 +418,10 @@ def _payload_type(fmt: str) -> int:
 
 def _pick_codec(media: Media, codecs: tuple[str, ...]) -> tuple[str, int] | None:
     """The first format of ``media`` that is one of ``codecs`` (G.711 at 8 kHz, mono)."""
+    rtpmaps = media.rtpmaps
     for fmt in media.formats:
         payload_type = _payload_type(fmt)
-        codec = _codec_of(media, payload_type)
+        codec = _codec_of(rtpmaps, payload_type)
         if codec is None:
             continue
         name, clock_rate, channels = codec
@@ -430,8 +431,9 @@ def _pick_codec(media: Media, codecs: tuple[str, ...]) -> tuple[str, int] | None
 
 
 def _dtmf_payload_type(media: Media) -> int | None:
+    rtpmaps = media.rtpmaps
     for fmt in media.formats:
-        codec = _codec_of(media, _payload_type(fmt))
+        codec = _codec_of(rtpmaps, _payload_type(fmt))
         if codec is not None and codec[0].lower() == "telephone-event" and codec[1] == _CLOCK_RATE:
             return int(fmt)
     return None
@@ -563,10 +565,11 @@ def negotiate_answer(offer: SessionDescription, answer: SessionDescription) -> N
     for ours, theirs in zip(offer.media, answer.media, strict=True):
         if theirs.kind != "audio" or not theirs.port or ours.kind != "audio":
             continue
+        rtpmaps = ours.rtpmaps
         offered = tuple(
             mapped[0].upper()
             for fmt in ours.formats
-            if (mapped := _codec_of(ours, _payload_type(fmt))) is not None
+            if (mapped := _codec_of(rtpmaps, _payload_type(fmt))) is not None
             and mapped[0].upper() in SUPPORTED_CODECS
         )
         choice = _pick_codec(theirs, offered)
