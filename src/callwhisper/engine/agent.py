@@ -59,7 +59,7 @@ from callwhisper.media.sdp import (
     negotiate_answer,
 )
 from callwhisper.media.tones import SilenceSource, ToneSource, ToneSpec
-from callwhisper.sip.dialog import Dialog, DialogId
+from callwhisper.sip.dialog import Dialog, DialogId, check_dialog_request
 from callwhisper.sip.headers import NameAddr, Via
 from callwhisper.sip.message import (
     SipRequest,
@@ -588,9 +588,10 @@ class Phone:
             self._respond(invite, 486)
             return
         try:
+            check_dialog_request(invite)
             offer = SessionDescription.parse(invite.body)
             create_answer(offer, self.local[0], 9, session_id=0, codecs=CODECS)
-        except SdpError as exc:
+        except RemoteProtocolError as exc:  # no dialog could be made (400), or no common codec
             self._respond(invite, exc.status_hint or 488)
             return
         rtp = self._open_rtp()

@@ -34,7 +34,7 @@ from callwhisper.errors import LocalProtocolError, RemoteProtocolError, SdpError
 from callwhisper.flow import CallRefused, CallSession, FlowSettings, Persist
 from callwhisper.media.sdp import SessionDescription, create_answer
 from callwhisper.routing import enrich, is_withheld
-from callwhisper.sip.dialog import DialogId, learned_route_set
+from callwhisper.sip.dialog import DialogId, check_dialog_request
 from callwhisper.sip.message import SipRequest, SipResponse, make_response, new_tag
 from callwhisper.sip.transaction import (
     Address,
@@ -292,11 +292,11 @@ class B2bua:
             self.respond(request, 503, extra=(("Retry-After", "5"),))
             return
         try:
-            learned_route_set(request, uac=False)
+            check_dialog_request(request)
         except RemoteProtocolError as exc:
-            # RFC 3261 12.1.1: our answer would make a dialog whose requests cannot be routed.
-            log.info("INVITE %s refused: Record-Route: %s", request.call_id, exc)
-            self.respond(request, 400)
+            # RFC 3261 12.1.1: the answer at the bridge would make a dialog we could not keep.
+            log.info("INVITE %s refused: %s", request.call_id, exc)
+            self.respond(request, exc.status_hint or 400)
             return
         configuration = self.configuration
         tracking = None

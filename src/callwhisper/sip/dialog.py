@@ -27,6 +27,7 @@ __all__ = [
     "DialogId",
     "DialogState",
     "DialogTable",
+    "check_dialog_request",
     "learned_route_set",
     "loose_route",
     "route_uri",
@@ -101,6 +102,18 @@ def learned_route_set(message: SipMessage, *, uac: bool) -> list[str]:
     for route in routes:
         parse_uri(route.uri)
     return [str(route) for route in (reversed(routes) if uac else routes)]
+
+
+def check_dialog_request(request: SipRequest) -> None:
+    """Raise RemoteProtocolError (400) when our answer to ``request`` could not make a dialog.
+
+    A UAS checks this before answering anything (12.1.1): a request without
+    a From tag, or whose Record-Route is not a list of SIP URIs, would
+    otherwise be answered with a 2xx whose dialog could not be kept.
+    """
+    if request.from_.tag is None:
+        raise RemoteProtocolError("request without From tag cannot create a dialog", 400)
+    learned_route_set(request, uac=False)
 
 
 def loose_route(uri: str) -> str:
@@ -196,11 +209,11 @@ class Dialog:
         Raises RemoteProtocolError (400) for a request that cannot create one.
         """
         local_tag = response.to.tag
-        remote_tag = request.from_.tag
         if local_tag is None:
             raise LocalProtocolError("a dialog-creating response needs a To tag")
-        if remote_tag is None:
-            raise RemoteProtocolError("request without From tag cannot create a dialog", 400)
+        check_dialog_request(request)
+        remote_tag = request.from_.tag
+        assert remote_tag is not None  # checked above
         return cls(
             call_id=request.call_id,
             local_tag=local_tag,

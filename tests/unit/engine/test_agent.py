@@ -401,6 +401,13 @@ def test_an_offer_without_a_common_codec_gets_488() -> None:
     assert h.phone.calls == []
 
 
+def test_an_invite_that_could_make_no_dialog_gets_400() -> None:
+    h = Harness(AnswerScript())
+    h.feed(invite().replace(";tag=caller", ""))
+    assert h.statuses() == [400]
+    assert h.phone.calls == []
+
+
 def test_a_reinvite_is_refused_and_the_call_goes_on() -> None:
     h = Harness(AnswerScript())
     call, ok = answered_call(h)

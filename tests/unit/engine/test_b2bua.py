@@ -296,6 +296,16 @@ async def test_unknown_number_is_refused_with_404(harness: Harness) -> None:
     assert harness.media.legs == {}
 
 
+async def test_an_invite_without_from_tag_is_refused_with_400_before_any_call(
+    harness: Harness,
+) -> None:
+    """RFC 3261 12.1.1: its answer at the bridge could make no dialog, after the buyer accepted."""
+    harness.receive(invite().replace(";tag=caller", ""), CALLER)
+    assert statuses(harness.sent_to(CALLER)) == [400]
+    assert harness.media.legs == {}
+    assert not harness.b2bua.runners
+
+
 async def test_offer_without_a_common_codec_is_refused_with_488_and_stored(
     harness: Harness,
 ) -> None:

@@ -10,6 +10,7 @@ from callwhisper.sip.dialog import (
     DialogId,
     DialogState,
     DialogTable,
+    check_dialog_request,
     learned_route_set,
     loose_route,
 )
@@ -344,3 +345,14 @@ def test_a_route_that_is_not_a_sip_uri_creates_no_dialog() -> None:
     ok = response(fx.OK_INVITE.replace(b"<sip:proxy2.buyer.example.com;lr>", b"garbage"))
     with pytest.raises(RemoteProtocolError, match=r"^malformed address: 'garbage'$"):
         Dialog.as_uac(buyer_invite(), ok)
+
+
+def test_a_request_without_from_tag_can_create_no_dialog() -> None:
+    """Checked before answering: the 2xx would make a dialog nobody could match."""
+    invite = request(fx.INVITE.replace(b";tag=as58f4a1", b""))
+    with pytest.raises(RemoteProtocolError, match=r"^request without From tag") as info:
+        check_dialog_request(invite)
+    assert info.value.status_hint == 400
+    with pytest.raises(RemoteProtocolError, match=r"^request without From tag"):
+        Dialog.as_uas(invite, make_response(invite, 200, to_tag="t"))
+    check_dialog_request(request(fx.INVITE))
