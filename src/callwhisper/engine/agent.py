@@ -778,11 +778,14 @@ class Phone:
         self._note(call, f"ended: {reason}")
 
     def _hop(self, call: PhoneCall) -> Address:
-        """Where in-dialog requests go: the peer's Contact when it is an address, else the peer."""
+        """Where in-dialog requests go: the dialog's next hop when it is an address, else the peer.
+
+        The next hop is the first route, else the peer's Contact (RFC 3261 12.2.1.1).
+        """
         dialog = call.dialog
-        if dialog is not None and not dialog.route_set:
+        if dialog is not None:
             with contextlib.suppress(SipParseError):
-                host, port = uri_address(dialog.remote_target)
+                host, port = uri_address(dialog.next_hop)
                 if is_ip_literal(host):
                     return host, port
         return call.peer

@@ -369,6 +369,22 @@ def test_a_bye_crossing_ours_is_answered_and_the_call_ends_on_our_bye() -> None:
     assert (call.ended_by, call.end_reason) == ("us", "hung up by us")
 
 
+def test_our_bye_follows_the_route_the_callers_proxy_recorded() -> None:
+    """RFC 3261 12.2.1.1: the first route is the next hop, with a Route header for it."""
+    h = Harness(AnswerScript())
+    route = "<sip:127.0.0.1:5099;lr>"
+    h.feed(invite().replace("Max-Forwards", f"Record-Route: {route}\r\nMax-Forwards"))
+    (call,) = h.phone.calls
+    assert state(call) is CallState.CONFIRMED
+    h.take()
+    h.phone.hang_up(call)
+    ((bye, destination),) = h.sent
+    assert isinstance(bye, SipRequest)
+    assert destination == ("127.0.0.1", 5099)
+    assert (bye.method, bye.uri) == ("BYE", "sip:callwhisper@127.0.0.1:5060")
+    assert bye.headers.get_all("Route") == [route]
+
+
 async def test_an_incoming_call_cancelled_while_ringing_ends_unanswered() -> None:
     h = Harness(AnswerScript(ring_seconds=30.0))
     h.feed(invite())
