@@ -40,6 +40,7 @@ from callwhisper.audio import FRAME_SAMPLES, Codec
 from callwhisper.engine.clock import PTIME, MediaClock
 from callwhisper.engine.legs import codec_of, is_ip_literal, new_session_id, uri_address
 from callwhisper.engine.playback import LegCodec, Playback
+from callwhisper.engine.transaction_user import SDP, TransactionUser
 from callwhisper.engine.transport import SipEndpoint, TransportConfig
 from callwhisper.errors import (
     LocalProtocolError,
@@ -65,7 +66,6 @@ from callwhisper.sip.message import (
     SipRequest,
     SipResponse,
     make_request,
-    make_response,
     new_branch,
     new_tag,
 )
@@ -95,9 +95,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SDP: Final = "application/sdp"
 CODECS: Final = ("PCMU", "PCMA")
-ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 USER_AGENT: Final = "callwhisper-phone"
 SOUND_RMS: Final = 160.0
 """RMS level (16-bit PCM) above which a frame is sound, not silence: about -40 dBm0."""
@@ -381,7 +380,7 @@ class PhoneCall:
 # -- the transaction user -------------------------------------------------------------------
 
 
-class Phone:
+class Phone(TransactionUser):
     """The SIP user agent core of a phone: transaction events in, SIP and media out.
 
     ``core`` is the transaction layer, ``flush`` sends what it queued
@@ -389,6 +388,9 @@ class Phone:
     ``open_rtp`` binds one RTP port per call; received datagrams come back
     through :meth:`receive_rtp` and the media clock calls :meth:`tick`.
     """
+
+    server = USER_AGENT
+    allow = ALLOW
 
     def __init__(
         self,
@@ -403,14 +405,11 @@ class Phone:
         voice: ToneSpec | None = None,
     ) -> None:
         """A phone called ``name`` (the user part of its Contact) at SIP address ``local``."""
+        super().__init__(core, local=local, user=name, flush=flush, clock=clock)
         self.name = name
-        self.core = core
-        self.local = local
         self.script = script
         """How received calls are answered; None refuses them with 486 Busy Here."""
         self.voice = voice
-        self._flush = flush
-        self._clock = clock
         self._open_rtp = open_rtp
         self.calls: list[PhoneCall] = []
         self._clients: dict[TransactionKey, PhoneCall] = {}
@@ -418,18 +417,6 @@ class Phone:
         self._dialogs: dict[DialogId, PhoneCall] = {}
         self._ports: dict[RtpPort, PhoneCall] = {}
         self._talking: dict[PhoneCall, None] = {}
-        self._dispatching = False
-
-    @property
-    def host(self) -> str:
-        """Our address as written in URIs (IPv6 in brackets)."""
-        host = self.local[0]
-        return f"[{host}]" if ":" in host else host
-
-    @property
-    def contact(self) -> str:
-        """Our Contact header value."""
-        return f"<sip:{self.name}@{self.host}:{self.local[1]}>"
 
     def uri(self, user: str | None = None) -> str:
         """A SIP URI that reaches this phone, with ``user`` (else its name) as user part."""
@@ -485,7 +472,7 @@ class Phone:
                 self._clients[cancel] = call
             self._note(call, "CANCEL")
         else:
-            self._respond(call.invite, 480, to_tag=call.to_tag)
+            self.respond(call.invite, 480, to_tag=call.to_tag)
             call.status = 480
             self._end(call, "declined by us", by="us")
         self._send()
@@ -540,18 +527,10 @@ class Phone:
 
     # -- events from the SIP core ---------------------------------------------------------
 
-    def handle_event(self, event: TransactionEvent) -> None:
-        """The ``on_event`` callback of the :class:`~callwhisper.engine.transport.SipEndpoint`."""
-        self._dispatching = True
-        try:
-            self._dispatch(event)
-        finally:
-            self._dispatching = False
-
-    def _dispatch(self, event: TransactionEvent) -> None:
+    def _transaction_event(
+        self, event: ResponseReceived | InviteCancelled | TransactionFailed
+    ) -> None:
         match event:
-            case RequestReceived(request=request, source=source, key=key):
-                self._request(request, source, key)
             case ResponseReceived(response=response, key=key):
                 call = self._clients.get(key)
                 if call is not None:
@@ -565,34 +544,23 @@ class Phone:
             case TransactionFailed(key=key, reason=reason):
                 self._failed(key, reason)
 
-    def _request(self, request: SipRequest, source: Address, key: TransactionKey | None) -> None:
-        if request.to.tag is not None:
-            call = self._dialogs.get(DialogId.of_incoming_request(request))
-            if call is not None:
-                self._in_dialog(call, request)
-            elif request.method != "ACK":
-                self._respond(request, 481)  # RFC 3261 12.2.2: no such dialog
-            return
-        method = request.method
-        if method == "INVITE" and key is not None:
-            self._incoming(request, source, key)
-        elif method == "OPTIONS":
-            self._respond(request, 200, extra=(("Allow", ALLOW), ("Accept", SDP)))
-        elif method == "BYE":
-            self._respond(request, 481)
-        elif method != "ACK":
-            self._respond(request, 405, extra=(("Allow", ALLOW),))
+    def _dialog_request(self, event: RequestReceived) -> bool:
+        call = self._dialogs.get(DialogId.of_incoming_request(event.request))
+        if call is None:
+            return False
+        self._in_dialog(call, event.request)
+        return True
 
-    def _incoming(self, invite: SipRequest, source: Address, key: TransactionKey) -> None:
+    def _invite(self, invite: SipRequest, source: Address, key: TransactionKey) -> None:
         if self.script is None:
-            self._respond(invite, 486)
+            self.respond(invite, 486)
             return
         try:
             check_dialog_request(invite)
             offer = SessionDescription.parse(invite.body)
             create_answer(offer, self.local[0], 9, session_id=0, codecs=CODECS)
         except RemoteProtocolError as exc:  # no dialog could be made (400), or no common codec
-            self._respond(invite, exc.status_hint or 488)
+            self.respond(invite, exc.status_hint or 488)
             return
         rtp = self._open_rtp()
         answer, negotiated = create_answer(
@@ -606,7 +574,7 @@ class Phone:
         self._add(call)
         self._servers[key] = call
         self._note(call, f"INVITE from {invite.from_.uri}")
-        self._respond(invite, 180, to_tag=call.to_tag, extra=(("Contact", self.contact),))
+        self.respond(invite, 180, to_tag=call.to_tag, extra=(("Contact", self.contact),))
         self._transition(call, "provisional")
         self._note(call, "180 Ringing sent")
         if self.script.ring_seconds > 0:
@@ -617,7 +585,7 @@ class Phone:
     def _answer(self, call: PhoneCall) -> None:
         if call.state is not CallState.RINGING or call.negotiated is None:
             return  # cancelled while ringing
-        response = self._respond(
+        response = self.respond(
             call.invite, 200, to_tag=call.to_tag, body=call.answer,
             extra=(("Contact", self.contact), ("Content-Type", SDP), ("Allow", ALLOW)),
         )  # fmt: skip
@@ -632,29 +600,27 @@ class Phone:
     def _in_dialog(self, call: PhoneCall, request: SipRequest) -> None:
         method = request.method
         dialog = call.dialog
+        assert dialog is not None  # the call was found by its dialog
         if method == "ACK":
             if call.state is CallState.CONFIRMED:
                 self._note(call, "ACK received")
             return
-        if dialog is None:
-            self._respond(request, 481)
-            return
         try:
             dialog.receive_request(request)
         except RemoteProtocolError as exc:
-            self._respond(request, exc.status_hint or 500)
+            self.respond(request, exc.status_hint or 500)
             return
         if method == "BYE":
-            self._respond(request, 200)
+            self.respond(request, 200)
             if call.state is not CallState.ENDING:
                 # Else it crossed our BYE (RFC 3261 15): the call ends on our BYE's outcome.
                 self._end(call, "hung up by the other side", by="peer")
         elif method == "INVITE":
-            self._respond(request, 488)  # this phone does not change its media mid-call
+            self.respond(request, 488)  # this phone does not change its media mid-call
         elif method in ("OPTIONS", "INFO"):
-            self._respond(request, 200, extra=(("Allow", ALLOW),))
+            self.respond(request, 200, extra=(("Allow", ALLOW),))
         else:
-            self._respond(request, 501, extra=(("Allow", ALLOW),))
+            self.respond(request, 501, extra=(("Allow", ALLOW),))
 
     def _response(self, call: PhoneCall, response: SipResponse, key: TransactionKey) -> None:
         status = response.status
@@ -792,31 +758,6 @@ class Phone:
 
     def _via(self) -> Via:
         return Via("UDP", self.local[0], self.local[1], {"branch": new_branch(), "rport": None})
-
-    def _respond(
-        self,
-        request: SipRequest,
-        status: int,
-        *,
-        to_tag: str | None = None,
-        body: bytes = b"",
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> SipResponse:
-        response = make_response(
-            request, status, to_tag=to_tag, body=body,
-            extra=(("Server", USER_AGENT), *extra),
-        )  # fmt: skip
-        try:
-            self.core.send_response(response, self._clock())
-        except LocalProtocolError as exc:
-            log.debug("%s: no transaction for %d to %s: %s", self.name, status, request.method, exc)
-        self._send()
-        return response
-
-    def _send(self) -> None:
-        # Inside an event the endpoint flushes after the handler returns.
-        if not self._dispatching:
-            self._flush()
 
     def _note(self, call: PhoneCall, what: str) -> None:
         call.log.append((self._clock(), what))

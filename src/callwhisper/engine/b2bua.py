@@ -1,8 +1,10 @@
 """The back-to-back user agent: inbound INVITEs become calls, SIP events reach their call.
 
-:class:`B2bua` is the transaction user of the SIP core. It answers what no
-call owns (OPTIONS, unknown numbers with 404, offers without a common codec
-with 488, stored as refused calls, stray in-dialog requests with 481), creates a
+:class:`B2bua` is the transaction user of the SIP core. Beside what every
+:class:`~callwhisper.engine.transaction_user.TransactionUser` answers
+(OPTIONS, requests for unknown dialogs with 481), it turns away the INVITEs
+it cannot serve (unknown numbers with 404, offers without a common codec
+with 488, stored as refused calls), creates a
 :class:`~callwhisper.engine.runner.CallRunner` per accepted INVITE, and
 routes every later transaction event to the runner of its call by server
 transaction key, client transaction key or dialog id. It never blocks: each
@@ -16,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.engine.backend import CallBackend, Prompts
@@ -29,19 +31,19 @@ from callwhisper.engine.runner import (
     RunnerSettings,
     SipInput,
 )
+from callwhisper.engine.transaction_user import TransactionUser
 from callwhisper.engine.transport import TcpStreams
-from callwhisper.errors import LocalProtocolError, RemoteProtocolError, SdpError
+from callwhisper.errors import RemoteProtocolError, SdpError
 from callwhisper.flow import CallRefused, CallSession, FlowSettings, Persist
 from callwhisper.media.sdp import SessionDescription, create_answer
 from callwhisper.routing import enrich, is_withheld
 from callwhisper.sip.dialog import DialogId, check_dialog_request
-from callwhisper.sip.message import SipRequest, SipResponse, make_response, new_tag
+from callwhisper.sip.message import SipRequest, new_tag
 from callwhisper.sip.transaction import (
     Address,
     InviteCancelled,
     RequestReceived,
     ResponseReceived,
-    TransactionEvent,
     TransactionFailed,
     TransactionKey,
     TransactionLayer,
@@ -53,7 +55,6 @@ __all__ = ["B2bua"]
 log = logging.getLogger(__name__)
 
 _Route = tuple[CallRunner, str]
-SERVER_HEADER: Final = "callwhisper"
 
 
 @dataclass(slots=True)
@@ -65,7 +66,7 @@ class _Keys:
     invite: TransactionKey | None = None
 
 
-class B2bua:
+class B2bua(TransactionUser):
     """Turns SIP transaction events into calls and routes them to their runners.
 
     ``flush`` sends what the core queued (``SipEndpoint.flush``); ``clock`` is
@@ -95,16 +96,13 @@ class B2bua:
         :class:`~callwhisper.engine.transport.SipEndpoint`); without it such
         legs fail as a transport error.
         """
-        self.core = core
+        super().__init__(core, local=local, user="callwhisper", flush=flush, clock=clock)
         self.media = media
         self.backend = backend
         self.prompts = prompts
         self.configuration = configuration
         self.settings = settings
-        self._local = local
         self._media_address = media_address
-        self._flush = flush
-        self._clock = clock
         self._wall = wall
         self._tcp = tcp
         self.accepting = True
@@ -115,47 +113,16 @@ class B2bua:
         self._clients: dict[TransactionKey, _Route] = {}
         self._dialogs: dict[DialogId, _Route] = {}
         self._keys: dict[CallRunner, _Keys] = {}
-        self._dispatching = False
 
-    # -- SipSide, for the runners -------------------------------------------------------
+    server = "callwhisper"
+    allow = ALLOW
 
-    @property
-    def local(self) -> Address:
-        """Our SIP address."""
-        return self._local
+    # -- SipSide, for the runners (local, contact and respond come with TransactionUser) ---
 
     @property
     def media_address(self) -> str:
         """The address of our RTP sockets, put in our SDP."""
         return self._media_address
-
-    @property
-    def contact(self) -> str:
-        """Our Contact header value."""
-        host, port = self._local
-        host = f"[{host}]" if ":" in host else host
-        return f"<sip:callwhisper@{host}:{port}>"
-
-    def respond(
-        self,
-        request: SipRequest,
-        status: int,
-        *,
-        to_tag: str | None = None,
-        body: bytes = b"",
-        extra: tuple[tuple[str, str], ...] = (),
-    ) -> SipResponse:
-        """Send a response through the request's server transaction."""
-        response = make_response(
-            request, status, to_tag=to_tag, body=body, extra=(("Server", SERVER_HEADER), *extra)
-        )
-        try:
-            self.core.send_response(response, self._clock())
-        except LocalProtocolError as exc:
-            # The transaction is gone (the caller cancelled, a timer ended it): nothing to answer.
-            log.debug("no transaction for %d to %s: %s", status, request.method, exc)
-        self._send()
-        return response
 
     def send_request(
         self,
@@ -222,25 +189,12 @@ class B2bua:
             keys = self._keys[runner] = _Keys()
         return keys
 
-    def _send(self) -> None:
-        # Inside an event the endpoint flushes after the handler returns.
-        if not self._dispatching:
-            self._flush()
-
     # -- events from the SIP core ---------------------------------------------------------
 
-    def handle_event(self, event: TransactionEvent) -> None:
-        """The ``on_event`` callback of the :class:`~callwhisper.engine.transport.SipEndpoint`."""
-        self._dispatching = True
-        try:
-            self._dispatch(event)
-        finally:
-            self._dispatching = False
-
-    def _dispatch(self, event: TransactionEvent) -> None:
+    def _transaction_event(
+        self, event: ResponseReceived | InviteCancelled | TransactionFailed
+    ) -> None:
         match event:
-            case RequestReceived(request=request, source=source, key=key):
-                self._request(request, source, key, event)
             case ResponseReceived(key=key):
                 route = self._clients.get(key)
                 if route is not None:
@@ -256,36 +210,12 @@ class B2bua:
                 elif (runner := self._invites.get(key)) is not None:
                     runner.feed(SipInput(CALLER, event))
 
-    def _request(
-        self,
-        request: SipRequest,
-        source: Address,
-        key: TransactionKey | None,
-        event: RequestReceived,
-    ) -> None:
-        if request.to.tag is not None:
-            route = self._dialogs.get(DialogId.of_incoming_request(request))
-            if route is not None:
-                route[0].feed(SipInput(route[1], event))
-            elif request.method != "ACK":
-                # RFC 3261 12.2.2: a request for a dialog we do not know.
-                self.respond(request, 481)
-            return
-        if request.method == "INVITE":
-            assert key is not None
-            self._invite(request, source, key)
-        elif request.method == "OPTIONS":
-            self.respond(
-                request,
-                200,
-                extra=(("Allow", ALLOW), ("Accept", "application/sdp"), ("Contact", self.contact)),
-            )
-        elif request.method == "ACK":
-            pass  # the ACK of an error response, or a stray one
-        elif request.method == "BYE":
-            self.respond(request, 481)
-        else:
-            self.respond(request, 405, extra=(("Allow", ALLOW),))
+    def _dialog_request(self, event: RequestReceived) -> bool:
+        route = self._dialogs.get(DialogId.of_incoming_request(event.request))
+        if route is None:
+            return False
+        route[0].feed(SipInput(route[1], event))
+        return True
 
     def _invite(self, request: SipRequest, source: Address, key: TransactionKey) -> None:
         if not self.accepting:
