@@ -1,4 +1,4 @@
-"""Fakes of a socket and an event loop, so a media leg runs without network or sleeps."""
+"""Fakes of a socket, an event loop and a SIP endpoint: media legs and SIP without network."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from callwhisper.engine.media import LoopPoller, MediaConfig, MediaEngine
+from callwhisper.sip.message import SipMessage, parse_message
+from callwhisper.sip.transaction import TransactionEvent, TransactionLayer
 
 Address = tuple[str, int]
 
@@ -76,3 +78,30 @@ def fake_engine(
     engine._watcher = LoopPoller(engine._loop)
     engine._bind = bind  # type: ignore[method-assign]
     return engine, loop, sockets
+
+
+class FakeEndpoint:
+    """The SIP endpoint, sending nothing: records what the core queued and delivers its events.
+
+    ``handler`` is the transaction user's ``handle_event``, set once the TU
+    exists (it takes :meth:`flush` as its own).
+    """
+
+    def __init__(self, core: TransactionLayer) -> None:
+        self.core = core
+        self.sent: list[tuple[SipMessage, Address]] = []
+        self.handler: Callable[[TransactionEvent], None] = lambda event: None
+
+    def flush(self) -> None:
+        while True:
+            for data, destination in self.core.messages_to_send():
+                self.sent.append((parse_message(data), destination))
+            event = self.core.next_event()
+            if event is None:
+                return
+            self.handler(event)
+
+    def take(self) -> list[tuple[SipMessage, Address]]:
+        """What was sent since the last look, and where."""
+        sent, self.sent = self.sent, []
+        return sent

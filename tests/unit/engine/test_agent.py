@@ -31,9 +31,9 @@ from callwhisper.sip.message import (
     SipRequest,
     SipResponse,
     make_response,
-    parse_message,
 )
 from callwhisper.sip.transaction import Address, TransactionLayer
+from tests.unit.engine.fakes import FakeEndpoint
 
 PEER: Address = ("127.0.0.1", 5060)
 PEER_RTP: Address = ("127.0.0.1", 40000)
@@ -191,40 +191,36 @@ class Harness:
     def __init__(self, script: AnswerScript | None = None) -> None:
         self.now = 100.0
         self.core = TransactionLayer()
-        self.sent: list[tuple[SipMessage, Address]] = []
+        self.endpoint = FakeEndpoint(self.core)
         self.ports: list[FakePort] = []
         self.phone = Phone(
             "buyer",
             self.core,
             local=LOCAL,
-            flush=self.flush,
+            flush=self.endpoint.flush,
             clock=lambda: self.now,
             open_rtp=self.open_rtp,
             script=script,
         )
+        self.endpoint.handler = self.phone.handle_event
+
+    @property
+    def sent(self) -> list[tuple[SipMessage, Address]]:
+        """What was sent since the last :meth:`take`, and where."""
+        return self.endpoint.sent
 
     def open_rtp(self) -> FakePort:
         port = FakePort(30000 + 2 * len(self.ports))
         self.ports.append(port)
         return port
 
-    def flush(self) -> None:
-        while True:
-            for data, destination in self.core.messages_to_send():
-                self.sent.append((parse_message(data), destination))
-            event = self.core.next_event()
-            if event is None:
-                return
-            self.phone.handle_event(event)
-
     def feed(self, message: SipMessage | str) -> None:
         data = bytes(message) if isinstance(message, SipMessage) else message.encode()
         self.core.receive_datagram(data, PEER, self.now)
-        self.flush()
+        self.endpoint.flush()
 
     def take(self) -> list[SipMessage]:
-        sent, self.sent = self.sent, []
-        return [message for message, _ in sent]
+        return [message for message, _ in self.endpoint.take()]
 
     def statuses(self) -> list[int]:
         return [m.status for m in self.take() if isinstance(m, SipResponse)]

@@ -8,10 +8,8 @@ table instead of the system's resolver.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +19,22 @@ from callwhisper.engine.legs import is_ip_literal
 from callwhisper.engine.media import DigitReceived as DigitEvent
 from callwhisper.sip.message import SipMessage, SipRequest, SipResponse
 from callwhisper.sip.transaction import Address
-from tests.unit.engine.test_b2bua import BUYER, BUYER_SDP, BUYER_URI, CALLER, invite, response_to
-from tests.unit.engine.test_b2bua_trunks import (
+from tests.unit.engine.b2bua_harness import (
+    BUYER,
+    BUYER_SDP,
+    BUYER_URI,
+    CALLER,
     NUMBER,
     PROXY,
-    FakeTcp,
-    TrunkHarness,
+    Harness,
+    MakeHarness,
+    buyer_bye,
     caller_bye,
+    caller_cancel,
     challenge,
     document,
+    invite,
+    response_to,
 )
 
 NEAR: Address = ("127.0.0.1", 5099)
@@ -41,7 +46,7 @@ CARRIER = {"id": "carrier", "proxy": "sip:127.0.0.1:5090"}
 """A trunk whose proxy is at PROXY."""
 
 Sent = list[tuple[Address, SipMessage]]
-Make = Callable[..., TrunkHarness]
+Make = Callable[..., Harness]
 
 
 @dataclass
@@ -68,20 +73,13 @@ def names(monkeypatch: pytest.MonkeyPatch) -> Names:
 
 
 @pytest.fixture
-async def make(tmp_path: Path, names: Names) -> AsyncIterator[Make]:
+def make(make_harness: MakeHarness, names: Names) -> Make:
     """``make(target, trunk=None)``: a harness for one buyer target; calls end at teardown."""
-    made: list[TrunkHarness] = []
 
-    def build(target: dict[str, Any], trunk: dict[str, Any] | None = None) -> TrunkHarness:
-        harness = TrunkHarness(tmp_path, document(target, trunk), FakeTcp())
-        made.append(harness)
-        return harness
+    def build(target: dict[str, Any], trunk: dict[str, Any] | None = None) -> Harness:
+        return make_harness(document(target, trunk))
 
-    yield build
-    for harness in made:
-        for task in harness.b2bua.tasks:
-            task.cancel()
-        await asyncio.gather(*harness.b2bua.tasks, return_exceptions=True)
+    return build
 
 
 def with_record_route(message: str, *routes: str) -> str:
@@ -90,7 +88,7 @@ def with_record_route(message: str, *routes: str) -> str:
     return message.replace("\nFrom:", f"\n{lines}From:", 1)
 
 
-def take(harness: TrunkHarness, kind: str) -> Sent:
+def take(harness: Harness, kind: str) -> Sent:
     """What was sent of this method or status since the last look (the rest is dropped)."""
     out: Sent = []
     for message, destination in harness.endpoint.take():
@@ -119,7 +117,7 @@ def pick(sent: Sent, kind: str) -> tuple[Address, SipMessage]:
     return found[0]
 
 
-async def call(harness: TrunkHarness, caller_invite: str = "") -> tuple[Address, SipRequest]:
+async def call(harness: Harness, caller_invite: str = "") -> tuple[Address, SipRequest]:
     """A call arrives: the INVITE the B2BUA sent to the buyer, and where it went."""
     harness.receive(caller_invite or invite(), CALLER)
     await harness.settle()
@@ -127,7 +125,7 @@ async def call(harness: TrunkHarness, caller_invite: str = "") -> tuple[Address,
 
 
 async def answer(
-    harness: TrunkHarness, request: SipRequest, *routes: str, source: Address = BUYER
+    harness: Harness, request: SipRequest, *routes: str, source: Address = BUYER
 ) -> tuple[Address, SipRequest]:
     """The buyer answers through proxies recording ``routes``: our ACK and where it went."""
     text = with_record_route(response_to(request, 200, "OK", BUYER_SDP), *routes)
@@ -136,7 +134,7 @@ async def answer(
     return only_request(take(harness, "ACK"))
 
 
-async def accept(harness: TrunkHarness) -> SipResponse:
+async def accept(harness: Harness) -> SipResponse:
     """The buyer presses 1: the 200 the caller gets."""
     harness.media.legs["B1"].on_event(DigitEvent("B1", "1", 0.0))
     await harness.settle()
@@ -148,33 +146,11 @@ async def accept(harness: TrunkHarness) -> SipResponse:
     return response
 
 
-async def caller_hangs_up(
-    harness: TrunkHarness, answered: SipResponse
-) -> tuple[Address, SipRequest]:
+async def caller_hangs_up(harness: Harness, answered: SipResponse) -> tuple[Address, SipRequest]:
     """The caller's BYE: the BYE we send the buyer, and where it went."""
     harness.receive(caller_bye(answered.to.tag), CALLER)
     await harness.settle()
     return only_request(take(harness, "BYE"))
-
-
-def buyer_bye(request: SipRequest) -> str:
-    """The buyer hangs up the dialog of our INVITE ``request``."""
-    return (
-        "BYE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-buyer-bye\n"
-        f"From: {request.headers.get('To')};tag=buyer\n"
-        f"To: {request.headers.get('From')}\n"
-        f"Call-ID: {request.call_id}\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n"
-    )
-
-
-def caller_cancel() -> str:
-    return (
-        "CANCEL sip:sales@127.0.0.1:5060 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-1\n"
-        "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\nTo: <sip:sales@127.0.0.1:5060>\n"
-        "Call-ID: call-1\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0\n\n"
-    )
 
 
 # -- the buyer's side: our UAC leg ------------------------------------------------------------

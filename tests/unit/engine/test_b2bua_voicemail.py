@@ -1,38 +1,31 @@
 """The voicemail fallback on the B2BUA: answer, message, beep, record the caller, hang up.
 
-The harness of ``test_b2bua`` with a campaign whose fallback is a voicemail,
-and a fake media engine that also records legs alone. The buyer is busy, so
-the fallback runs at once.
+The harness of ``b2bua_harness`` with a campaign whose fallback is a
+voicemail, and a fake media engine that also records legs alone. The buyer
+is busy, so the fallback runs at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pytest
 
-from callwhisper.domain import Configuration
-from callwhisper.engine.b2bua import B2bua
-from callwhisper.engine.media import MediaEngine
 from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
-from callwhisper.engine.runner import CallRunner, RunnerSettings, TimerInput
+from callwhisper.engine.runner import CallRunner, TimerInput
 from callwhisper.media.g711 import alaw_decode
 from callwhisper.sip.message import SipRequest
-from tests.unit.engine.test_b2bua import (
+from tests.unit.engine.b2bua_harness import (
     BUYER,
-    BUYER_URI,
     CALLER,
-    NOW,
-    FakeBackend,
     FakeLeg,
     FakeMedia,
-    FakePrompts,
     Harness,
-    invite,
+    caller_bye,
+    document,
     response_to,
     statuses,
 )
@@ -80,72 +73,23 @@ class RecordingMedia(FakeMedia):
         recording.stopped = True
 
 
-class PathBackend(FakeBackend):
-    """Remembers where the recordings of calls go."""
-
-    def __init__(self, configuration: Configuration) -> None:
-        super().__init__(configuration)
-        self.recording_paths: list[Path] = []
-
-    async def recording_started(self, call_id: str, path: Path) -> None:
-        self.recording_paths.append(path)
-
-
 class VoicemailHarness(Harness):
     """The B2BUA on a campaign whose fallback takes a voicemail."""
 
     media: RecordingMedia
-    backend: PathBackend
 
     def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path)
-        self.media = RecordingMedia()
-        self.backend = PathBackend(
-            Configuration.model_validate(
-                {
-                    "buyers": [
-                        {
-                            "id": "acme",
-                            "conversion": {"revenue": "20.00"},
-                            "targets": [{"id": "main", "destination": BUYER_URI}],
-                        }
-                    ],
-                    "campaigns": [
-                        {
-                            "id": "test",
-                            "routing": {"tiers": [{"buyers": [{"buyer": "acme"}]}]},
-                            "fallback": {
-                                "action": "voicemail",
-                                "message": "Leave a message.",
-                                "voicemail_max_seconds": MAX_SECONDS,
-                            },
-                        }
-                    ],
-                    "numbers": [{"number": "sales", "campaign": "test"}],
-                }
-            )
-        )
-        self.b2bua = B2bua(
-            self.core,
-            cast(MediaEngine, self.media),
-            self.backend,
-            FakePrompts(),
-            self.backend.configuration,
-            RunnerSettings(tmp_path, cancel_linger_seconds=0.0),
-            local=("127.0.0.1", 5060),
-            media_address="127.0.0.1",
-            flush=self.endpoint.flush,
-            clock=lambda: 0.0,
-            wall=lambda: NOW,
-        )
-        self.endpoint.handler = self.b2bua.handle_event
+        configuration = document()
+        configuration["campaigns"][0]["fallback"] = {
+            "action": "voicemail",
+            "message": "Leave a message.",
+            "voicemail_max_seconds": MAX_SECONDS,
+        }
+        super().__init__(tmp_path, configuration, media=RecordingMedia())
 
     async def leave_message(self) -> CallRunner:
         """A call whose only buyer is busy, up to the start of the voicemail recording."""
-        self.receive(invite(), CALLER)
-        await self.settle()
-        buyer_invite = self.sent_to(BUYER)[0]
-        assert isinstance(buyer_invite, SipRequest)
+        buyer_invite = await self.dial()
         self.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
         await self.settle()
         caller = self.media.legs["A"]
@@ -156,29 +100,20 @@ class VoicemailHarness(Harness):
         await self.settle()
         return next(iter(self.b2bua.runners))
 
-    def caller_bye(self) -> None:
+    def hang_up_caller(self) -> None:
+        """The caller sends its BYE, in the dialog our 200 made."""
         to_tag = next(
             m.to.tag
             for m, d in self.endpoint.sent
             if d == CALLER and not isinstance(m, SipRequest) and m.status == 200
         )
-        self.receive(
-            "BYE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
-            "Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-bye\n"
-            "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
-            f"To: <sip:sales@127.0.0.1:5060>;tag={to_tag}\n"
-            "Call-ID: call-1\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-            CALLER,
-        )
+        self.receive(caller_bye(to_tag), CALLER)
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[VoicemailHarness]:
-    harness = VoicemailHarness(tmp_path)
-    yield harness
-    for task in harness.b2bua.tasks:
-        task.cancel()
-    await asyncio.gather(*harness.b2bua.tasks, return_exceptions=True)
+    async with VoicemailHarness(tmp_path) as harness:
+        yield harness
 
 
 async def test_the_caller_is_answered_told_beeped_and_recorded(
@@ -205,7 +140,7 @@ async def test_the_caller_is_answered_told_beeped_and_recorded(
 
 async def test_the_caller_hanging_up_ends_the_recording(harness: VoicemailHarness) -> None:
     await harness.leave_message()
-    harness.caller_bye()
+    harness.hang_up_caller()
     await harness.settle()
     [recording] = harness.media.recordings
     assert recording.stopped
