@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from callwhisper.engine.media import DigitReceived as DigitEvent
-from callwhisper.sip.message import SipRequest
+from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
+from callwhisper.engine.runner import TimerInput
+from callwhisper.sip.message import SipMessage, SipRequest
 from tests.unit.engine.b2bua_harness import (
     BUYER,
     BUYER_SDP,
@@ -23,6 +25,7 @@ from tests.unit.engine.b2bua_harness import (
     buyer_bye,
     caller_bye,
     caller_cancel,
+    document,
     invite,
     response_to,
     statuses,
@@ -33,6 +36,11 @@ from tests.unit.engine.b2bua_harness import (
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     async with Harness(tmp_path) as harness:
         yield harness
+
+
+def requests(messages: list[SipMessage]) -> list[str]:
+    """The methods of the requests among ``messages``."""
+    return [m.method for m in messages if isinstance(m, SipRequest)]
 
 
 async def test_unknown_number_is_refused_with_404(harness: Harness) -> None:
@@ -154,6 +162,36 @@ async def test_buyer_bye_after_the_bridge_is_answered_and_the_caller_hung_up(
     assert harness.media.legs["B1"].closed
     assert harness.media.legs["A"].closed
     assert harness.backend.ended == ["connected"]  # hung up before the 60 s buffer
+
+
+async def test_a_buyer_bye_crossing_our_decline_is_answered_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    """RFC 3261 15: the buyer hangs up as its whisper times out; the fallback still runs."""
+    configuration = document()
+    configuration["campaigns"][0]["fallback"] = {"action": "message", "message": "Goodbye."}
+    async with Harness(tmp_path, configuration) as harness:
+        buyer_invite = await harness.dial()
+        harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
+        await harness.settle()
+        assert requests(harness.sent_to(BUYER)) == ["ACK"]
+        whisper = harness.media.legs["B1"]
+        assert whisper.playing is not None
+        whisper.on_event(PlaybackEvent("B1", whisper.playing, 0.0))
+        await harness.settle()
+        runner = next(iter(harness.b2bua.runners))
+        runner.feed(TimerInput())  # the accept gate's wait is over: declined
+        await harness.settle()
+        assert requests(harness.sent_to(BUYER)) == ["BYE"]
+        harness.receive(buyer_bye(buyer_invite), BUYER)
+        await harness.settle()
+        assert statuses(harness.sent_to(BUYER)) == [200]
+        caller = harness.media.legs["A"]
+        assert caller.playing is not None  # the fallback's message
+        caller.on_event(PlaybackEvent("A", caller.playing, 0.0))
+        await harness.settle()
+        assert harness.leg_end("B1") == {"reason": "declined", "by": "system", "cost": "0.0000"}
+        assert harness.backend.ended == ["no_buyer"]
 
 
 async def test_caller_on_hold_gets_recvonly_and_no_media_until_it_resumes(
