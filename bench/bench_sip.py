@@ -58,7 +58,7 @@ Every peer shares one loopback address, as a carrier's calls all come from
 its SBC, so the server runs with the per-source flood guard raised past the
 load (``TransportConfig.rate_per_source``): its default would cap one
 carrier at about 60 calls per second. Run with ``python -m bench sip``
-(about four minutes; needs ``sipp`` with pcap play, Debian's ``sip-tester``,
+(about five minutes; needs ``sipp`` with pcap play, Debian's ``sip-tester``,
 and ``espeak-ng`` for the whisper).
 """
 
@@ -70,6 +70,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -799,6 +800,10 @@ def ramp(bench: Bench) -> None:
 
 def main() -> None:
     """The latency run, then the CPU ramp, each against SIPp calling SIPp."""
+    missing = [tool for tool in ("sipp", "espeak-ng") if shutil.which(tool) is None]
+    if missing:
+        print(f"skipped: needs {' and '.join(missing)} (Debian: sip-tester, espeak-ng)")
+        return
     with tempfile.TemporaryDirectory(prefix="callwhisper-bench-sip-") as workdir:
         bench = Bench(Path(workdir))
         latency(bench)
