@@ -56,17 +56,25 @@ def configuration(
     return document
 
 
-async def finished_call(server: CallwhisperServer, wait_seconds: float = 15.0) -> CallRecord:
-    """The one call of the test, once its runner is done and its record written."""
+async def finished_calls(
+    server: CallwhisperServer, count: int, wait_seconds: float = 15.0
+) -> list[CallRecord]:
+    """The ``count`` calls of the test, once their runners are done and their records written."""
     assert server.b2bua is not None
     assert server.store is not None
     tasks = set(server.b2bua.tasks)
     if tasks:
         _, pending = await asyncio.wait(tasks, timeout=wait_seconds)
-        assert not pending, "the call did not end"
+        assert not pending, f"{len(pending)} of the calls did not end"
     calls = await server.store.calls.list_calls(with_events=True)
-    assert len(calls) == 1
-    return calls[0]
+    assert len(calls) == count
+    return calls
+
+
+async def finished_call(server: CallwhisperServer, wait_seconds: float = 15.0) -> CallRecord:
+    """The one call of the test, once its runner is done and its record written."""
+    [call] = await finished_calls(server, 1, wait_seconds)
+    return call
 
 
 def kinds(call: CallRecord) -> list[tuple[str, str | None]]:

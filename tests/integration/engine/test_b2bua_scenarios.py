@@ -23,7 +23,14 @@ from callwhisper.engine.server import CallwhisperServer
 from callwhisper.media.g711 import alaw_decode
 from callwhisper.media.rtp import RtpPacket
 from callwhisper.store import CallRecord
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.calls import (
+    NUMBER,
+    configuration,
+    finished_call,
+    finished_calls,
+    kinds,
+    leg_ends,
+)
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.audio import Audio, classify, from_pcm16, tone_cadence
 from tests.integration.peers.rtp import RtpSink
@@ -266,19 +273,6 @@ AUTO_ACCEPT = {"text": "Hello.", "accept_mode": "auto", "plays": 1}
 """A plain announcement: the bridge follows the whisper, no key needed (call-flow 8)."""
 
 
-async def finished_calls(server: CallwhisperServer, count: int) -> list[CallRecord]:
-    """The ``count`` calls of the test, once every runner is done."""
-    assert server.b2bua is not None
-    assert server.store is not None
-    tasks = set(server.b2bua.tasks)
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=PEER_TIMEOUT)
-        assert not pending, "some calls did not end"
-    calls = await server.store.calls.list_calls(with_events=True)
-    assert len(calls) == count
-    return calls
-
-
 async def test_lost_200s_to_the_caller_are_retransmitted_until_the_ack(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
@@ -302,7 +296,7 @@ async def test_lost_200s_to_the_caller_are_retransmitted_until_the_ack(
     assert lossy.step_count("_200_Recv") == 2 * calls
     assert lossy.count("ACK", "sent") == calls
 
-    stored = await finished_calls(server, calls)
+    stored = await finished_calls(server, calls, wait_seconds=PEER_TIMEOUT)
     for call in stored:
         assert call.outcome == "connected", kinds(call)
         assert [leg.outcome for leg in call.legs] == ["hangup"]

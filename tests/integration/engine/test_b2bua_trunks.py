@@ -7,7 +7,6 @@ SIPp caller and SIPp buyers or trunks (UAS, over UDP or one TCP connection,
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 from typing import Any
@@ -15,8 +14,14 @@ from typing import Any
 import pytest
 
 from callwhisper.engine.server import CallwhisperServer
-from callwhisper.store import CallRecord
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.calls import (
+    NUMBER,
+    configuration,
+    finished_call,
+    finished_calls,
+    kinds,
+    leg_ends,
+)
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.sipp import SippLauncher, SippOptions, SippPeer, SippResult
 
@@ -55,19 +60,6 @@ def via_transport(message: str) -> str:
     return found.group(1)
 
 
-async def all_calls(server: CallwhisperServer, count: int) -> list[CallRecord]:
-    """Every call of the test, once their runners are done."""
-    assert server.b2bua is not None
-    assert server.store is not None
-    tasks = set(server.b2bua.tasks)
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=20)
-        assert not pending, "a call did not end"
-    calls = await server.store.calls.list_calls(with_events=True)
-    assert len(calls) == count
-    return calls
-
-
 async def test_a_buyer_over_tcp_takes_two_calls_on_one_connection(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
@@ -86,7 +78,7 @@ async def test_a_buyer_over_tcp_takes_two_calls_on_one_connection(
     received = [m.kind for m in buyer_result.messages if m.direction == "received"]
     assert sorted(received) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
 
-    calls = await all_calls(server, 2)
+    calls = await finished_calls(server, 2, wait_seconds=20)
     assert [call.outcome for call in calls] == ["connected", "connected"]
     assert all(("bridge", "B1") in kinds(call) for call in calls)
     assert server.endpoint is not None
