@@ -48,6 +48,7 @@ from tests.integration.peers.baresip import (
     SAMPLE_RATE,
     WAV_HEADER,
     Baresip,
+    BaresipEvent,
     BaresipLauncher,
     SoundDump,
 )
@@ -150,6 +151,16 @@ def seconds(samples: int) -> float:
     return samples / SAMPLE_RATE
 
 
+async def phones_and_server(
+    baresip: BaresipLauncher, start_server: StartServer, *, answermode: str
+) -> tuple[Baresip, Baresip, CallwhisperServer]:
+    """The buyer (answering as ``answermode``), the caller, and a server whose buyer it is."""
+    buyer = await baresip.start(user="buyer", answermode=answermode, tone=BUYER_TONE)
+    caller = await baresip.start(user="caller", tone=CALLER_TONE)
+    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    return buyer, caller, server
+
+
 async def dial(caller: Baresip, server: CallwhisperServer) -> None:
     host, port = server.sip_address
     await caller.control.dial(f"sip:{NUMBER}@{host}:{port}")
@@ -178,6 +189,19 @@ async def answer_and_hear_the_whisper(
         if heard_so_far(buyer) != size:
             size, since = heard_so_far(buyer), time.monotonic()
     return heard_so_far(buyer)
+
+
+async def press_1(buyer: Baresip, caller: Baresip) -> BaresipEvent:
+    """The buyer presses 1: the caller's ``CALL_ESTABLISHED``, which the bridge brings."""
+    await buyer.control.send_dtmf("1")
+    return await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+
+
+async def hang_up(phone: Baresip, other: Baresip) -> BaresipEvent:
+    """``phone`` hangs up and both calls close: the other phone's ``CALL_CLOSED``."""
+    await phone.control.hangup()
+    await phone.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    return await other.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
 
 
 def tail_is_silent(phone: Baresip) -> bool:
@@ -216,18 +240,13 @@ async def test_baresip_buyer_hears_the_whisper_presses_1_and_is_bridged_to_the_c
     baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
 ) -> None:
     """A real phone as buyer: whisper speech, RFC 4733 key 1, then the caller's voice."""
-    buyer = await baresip.start(user="buyer", answermode="manual", tone=BUYER_TONE)
-    caller = await baresip.start(user="caller", tone=CALLER_TONE)
-    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    buyer, caller, server = await phones_and_server(baresip, start_server, answermode="manual")
 
     await dial(caller, server)
     key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
-    await buyer.control.send_dtmf("1")
-    await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    await press_1(buyer, caller)
     await buyer.wait_heard(seconds(key_at) + 2.0, timeout=TIMEOUT)
-    await caller.control.hangup()
-    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
-    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await hang_up(caller, buyer)
 
     call = await finished_call(server)
     timeline = kinds(call)
@@ -252,23 +271,18 @@ async def test_baresip_caller_hears_ringback_until_the_bridge_then_the_buyer(
     baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
 ) -> None:
     """A real phone as caller: 183 and ringback, 200 OK only at the bridge, audio both ways."""
-    buyer = await baresip.start(user="buyer", answermode="manual", tone=BUYER_TONE)
-    caller = await baresip.start(user="caller", tone=CALLER_TONE)
-    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    buyer, caller, server = await phones_and_server(baresip, start_server, answermode="manual")
 
     await dial(caller, server)
     progress = await caller.control.wait_for("CALL_PROGRESS", timeout=TIMEOUT)
     key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
     caller_at_key = heard_so_far(caller)
     pressed = time.monotonic()
-    await buyer.control.send_dtmf("1")
-    established = await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    established = await press_1(buyer, caller)
     caller_at_bridge = heard_so_far(caller)
     await caller.wait_heard(seconds(caller_at_bridge) + 2.0, timeout=TIMEOUT)
     await buyer.wait_heard(seconds(key_at) + 2.0, timeout=TIMEOUT)
-    await buyer.control.hangup()
-    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
-    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await hang_up(buyer, caller)
 
     # call-flow 1.1: early media first, the answer only once the buyer has accepted.
     assert progress.received_at < established.received_at
@@ -299,16 +313,12 @@ async def test_baresip_caller_hanging_up_during_the_whisper_ends_the_buyer_leg_u
     baresip: BaresipLauncher, start_server: StartServer
 ) -> None:
     """call-flow 4: the caller's CANCEL during the whisper sends the buyer a BYE; no bridge."""
-    buyer = await baresip.start(user="buyer", answermode="auto", tone=BUYER_TONE)
-    caller = await baresip.start(user="caller", tone=CALLER_TONE)
-    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    buyer, caller, server = await phones_and_server(baresip, start_server, answermode="auto")
 
     await dial(caller, server)
     await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
     await buyer.wait_heard(1.0, timeout=TIMEOUT)
-    await caller.control.hangup()
-    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
-    closed = await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    closed = await hang_up(caller, buyer)
 
     assert closed.param == "Connection reset by peer"  # baresip's words for a BYE received
     assert "CALL_ESTABLISHED" not in caller.control.types()
@@ -328,14 +338,11 @@ async def test_baresip_caller_on_hold_gets_no_media_and_is_heard_again_on_resume
     baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
 ) -> None:
     """RFC 3264 6.1: baresip's hold re-INVITE (sendonly) stops our media to it; resume restarts."""
-    buyer = await baresip.start(user="buyer", answermode="manual", tone=BUYER_TONE)
-    caller = await baresip.start(user="caller", tone=CALLER_TONE)
-    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    buyer, caller, server = await phones_and_server(baresip, start_server, answermode="manual")
 
     await dial(caller, server)
     key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
-    await buyer.control.send_dtmf("1")
-    await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
+    await press_1(buyer, caller)
     assert server.media is not None
     to_caller = next(leg for name, leg in server.media.legs.items() if name.endswith("/A"))
     from_buyer = next(leg for name, leg in server.media.legs.items() if name.endswith("/B1"))
@@ -353,9 +360,7 @@ async def test_baresip_caller_on_hold_gets_no_media_and_is_heard_again_on_resume
     await wait_for_state(lambda: to_caller.sends)
     await buyer.wait_heard(seconds(held_at) + 2.0, timeout=TIMEOUT)
     assert to_caller.counters.packets_out > sent
-    await caller.control.hangup()
-    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
-    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await hang_up(caller, buyer)
 
     call = await finished_call(server)
     assert call.outcome == "connected"
@@ -367,9 +372,7 @@ async def test_buyer_answering_early_rings_and_is_whispered_only_after_its_200(
     baresip: BaresipLauncher, start_server: StartServer, whisper_speech: Audio
 ) -> None:
     """call-flow 5: baresip's early answer (180, then 183 with SDP) rings; the 200 OK answers."""
-    buyer = await baresip.start(user="buyer", answermode="early", tone=BUYER_TONE)
-    caller = await baresip.start(user="caller", tone=CALLER_TONE)
-    server = await start_server(configuration([("acme", buyer.uri)], whisper=WHISPER))
+    buyer, caller, server = await phones_and_server(baresip, start_server, answermode="early")
 
     await dial(caller, server)
     # baresip reports nothing over ctrl_tcp for a call it answers early: the server tells.
@@ -378,11 +381,8 @@ async def test_buyer_answering_early_rings_and_is_whispered_only_after_its_200(
     await buyer.control.accept()
     await buyer.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
     key_at = await answer_and_hear_the_whisper(buyer, whisper_speech, answered=True)
-    await buyer.control.send_dtmf("1")
-    await caller.control.wait_for("CALL_ESTABLISHED", timeout=TIMEOUT)
-    await caller.control.hangup()
-    await caller.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
-    await buyer.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
+    await press_1(buyer, caller)
+    await hang_up(caller, buyer)
 
     call = await finished_call(server)
     (ringing,) = [event for event in call.events if event.kind == "ringing"]
