@@ -8,13 +8,17 @@ loopback, then check both what the peers saw and the call's stored record.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from callwhisper.engine.server import CallwhisperServer
 from callwhisper.store import CallRecord
+from tests.integration.peers.sipp import ScenarioName, SippLauncher, SippOptions, SippPeer
 
 NUMBER = "sales"
 """The tracking number the callers dial: a SIP user part."""
+PEER_TIMEOUT = 40.0
+"""SIPp's own limit for one run: far above what any test needs, on a loaded machine too."""
 
 
 def configuration(
@@ -56,6 +60,22 @@ def configuration(
     return document
 
 
+def buyer(sipp: SippLauncher, scenario: ScenarioName, pause_ms: int | None = None) -> SippPeer:
+    """A SIPp UAS listening for one call (a buyer or the overflow line)."""
+    return sipp.uas(scenario, SippOptions(pause_ms=pause_ms, timeout=PEER_TIMEOUT))
+
+
+def caller(
+    sipp: SippLauncher,
+    server: CallwhisperServer,
+    scenario: ScenarioName | Path = "caller-basic",
+    **options: Any,
+) -> SippPeer:
+    """A SIPp caller dialing the tracking number; ``options`` are more :class:`SippOptions`."""
+    settings = SippOptions(service=NUMBER, timeout=PEER_TIMEOUT, **options)
+    return sipp.uac(scenario, server.sip_address, settings)
+
+
 async def finished_calls(
     server: CallwhisperServer, count: int, wait_seconds: float = 15.0
 ) -> list[CallRecord]:
@@ -85,3 +105,8 @@ def kinds(call: CallRecord) -> list[tuple[str, str | None]]:
 def leg_ends(call: CallRecord) -> dict[str | None, dict[str, Any]]:
     """The data of each leg's ``leg_end`` timeline entry, by leg id."""
     return {event.leg_id: dict(event.data) for event in call.events if event.kind == "leg_end"}
+
+
+def event_time(call: CallRecord, kind: str, leg: str) -> float:
+    """When the call's first ``kind`` entry of ``leg`` happened, in POSIX seconds."""
+    return next(e.at for e in call.events if e.kind == kind and e.leg_id == leg).timestamp()

@@ -23,32 +23,33 @@ from callwhisper.audio import cache_key
 from callwhisper.audio.tts import TtsOptions, get_engine
 from callwhisper.engine.server import CallwhisperServer
 from callwhisper.flow.billing import leg_cost
-from callwhisper.media.rtp import RtpPacket
 from callwhisper.store import CallRecord
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
-from tests.integration.engine.conftest import StartServer
-from tests.integration.engine.test_b2bua_scenarios import (
+from tests.integration.engine.caller_media import (
     CallerMedia,
+    caller_on_socket,
     decode_pcma,
-    event_time,
+    sipp_voice,
     speech_segments,
 )
+from tests.integration.engine.calls import (
+    buyer,
+    caller,
+    configuration,
+    event_time,
+    finished_call,
+    kinds,
+    leg_ends,
+)
+from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.rtp import RtpSink
 from tests.integration.peers.sipp import (
-    SIPP_PCAP_DIR,
-    ScenarioName,
     SippLauncher,
-    SippOptions,
     SippPeer,
     SippResult,
-    scenario_path,
 )
-from tests.unit.media.pcap import read_udp
 
 pytestmark = pytest.mark.integration
 
-PEER_TIMEOUT = 40.0
-"""SIPp's own limit for one run: far above what any test needs."""
 VOICE = TtsOptions(voice="en-us", rate_wpm=165)
 """The options the engine renders prompts and whispers with when the voice is left as is."""
 PROMPT = "Press 1 for sales, 2 to leave."
@@ -86,32 +87,6 @@ def ivr(
             }
         ],
     }
-
-
-def buyer(sipp: SippLauncher, scenario: ScenarioName, pause_ms: int | None = None) -> SippPeer:
-    """A SIPp UAS listening for one call (a buyer or the overflow line)."""
-    return sipp.uas(scenario, SippOptions(pause_ms=pause_ms, timeout=PEER_TIMEOUT))
-
-
-def caller(
-    sipp: SippLauncher,
-    server: CallwhisperServer,
-    scenario: ScenarioName | Path,
-    pause_ms: int | None = None,
-) -> SippPeer:
-    """A SIPp caller dialing the tracking number."""
-    options = SippOptions(service=NUMBER, pause_ms=pause_ms, timeout=PEER_TIMEOUT)
-    return sipp.uac(scenario, server.sip_address, options)
-
-
-def on_socket(tmp_path: Path, scenario: ScenarioName, port: int) -> Path:
-    """``scenario`` whose SDP names ``port``, a Python RTP socket, instead of SIPp's own."""
-    text = scenario_path(scenario).read_text()
-    media_line = "m=audio [media_port] "
-    assert text.count(media_line) == 1
-    variant = tmp_path / f"{scenario}-on-socket.xml"
-    variant.write_text(text.replace(media_line, f"m=audio {port} "))
-    return variant
 
 
 def untouched(peer: SippPeer) -> SippResult:
@@ -305,7 +280,7 @@ async def test_fallback_message_answers_the_caller_plays_it_and_hangs_up(
     ear = CallerMedia(rtp_sink)
     listener = asyncio.create_task(ear.run())
     try:
-        scenario = on_socket(tmp_path, "caller-waits-for-our-bye", rtp_sink.port)
+        scenario = caller_on_socket(tmp_path, rtp_sink.port, "caller-waits-for-our-bye")
         calling = caller(sipp, server, scenario)
         told = await calling.wait_async()
         told.assert_succeeded()
@@ -414,7 +389,7 @@ async def test_fallback_forward_bridges_the_caller_to_the_overflow_line_without_
     ear = CallerMedia(rtp_sink, talk=True)
     listener = asyncio.create_task(ear.run())
     try:
-        scenario = on_socket(tmp_path, "caller-basic", rtp_sink.port)
+        scenario = caller_on_socket(tmp_path, rtp_sink.port)
         calling = caller(sipp, server, scenario, pause_ms=4000)
         forwarded = await calling.wait_async()
         forwarded.assert_succeeded()
@@ -436,10 +411,7 @@ async def test_fallback_forward_bridges_the_caller_to_the_overflow_line_without_
     assert call.answered_at is not None
     assert call.answered_at.timestamp() == event_time(call, "answer", "overflow")
     # The overflow's voice (g711a.pcap) reached the caller, byte for byte.
-    voice = {
-        RtpPacket.parse(datagram.payload).payload
-        for datagram in read_udp(SIPP_PCAP_DIR / "g711a.pcap")
-    }
+    voice = sipp_voice()
     heard = [packet for packet in ear.after(overflow_answered) if packet.payload in voice]
     assert len(heard) >= 50, len(ear.after(overflow_answered))  # 1.5 s of 30 ms packets
     assert not [packet for packet in ear.before(overflow_answered) if packet.payload in voice]

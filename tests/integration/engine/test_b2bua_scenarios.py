@@ -10,60 +10,42 @@ short; waits for the peers are generous, for a loaded machine.
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from callwhisper.audio.tts import TtsOptions, get_engine
-from callwhisper.engine.server import CallwhisperServer
-from callwhisper.media.g711 import alaw_decode
-from callwhisper.media.rtp import RtpPacket
 from callwhisper.store import CallRecord
+from tests.integration.engine.caller_media import (
+    PCMA,
+    RINGBACK_HZ,
+    CallerMedia,
+    caller_on_socket,
+    decode_pcma,
+    sipp_voice,
+    speech_segments,
+)
 from tests.integration.engine.calls import (
-    NUMBER,
+    PEER_TIMEOUT,
+    buyer,
+    caller,
     configuration,
+    event_time,
     finished_call,
     finished_calls,
     kinds,
     leg_ends,
 )
 from tests.integration.engine.conftest import StartServer
-from tests.integration.peers.audio import Audio, classify, from_pcm16, tone_cadence
+from tests.integration.peers.audio import from_pcm16, tone_cadence
 from tests.integration.peers.rtp import RtpSink
 from tests.integration.peers.sipp import (
-    SIPP_PCAP_DIR,
-    ScenarioName,
     SippLauncher,
     SippOptions,
-    SippPeer,
-    scenario_path,
 )
-from tests.unit.media.pcap import read_udp
 
 pytestmark = pytest.mark.integration
-
-PEER_TIMEOUT = 30.0
-"""SIPp's own limit for one run: far above what any test needs."""
-
-
-def buyer(sipp: SippLauncher, scenario: ScenarioName, pause_ms: int | None = None) -> SippPeer:
-    """A SIPp buyer listening for one call."""
-    return sipp.uas(scenario, SippOptions(pause_ms=pause_ms, timeout=PEER_TIMEOUT))
-
-
-def caller(
-    sipp: SippLauncher,
-    server: CallwhisperServer,
-    scenario: ScenarioName = "caller-basic",
-    **options: Any,
-) -> SippPeer:
-    """A SIPp caller dialing the tracking number."""
-    settings = SippOptions(service=NUMBER, timeout=PEER_TIMEOUT, **options)
-    return sipp.uac(scenario, server.sip_address, settings)
 
 
 def decline_reasons(call: CallRecord) -> dict[str | None, str]:
@@ -350,93 +332,9 @@ async def test_an_offer_without_a_common_codec_is_refused_with_488(
 
 # -- media: what the caller hears ---------------------------------------------------------
 
-RINGBACK_HZ = (440.0, 480.0)
-"""North American ringback (``callwhisper.media.tones``), the engine's default."""
-PCMA = 8
 WHISPER_TEXT = "Caller from Texas. Press 1."
 WHISPER_VOICE = TtsOptions(voice="en-us", rate_wpm=165)
 """The options the engine renders a whisper with when its voice is left as is."""
-
-
-def caller_on_socket(tmp_path: Path, port: int) -> Path:
-    """``caller-basic`` whose SDP names ``port``, a Python RTP socket, instead of SIPp's own.
-
-    The test then receives what the engine sends the caller and may speak in
-    the caller's place from that socket (symmetric RTP latches it). SIPp's own
-    media port stays bound, so the scenario must be rewritten rather than run
-    with ``-mp``.
-    """
-    text = scenario_path("caller-basic").read_text()
-    media_line = "m=audio [media_port] "
-    assert text.count(media_line) == 1
-    variant = tmp_path / "caller-basic-on-socket.xml"
-    variant.write_text(text.replace(media_line, f"m=audio {port} "))
-    return variant
-
-
-class CallerMedia:
-    """The caller's RTP endpoint in Python: keeps what it receives, optionally talks.
-
-    Arrival times are wall-clock seconds, the clock of the engine's timeline.
-    With ``talk``, it sends a distinct PCMA frame every 20 ms from the moment
-    the engine's first packet reveals the engine's address, until cancelled.
-    """
-
-    def __init__(self, sink: RtpSink, *, talk: bool = False) -> None:
-        self.sink = sink
-        self.talk = talk
-        self.heard: list[tuple[float, RtpPacket]] = []
-        self.said: set[bytes] = set()
-        self._noise = np.random.default_rng(7)
-
-    async def run(self) -> None:
-        """Receive (and talk) until cancelled."""
-        loop = asyncio.get_running_loop()
-        talking: asyncio.Task[None] | None = None
-        try:
-            while True:
-                data, source = await loop.sock_recvfrom(self.sink.socket, 2048)
-                self.heard.append((time.time(), RtpPacket.parse(data)))
-                if self.talk and talking is None:
-                    talking = asyncio.create_task(self._talk(source))
-        finally:
-            if talking is not None:
-                talking.cancel()
-
-    async def _talk(self, engine: tuple[str, int]) -> None:
-        ssrc, sequence, timestamp = 0x5EED, 1000, 80_000
-        loop = asyncio.get_running_loop()
-        while True:
-            payload = self._noise.integers(0, 256, 160, dtype=np.uint8).tobytes()
-            self.said.add(payload)
-            packet = RtpPacket(PCMA, sequence, timestamp, ssrc, payload)
-            await loop.sock_sendto(self.sink.socket, packet.serialize(), engine)
-            sequence, timestamp = sequence + 1, timestamp + 160
-            await asyncio.sleep(0.02)
-
-    def before(self, at: float) -> list[RtpPacket]:
-        """Packets that arrived before ``at``, in RTP sequence order (one stream)."""
-        packets = [packet for arrived, packet in self.heard if arrived < at]
-        return sorted(packets, key=lambda packet: packet.sequence_number)
-
-    def after(self, at: float) -> list[RtpPacket]:
-        """Packets that arrived from ``at`` on, in arrival order."""
-        return [packet for arrived, packet in self.heard if arrived >= at]
-
-
-def decode_pcma(packets: list[RtpPacket]) -> Audio:
-    """The audio of PCMA packets laid end to end."""
-    return from_pcm16(alaw_decode(b"".join(packet.payload for packet in packets)))
-
-
-def speech_segments(audio: Audio) -> list[int]:
-    """Indices of the 100 ms segments that are neither ringback nor silence."""
-    return [i for i, kind in enumerate(classify(audio, RINGBACK_HZ)) if kind == "broadband"]
-
-
-def event_time(call: CallRecord, kind: str, leg: str) -> float:
-    """When the call's first ``kind`` entry of ``leg`` happened, in POSIX seconds."""
-    return next(e.at for e in call.events if e.kind == kind and e.leg_id == leg).timestamp()
 
 
 async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
@@ -456,11 +354,7 @@ async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
     listener = asyncio.create_task(ear.run())
     try:
         scenario = caller_on_socket(tmp_path, rtp_sink.port)
-        calling = sipp.uac(
-            scenario,
-            server.sip_address,
-            SippOptions(service=NUMBER, pause_ms=500, timeout=PEER_TIMEOUT),
-        )
+        calling = caller(sipp, server, scenario, pause_ms=500)
         (await calling.wait_async()).assert_succeeded()
         (await listening.wait_async()).assert_succeeded()
     finally:
@@ -501,11 +395,7 @@ async def test_after_the_bridge_audio_flows_both_ways(
     speaker = asyncio.create_task(mouth.run())
     try:
         scenario = caller_on_socket(tmp_path, rtp_sink.port)
-        calling = sipp.uac(
-            scenario,
-            server.sip_address,
-            SippOptions(service=NUMBER, pause_ms=2500, timeout=PEER_TIMEOUT),
-        )
+        calling = caller(sipp, server, scenario, pause_ms=2500)
         (await calling.wait_async()).assert_succeeded()
         (await talking.wait_async()).assert_succeeded()
     finally:
@@ -513,10 +403,7 @@ async def test_after_the_bridge_audio_flows_both_ways(
     call = await finished_call(server)
     bridged = event_time(call, "bridge", "B1")
 
-    voice = {
-        RtpPacket.parse(datagram.payload).payload
-        for datagram in read_udp(SIPP_PCAP_DIR / "g711a.pcap")
-    }
+    voice = sipp_voice()
     before, after = mouth.before(bridged), mouth.after(bridged)
     assert not [packet for packet in before if packet.payload in voice | mouth.said]
     # call-flow 2: the buyer's accept key is not relayed to the caller.
