@@ -204,6 +204,19 @@ async def hang_up(phone: Baresip, other: Baresip) -> BaresipEvent:
     return await other.control.wait_for("CALL_CLOSED", timeout=TIMEOUT)
 
 
+async def bridged_after_the_whisper(
+    caller: Baresip, buyer: Baresip, server: CallwhisperServer, whisper: Audio
+) -> int:
+    """The caller dials; the buyer answers, hears the whole whisper and presses 1: bridged.
+
+    Returns the position in the buyer's dump where it pressed.
+    """
+    await dial(caller, server)
+    key_at = await answer_and_hear_the_whisper(buyer, whisper)
+    await press_1(buyer, caller)
+    return key_at
+
+
 def tail_is_silent(phone: Baresip) -> bool:
     """Whether the last ``QUIET_SECONDS`` the phone heard were silence."""
     dump = phone.dumps()[-1]
@@ -242,9 +255,7 @@ async def test_baresip_buyer_hears_the_whisper_presses_1_and_is_bridged_to_the_c
     """A real phone as buyer: whisper speech, RFC 4733 key 1, then the caller's voice."""
     buyer, caller, server = await phones_and_server(baresip, start_server, answermode="manual")
 
-    await dial(caller, server)
-    key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
-    await press_1(buyer, caller)
+    key_at = await bridged_after_the_whisper(caller, buyer, server, whisper_speech)
     await buyer.wait_heard(seconds(key_at) + 2.0, timeout=TIMEOUT)
     await hang_up(caller, buyer)
 
@@ -340,9 +351,7 @@ async def test_baresip_caller_on_hold_gets_no_media_and_is_heard_again_on_resume
     """RFC 3264 6.1: baresip's hold re-INVITE (sendonly) stops our media to it; resume restarts."""
     buyer, caller, server = await phones_and_server(baresip, start_server, answermode="manual")
 
-    await dial(caller, server)
-    key_at = await answer_and_hear_the_whisper(buyer, whisper_speech)
-    await press_1(buyer, caller)
+    key_at = await bridged_after_the_whisper(caller, buyer, server, whisper_speech)
     assert server.media is not None
     to_caller = next(leg for name, leg in server.media.legs.items() if name.endswith("/A"))
     from_buyer = next(leg for name, leg in server.media.legs.items() if name.endswith("/B1"))
