@@ -56,8 +56,8 @@ What is measured, and how:
 
 Every peer shares one loopback address, as a carrier's calls all come from
 its SBC, so the server runs with the per-source flood guard raised past the
-load (``TransportConfig.rate_per_source``): its default would cap one
-carrier at about 60 calls per second. Run with ``python -m bench sip``
+load (``TransportConfig.rate_per_source``), so that only the server's own
+speed limits the rate. Run with ``python -m bench sip``
 (about five minutes; needs ``sipp`` with pcap play, Debian's ``sip-tester``,
 and ``espeak-ng`` for the whisper).
 """

@@ -38,6 +38,14 @@ from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, Tra
     help="Range of RTP ports, e.g. 20000-30000.",
 )
 @click.option(
+    "--sip-rate-per-source",
+    type=click.FloatRange(min=1.0),
+    default=TransportConfig().rate_per_source,
+    show_default=True,
+    help="SIP datagrams per second accepted from one host (twice as many at once); "
+    "the rest is dropped and counted as a flood.",
+)
+@click.option(
     "--drain-timeout",
     type=float,
     default=30.0,
@@ -53,6 +61,7 @@ def command(
     sip_port: int,
     media_host: str,
     rtp_ports: str,
+    sip_rate_per_source: float,
     drain_timeout: float,
     verbose: bool,
 ) -> None:
@@ -70,7 +79,12 @@ def command(
         database_url=database_url,
         data_dir=data_dir,
         configuration_file=config_file,
-        sip=TransportConfig(host=sip_host, port=sip_port),
+        sip=TransportConfig(
+            host=sip_host,
+            port=sip_port,
+            rate_per_source=sip_rate_per_source,
+            burst_per_source=int(2 * sip_rate_per_source),
+        ),
         media=MediaConfig(address=media_host, port_min=int(low), port_max=int(high)),
         drain_timeout=drain_timeout,
     )
