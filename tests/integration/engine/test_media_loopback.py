@@ -19,7 +19,14 @@ from callwhisper.engine.media import (
     PlaybackFinished,
 )
 from callwhisper.engine.playback import PCMA, PCMU
-from callwhisper.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from callwhisper.media.g711 import (
+    alaw_decode,
+    alaw_encode,
+    alaw_to_ulaw,
+    ulaw_decode,
+    ulaw_encode,
+    ulaw_to_alaw,
+)
 from callwhisper.media.rtp import RtpPacket
 from tests.unit.media.pcap import SIPP_PCAP_DIR, read_udp
 
@@ -97,6 +104,43 @@ async def test_bridge_relays_both_ways_with_continuous_numbering(
     assert caller.stats().packets_in == 20
     assert buyer.stats().packets_out == 20
     assert caller.stats().lost == 0
+
+
+def test_a_burst_is_relayed_in_full_on_uvloop(peers: tuple[socket.socket, socket.socket]) -> None:
+    """The server's loop (uvloop, when installed) watches the engine's epoll set like a socket."""
+    uvloop = pytest.importorskip("uvloop")
+    phone_a, phone_b = peers
+
+    async def relay_burst() -> None:
+        engine = MediaEngine(MediaConfig("127.0.0.1", 32000, 32999))
+        await engine.start()
+        try:
+            caller = engine.open_leg(PCMU, remote=address(phone_a))
+            buyer = engine.open_leg(PCMA, remote=address(phone_b))
+            engine.bridge(caller, buyer)
+            # Queued before the loop runs again: each leg's socket holds the whole burst.
+            for n in range(100):
+                payload = bytes([n]) * 160
+                phone_a.sendto(
+                    RtpPacket(0, n, 160 * n, 0xA, payload).serialize(), caller.local_address
+                )
+                phone_b.sendto(
+                    RtpPacket(8, n, 160 * n, 0xB, payload).serialize(), buyer.local_address
+                )
+            async with asyncio.timeout(3):
+                # uvloop has no sock_recvfrom: wait on the counters, read the phones after.
+                while caller.counters.packets_out + buyer.counters.packets_out < 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            await engine.stop()
+
+    uvloop.run(relay_burst())
+    at_b, at_a = ([RtpPacket.parse(phone.recv(2048)) for _ in range(100)] for phone in peers[::-1])
+    for packets in (at_b, at_a):
+        first = packets[0].sequence_number
+        assert [p.sequence_number for p in packets] == [(first + n) % 65536 for n in range(100)]
+    assert [p.payload for p in at_b] == [ulaw_to_alaw(bytes([n]) * 160) for n in range(100)]
+    assert [p.payload for p in at_a] == [alaw_to_ulaw(bytes([n]) * 160) for n in range(100)]
 
 
 async def test_sipp_dtmf_capture_gives_exactly_one_digit(
