@@ -52,6 +52,15 @@ from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, Tra
     show_default=True,
     help="Seconds calls may go on after SIGTERM before they are cancelled.",
 )
+@click.option(
+    "--counters",
+    type=click.Choice(["auto", "memory", "database"]),
+    default="auto",
+    show_default=True,
+    help="Where routing counters and cap reservations are decided: in this process's memory, "
+    "written behind (only if no other server uses the database), or in the database; "
+    "auto picks memory for SQLite and the database for PostgreSQL.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every call step.")
 def command(
     config_file: Path | None,
@@ -63,6 +72,7 @@ def command(
     rtp_ports: str,
     sip_rate_per_source: float,
     drain_timeout: float,
+    counters: str,
     verbose: bool,
 ) -> None:
     """Run the built-in SIP engine: take calls on tracking numbers and sell them to buyers."""
@@ -87,8 +97,12 @@ def command(
         ),
         media=MediaConfig(address=media_host, port_min=int(low), port_max=int(high)),
         drain_timeout=drain_timeout,
+        resident_counters=_RESIDENT_COUNTERS[counters],
     )
     _run(CallwhisperServer(config))
+
+
+_RESIDENT_COUNTERS: dict[str, bool | None] = {"auto": None, "memory": True, "database": False}
 
 
 def _run(server: CallwhisperServer) -> None:

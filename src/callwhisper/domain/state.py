@@ -188,6 +188,17 @@ class MemoryCapLedger:
         for slot in held.reservation.concurrency:
             self.in_progress[slot.owner] -= 1
 
+    def hold(self, reservation: Reservation, committed: Collection[CapMetric] = ()) -> None:
+        """Take back an open reservation whose amounts the counters already include.
+
+        For a ledger rebuilt from stored counters (see ``callwhisper.store.resident``):
+        ``commit`` and ``finish`` then settle it as if this ledger had reserved it.
+        """
+        if reservation.reservation_id in self._held:
+            raise ValueError(f"reservation {reservation.reservation_id} exists already")
+        held = _Held(reservation, {metric for metric in committed if metric in CAP_METRICS})
+        self._held[reservation.reservation_id] = held
+
     def counters(self) -> RoutingCounters:
         """A snapshot for routing."""
         keys = set(self.used) | set(self.reserved)

@@ -13,13 +13,14 @@ decoding a recording are blocking work that must never run on the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from sqlalchemy import Connection
 
@@ -30,9 +31,14 @@ from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
 from callwhisper.routing import RoutingDecision, counter_scope, decide
-from callwhisper.store import CallChanges, LegChanges, Store
+from callwhisper.store import CallChanges, LegChanges, ResidentCounters, Store
 
 __all__ = ["CallBackend", "Prompts", "StoreBackend", "utc"]
+
+log = logging.getLogger(__name__)
+
+_URGENT_METRICS = frozenset({"conversions", "revenue"})
+"""Commits that bill: written at once, not with the next batch."""
 
 
 def utc(at: float) -> datetime:
@@ -103,14 +109,28 @@ class StoreBackend:
     Every write of a call, and its cap reservations, go through the store's
     shared write transaction (``Store.submit``), queued in order when called:
     the writes of all the calls in progress are committed together instead
-    of one transaction each, and a reservation with the writes before it.
-    Only the routing read runs on its own.
+    of one transaction each.
+
+    Where the counters are decided depends on ``resident``:
+
+    - given (the single-node SQLite server), routing reads and cap
+      reservations are answered from those in-memory counters at once, and
+      every change to them is queued as a store write behind it, in order;
+    - ``None`` (PostgreSQL, possibly several servers), routing reads the
+      counters in SQL and a reservation is decided in SQL, committed at once
+      with the writes queued before it.
     """
 
-    def __init__(self, store: Store, configuration: Configuration) -> None:
+    def __init__(
+        self,
+        store: Store,
+        configuration: Configuration,
+        resident: ResidentCounters | None = None,
+    ) -> None:
         """Route with ``configuration``; see :meth:`use_configuration` to change it."""
         self.store = store
         self.configuration = configuration
+        self.resident = resident
         self._tags: dict[str, dict[str, str]] = {}
         """The tags of each call in progress: an IVR answer is stored without reading the call."""
         self._seqs: dict[str, int] = {}
@@ -143,13 +163,21 @@ class StoreBackend:
         now = utc(at)
         configuration = self.configuration
         keys, owners = counter_scope(configuration, attributes, now)
-        counters = await self.store.counters.load_counters(
-            attributes.campaign_id, keys=keys, owners=owners, caller=attributes.caller, now=now
-        )
+        if self.resident is not None:
+            counters = self.resident.counters(
+                attributes.campaign_id, keys=keys, owners=owners, caller=attributes.caller, now=now
+            )
+        else:
+            counters = await self.store.counters.load_counters(
+                attributes.campaign_id, keys=keys, owners=owners, caller=attributes.caller, now=now
+            )
         return decide(configuration, attributes, counters, now)
 
     def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None]:
         """Store the decision, the duplicate flag and the new rotations."""
+        if self.resident is not None:
+            for (campaign_id, tier_index), rotation in decision.rotations.items():
+                self.resident.save_rotation(campaign_id, tier_index, rotation)
         return self.store.submit(partial(self._routed_in, call_id, decision))
 
     def _routed_in(self, call_id: str, decision: RoutingDecision, connection: Connection) -> None:
@@ -161,18 +189,47 @@ class StoreBackend:
             self.store.counters.save_rotation_in(campaign_id, tier_index, rotation, connection)
 
     async def reserve(self, call_id: str, reservation: Reservation) -> str | None:
-        """Reserve in the SQL ledger, linked to the call for crash recovery."""
-        return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
+        """Reserve caps, linked to the call for crash recovery.
+
+        In memory when resident (the row is written behind: a crash before it
+        is written loses a reservation that start-up would release anyway),
+        else in the SQL ledger.
+        """
+        if self.resident is None:
+            return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
+        refused = self.resident.reserve(reservation)
+        if refused is None:
+            ledger = self.store.ledger
+            written = self.store.submit(partial(ledger.record_reservation_in, reservation, call_id))
+            written.add_done_callback(partial(_log_failed_write, reservation.reservation_id))
+        return refused
 
     def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
     ) -> Awaitable[None]:
-        """Commit in the SQL ledger."""
+        """Commit in memory when resident, and in the SQL ledger.
+
+        A commit that bills (a conversion, revenue) is committed to the
+        database at once; others ride with the next batch of writes.
+        """
+        if self.resident is not None:
+            try:
+                self.resident.commit(reservation_id, metrics, revenue)
+            except KeyError as error:
+                return _failed(error)
         ledger = self.store.ledger
-        return self.store.submit(partial(ledger.commit_in, reservation_id, metrics, revenue))
+        urgent = self.resident is not None and not _URGENT_METRICS.isdisjoint(metrics)
+        return self.store.submit(
+            partial(ledger.commit_in, reservation_id, metrics, revenue), urgent=urgent
+        )
 
     def finish(self, reservation_id: str) -> Awaitable[None]:
-        """Finish in the SQL ledger."""
+        """Finish in memory when resident, and in the SQL ledger."""
+        if self.resident is not None:
+            try:
+                self.resident.finish(reservation_id)
+            except KeyError as error:
+                return _failed(error)
         ledger = self.store.ledger
         return self.store.submit(partial(ledger.finish_in, reservation_id, datetime.now(UTC)))
 
@@ -234,7 +291,12 @@ class StoreBackend:
         """Close the call row with its money; record the caller for duplicate rules."""
         self._tags.pop(call_id, None)
         self._seqs.pop(call_id, None)
-        return self.store.submit(partial(self._ended_in, call_id, attributes, record, outcome))
+        history = _caller_history(call_id, attributes, record)
+        if self.resident is not None and attributes.caller is not None:
+            self.resident.record_caller_history(caller=attributes.caller, **history)
+        return self.store.submit(
+            partial(self._ended_in, call_id, attributes, record, outcome, history)
+        )
 
     def _ended_in(
         self,
@@ -242,6 +304,7 @@ class StoreBackend:
         attributes: CallAttributes,
         record: CallRecord,
         outcome: str,
+        history: _HistoryEntry,
         connection: Connection,
     ) -> None:
         ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
@@ -258,19 +321,50 @@ class StoreBackend:
         )
         if attributes.caller is None:
             return
-        arrived = utc(record.arrived_at) if record.arrived_at is not None else ended_at
-        bridged = record.bridged_legs[-1] if record.bridged_legs else None
-        buyer = record.legs[bridged].buyer_id if bridged in record.legs else None
         self.store.counters.record_caller_history_in(
-            connection,
-            caller=attributes.caller,
-            campaign_id=attributes.campaign_id,
-            call_id=call_id,
-            at=arrived,
-            buyer_id=buyer,
-            connected=bridged is not None,
-            converted=converted,
+            connection, caller=attributes.caller, **history
         )
+
+
+class _HistoryEntry(TypedDict):
+    campaign_id: str
+    call_id: str
+    at: datetime
+    buyer_id: str | None
+    connected: bool
+    converted: bool
+
+
+def _caller_history(call_id: str, attributes: CallAttributes, record: CallRecord) -> _HistoryEntry:
+    """What the caller history remembers of an ended call (duplicate rules read it)."""
+    ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
+    arrived = utc(record.arrived_at) if record.arrived_at is not None else ended_at
+    bridged = record.bridged_legs[-1] if record.bridged_legs else None
+    buyer = record.legs[bridged].buyer_id if bridged in record.legs else None
+    return {
+        "campaign_id": attributes.campaign_id,
+        "call_id": call_id,
+        "at": arrived,
+        "buyer_id": buyer,
+        "connected": bridged is not None,
+        "converted": record.converted_leg is not None,
+    }
+
+
+def _failed(error: Exception) -> asyncio.Future[None]:
+    """A write refused before reaching the store (an unknown reservation), as the store would."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
+
+
+def _log_failed_write(reservation_id: str, written: asyncio.Future[None]) -> None:
+    """Log a reservation write that failed: memory granted it, the database lost it."""
+    if written.cancelled():
+        return
+    error = written.exception()
+    if error is not None:
+        log.error("cap reservation %s was not written", reservation_id, exc_info=error)
 
 
 def _leg_changes(kind: str, at: datetime, data: Mapping[str, str]) -> LegChanges | None:

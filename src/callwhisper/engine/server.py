@@ -41,7 +41,7 @@ from callwhisper.engine.transport import SipEndpoint, TransportConfig
 from callwhisper.errors import LocalProtocolError
 from callwhisper.sip.timers import DEFAULT_TIMERS, TimerConfig
 from callwhisper.sip.transaction import TransactionEvent, TransactionLayer
-from callwhisper.store import Store, create_store
+from callwhisper.store import ResidentCounters, Store, create_store
 
 __all__ = ["CallwhisperServer", "ServerConfig"]
 
@@ -71,6 +71,13 @@ class ServerConfig:
     drain_timeout: float = 30.0
     """Seconds calls in progress may go on after a stop is asked, before they are cancelled."""
     sip_timers: TimerConfig = DEFAULT_TIMERS
+    resident_counters: bool | None = None
+    """Decide routing counters and cap reservations in memory, writing them behind.
+
+    Only for a server that is the database's one user: ``None`` (the default)
+    chooses it for SQLite, whose file one server owns, and not for PostgreSQL,
+    which several servers may share (there the SQL ledger decides).
+    """
 
 
 class CallwhisperServer:
@@ -105,6 +112,10 @@ class CallwhisperServer:
             closed = await store.calls.close_interrupted_calls(datetime.now(UTC))
             if closed:
                 log.warning("closed %d calls left in flight by a previous run", closed)
+            resident = None
+            if self._resident_counters(store):
+                # After the interrupted calls released their reservations: none is in flight.
+                resident = await ResidentCounters.load(store.database, datetime.now(UTC))
             media = self.media = MediaEngine(config.media)
             await media.start()
             recordings = config.recordings_dir or config.data_dir / "recordings"
@@ -118,7 +129,7 @@ class CallwhisperServer:
             self.b2bua = B2bua(
                 core,
                 media,
-                StoreBackend(store, configuration),
+                StoreBackend(store, configuration, resident),
                 prompts,
                 configuration,
                 RunnerSettings(recordings, codecs=config.codecs, from_domain=config.from_domain),
@@ -135,6 +146,15 @@ class CallwhisperServer:
         self.started = True
         host, port = endpoint.udp_address
         log.info("callwhisper listening for SIP on %s:%d (UDP and TCP)", host, port)
+
+    def _resident_counters(self, store: Store) -> bool:
+        chosen = self.config.resident_counters
+        resident = store.dialect == "sqlite" if chosen is None else chosen
+        log.info(
+            "routing counters and cap reservations: %s",
+            "in memory, written behind (single node)" if resident else "in the database",
+        )
+        return resident
 
     async def _load_configuration(self, store: Store) -> Configuration:
         path = self.config.configuration_file

@@ -16,6 +16,7 @@ from callwhisper.store.config import ApplyReport, ConfigRepository
 from callwhisper.store.counters import CounterRepository
 from callwhisper.store.engine import DATABASE_URL_ENV, database_url, sqlite_file
 from callwhisper.store.ledger import AsyncCapLedger, CapAmounts, SqlCapLedger
+from callwhisper.store.resident import ResidentCounters
 from callwhisper.store.store import Store, create_store
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CounterRepository",
     "LegChanges",
     "LegRecord",
+    "ResidentCounters",
     "SqlCapLedger",
     "Store",
     "create_store",

@@ -182,6 +182,42 @@ _UPDATE_RESERVATION = update(cap_reservations).where(
 )
 
 
+_ADD_RESERVED = update(cap_usage).where(_USAGE_ROW).values(reserved=cap_usage.c.reserved + _AMOUNT)
+_ADD_SLOT = (
+    update(cap_concurrency)
+    .where(cap_concurrency.c.owner == bindparam("slot_owner"))
+    .values(in_progress=cap_concurrency.c.in_progress + 1)
+)
+
+
+def reservation_from_row(row: Row[Any]) -> tuple[Reservation, list[CapMetric]]:
+    """The reservation a ``cap_reservations`` row holds, and the metrics it committed.
+
+    Owners with only a spacing rule are not stored (they matter at reserve time only).
+    """
+    reservation = Reservation(
+        str(row.id),
+        tuple(_charge_from_json(data) for data in row.charges),
+        tuple(ConcurrencyLimit(str(slot["owner"]), int(slot["limit"])) for slot in row.concurrency),
+        row.at,
+    )
+    return reservation, [cast(CapMetric, metric) for metric in row.committed]
+
+
+def _reservation_row(reservation: Reservation, call_id: str | None) -> dict[str, Any]:
+    return {
+        "id": reservation.reservation_id,
+        "call_id": call_id,
+        "at": reservation.at,
+        "charges": [_charge_json(charge) for charge in reservation.charges],
+        "concurrency": [
+            {"owner": slot.owner, "limit": slot.limit} for slot in reservation.concurrency
+        ],
+        "committed": [],
+        "created_at": utcnow(),
+    }
+
+
 def _key_params(key: CapKey) -> dict[str, str]:
     return {
         "key_owner": key.owner,
@@ -331,21 +367,26 @@ class SqlCapLedger:
             if result.rowcount != 1:
                 raise StoreError(f"concurrency counter {slot.owner} changed under a lock")
         self._touch_owners(connection, reservation)
-        connection.execute(
-            _INSERT_RESERVATION,
-            {
-                "id": reservation.reservation_id,
-                "call_id": call_id,
-                "at": reservation.at,
-                "charges": [_charge_json(charge) for charge in reservation.charges],
-                "concurrency": [
-                    {"owner": slot.owner, "limit": slot.limit} for slot in reservation.concurrency
-                ],
-                "committed": [],
-                "created_at": utcnow(),
-            },
-        )
+        connection.execute(_INSERT_RESERVATION, _reservation_row(reservation, call_id))
         return None
+
+    def record_reservation_in(
+        self, reservation: Reservation, call_id: str | None, connection: Connection
+    ) -> None:
+        """Write a reservation another ledger granted, without checking any limit.
+
+        The single-node server decides reservations in memory
+        (``callwhisper.store.resident``) and writes them behind in order: the
+        rows then follow what it decided instead of deciding again, so a
+        write can never disagree with a caller already dialing.
+        """
+        self.create_counters_in(reservation, connection)
+        for charge in sorted(reservation.charges, key=lambda charge: charge.key):
+            connection.execute(_ADD_RESERVED, {**_key_params(charge.key), "amount": charge.amount})
+        for owner in sorted(slot.owner for slot in reservation.concurrency):
+            connection.execute(_ADD_SLOT, {"slot_owner": owner})
+        self._touch_owners(connection, reservation)
+        connection.execute(_INSERT_RESERVATION, _reservation_row(reservation, call_id))
 
     def _touch_owners(self, connection: Connection, reservation: Reservation) -> None:
         owners = sorted(reservation.owners())

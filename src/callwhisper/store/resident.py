@@ -1,0 +1,229 @@
+"""Routing counters and the cap ledger held in the server's memory (single node).
+
+With the embedded SQLite store exactly one server process owns the database,
+so nothing but that process changes the counters: it can keep them in memory
+and decide routing and cap reservations there, on its event loop, instead of
+a trip to the store's thread before every buyer is dialed (which cost most of
+the post-dial delay). A reservation checked and applied in one synchronous
+step of the one event loop is atomic, so caps still cannot overshoot.
+
+:class:`ResidentCounters` is that state: a
+:class:`~callwhisper.domain.state.MemoryCapLedger` (the reference semantics),
+the tier rotations and the callers' recent history, loaded from the store once
+at start-up, after ``CallRepository.close_interrupted_calls`` released what a
+previous run left reserved. It never touches the database afterwards: the
+engine's backend changes it and queues the same change as a store write, in
+order, so that the database holds a prefix of the same history and a restart
+loads the state back (less the reservations of the calls a crash cut off,
+which start-up releases anyway).
+
+Several servers sharing a PostgreSQL database cannot do this (each would have
+its own counters): they keep deciding in SQL (``SqlCapLedger``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Connection, select
+
+from callwhisper.domain.caps import CapKey, CapMetric
+from callwhisper.domain.state import (
+    MemoryCapLedger,
+    PastCall,
+    Reservation,
+    RoutingCounters,
+    TierRotation,
+)
+from callwhisper.store.counters import DEFAULT_HISTORY_WINDOW
+from callwhisper.store.engine import Database
+from callwhisper.store.ledger import reservation_from_row
+from callwhisper.store.sql import cap_key
+from callwhisper.store.tables import (
+    caller_history,
+    cap_concurrency,
+    cap_last_call,
+    cap_reservations,
+    cap_usage,
+    routing_rotation,
+)
+
+_HistoryKey = tuple[str, str]
+"""A caller's history entry: one per call and buyer (``""`` for none), as in the store."""
+
+
+class ResidentCounters:
+    """What routing reads and the cap ledger, in memory; see the module docstring."""
+
+    def __init__(self, *, history_window: timedelta = DEFAULT_HISTORY_WINDOW) -> None:
+        """Empty counters; :meth:`load` fills them from a store."""
+        self.ledger = MemoryCapLedger()
+        self.history_window = history_window
+        self._rotations: dict[str, dict[int, TierRotation]] = {}
+        self._history: dict[str, dict[_HistoryKey, PastCall]] = {}
+
+    @classmethod
+    async def load(
+        cls,
+        database: Database,
+        now: datetime,
+        *,
+        history_window: timedelta = DEFAULT_HISTORY_WINDOW,
+    ) -> ResidentCounters:
+        """The counters the store holds, with the caller history since ``now - history_window``.
+
+        Call it when no call is in progress and no write is queued (start-up,
+        after the interrupted calls are closed): later changes must come
+        through this object only.
+        """
+        resident = cls(history_window=history_window)
+
+        def load_in(connection: Connection) -> None:
+            resident._load_in(connection, now - history_window)
+
+        await database.run_read(load_in)
+        return resident
+
+    def _load_in(self, connection: Connection, since: datetime) -> None:
+        ledger = self.ledger
+        for row in connection.execute(select(cap_usage)):
+            key = cap_key(row)
+            ledger.used[key] = row.used
+            ledger.reserved[key] = row.reserved
+        for row in connection.execute(select(cap_concurrency)):
+            ledger.in_progress[str(row.owner)] = int(row.in_progress)
+        for row in connection.execute(select(cap_last_call)):
+            ledger.last_call_at[str(row.owner)] = row.at
+        open_reservations = (
+            select(cap_reservations)
+            .where(cap_reservations.c.finished_at.is_(None))
+            .order_by(cap_reservations.c.created_at, cap_reservations.c.id)
+        )
+        for row in connection.execute(open_reservations):
+            reservation, committed = reservation_from_row(row)
+            ledger.hold(reservation, committed)
+        for row in connection.execute(select(routing_rotation)):
+            rotations = self._rotations.setdefault(str(row.campaign_id), {})
+            rotations[int(row.tier_index)] = TierRotation(
+                last=row.last_member, current=dict(row.current)
+            )
+        history = (
+            select(caller_history)
+            .where(caller_history.c.at >= since)
+            .order_by(caller_history.c.at, caller_history.c.id)
+        )
+        for row in connection.execute(history):
+            self._history.setdefault(str(row.caller), {})[(str(row.call_id), row.buyer_id)] = (
+                PastCall(
+                    campaign_id=str(row.campaign_id),
+                    buyer_id=row.buyer_id or None,
+                    at=row.at,
+                    connected=bool(row.connected),
+                    converted=bool(row.converted),
+                )
+            )
+
+    def counters(
+        self,
+        campaign_id: str,
+        *,
+        keys: Collection[CapKey] = (),
+        owners: Collection[str] = (),
+        caller: str | None = None,
+        now: datetime,
+    ) -> RoutingCounters:
+        """The snapshot ``CounterRepository.load_counters`` would read, from memory.
+
+        Only counters that exist are included (a key never reserved has no
+        usage, as it has no row), so routing sees exactly what it would in SQL.
+        """
+        ledger = self.ledger
+        used, reserved = ledger.used, ledger.reserved
+        usage: dict[CapKey, Decimal] = {}
+        for key in keys:
+            if key in used or key in reserved:
+                usage[key] = ledger.usage(key)
+        in_progress = {
+            owner: ledger.in_progress[owner] for owner in owners if owner in ledger.in_progress
+        }
+        last_call_at = {
+            owner: ledger.last_call_at[owner] for owner in owners if owner in ledger.last_call_at
+        }
+        history: tuple[PastCall, ...] = ()
+        if caller is not None:
+            history = self._caller_history(caller, now)
+        rotation = {
+            (campaign_id, tier_index): value
+            for tier_index, value in self._rotations.get(campaign_id, {}).items()
+        }
+        return RoutingCounters(
+            cap_usage=usage,
+            in_progress=in_progress,
+            last_call_at=last_call_at,
+            caller_history=history,
+            rotation=rotation,
+        )
+
+    def _caller_history(self, caller: str, now: datetime) -> tuple[PastCall, ...]:
+        entries = self._history.get(caller)
+        if not entries:
+            return ()
+        since = now - self.history_window
+        # Entries older than any window still to come are dropped, so memory stays bounded.
+        for key in [key for key, past in entries.items() if past.at < since]:
+            del entries[key]
+        if not entries:
+            del self._history[caller]
+            return ()
+        # Sorted by time, ties in the order first recorded (the store's ``at, id``).
+        return tuple(sorted(entries.values(), key=lambda past: past.at))
+
+    def reserve(self, reservation: Reservation) -> str | None:
+        """Reserve everything or nothing; ``None`` on success, else why not."""
+        return self.ledger.reserve(reservation)
+
+    def commit(
+        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
+    ) -> None:
+        """Keep ``metrics`` of a reservation for good."""
+        self.ledger.commit(reservation_id, metrics, revenue)
+
+    def finish(self, reservation_id: str) -> None:
+        """Release what a reservation did not commit, and its concurrency slots."""
+        self.ledger.finish(reservation_id)
+
+    def save_rotation(self, campaign_id: str, tier_index: int, rotation: TierRotation) -> None:
+        """Remember a tier's rotation after a routing decision moved it."""
+        self._rotations.setdefault(campaign_id, {})[tier_index] = rotation
+
+    def record_caller_history(
+        self,
+        *,
+        caller: str,
+        campaign_id: str,
+        call_id: str,
+        at: datetime,
+        buyer_id: str | None = None,
+        connected: bool = False,
+        converted: bool = False,
+    ) -> None:
+        """Remember a call of ``caller``, as ``CounterRepository.record_caller_history`` does.
+
+        Recording the same call and buyer again only turns ``connected`` and
+        ``converted`` on; it keeps the first entry's time and place.
+        """
+        entries = self._history.setdefault(caller, {})
+        key = (call_id, buyer_id or "")
+        past = entries.get(key)
+        if past is None:
+            entries[key] = PastCall(campaign_id, buyer_id or None, at, connected, converted)
+        else:
+            entries[key] = PastCall(
+                past.campaign_id,
+                past.buyer_id,
+                past.at,
+                past.connected or connected,
+                past.converted or converted,
+            )

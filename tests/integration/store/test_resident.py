@@ -1,0 +1,125 @@
+"""Resident counters: loaded from the store, they answer what the store would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from callwhisper.domain.caps import CapCharge, CapKey
+from callwhisper.domain.state import ConcurrencyLimit, PastCall, Reservation, TierRotation
+from callwhisper.store import ResidentCounters, Store
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+DAY = CapKey("buyer:acme", "calls", "day", "2026-03-02")
+MONTH = CapKey("buyer:acme", "revenue", "month", "2026-03")
+UNTOUCHED = CapKey("buyer:zeta", "calls", "day", "2026-03-02")
+SLOT = "target:acme/desk"
+OWNERS = ("buyer:acme", SLOT, "buyer:zeta")
+CALLER = "+14155550111"
+
+
+def reservation(number: int) -> Reservation:
+    return Reservation(
+        f"r{number}",
+        (CapCharge(DAY, Decimal(10), Decimal(1)), CapCharge(MONTH, Decimal(1000), Decimal("45.5"))),
+        (ConcurrencyLimit(SLOT, 5),),
+        NOW + timedelta(seconds=number),
+    )
+
+
+async def fill(store: Store) -> None:
+    """Usage, open reservations (one partly committed), rotations and caller history."""
+    for number in range(4):
+        assert await store.ledger.reserve(reservation(number)) is None
+    await store.ledger.commit("r0", ["calls", "revenue"], revenue=Decimal("40"))
+    await store.ledger.finish("r0")
+    await store.ledger.finish("r1")
+    await store.ledger.commit("r2", ["calls"])
+    await store.counters.save_rotation("auto", 0, TierRotation("acme/*", {"acme/*": -1}))
+    await store.counters.save_rotation("solar", 0, TierRotation("zeta/main"))
+    history = store.counters.record_caller_history
+    await history(caller=CALLER, campaign_id="auto", call_id="c0", at=NOW - timedelta(days=40))
+    await history(
+        caller=CALLER, campaign_id="auto", call_id="c1", at=NOW - timedelta(days=3), buyer_id="acme"
+    )
+    await history(
+        caller=CALLER,
+        campaign_id="auto",
+        call_id="c1",
+        at=NOW - timedelta(days=2),
+        buyer_id="acme",
+        converted=True,
+    )
+    await history(caller=CALLER, campaign_id="solar", call_id="c2", at=NOW - timedelta(hours=1))
+
+
+async def test_loaded_counters_are_what_the_store_reads(store: Store) -> None:
+    await fill(store)
+    resident = await ResidentCounters.load(store.database, NOW)
+    for campaign in ("auto", "solar", "none"):
+        expected = await store.counters.load_counters(
+            campaign, keys=[DAY, MONTH, UNTOUCHED], owners=OWNERS, caller=CALLER, now=NOW
+        )
+        got = resident.counters(
+            campaign, keys=[DAY, MONTH, UNTOUCHED], owners=OWNERS, caller=CALLER, now=NOW
+        )
+        assert got == expected
+    got = resident.counters("auto", keys=[DAY, MONTH], owners=OWNERS, caller=CALLER, now=NOW)
+    assert got.cap_usage == {DAY: Decimal(3), MONTH: Decimal(131)}
+    assert got.in_progress == {SLOT: 2}
+    assert got.caller_history == (
+        PastCall("auto", "acme", NOW - timedelta(days=3), connected=False, converted=True),
+        PastCall("solar", None, NOW - timedelta(hours=1), connected=False, converted=False),
+    )
+
+
+async def test_open_reservations_settle_as_in_the_store(store: Store) -> None:
+    await fill(store)
+    resident = await ResidentCounters.load(store.database, NOW)
+    # r2 committed its calls before the load: committing again keeps nothing more.
+    resident.commit("r2", ["calls", "revenue"], Decimal("30"))
+    await store.ledger.commit("r2", ["calls", "revenue"], revenue=Decimal("30"))
+    for reservation_id in ("r2", "r3"):
+        resident.finish(reservation_id)
+        await store.ledger.finish(reservation_id)
+    with pytest.raises(KeyError):
+        resident.finish("r1")
+    expected = await store.counters.load_counters("auto", keys=[DAY, MONTH], owners=OWNERS, now=NOW)
+    got = resident.counters("auto", keys=[DAY, MONTH], owners=OWNERS, now=NOW)
+    assert got == expected
+    assert got.cap_usage == {DAY: Decimal(2), MONTH: Decimal(70)}
+    assert got.in_progress == {SLOT: 0}
+
+
+async def test_history_recorded_in_memory_merges_as_in_the_store(store: Store) -> None:
+    resident = await ResidentCounters.load(store.database, NOW)
+    for connected, converted in ((True, False), (False, True), (False, False)):
+        at = NOW - timedelta(minutes=5 - connected - 2 * converted)
+        for record in (resident.record_caller_history, store.counters.record_caller_history):
+            done = record(
+                caller=CALLER,
+                campaign_id="auto",
+                call_id="c9",
+                at=at,
+                buyer_id="acme",
+                connected=connected,
+                converted=converted,
+            )
+            if done is not None:
+                await done
+    expected = await store.counters.load_counters("auto", caller=CALLER, now=NOW)
+    got = resident.counters("auto", caller=CALLER, now=NOW)
+    assert got.caller_history == expected.caller_history
+    assert got.caller_history == (
+        PastCall("auto", "acme", NOW - timedelta(minutes=4), connected=True, converted=True),
+    )
+    # A month later the entry has left the window, in memory as in the store.
+    later = NOW + timedelta(days=31)
+    assert resident.counters("auto", caller=CALLER, now=later).caller_history == ()
+    assert (
+        await store.counters.load_counters("auto", caller=CALLER, now=later)
+    ).caller_history == ()
