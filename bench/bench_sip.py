@@ -59,7 +59,9 @@ its SBC, so the server runs with the per-source flood guard raised past the
 load (``TransportConfig.rate_per_source``), so that only the server's own
 speed limits the rate. Run with ``python -m bench sip``
 (about five minutes; needs ``sipp`` with pcap play, Debian's ``sip-tester``,
-and ``espeak-ng`` for the whisper).
+and ``espeak-ng`` for the whisper). ``BENCH_SIP_COUNTERS=database`` runs the
+server with its counters decided in the database instead of memory
+(``callwhisper serve --counters``), to compare the two in the same session.
 """
 
 from __future__ import annotations
@@ -342,6 +344,19 @@ class ServeSettings:
     probe: bool
 
 
+COUNTERS_ENV = "BENCH_SIP_COUNTERS"
+"""``auto`` (the default), ``memory`` or ``database``: as ``callwhisper serve --counters``."""
+_RESIDENT = {"auto": None, "memory": True, "database": False}
+
+
+def counters_mode() -> str:
+    """The counters mode asked for in the environment (checked before anything starts)."""
+    mode = os.environ.get(COUNTERS_ENV, "auto")
+    if mode not in _RESIDENT:
+        raise SystemExit(f"{COUNTERS_ENV} must be one of {', '.join(_RESIDENT)}, not {mode!r}")
+    return mode
+
+
 def serve(conn: Connection, settings: ServeSettings) -> None:
     """Server process: run a :class:`CallwhisperServer` as ``callwhisper serve`` does.
 
@@ -365,6 +380,7 @@ def serve(conn: Connection, settings: ServeSettings) -> None:
             ),
             media=MediaConfig(address=LOOPBACK, port_min=RTP_PORTS[0], port_max=RTP_PORTS[1]),
             drain_timeout=5.0,
+            resident_counters=_RESIDENT[counters_mode()],
         )
     )
 
@@ -804,6 +820,7 @@ def main() -> None:
     if missing:
         print(f"skipped: needs {' and '.join(missing)} (Debian: sip-tester, espeak-ng)")
         return
+    print(f"  counters: {counters_mode()} ({COUNTERS_ENV})")
     with tempfile.TemporaryDirectory(prefix="callwhisper-bench-sip-") as workdir:
         bench = Bench(Path(workdir))
         latency(bench)
