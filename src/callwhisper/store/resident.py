@@ -50,6 +50,9 @@ from callwhisper.store.tables import (
     routing_rotation,
 )
 
+SWEEP_EVERY = 1000
+"""Recordings between two sweeps of the caller history at least."""
+
 _HistoryKey = tuple[str, str]
 """A caller's history entry: one per call and buyer (``""`` for none), as in the store."""
 
@@ -63,6 +66,10 @@ class ResidentCounters:
         self.history_window = history_window
         self._rotations: dict[str, dict[int, TierRotation]] = {}
         self._history: dict[str, dict[_HistoryKey, PastCall]] = {}
+        self._recorded = 0
+        """Entries recorded since the history was last swept of what left the window."""
+        self._sweep_after = SWEEP_EVERY
+        """Recordings before the next sweep: as many as the callers the last one kept."""
 
     @classmethod
     async def load(
@@ -84,6 +91,7 @@ class ResidentCounters:
             resident._load_in(connection, now - history_window)
 
         await database.run_read(load_in)
+        resident._sweep_after = max(SWEEP_EVERY, len(resident._history))
         return resident
 
     def _load_in(self, connection: Connection, since: datetime) -> None:
@@ -214,6 +222,9 @@ class ResidentCounters:
         Recording the same call and buyer again only turns ``connected`` and
         ``converted`` on; it keeps the first entry's time and place.
         """
+        self._recorded += 1
+        if self._recorded >= self._sweep_after:
+            self._sweep(at - self.history_window)
         entries = self._history.setdefault(caller, {})
         key = (call_id, buyer_id or "")
         past = entries.get(key)
@@ -227,3 +238,23 @@ class ResidentCounters:
                 past.connected or connected,
                 past.converted or converted,
             )
+
+    def _sweep(self, since: datetime) -> None:
+        """Forget the entries older than ``since``, of callers who never call again too.
+
+        Run once per as many recordings as there are callers (at least
+        :data:`SWEEP_EVERY`), so it costs a constant per call on average and
+        the history holds about one window of calls.
+        """
+        self._recorded = 0
+        for caller in list(self._history):
+            entries = self._history[caller]
+            for key in [key for key, past in entries.items() if past.at < since]:
+                del entries[key]
+            if not entries:
+                del self._history[caller]
+        self._sweep_after = max(SWEEP_EVERY, len(self._history))
+
+    def callers(self) -> int:
+        """How many callers the history holds (what :meth:`_sweep` bounds)."""
+        return len(self._history)

@@ -10,6 +10,7 @@ import pytest
 from callwhisper.domain.caps import CapCharge, CapKey
 from callwhisper.domain.state import ConcurrencyLimit, PastCall, Reservation, TierRotation
 from callwhisper.store import ResidentCounters, Store
+from callwhisper.store.resident import SWEEP_EVERY
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +124,24 @@ async def test_history_recorded_in_memory_merges_as_in_the_store(store: Store) -
     assert (
         await store.counters.load_counters("auto", caller=CALLER, now=later)
     ).caller_history == ()
+
+
+async def test_callers_who_never_call_again_leave_the_history(store: Store) -> None:
+    resident = await ResidentCounters.load(store.database, NOW)
+    # One call a minute from a new caller each: two windows' worth.
+    window = resident.history_window
+    calls = 2 * int(window / timedelta(minutes=1)) // 30
+    step = window * 2 / calls
+    for number in range(calls):
+        resident.record_caller_history(
+            caller=f"+1415{number:07d}",
+            campaign_id="auto",
+            call_id=f"c{number}",
+            at=NOW + number * step,
+        )
+    # What is left is at most one window, plus the recordings since the last sweep.
+    assert resident.callers() <= calls // 2 + max(SWEEP_EVERY, calls // 2) + 1
+    assert resident.callers() < calls
+    last = NOW + (calls - 1) * step
+    newest = resident.counters("auto", caller=f"+1415{calls - 1:07d}", now=last)
+    assert [past.at for past in newest.caller_history] == [last]
