@@ -337,17 +337,23 @@ class Dialog:
         The 2xx that confirms an early dialog sets its route set anew
         (13.2.2.4): a proxy may record-route the 2xx differently from the
         1xx. Raises RemoteProtocolError for a Record-Route that is not a SIP URI.
+        Only the INVITE's final response moves the state (12.1, 12.3): a 2xx
+        to an UPDATE in an early dialog leaves it early, and the answer to our
+        BYE finds the dialog already terminated and leaves it so.
         """
-        if response.status < 200:
+        if response.status < 200 or self.state is DialogState.TERMINATED:
             return
-        if response.status < 300:
-            if self.state is DialogState.EARLY and response.cseq.method == "INVITE":
+        method = response.cseq.method
+        if response.status >= 300:
+            if method == "INVITE" and self.state is DialogState.EARLY:
+                self._apply("error")
+            return
+        if method == "INVITE":
+            if self.state is DialogState.EARLY:
                 self.route_set = learned_route_set(response, uac=True)
             self._apply("2xx")
-            if response.cseq.method in _TARGET_REFRESH:
-                self.remote_target = _contact_uri(response) or self.remote_target
-        elif self.state is DialogState.EARLY and response.cseq.method == "INVITE":
-            self._apply("error")
+        if method in _TARGET_REFRESH:
+            self.remote_target = _contact_uri(response) or self.remote_target
 
     def terminate(self) -> None:
         """End the dialog after a BYE we sent or an early failure (15)."""

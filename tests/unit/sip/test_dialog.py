@@ -101,6 +101,28 @@ def test_early_dialog_ends_with_an_error_response() -> None:
     assert state(dialog) is DialogState.TERMINATED
 
 
+def test_only_the_invites_2xx_confirms_an_early_dialog() -> None:
+    """12.1: a 200 to an UPDATE in the early dialog refreshes the target; the dialog stays early."""
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.RINGING))
+    update = dialog.create_request("UPDATE", via())
+    dialog.receive_response(make_response(update, 200, contact="<sip:moved@192.0.2.99>"))
+    assert state(dialog) is DialogState.EARLY
+    assert dialog.remote_target == "sip:moved@192.0.2.99"
+    dialog.receive_response(response(fx.OK_INVITE))
+    assert state(dialog) is DialogState.CONFIRMED
+
+
+def test_the_answer_to_our_bye_finds_the_dialog_terminated_and_leaves_it_so() -> None:
+    """15: the BYE ended the dialog when we sent it; its 200 (or 481) is no error of ours."""
+    dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE))
+    bye = dialog.create_request("BYE", via())
+    dialog.terminate()
+    dialog.receive_response(make_response(bye, 200))
+    dialog.receive_response(make_response(bye, 481))
+    assert state(dialog) is DialogState.TERMINATED
+    assert dialog.local_seq == 2
+
+
 def test_provisional_without_to_tag_creates_no_dialog() -> None:
     trying = make_response(buyer_invite(), 100)
     with pytest.raises(RemoteProtocolError, match=r"^100 response without To tag"):
