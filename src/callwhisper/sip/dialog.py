@@ -149,7 +149,6 @@ class Dialog:
     outbound proxy keeps sending through it instead, with this Route.
     """
     local_contact: str | None = None
-    secure: bool = False
     state: DialogState = DialogState.EARLY
 
     @property
@@ -192,7 +191,6 @@ class Dialog:
             route_set=learned_route_set(response, uac=True),
             default_route=tuple(default_route),
             local_contact=local_contact,
-            secure=request.uri.lower().startswith("sips:"),
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
         )
 
@@ -225,7 +223,6 @@ class Dialog:
             remote_seq=request.cseq.seq,
             route_set=learned_route_set(request, uac=False),
             local_contact=local_contact,
-            secure=request.uri.lower().startswith("sips:"),
             state=DialogState.CONFIRMED if response.status >= 200 else DialogState.EARLY,
         )
 
