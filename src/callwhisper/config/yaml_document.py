@@ -27,7 +27,7 @@ import yaml
 from yaml.composer import Composer
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
-from yaml.reader import Reader
+from yaml.reader import Reader, ReaderError
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
@@ -134,7 +134,11 @@ class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
 
 def compose(text: str) -> Node | None:
     """The node tree of a single YAML document, or ``None`` for an empty text."""
-    composer = _Composer(text)
+    try:
+        # The reader refuses control characters as soon as it is made.
+        composer = _Composer(text)
+    except ReaderError as error:
+        raise YamlSyntaxError(_unprintable(error), _offset_position(text, error.position)) from None
     try:
         return composer.get_single_node()
     except yaml.MarkedYAMLError as error:
@@ -149,6 +153,17 @@ def compose(text: str) -> Node | None:
         raise YamlSyntaxError(str(error), Position(1, 1)) from None
     finally:
         composer.dispose()
+
+
+def _unprintable(error: ReaderError) -> str:
+    # For text (not bytes) the reader gives the character's code point.
+    return f"unacceptable character #x{error.character:04x}: {error.reason}"
+
+
+def _offset_position(text: str, offset: int) -> Position:
+    """The line and column of the character at ``offset`` in ``text``."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return Position(text.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
 def read_document(text: str, root_type: Any) -> Document:

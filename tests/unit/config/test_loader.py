@@ -44,6 +44,24 @@ def test_several_documents_are_invalid_yaml() -> None:
     ]
 
 
+def test_a_control_character_is_one_problem_with_line_and_column() -> None:
+    assert problems("version: 1\nbuyers: [a\x07]\n") == [
+        "cfg.yaml:2:11: invalid YAML: unacceptable character #x0007: "
+        "special characters are not allowed"
+    ]
+
+
+def test_a_file_with_a_nul_byte_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nul.yaml"
+    path.write_bytes(b"version: 1\x00\n")
+    with pytest.raises(ConfigError) as caught:
+        load_configuration_file(path)
+    assert caught.value.problems == [
+        f"{path}:1:11: invalid YAML: unacceptable character #x0000: "
+        "special characters are not allowed"
+    ]
+
+
 def test_empty_file() -> None:
     assert problems("# nothing here\n") == ["cfg.yaml:1: (top level): the file is empty"]
 
