@@ -83,6 +83,21 @@ def test_periodic_writes_keep_a_margin_for_late_packets(tmp_path: Path) -> None:
     assert (samples[:7200, 1] == 0).all()
 
 
+def test_a_packet_later_than_the_margin_keeps_only_its_unwritten_part(tmp_path: Path) -> None:
+    """The samples before the written end are dropped; the rest land at their own place."""
+    recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
+    for n in range(50):
+        recorder.add(CALLER, 1, 160 * n, frame(700), "PCMU", 0.02 * n)
+    recorder.write(recorder.take(1.0))  # samples up to 6000 are in the file
+    recorder.add(BUYER, 2, 0, frame(-700), "PCMU", 0.74)  # placed at 5920-6080
+    recorder.close(recorder.take(1.0, final=True))
+    right = read_stereo(tmp_path / "call.wav")[:, 1]
+    assert len(right) == 8000
+    assert not right[:6000].any()
+    assert (right[6000:6080] == decoded(frame(-700))[80:]).all()
+    assert not right[6080:].any()
+
+
 def test_a_timestamp_jump_re_anchors_on_arrival(tmp_path: Path) -> None:
     recorder = CallRecorder(tmp_path / "call.wav", start=0.0)
     recorder.add(CALLER, 1, 0, frame(300), "PCMU", 0.0)
