@@ -113,26 +113,40 @@ class CallRecorder:
         return RecordingBatch(chunks, safe)
 
     def write(self, batch: RecordingBatch) -> None:
-        """Decode and place a batch, then append every finished sample to the file."""
+        """Decode and place a batch, then append every finished sample to the file.
+
+        The batch is decoded in one go and the buffer grown at most once: done
+        per packet, both cost more than placing the samples.
+        """
         writer = self._writer
         if writer.file is None:
             writer.file = wave.open(str(writer.path), "wb")  # noqa: SIM115 - kept open across batches
             writer.file.setnchannels(self.channels)
             writer.file.setsampwidth(2)
             writer.file.setframerate(SAMPLE_RATE)
-        for channel, position, payload, encoding in batch.chunks:
-            codes = np.frombuffer(payload, dtype=np.uint8)
-            pcm = ulaw_decode_array(codes) if encoding == "PCMU" else alaw_decode_array(codes)
+        chunks = batch.chunks
+        codes = np.frombuffer(b"".join(chunk[2] for chunk in chunks), dtype=np.uint8)
+        decoded = {
+            encoding: ulaw_decode_array(codes) if encoding == "PCMU" else alaw_decode_array(codes)
+            for encoding in {chunk[3] for chunk in chunks}
+        }
+        placed: list[tuple[Channel, int, npt.NDArray[np.int16]]] = []
+        start = 0
+        for channel, position, payload, encoding in chunks:
+            pcm = decoded[encoding][start : start + len(payload)]
+            start += len(payload)
             offset = position - writer.written
             if offset < 0:  # too late: that part of the file is written already
                 pcm = pcm[-offset:]
                 offset = 0
-            end = offset + len(pcm)
-            if end > len(writer.pending):
-                grown = np.zeros((end, self.channels), dtype=np.int16)
-                grown[: len(writer.pending)] = writer.pending
-                writer.pending = grown
-            writer.pending[offset:end, channel] = pcm
+            placed.append((channel, offset, pcm))
+        end = max((offset + len(pcm) for _, offset, pcm in placed), default=0)
+        if end > len(writer.pending):
+            grown = np.zeros((end, self.channels), dtype=np.int16)
+            grown[: len(writer.pending)] = writer.pending
+            writer.pending = grown
+        for channel, offset, pcm in placed:
+            writer.pending[offset : offset + len(pcm), channel] = pcm
         ready = min(len(writer.pending), max(batch.safe_position - writer.written, 0))
         if ready:
             writer.file.writeframes(writer.pending[:ready].astype("<i2", copy=False).tobytes())
