@@ -430,6 +430,11 @@ class _Transaction(ABC):
 
 
 class _ClientTransaction(_Transaction):
+    retransmit_timer: ClassVar[Input]
+    """Timer A or E: resends the request on unreliable transports."""
+    timeout_timer: ClassVar[Input]
+    """Timer B or F: gives up when no final response comes."""
+
     def __init__(
         self,
         layer: TransactionLayer,
@@ -443,9 +448,13 @@ class _ClientTransaction(_Transaction):
         self.pending_cancel: SipRequest | None = None
         self.ack: bytes | None = None
 
-    @abstractmethod
     def start(self, now: float) -> None:
         """Send the request and start the initial timers."""
+        self._send(self.data)
+        if not self.reliable:
+            # RFC 3261 17.1.1.2, 17.1.2.2: the first retransmission is T1 later.
+            self._start(self.retransmit_timer, self.config.t1, now)
+        self._start(self.timeout_timer, self.config.timeout, now)
 
     @abstractmethod
     def receive_response(self, response: SipResponse, now: float) -> None:
@@ -456,13 +465,8 @@ class InviteClientTransaction(_ClientTransaction):
     """RFC 3261 17.1.1 (Figure 5) with the RFC 6026 Accepted state."""
 
     kind = Kind.INVITE_CLIENT
-
-    def start(self, now: float) -> None:
-        self._send(self.data)
-        if not self.reliable:
-            # RFC 3261 17.1.1.2: Timer A starts at T1 and doubles, unbounded.
-            self._start("timer_A", self.config.t1, now)
-        self._start("timer_B", self.config.timeout, now)
+    retransmit_timer = "timer_A"
+    timeout_timer = "timer_B"
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         status = _status_class(response.status)
@@ -496,6 +500,7 @@ class InviteClientTransaction(_ClientTransaction):
         self._transition(name)
         if name == "timer_A":
             self._send(self.data)
+            # RFC 3261 17.1.1.2: Timer A doubles, unbounded (Timer B ends it).
             self._start("timer_A", self._double("timer_A", None), now)
         elif name == "timer_B":
             self.layer._events.append(TransactionFailed(self.key, "Timer B"))
@@ -507,12 +512,8 @@ class NonInviteClientTransaction(_ClientTransaction):
     """RFC 3261 17.1.2 (Figure 6)."""
 
     kind = Kind.NON_INVITE_CLIENT
-
-    def start(self, now: float) -> None:
-        self._send(self.data)
-        if not self.reliable:
-            self._start("timer_E", self.config.t1, now)
-        self._start("timer_F", self.config.timeout, now)
+    retransmit_timer = "timer_E"
+    timeout_timer = "timer_F"
 
     def receive_response(self, response: SipResponse, now: float) -> None:
         status = _status_class(response.status)
