@@ -58,7 +58,6 @@ class RecordingBatch:
 
 @dataclass(slots=True)
 class _Writer:
-    path: Path
     pending: npt.NDArray[np.int16]
     file: wave.Wave_write | None = None
     written: int = 0
@@ -81,7 +80,7 @@ class CallRecorder:
         self.channels = channels
         self._chunks: list[tuple[Channel, int, bytes, Codec]] = []
         self._anchors: list[_Anchor | None] = [None] * channels
-        self._writer = _Writer(path, np.zeros((0, channels), dtype=np.int16))
+        self._writer = _Writer(np.zeros((0, channels), dtype=np.int16))
 
     def _arrival(self, now: float) -> int:
         return round((now - self.start) * SAMPLE_RATE)
@@ -120,7 +119,7 @@ class CallRecorder:
         """
         writer = self._writer
         if writer.file is None:
-            writer.file = wave.open(str(writer.path), "wb")  # noqa: SIM115 - kept open across batches
+            writer.file = wave.open(str(self.path), "wb")  # noqa: SIM115 - kept open across batches
             writer.file.setnchannels(self.channels)
             writer.file.setsampwidth(2)
             writer.file.setframerate(SAMPLE_RATE)
