@@ -89,10 +89,7 @@ class _Leg:
     reservation_id: str
     state: LegState = LegState.RESERVING
     ring_deadline: float | None = None
-    answered_at: float | None = None
-    accepted_at: float | None = None
     gate: AcceptGate | None = None
-    rang: bool = False
     early_media: bool = False
     """The leg has sent early media (183 with SDP): noted once, when it starts."""
     abandoned: bool = False
@@ -109,8 +106,6 @@ class _Overflow:
 
     ring_deadline: float | None
     state: LegState = LegState.DIALING
-    answered_at: float | None = None
-    rang: bool = False
     early_media: bool = False
 
 
@@ -405,11 +400,10 @@ class CallSession:
         """
         if leg.state is not LegState.RINGING:
             return
-        if not leg.rang:
+        if self.record.legs[leg_id].ringing_at is None:
             self._out.note(now, "ringing", leg_id, early_media="yes" if event.early_media else "no")
         elif event.early_media and not leg.early_media:
             self._out.note(now, "early_media", leg_id)
-        leg.rang = True
         leg.early_media = leg.early_media or event.early_media
 
     def _leg_event(self, leg: _Leg, event: LegEvent, now: float) -> None:
@@ -450,7 +444,6 @@ class CallSession:
         assert self._attributes is not None
         # call-flow 7: a real answer stops the ring timer and starts the whisper.
         leg.ring_deadline = None
-        leg.answered_at = now
         self._move_leg(leg, LegState.WHISPER)
         self._out.note(now, "answer", leg.id)
         self._out.send(CommitCaps(leg.reservation_id, ("calls",)))
@@ -503,20 +496,15 @@ class CallSession:
         self, leg: _Leg, now: float, reason: LegEndReason, by: Party | None, **status: str
     ) -> None:
         self._move_leg(leg, LegState.ENDED)
-        self._note_outbound_end(leg.id, leg.answered_at, now, reason, by, **status)
+        self._note_outbound_end(leg.id, now, reason, by, **status)
         self._out.send(FinishCaps(leg.reservation_id))
 
     def _note_outbound_end(
-        self,
-        leg_id: str,
-        answered_at: float | None,
-        now: float,
-        reason: LegEndReason,
-        by: Party | None,
-        **status: str,
+        self, leg_id: str, now: float, reason: LegEndReason, by: Party | None, **status: str
     ) -> None:
         """Record the end of a leg we dialed, with what it cost (call-flow 18)."""
         costs = self.settings.costs
+        answered_at = self.record.legs[leg_id].answered_at
         cost = leg_cost(answered_at, now, costs.outbound_per_minute, costs.increment_seconds)
         party = {"by": by} if by else {}
         self._out.note(now, "leg_end", leg_id, reason=reason, cost=str(cost), **party, **status)
@@ -528,7 +516,6 @@ class CallSession:
         self._out.send(CommitCaps(leg.reservation_id, ("connections",)))
         self._move_leg(leg, LegState.BRIDGED)
         self._move(CallState.BRIDGED)
-        leg.accepted_at = now
         self._bridged = leg
         self._hunt_deadline = None
         # call-flow 15: answer the caller if needed, connect both ways, cancel the others.
@@ -554,8 +541,7 @@ class CallSession:
         """Convert and pay out once the bridged time reaches each buffer (call-flow 17)."""
         leg = self._bridged
         assert leg is not None
-        assert leg.accepted_at is not None
-        bridged = elapsed(leg.accepted_at, now)
+        bridged = elapsed(self._accepted_at(leg), now)
         if self._conversion_deadline is not None and bridged >= leg.offer.buffer_seconds:
             self._convert(now)
         payout = self.settings.payout
@@ -570,6 +556,12 @@ class CallSession:
         self._out.send(CommitCaps(leg.reservation_id, ("conversions", "revenue"), revenue))
         self._out.note(now, "conversion", leg.id, buyer=leg.offer.buyer_id, revenue=str(revenue))
 
+    def _accepted_at(self, leg: _Leg) -> float:
+        """When ``leg`` accepted: billable time starts there (call-flow 17)."""
+        accepted_at = self.record.legs[leg.id].accepted_at
+        assert accepted_at is not None
+        return accepted_at
+
     def _pay(self, now: float) -> None:
         assert self.settings.payout is not None
         self._payout_deadline = None
@@ -579,7 +571,6 @@ class CallSession:
     def _bridge_ended(self, now: float, by: Party) -> None:
         leg = self._bridged
         assert leg is not None
-        assert leg.accepted_at is not None
         self._settle(now)
         self._conversion_deadline = self._payout_deadline = None
         self._bridged = None
@@ -590,7 +581,7 @@ class CallSession:
             self._end(now)
             return
         self._end_leg(leg, now, "hangup", "buyer")
-        short = elapsed(leg.accepted_at, now) < leg.offer.buffer_seconds
+        short = elapsed(self._accepted_at(leg), now) < leg.offer.buffer_seconds
         recoverable = self._recoveries < self.settings.revenue_recovery_attempts
         if short and recoverable and self._hunt.has_more:
             # call-flow 20: re-offer the caller, who hears ringback again meanwhile.
@@ -751,7 +742,6 @@ class CallSession:
     def _overflow_answered(self, leg: _Overflow, now: float) -> None:
         """The overflow line's answer is its accept: answer the caller and bridge at once."""
         leg.ring_deadline = None
-        leg.answered_at = now
         self._move_overflow(leg, LegState.BRIDGED)
         self._move(CallState.FORWARDED)
         self._out.note(now, "answer", OVERFLOW)
@@ -799,7 +789,7 @@ class CallSession:
     ) -> None:
         leg.ring_deadline = None
         self._move_overflow(leg, LegState.ENDED)
-        self._note_outbound_end(OVERFLOW, leg.answered_at, now, reason, by, **status)
+        self._note_outbound_end(OVERFLOW, now, reason, by, **status)
 
     def _fallback_played(self, now: float) -> None:
         fallback = self.settings.fallback
