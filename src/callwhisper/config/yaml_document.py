@@ -6,6 +6,9 @@ so that:
 
 - every location (``("campaigns", 0, "routing")``) maps to its line;
 - duplicate mapping keys are reported instead of silently overwritten;
+- nesting (:data:`MAX_DEPTH`) and what aliases repeat
+  (:data:`MAX_ALIAS_VALUES`) are bounded, so a hostile file is a problem
+  reported, never a crash or a hang;
 - plain scalars follow the models, not YAML 1.1: where a string is expected
   (ids, names, numbers dialed, times, money) the text is kept exactly as
   written, so ``no`` stays ``"no"``, ``08:00`` stays ``"08:00"``,
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
+from yaml.composer import Composer, ComposerError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader, ReaderError
@@ -42,6 +45,13 @@ _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
+
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings read; a configuration needs about ten."""
+
+MAX_ALIAS_VALUES = 100_000
+"""Values that aliases may repeat in all: a few aliased schedules are far below it,
+while nested aliases can otherwise make a short file expand without end."""
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
@@ -130,6 +140,21 @@ class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
         Parser.__init__(self)
         Composer.__init__(self)
         _Resolver.__init__(self)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # PyYAML composes recursively: bound the depth before Python's stack runs out.
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, _too_deep(), self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _too_deep() -> str:
+    return f"lists and mappings nested more than {MAX_DEPTH} levels deep"
 
 
 def compose(text: str) -> Node | None:
@@ -184,6 +209,8 @@ class _Builder:
     def __init__(self, document: Document) -> None:
         self.document = document
         self.active: set[int] = set()
+        self.built: set[int] = set()
+        self.repeated = 0
 
     def problem(self, node: Node, location: Location, message: str) -> None:
         self.document.problems.append(DocumentProblem(_position(node), location, message))
@@ -193,6 +220,16 @@ class _Builder:
         if id(node) in self.active:
             self.problem(node, location, "an alias refers to itself")
             return None
+        # An alias is the node it names, built again where it is used.
+        if id(node) in self.built:
+            self.repeated += 1
+            if self.repeated > MAX_ALIAS_VALUES:
+                raise YamlSyntaxError(
+                    f"aliases repeat more than {MAX_ALIAS_VALUES:,} values", _position(node)
+                )
+        self.built.add(id(node))
+        if len(location) > MAX_DEPTH:
+            raise YamlSyntaxError(_too_deep(), _position(node))
         self.active.add(id(node))
         try:
             if isinstance(node, MappingNode):

@@ -62,6 +62,30 @@ def test_a_file_with_a_nul_byte_names_the_file(tmp_path: Path) -> None:
     ]
 
 
+def test_lists_nested_thousands_deep_are_one_problem_not_a_crash() -> None:
+    deep = "[" * 5000 + "]" * 5000
+    assert problems(f"version: {deep}\n") == [
+        "cfg.yaml:1:73: invalid YAML: lists and mappings nested more than 64 levels deep"
+    ]
+
+
+def test_an_alias_cannot_nest_a_value_past_the_depth_limit() -> None:
+    """Each part is shallow enough, but the alias puts one inside the other."""
+    text = "a: &a " + "[" * 40 + "]" * 40 + "\nb: " + "[" * 40 + "*a" + "]" * 40 + "\n"
+    assert problems(text) == [
+        "cfg.yaml:1:31: invalid YAML: lists and mappings nested more than 64 levels deep"
+    ]
+
+
+def test_aliases_of_aliases_cannot_expand_without_end() -> None:
+    """Six short lines would otherwise make a million values (the "billion laughs")."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    assert problems("\n".join(lines) + "\n") == [
+        "cfg.yaml:1:16: invalid YAML: aliases repeat more than 100,000 values"
+    ]
+
+
 def test_empty_file() -> None:
     assert problems("# nothing here\n") == ["cfg.yaml:1: (top level): the file is empty"]
 
