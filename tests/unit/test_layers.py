@@ -46,13 +46,43 @@ def place_of(path: Path) -> str:
 
 
 def imports_of(path: Path) -> set[str]:
+    package = ("callwhisper", *path.relative_to(PACKAGE).parent.parts)
+    return imports_in(path.read_text(), package, str(path))
+
+
+def imports_in(source: str, package: tuple[str, ...], filename: str = "<source>") -> set[str]:
+    """Every module ``source`` imports, relative imports resolved against ``package``.
+
+    ``from callwhisper import engine`` imports ``callwhisper.engine``: the
+    names after ``import`` count too, since they may be modules.
+    """
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(source, filename)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def test_every_form_of_import_is_seen() -> None:
+    source = (
+        "import callwhisper.engine\n"
+        "from callwhisper import store\n"
+        "from ..flow import session\n"
+        "from . import loader\n"
+        "from .schema import child_type\n"
+    )
+    assert imports_in(source, ("callwhisper", "config")) >= {
+        "callwhisper.engine",
+        "callwhisper.store",
+        "callwhisper.flow.session",
+        "callwhisper.config.loader",
+        "callwhisper.config.schema",
+    }
 
 
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if place_of(p) not in {"__init__", "__main__"})
