@@ -295,9 +295,8 @@ def _route(
 class _Recorded:
     """Something whose recording is fed on the loop and written by worker threads."""
 
-    def __init__(self, recorder: CallRecorder | None, started: float) -> None:
+    def __init__(self, recorder: CallRecorder | None) -> None:
         self.recorder = recorder
-        self.started = started
         self.lock = asyncio.Lock()
         """Serializes the worker-thread writes of the recording."""
         self._closed = asyncio.Event()
@@ -320,11 +319,9 @@ class _Recorded:
 class Bridge(_Recorded):
     """Two legs relaying RTP to each other, optionally recorded (caller left, buyer right)."""
 
-    def __init__(
-        self, caller: MediaLeg, buyer: MediaLeg, recorder: CallRecorder | None, started: float
-    ) -> None:
+    def __init__(self, caller: MediaLeg, buyer: MediaLeg, recorder: CallRecorder | None) -> None:
         """Created by :meth:`MediaEngine.bridge`."""
-        super().__init__(recorder, started)
+        super().__init__(recorder)
         self.caller = caller
         self.buyer = buyer
 
@@ -332,9 +329,9 @@ class Bridge(_Recorded):
 class LegRecording(_Recorded):
     """What one leg receives, recorded alone into a mono WAV (a caller's voicemail)."""
 
-    def __init__(self, leg: MediaLeg, recorder: CallRecorder, started: float) -> None:
+    def __init__(self, leg: MediaLeg, recorder: CallRecorder) -> None:
         """Created by :meth:`MediaEngine.record`."""
-        super().__init__(recorder, started)
+        super().__init__(recorder)
         self.leg = leg
 
 
@@ -806,7 +803,7 @@ class MediaEngine:
             raise LocalProtocolError("cannot bridge a leg to itself")
         now = self.loop.time()
         recorder = None if record_to is None else CallRecorder(record_to, now)
-        bridge = Bridge(caller, buyer, recorder, now)
+        bridge = Bridge(caller, buyer, recorder)
         for leg in (caller, buyer):
             leg.stop_playback()
             leg.bridge = bridge
@@ -845,8 +842,7 @@ class MediaEngine:
             raise LocalProtocolError(f"{leg.ident} is closed")
         if leg._tap is not None:
             raise LocalProtocolError(f"{leg.ident} is already recorded")
-        now = self.loop.time()
-        recording = LegRecording(leg, CallRecorder(path, now, channels=1), now)
+        recording = LegRecording(leg, CallRecorder(path, self.loop.time(), channels=1))
         leg._tap = recording
         self.recordings.add(recording)
         return recording
