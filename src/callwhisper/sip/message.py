@@ -617,19 +617,6 @@ def make_request(
     return SipRequest(method, uri, headers, body)
 
 
-_ERROR_HEADERS: Final[dict[bytes, bytes]] = {
-    b"via": b"Via",
-    b"v": b"Via",
-    b"from": b"From",
-    b"f": b"From",
-    b"to": b"To",
-    b"t": b"To",
-    b"call-id": b"Call-ID",
-    b"i": b"Call-ID",
-    b"cseq": b"CSeq",
-}
-
-
 def error_response(
     data: bytes, error: SipParseError, *, agent: str = "callwhisper"
 ) -> bytes | None:
@@ -646,16 +633,16 @@ def error_response(
     request_line = lines[0].split(b" ")
     if len(request_line) != 3 or lines[0].startswith(b"SIP/") or request_line[0] == b"ACK":
         return None
-    found: dict[bytes, list[bytes]] = {}
+    found: dict[str, list[bytes]] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        full = _ERROR_HEADERS.get(name.strip().lower())
-        if full is None or not colon or b"\r" in value or b"\n" in value:
+        full = canonical_name(name.strip().decode("latin-1"))
+        if full not in _MANDATORY or not colon or b"\r" in value or b"\n" in value:
             continue
         found.setdefault(full, []).append(value.strip())
-    if any(name not in found for name in _ERROR_HEADERS.values()):
+    if any(name not in found for name in _MANDATORY):
         return None
-    if any(b"ACK" in cseq.upper().split() for cseq in found[b"CSeq"]):
+    if any(b"ACK" in cseq.upper().split() for cseq in found["CSeq"]):
         return None
     if not _answerable(found):
         return None
@@ -663,29 +650,29 @@ def error_response(
     reason = REASON_PHRASES.get(status, "Bad Request")
     text = str(error).replace("\\", "\\\\").replace('"', '\\"')
     out = [f"SIP/2.0 {status} {reason}".encode()]
-    out.extend(b"Via: " + via for via in found[b"Via"])
-    out.append(b"From: " + found[b"From"][0])
-    to = found[b"To"][0]
+    out.extend(b"Via: " + via for via in found["Via"])
+    out.append(b"From: " + found["From"][0])
+    to = found["To"][0]
     if b";tag=" not in to.lower().replace(b" ", b""):
         to += b";tag=" + new_tag().encode()
     out.append(b"To: " + to)
-    out.append(b"Call-ID: " + found[b"Call-ID"][0])
-    out.append(b"CSeq: " + found[b"CSeq"][0])
+    out.append(b"Call-ID: " + found["Call-ID"][0])
+    out.append(b"CSeq: " + found["CSeq"][0])
     out.append(f'Warning: 399 {agent} "{text}"'.encode())
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
 
 
-def _answerable(found: dict[bytes, list[bytes]]) -> bool:
+def _answerable(found: dict[str, list[bytes]]) -> bool:
     """Whether the copied headers are well-formed enough to route and match a response."""
     try:
-        for via in found[b"Via"]:
+        for via in found["Via"]:
             for value in split_comma_list(via.decode()):
                 parse_via(value)
-        parse_name_addr(found[b"From"][0].decode())
-        parse_name_addr(found[b"To"][0].decode())
-        parse_cseq(found[b"CSeq"][0].decode())
-        call_id = found[b"Call-ID"][0].decode()
+        parse_name_addr(found["From"][0].decode())
+        parse_name_addr(found["To"][0].decode())
+        parse_cseq(found["CSeq"][0].decode())
+        call_id = found["Call-ID"][0].decode()
     except (SipParseError, UnicodeDecodeError):
         return False
     return bool(call_id)

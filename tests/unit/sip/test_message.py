@@ -372,6 +372,23 @@ def test_error_response_adds_to_tag_and_uses_status_hint() -> None:
     assert to_line.startswith(b"To: <sip:+18005550100@198.51.100.5>;tag=")
 
 
+def test_error_response_reads_compact_and_odd_cased_header_names() -> None:
+    data = fx.INVITE_COMPACT.replace(b"max-forwards: 70", b"max-forwards: x")
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    answer = error_response(data, info.value)
+    assert answer is not None
+    reply = parse_message(answer)
+    assert isinstance(reply, SipResponse)
+    assert (reply.status, reply.call_id, str(reply.cseq)) == (
+        400,
+        "compact-1@203.0.113.10",
+        "1 INVITE",
+    )
+    assert (reply.top_via.branch, reply.from_.tag) == ("z9hG4bKc0ffee01", "77aa")
+    assert reply.to.uri == "sip:+18005550100@198.51.100.5"
+
+
 @pytest.mark.parametrize(
     "data",
     [
