@@ -205,15 +205,20 @@ def test_eviction_removes_stale_temporary_files_only(
     assert fresh.exists()
 
 
-def test_memory_hit_costs_well_under_a_millisecond(tmp_path: Path, fake_engine: FakeEngine) -> None:
+def test_memory_hit_touches_neither_the_disk_nor_the_engine(
+    tmp_path: Path, fake_engine: FakeEngine
+) -> None:
+    """What it costs is measured by ``python -m bench tts``; here, that it does no I/O."""
     cache = TtsCache(tmp_path)
-    cache.render(fake_engine, "Auto insurance lead from California", OPTIONS)
-    timings = []
-    for _ in range(101):
-        start = time.perf_counter()
-        cache.render(fake_engine, "Auto insurance lead from California", OPTIONS)
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[50] < 0.001
+    first = cache.render(fake_engine, "Auto insurance lead from California", OPTIONS)
+    # Without its file, a read would miss and render again, and a write would show.
+    for path in tmp_path.iterdir():
+        path.unlink()
+    again = cache.render(fake_engine, "Auto insurance lead from California", OPTIONS)
+    assert again is first
+    assert len(fake_engine.calls) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert cache.stats == CacheStats(memory_hits=1, misses=1)
 
 
 def test_concurrent_renders_agree(tmp_path: Path, fake_engine: FakeEngine) -> None:
