@@ -302,6 +302,10 @@ class _Recorded:
         self._closed = asyncio.Event()
         self._error: BaseException | None = None
 
+    def _drop_recorder(self) -> None:
+        """Feed the recording no more: a write failed, its file keeps what was written."""
+        self.recorder = None
+
     def _set_closed(self, error: BaseException | None = None) -> None:
         self._error = error
         self._closed.set()
@@ -324,6 +328,12 @@ class Bridge(_Recorded):
         super().__init__(recorder)
         self.caller = caller
         self.buyer = buyer
+
+    def _drop_recorder(self) -> None:
+        super()._drop_recorder()
+        for leg in (self.caller, self.buyer):
+            if leg._route is not None:
+                leg._route.recorder = None
 
 
 class LegRecording(_Recorded):
@@ -876,37 +886,19 @@ class MediaEngine:
     async def _flush_recordings(self) -> None:
         while True:
             await asyncio.sleep(RECORDING_FLUSH_INTERVAL)
-            for bridge in list(self.bridges):
-                if bridge.recorder is not None:
-                    await self._flush_recording(bridge, bridge.recorder)
-            for recording in list(self.recordings):
-                if recording.recorder is not None:
-                    await self._flush_leg_recording(recording, recording.recorder)
+            for recorded in [*self.bridges, *self.recordings]:
+                await self._flush_recording(recorded)
 
-    async def _flush_leg_recording(self, recording: LegRecording, recorder: CallRecorder) -> None:
-        async with recording.lock:
-            if recording not in self.recordings:
-                return  # stopped while we waited; the close writes the rest
-            try:
-                await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
-            except Exception:
-                log.exception("writing recording %s failed; recording stopped", recorder.path)
-                recording.recorder = None
-                await asyncio.to_thread(recorder.abandon)
-
-    async def _flush_recording(self, bridge: Bridge, recorder: CallRecorder) -> None:
-        async with bridge.lock:
-            if bridge not in self.bridges:
+    async def _flush_recording(self, recorded: _Recorded) -> None:
+        recorder = recorded.recorder
+        if recorder is None:
+            return
+        async with recorded.lock:
+            if recorded not in self.bridges and recorded not in self.recordings:
                 return  # torn down while we waited; the close writes the rest
             try:
                 await asyncio.to_thread(recorder.write, recorder.take(self.loop.time()))
             except Exception:
                 log.exception("writing recording %s failed; recording stopped", recorder.path)
-                bridge.recorder = None
-                for leg, other, channel in (
-                    (bridge.caller, bridge.buyer, CALLER),
-                    (bridge.buyer, bridge.caller, BUYER),
-                ):
-                    held = leg._route.held_event if leg._route is not None else None
-                    leg._route = _route(leg, other, None, channel, held)
+                recorded._drop_recorder()
                 await asyncio.to_thread(recorder.abandon)

@@ -422,14 +422,46 @@ async def test_a_failed_recording_write_closes_the_file_and_the_bridge_relays_on
     recorder.write = disk_full  # type: ignore[method-assign]
     deliver(loop, caller, sockets[0], (rtp(1, 160), CALLER_PEER))
     loop.now += 1.0
-    await engine._flush_recording(bridge, recorder)
+    await engine._flush_recording(bridge)
     assert bridge.recorder is None
     assert recorder._writer.file is None
     assert bridge in engine.bridges
     deliver(loop, caller, sockets[0], (rtp(2, 320), CALLER_PEER))
+    deliver(loop, buyer, sockets[1], (rtp(1, 160, ssrc=222), BUYER_PEER))
     assert [p.payload for p in sent_packets(sockets[1])] == [b"\x11" * 160] * 2
+    assert [p.payload for p in sent_packets(sockets[0])] == [b"\x11" * 160]
+    assert recorder.take(loop.now).chunks == []  # neither direction feeds it any more
     engine.unbridge(bridge)
     await bridge.wait_closed()
+
+
+async def test_a_failed_leg_recording_write_closes_the_file_and_the_leg_goes_on(
+    tmp_path: Path,
+) -> None:
+    engine, loop, sockets = fake_engine()
+    leg = engine.open_leg(PCMU, remote=CALLER_PEER, name="caller")
+    recording = engine.record(leg, tmp_path / "voicemail.wav")
+    recorder = recording.recorder
+    assert recorder is not None
+    write = recorder.write
+
+    def disk_full(batch: RecordingBatch) -> None:
+        write(batch)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    recorder.write = disk_full  # type: ignore[method-assign]
+    deliver(loop, leg, sockets[0], (rtp(1, 160), CALLER_PEER))
+    loop.now += 1.0
+    await engine._flush_recording(recording)
+    assert recording.recorder is None
+    assert recorder._writer.file is None
+    assert engine.recordings == {recording}
+    deliver(loop, leg, sockets[0], (rtp(2, 320), CALLER_PEER))
+    assert leg.counters.packets_in == 2
+    assert recorder.take(loop.now).chunks == []
+    engine.stop_recording(recording)
+    await recording.wait_closed()
+    assert engine.recordings == set()
 
 
 def test_ringback_is_played_in_the_legs_codec_until_bridged() -> None:
