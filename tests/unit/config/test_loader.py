@@ -306,6 +306,8 @@ def test_aliases_share_a_value() -> None:
         "    schedule: &office\n      hours: {mon: ['09:00-17:00']}\n",
     ).replace("        destination: sip", "        schedule: *office\n        destination: sip")
     buyer = load_configuration_text(text).buyers[0]
+    assert buyer.schedule is not None
+    assert buyer.schedule.hours == {"mon": ["09:00-17:00"]}
     assert buyer.targets[0].schedule == buyer.schedule
 
 

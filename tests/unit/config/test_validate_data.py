@@ -97,7 +97,8 @@ def test_destination_must_be_a_sip_uri_or_e164() -> None:
 
 
 def test_empty_configuration_is_valid() -> None:
-    assert Configuration().campaigns == []
+    assert validate_configuration({}) == Configuration()
+    assert validate_configuration({"version": 1}) == Configuration()
 
 
 def forwarding(forward_to: str, *trunk_ids: str, trunk: str | None = None) -> dict[str, Any]:
