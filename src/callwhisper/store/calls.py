@@ -1,9 +1,10 @@
 """Call records: calls, their legs and their timelines, written at every milestone.
 
-Each write is its own transaction, so a crash loses nothing already written;
+Every write is a unit of work (the ``*_in`` methods, the connection last):
+``Database.run_write(partial(calls.update_call_in, call_id, changes))`` runs
+it in a transaction of its own, ``Store.submit`` in the shared transaction
+of the writes queued with it. What is committed survives a crash;
 ``close_interrupted_calls`` runs at start-up and closes what a crash left open.
-Every write also exists as a unit of work (``*_in`` methods, the connection
-last) that a caller can run inside its own transaction, with others.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ _RAISE_EVENT_SEQ = (
 
 
 class CallChanges(TypedDict, total=False):
-    """Fields of a call that ``update_call`` may change."""
+    """Fields of a call that ``update_call_in`` may change."""
 
     state: str
     outcome: str | None
@@ -65,7 +66,7 @@ class CallChanges(TypedDict, total=False):
 
 
 class LegChanges(TypedDict, total=False):
-    """Fields of a leg that ``update_leg`` may change."""
+    """Fields of a leg that ``update_leg_in`` may change."""
 
     ringing_at: datetime | None
     answered_at: datetime | None
@@ -146,33 +147,6 @@ class CallRepository:
         self._db = database
         self._ledger = ledger
 
-    async def create_call(
-        self,
-        call_id: str,
-        *,
-        dialed: str,
-        started_at: datetime,
-        campaign_id: str | None = None,
-        caller: str | None = None,
-        publisher_id: str | None = None,
-        state: str = "new",
-        tags: Mapping[str, str] | None = None,
-    ) -> None:
-        """Record a new inbound call."""
-        await self._db.run_write(
-            partial(
-                self.create_call_in,
-                call_id,
-                dialed=dialed,
-                started_at=started_at,
-                campaign_id=campaign_id,
-                caller=caller,
-                publisher_id=publisher_id,
-                state=state,
-                tags=tags,
-            )
-        )
-
     def create_call_in(
         self,
         call_id: str,
@@ -186,7 +160,7 @@ class CallRepository:
         state: str = "new",
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """:meth:`create_call` in the caller's transaction."""
+        """Record a new inbound call."""
         connection.execute(
             _INSERT_CALL,
             {
@@ -207,51 +181,18 @@ class CallRepository:
             },
         )
 
-    async def update_call(self, call_id: str, changes: CallChanges) -> None:
-        """Change some fields of a call; raises ``KeyError`` for an unknown call."""
-        await self._db.run_write(partial(self.update_call_in, call_id, changes))
-
     def update_call_in(self, call_id: str, changes: CallChanges, connection: Connection) -> None:
-        """:meth:`update_call` in the caller's transaction."""
+        """Change some fields of a call; raises ``KeyError`` for an unknown call."""
         values: dict[str, Any] = dict(changes)
         if "tags" in values:
             values["tags"] = dict(values["tags"])
         _update_call(connection, call_id, values)
 
-    async def record_routing(self, call_id: str, decision: Mapping[str, Any]) -> None:
-        """Keep the routing decision (candidates and reasons) of a call, as JSON."""
-        await self._db.run_write(partial(self.record_routing_in, call_id, decision))
-
     def record_routing_in(
         self, call_id: str, decision: Mapping[str, Any], connection: Connection
     ) -> None:
-        """:meth:`record_routing` in the caller's transaction."""
+        """Keep the routing decision (candidates and reasons) of a call, as JSON."""
         _update_call(connection, call_id, {"routing": dict(decision)})
-
-    async def finish_call(
-        self,
-        call_id: str,
-        *,
-        outcome: str,
-        ended_at: datetime,
-        revenue: Decimal,
-        payout: Decimal,
-        cost: Decimal,
-        converted: bool | None = None,
-    ) -> None:
-        """Close a call with its outcome and its money."""
-        await self._db.run_write(
-            partial(
-                self.finish_call_in,
-                call_id,
-                outcome=outcome,
-                ended_at=ended_at,
-                revenue=revenue,
-                payout=payout,
-                cost=cost,
-                converted=converted,
-            )
-        )
 
     def finish_call_in(
         self,
@@ -265,7 +206,7 @@ class CallRepository:
         cost: Decimal,
         converted: bool | None = None,
     ) -> None:
-        """:meth:`finish_call` in the caller's transaction."""
+        """Close a call with its outcome and its money."""
         values: dict[str, Any] = {
             "state": ENDED,
             "outcome": outcome,
@@ -277,31 +218,6 @@ class CallRepository:
         if converted is not None:
             values["converted"] = converted
         _update_call(connection, call_id, values)
-
-    async def create_leg(
-        self,
-        leg_id: str,
-        call_id: str,
-        *,
-        destination: str,
-        dialed_at: datetime,
-        buyer_id: str | None = None,
-        target_id: str | None = None,
-        reservation_id: str | None = None,
-    ) -> None:
-        """Record a buyer leg being dialed."""
-        await self._db.run_write(
-            partial(
-                self.create_leg_in,
-                leg_id,
-                call_id,
-                destination=destination,
-                dialed_at=dialed_at,
-                buyer_id=buyer_id,
-                target_id=target_id,
-                reservation_id=reservation_id,
-            )
-        )
 
     def create_leg_in(
         self,
@@ -315,7 +231,7 @@ class CallRepository:
         target_id: str | None = None,
         reservation_id: str | None = None,
     ) -> None:
-        """:meth:`create_leg` in the caller's transaction."""
+        """Record a buyer leg being dialed."""
         connection.execute(
             _INSERT_LEG,
             {
@@ -330,29 +246,11 @@ class CallRepository:
             },
         )
 
-    async def update_leg(self, leg_id: str, changes: LegChanges) -> None:
-        """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
-        await self._db.run_write(partial(self.update_leg_in, leg_id, changes))
-
     def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
-        """:meth:`update_leg` in the caller's transaction."""
+        """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
         result = connection.execute(_UPDATE_LEG, {**changes, "leg_key": leg_id})
         if result.rowcount != 1:
             raise KeyError(leg_id)
-
-    async def append_event(
-        self,
-        call_id: str,
-        kind: str,
-        at: datetime,
-        data: Mapping[str, Any] | None = None,
-        *,
-        leg_id: str | None = None,
-    ) -> int:
-        """Add an entry to a call's timeline; returns its sequence number (1, 2, ...)."""
-        return await self._db.run_write(
-            partial(self.append_event_in, call_id, kind, at, data, leg_id=leg_id)
-        )
 
     def append_event_in(
         self,
@@ -364,7 +262,7 @@ class CallRepository:
         *,
         leg_id: str | None = None,
     ) -> int:
-        """:meth:`append_event` in the caller's transaction."""
+        """Add an entry to a call's timeline; returns its sequence number (1, 2, ...)."""
         return _append_event(connection, call_id, kind, at, data or {}, leg_id)
 
     def record_event_in(

@@ -145,16 +145,10 @@ class CounterRepository:
             rotation=rotation,
         )
 
-    async def save_rotation(
-        self, campaign_id: str, tier_index: int, rotation: TierRotation
-    ) -> None:
-        """Persist a tier's rotation so round robin and weighted shares survive restarts."""
-        await self._db.run_write(partial(self.save_rotation_in, campaign_id, tier_index, rotation))
-
     def save_rotation_in(
         self, campaign_id: str, tier_index: int, rotation: TierRotation, connection: Connection
     ) -> None:
-        """:meth:`save_rotation` in the caller's transaction."""
+        """Persist a tier's rotation so round robin and weighted shares survive restarts."""
         connection.execute(
             self._save_rotation,
             {
@@ -164,35 +158,6 @@ class CounterRepository:
                 "current": dict(rotation.current),
                 "updated_at": utcnow(),
             },
-        )
-
-    async def record_caller_history(
-        self,
-        *,
-        caller: str,
-        campaign_id: str,
-        call_id: str,
-        at: datetime,
-        buyer_id: str | None = None,
-        connected: bool = False,
-        converted: bool = False,
-    ) -> None:
-        """Remember that ``caller`` called (and whether it connected or converted).
-
-        One entry per call and buyer: recording it again only ever turns
-        ``connected`` and ``converted`` on, so a later correction cannot lose them.
-        """
-        await self._db.run_write(
-            partial(
-                self.record_caller_history_in,
-                caller=caller,
-                campaign_id=campaign_id,
-                call_id=call_id,
-                at=at,
-                buyer_id=buyer_id,
-                connected=connected,
-                converted=converted,
-            )
         )
 
     def record_caller_history_in(
@@ -207,7 +172,11 @@ class CounterRepository:
         connected: bool = False,
         converted: bool = False,
     ) -> None:
-        """:meth:`record_caller_history` in the caller's transaction."""
+        """Remember that ``caller`` called (and whether it connected or converted).
+
+        One entry per call and buyer: recording it again only ever turns
+        ``connected`` and ``converted`` on, so a later correction cannot lose them.
+        """
         connection.execute(
             self._record_history,
             {

@@ -217,7 +217,7 @@ class ResidentCounters:
         connected: bool = False,
         converted: bool = False,
     ) -> None:
-        """Remember a call of ``caller``, as ``CounterRepository.record_caller_history`` does.
+        """Remember a call of ``caller``, as ``CounterRepository.record_caller_history_in`` does.
 
         Recording the same call and buyer again only turns ``connected`` and
         ``converted`` on; it keeps the first entry's time and place.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from sqlalchemy import Connection
@@ -24,43 +25,65 @@ def later(seconds: float) -> datetime:
 
 async def test_a_call_is_recorded_milestone_by_milestone(store: Store) -> None:
     calls = store.calls
-    await calls.create_call(
-        "c1",
-        dialed="+18005550123",
-        caller="+14155550111",
-        campaign_id="auto-ca",
-        publisher_id="pub-a",
-        started_at=START,
-        tags={"source": "radio"},
+    write = store.database.run_write
+    await write(
+        partial(
+            calls.create_call_in,
+            "c1",
+            dialed="+18005550123",
+            caller="+14155550111",
+            campaign_id="auto-ca",
+            publisher_id="pub-a",
+            started_at=START,
+            tags={"source": "radio"},
+        )
     )
-    assert await calls.append_event("c1", "inbound", START, {"from": "+14155550111"}) == 1
+    inbound = partial(calls.append_event_in, "c1", "inbound", START, {"from": "+14155550111"})
+    assert await write(inbound) == 1
     decision = {"candidates": [{"buyer": "zeta", "skipped": "daily calls cap 50/50"}]}
-    await calls.record_routing("c1", decision)
-    await calls.create_leg(
-        "c1-l1",
-        "c1",
-        destination="+13125550199",
-        dialed_at=later(1),
-        buyer_id="acme",
-        target_id="desk",
-        reservation_id="r1",
+    await write(partial(calls.record_routing_in, "c1", decision))
+    await write(
+        partial(
+            calls.create_leg_in,
+            "c1-l1",
+            "c1",
+            destination="+13125550199",
+            dialed_at=later(1),
+            buyer_id="acme",
+            target_id="desk",
+            reservation_id="r1",
+        )
     )
-    assert await calls.append_event("c1", "dial", later(1), leg_id="c1-l1") == 2
-    await calls.update_leg(
-        "c1-l1", {"answered_at": later(5), "accepted_at": later(9), "ringing_at": later(2)}
+    dial = partial(calls.append_event_in, "c1", "dial", later(1), None, leg_id="c1-l1")
+    assert await write(dial) == 2
+    await write(
+        partial(
+            calls.update_leg_in,
+            "c1-l1",
+            {"answered_at": later(5), "accepted_at": later(9), "ringing_at": later(2)},
+        )
     )
-    await calls.update_call("c1", {"state": "bridged", "answered_at": later(0.5)})
-    await calls.update_leg(
-        "c1-l1", {"ended_at": later(200), "outcome": "converted", "cost": Decimal("0.0429")}
+    await write(
+        partial(calls.update_call_in, "c1", {"state": "bridged", "answered_at": later(0.5)})
     )
-    await calls.finish_call(
-        "c1",
-        outcome="converted",
-        ended_at=later(200),
-        revenue=Decimal("30"),
-        payout=Decimal("10"),
-        cost=Decimal("0.0714"),
-        converted=True,
+    await write(
+        partial(
+            calls.update_leg_in,
+            "c1-l1",
+            {"ended_at": later(200), "outcome": "converted", "cost": Decimal("0.0429")},
+        )
+    )
+    await write(
+        partial(
+            calls.finish_call_in,
+            "c1",
+            outcome="converted",
+            ended_at=later(200),
+            revenue=Decimal("30"),
+            payout=Decimal("10"),
+            cost=Decimal("0.0714"),
+            converted=True,
+        )
     )
     call = await calls.get_call("c1")
     assert call is not None
@@ -84,9 +107,15 @@ async def test_a_call_is_recorded_milestone_by_milestone(store: Store) -> None:
 
 
 async def test_timeline_sequence_is_monotonic_under_concurrent_appends(store: Store) -> None:
-    await store.calls.create_call("c1", dialed="+18005550123", started_at=START)
+    write = store.database.run_write
+    await write(partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START))
     seqs = await asyncio.gather(
-        *(store.calls.append_event("c1", "dtmf", later(n), {"key": str(n % 10)}) for n in range(30))
+        *(
+            write(
+                partial(store.calls.append_event_in, "c1", "dtmf", later(n), {"key": str(n % 10)})
+            )
+            for n in range(30)
+        )
     )
     assert sorted(seqs) == list(range(1, 31))
     call = await store.calls.get_call("c1")
@@ -95,19 +124,26 @@ async def test_timeline_sequence_is_monotonic_under_concurrent_appends(store: St
 
 
 async def test_unknown_calls_and_legs_raise_key_error(store: Store) -> None:
-    with pytest.raises(KeyError):
-        await store.calls.update_call("missing", {"state": "bridged"})
-    with pytest.raises(KeyError):
-        await store.calls.update_leg("missing", {"outcome": "busy"})
-    with pytest.raises(KeyError):
-        await store.calls.append_event("missing", "inbound", START)
+    write = store.database.run_write
+    with pytest.raises(KeyError, match="missing-call"):
+        await write(partial(store.calls.update_call_in, "missing-call", {"state": "bridged"}))
+    with pytest.raises(KeyError, match="missing-leg"):
+        await write(partial(store.calls.update_leg_in, "missing-leg", {"outcome": "busy"}))
+    with pytest.raises(KeyError, match="missing-call"):
+        await write(partial(store.calls.append_event_in, "missing-call", "inbound", START, None))
     assert await store.calls.get_call("missing") is None
 
 
 async def test_list_calls_newest_first_by_campaign(store: Store) -> None:
     for number, campaign in enumerate(["a", "b", "a"]):
-        await store.calls.create_call(
-            f"c{number}", dialed="+18005550123", campaign_id=campaign, started_at=later(number)
+        await store.database.run_write(
+            partial(
+                store.calls.create_call_in,
+                f"c{number}",
+                dialed="+18005550123",
+                campaign_id=campaign,
+                started_at=later(number),
+            )
         )
     listed = await store.calls.list_calls(campaign_id="a")
     assert [call.id for call in listed] == ["c2", "c0"]
@@ -119,22 +155,34 @@ async def test_close_interrupted_calls_closes_open_calls_and_releases_their_caps
 ) -> None:
     key = CapKey("buyer:acme", "calls", "day", "2026-03-02")
     slot = ConcurrencyLimit("buyer:acme", 5)
-    await store.calls.create_call("done", dialed="+18005550123", started_at=START)
-    await store.calls.finish_call(
-        "done",
-        outcome="no_answer",
-        ended_at=later(30),
-        revenue=Decimal(0),
-        payout=Decimal(0),
-        cost=Decimal(0),
+    calls = store.calls
+    write = store.database.run_write
+    await write(partial(calls.create_call_in, "done", dialed="+18005550123", started_at=START))
+    await write(
+        partial(
+            calls.finish_call_in,
+            "done",
+            outcome="no_answer",
+            ended_at=later(30),
+            revenue=Decimal(0),
+            payout=Decimal(0),
+            cost=Decimal(0),
+        )
     )
-    await store.calls.create_call("live", dialed="+18005550123", started_at=START)
+    await write(partial(calls.create_call_in, "live", dialed="+18005550123", started_at=START))
     reservation = Reservation("r-live", (CapCharge(key, Decimal(10), Decimal(1)),), (slot,), START)
     assert await store.ledger.reserve(reservation, call_id="live") is None
-    await store.calls.create_leg(
-        "live-l1", "live", destination="+13125550199", dialed_at=later(1), reservation_id="r-live"
+    await write(
+        partial(
+            calls.create_leg_in,
+            "live-l1",
+            "live",
+            destination="+13125550199",
+            dialed_at=later(1),
+            reservation_id="r-live",
+        )
     )
-    await store.calls.append_event("live", "dial", later(1), leg_id="live-l1")
+    await write(partial(calls.append_event_in, "live", "dial", later(1), None, leg_id="live-l1"))
 
     assert await store.calls.close_interrupted_calls(later(60)) == 1
     assert await store.calls.close_interrupted_calls(later(61)) == 0
@@ -156,10 +204,11 @@ async def test_close_interrupted_calls_closes_open_calls_and_releases_their_caps
 async def test_entries_numbered_by_the_caller_share_statements_and_keep_the_counter(
     store: Store,
 ) -> None:
-    """record_event_in defers its rows to the transaction's end; append_event then goes on."""
+    """record_event_in defers its rows to the transaction's end; append_event_in then goes on."""
     calls = store.calls
-    await calls.create_call("c1", dialed="+18005550123", started_at=START)
-    await calls.create_call("c2", dialed="+18005550123", started_at=START)
+    write = store.database.run_write
+    await write(partial(calls.create_call_in, "c1", dialed="+18005550123", started_at=START))
+    await write(partial(calls.create_call_in, "c2", dialed="+18005550123", started_at=START))
 
     def entries(connection: Connection) -> None:
         calls.record_event_in("c1", 1, "inbound", START, {"from": "a"}, connection)
@@ -168,7 +217,7 @@ async def test_entries_numbered_by_the_caller_share_statements_and_keep_the_coun
 
     await store.submit(entries)
 
-    assert await calls.append_event("c1", "hangup", later(3)) == 3
+    assert await write(partial(calls.append_event_in, "c1", "hangup", later(3), None)) == 3
     first = await calls.get_call("c1")
     second = await calls.get_call("c2")
     assert first is not None

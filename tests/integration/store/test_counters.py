@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -51,30 +52,46 @@ async def test_counters_sum_used_and_reserved(store: Store) -> None:
 async def test_caller_history_within_the_window(store: Store) -> None:
     caller = "+14155550111"
     old = NOW - timedelta(days=40)
-    await store.counters.record_caller_history(
-        caller=caller, campaign_id="auto", call_id="c0", at=old, buyer_id="acme", converted=True
+    write = store.database.run_write
+    history = store.counters.record_caller_history_in
+    await write(
+        partial(
+            history,
+            caller=caller,
+            campaign_id="auto",
+            call_id="c0",
+            at=old,
+            buyer_id="acme",
+            converted=True,
+        )
     )
-    await store.counters.record_caller_history(
-        caller=caller,
-        campaign_id="auto",
-        call_id="c1",
-        at=NOW - timedelta(days=3),
-        buyer_id="acme",
-        connected=True,
+    for connected, converted in ((True, False), (False, True)):
+        await write(
+            partial(
+                history,
+                caller=caller,
+                campaign_id="auto",
+                call_id="c1",
+                at=NOW - timedelta(days=3),
+                buyer_id="acme",
+                connected=connected,
+                converted=converted,
+            )
+        )
+    await write(
+        partial(
+            history, caller=caller, campaign_id="solar", call_id="c2", at=NOW - timedelta(hours=1)
+        )
     )
-    await store.counters.record_caller_history(
-        caller=caller,
-        campaign_id="auto",
-        call_id="c1",
-        at=NOW - timedelta(days=3),
-        buyer_id="acme",
-        converted=True,
-    )
-    await store.counters.record_caller_history(
-        caller=caller, campaign_id="solar", call_id="c2", at=NOW - timedelta(hours=1)
-    )
-    await store.counters.record_caller_history(
-        caller="+14155550999", campaign_id="auto", call_id="c3", at=NOW, buyer_id="acme"
+    await write(
+        partial(
+            history,
+            caller="+14155550999",
+            campaign_id="auto",
+            call_id="c3",
+            at=NOW,
+            buyer_id="acme",
+        )
     )
     counters = await store.counters.load_counters("auto", caller=caller, now=NOW)
     assert counters.caller_history == (
@@ -92,12 +109,12 @@ async def test_caller_history_within_the_window(store: Store) -> None:
 
 
 async def test_rotations_persist_per_campaign_and_tier(store: Store) -> None:
-    await store.counters.save_rotation("auto", 0, TierRotation("zeta/main", {"zeta/main": -1}))
-    await store.counters.save_rotation(
-        "auto", 0, TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2})
-    )
-    await store.counters.save_rotation("auto", 1, TierRotation("acme/*"))
-    await store.counters.save_rotation("solar", 0, TierRotation("acme/*"))
+    write = store.database.run_write
+    save = store.counters.save_rotation_in
+    await write(partial(save, "auto", 0, TierRotation("zeta/main", {"zeta/main": -1})))
+    await write(partial(save, "auto", 0, TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2})))
+    await write(partial(save, "auto", 1, TierRotation("acme/*")))
+    await write(partial(save, "solar", 0, TierRotation("acme/*")))
     counters = await store.counters.load_counters("auto", now=NOW)
     assert counters.rotation == {
         ("auto", 0): TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -40,22 +41,33 @@ async def fill(store: Store) -> None:
     await store.ledger.finish("r0")
     await store.ledger.finish("r1")
     await store.ledger.commit("r2", ["calls"])
-    await store.counters.save_rotation("auto", 0, TierRotation("acme/*", {"acme/*": -1}))
-    await store.counters.save_rotation("solar", 0, TierRotation("zeta/main"))
-    history = store.counters.record_caller_history
-    await history(caller=CALLER, campaign_id="auto", call_id="c0", at=NOW - timedelta(days=40))
-    await history(
-        caller=CALLER, campaign_id="auto", call_id="c1", at=NOW - timedelta(days=3), buyer_id="acme"
+    write = store.database.run_write
+    save = store.counters.save_rotation_in
+    await write(partial(save, "auto", 0, TierRotation("acme/*", {"acme/*": -1})))
+    await write(partial(save, "solar", 0, TierRotation("zeta/main")))
+    history = store.counters.record_caller_history_in
+    await write(
+        partial(
+            history, caller=CALLER, campaign_id="auto", call_id="c0", at=NOW - timedelta(days=40)
+        )
     )
-    await history(
-        caller=CALLER,
-        campaign_id="auto",
-        call_id="c1",
-        at=NOW - timedelta(days=2),
-        buyer_id="acme",
-        converted=True,
+    for at, converted in ((NOW - timedelta(days=3), False), (NOW - timedelta(days=2), True)):
+        await write(
+            partial(
+                history,
+                caller=CALLER,
+                campaign_id="auto",
+                call_id="c1",
+                at=at,
+                buyer_id="acme",
+                converted=converted,
+            )
+        )
+    await write(
+        partial(
+            history, caller=CALLER, campaign_id="solar", call_id="c2", at=NOW - timedelta(hours=1)
+        )
     )
-    await history(caller=CALLER, campaign_id="solar", call_id="c2", at=NOW - timedelta(hours=1))
 
 
 async def test_loaded_counters_are_what_the_store_reads(store: Store) -> None:
@@ -100,8 +112,18 @@ async def test_history_recorded_in_memory_merges_as_in_the_store(store: Store) -
     resident = await ResidentCounters.load(store.database, NOW)
     for connected, converted in ((True, False), (False, True), (False, False)):
         at = NOW - timedelta(minutes=5 - connected - 2 * converted)
-        for record in (resident.record_caller_history, store.counters.record_caller_history):
-            done = record(
+        resident.record_caller_history(
+            caller=CALLER,
+            campaign_id="auto",
+            call_id="c9",
+            at=at,
+            buyer_id="acme",
+            connected=connected,
+            converted=converted,
+        )
+        await store.database.run_write(
+            partial(
+                store.counters.record_caller_history_in,
                 caller=CALLER,
                 campaign_id="auto",
                 call_id="c9",
@@ -110,8 +132,7 @@ async def test_history_recorded_in_memory_merges_as_in_the_store(store: Store) -
                 connected=connected,
                 converted=converted,
             )
-            if done is not None:
-                await done
+        )
     expected = await store.counters.load_counters("auto", caller=CALLER, now=NOW)
     got = resident.counters("auto", caller=CALLER, now=NOW)
     assert got.caller_history == expected.caller_history
