@@ -121,6 +121,15 @@ def with_store(
         fail([f"error: {error}"], EXIT_STORE)
 
 
+def stored_configuration(url: str | None) -> Configuration:
+    """The configuration last applied to the store at ``url`` (which must exist), or exit 2."""
+
+    async def read(store: Store) -> Configuration:
+        return await store.config.load_configuration()
+
+    return with_store(url, read, migrate=False)
+
+
 async def _with_store(
     url: str | None, work: Callable[[Store], Awaitable[T]], *, migrate: bool
 ) -> T:

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from callwhisper.cli.common import database_option, with_store
+from callwhisper.cli.common import database_option, stored_configuration
 from callwhisper.config import dump_configuration
-from callwhisper.domain.configuration import Configuration
-from callwhisper.store import Store
 
 
 @click.command("export")
@@ -27,11 +25,7 @@ def command(database_url: str | None, output: Path | None) -> None:
     The output loads back to the same configuration: ``apply`` of an exported
     file changes nothing. Exits 2 when the database fails.
     """
-
-    async def read(store: Store) -> Configuration:
-        return await store.config.load_configuration()
-
-    text = dump_configuration(with_store(database_url, read, migrate=False))
+    text = dump_configuration(stored_configuration(database_url))
     if output is None:
         click.echo(text, nl=False)
     else:

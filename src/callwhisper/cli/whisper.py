@@ -17,12 +17,11 @@ from callwhisper.cli.common import (
     fail,
     parse_tags,
     read_configuration,
+    stored_configuration,
     tag_option,
-    with_store,
 )
 from callwhisper.domain.configuration import Configuration
 from callwhisper.errors import AudioError, ConfigError
-from callwhisper.store import Store
 from callwhisper.whisper import (
     SAMPLE_CALLER,
     CachedSpeaker,
@@ -131,11 +130,7 @@ def preview(
     if file is not None:
         configuration = read_configuration(file)
     else:
-
-        async def read(store: Store) -> Configuration:
-            return await store.config.load_configuration()
-
-        configuration = with_store(database_url, read, migrate=False)
+        configuration = stored_configuration(database_url)
     campaign = configuration.campaigns_by_id.get(campaign_id)
     if campaign is None:
         fail([f"error: no campaign {campaign_id!r}"])

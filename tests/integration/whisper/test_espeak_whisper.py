@@ -12,7 +12,7 @@ from callwhisper.audio import SAMPLE_RATE, Audio, TtsCache
 from callwhisper.config import load_configuration_file
 from callwhisper.domain import WhisperConfig
 from callwhisper.whisper import CachedSpeaker, LintContext, lint_whisper
-from tests.integration.cli.helpers import EXAMPLE, run
+from tests.integration.cli.helpers import EXAMPLE, run, sqlite_url
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +72,22 @@ def test_preview_writes_the_whisper_it_prints(tmp_path: Path) -> None:
 
 def test_preview_uses_tags_and_the_campaign_whisper() -> None:
     result = run("whisper", "preview", EXAMPLE, "--campaign", "auto-west", "--tag", "drivers=2")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "text: Auto insurance from California, 2 drivers. Press 1 to accept."
+    )
+
+
+def test_preview_without_a_file_reads_the_configuration_applied_to_the_store(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "cw.db")
+    args = ("whisper", "preview", "--database-url", url, "--campaign", "auto-west")
+    missing = run(*args)
+    assert missing.exit_code == 2
+    assert missing.stderr.endswith("no such file (run callwhisper apply first)\n")
+    assert run("apply", EXAMPLE, "--database-url", url).exit_code == 0
+    result = run(*args, "--tag", "drivers=2")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
         "text: Auto insurance from California, 2 drivers. Press 1 to accept."
