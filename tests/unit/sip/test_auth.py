@@ -148,9 +148,15 @@ def test_client_answers_407_with_proxy_authorization() -> None:
         to_tag="p1",
         extra=[("Proxy-Authenticate", 'Digest realm="sbc", nonce="abc", qop="auth"')],
     )
-    again = DigestClient("u", "p").authorize(invite, challenge)
+    again = DigestClient("u", "p", cnonce=lambda: "c0ffee").authorize(invite, challenge)
     assert again.headers.get("Authorization") is None
-    assert (again.headers.get("Proxy-Authorization") or "").startswith('Digest username="u"')
+    uri = "sip:+18005550100@198.51.100.5:5060"
+    response = md5(f"{md5('u:sbc:p')}:abc:00000001:c0ffee:auth:{md5(f'INVITE:{uri}')}")
+    assert again.headers.get_all("Proxy-Authorization") == [
+        f'Digest username="u", realm="sbc", nonce="abc", uri="{uri}", response="{response}",'
+        ' algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"'
+    ]
+    assert str(again.cseq) == "103 INVITE"
     assert again.body == invite.body
     assert [v.branch for v in again.vias][1:] == [v.branch for v in invite.vias][1:]
 

@@ -332,7 +332,10 @@ def test_a_learned_route_set_replaces_the_default_route() -> None:
     proxy = loose_route("sip:sbc.carrier.example.net")
     dialog = Dialog.as_uac(buyer_invite(), response(fx.OK_INVITE), default_route=[proxy])
     assert dialog.next_hop == "sip:proxy1.buyer.example.com;lr"
-    assert proxy not in dialog.create_ack(1, via()).headers.get_all("Route")
+    assert dialog.create_ack(1, via()).headers.get_all("Route") == [
+        "<sip:proxy1.buyer.example.com;lr>",
+        "<sip:proxy2.buyer.example.com;lr>",
+    ]
 
 
 def test_loose_route_keeps_an_lr_parameter_already_there() -> None:

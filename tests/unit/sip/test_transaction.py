@@ -154,8 +154,13 @@ def test_invite_client_error_over_tcp_terminates_at_once() -> None:
     layer = TransactionLayer()
     invite = outgoing()
     key = layer.send_request(invite, BUYER, 0.0, reliable=True)
-    layer.receive_message(make_response(invite, 603, to_tag="b1"), BUYER, 1.0)
+    layer.messages_to_send()
+    decline = make_response(invite, 603, to_tag="b1")
+    layer.receive_message(decline, BUYER, 1.0)
     assert layer.state_of(key) is State.TERMINATED
+    assert events(layer) == [ResponseReceived(decline, key)]
+    assert sent(layer) == [bytes(build_ack_for_error(invite, decline))]
+    assert layer.get_timer() is None
 
 
 def test_invite_client_passes_every_2xx_to_the_tu_and_sends_no_ack() -> None:
@@ -226,8 +231,10 @@ def test_transport_error_ends_a_client_transaction() -> None:
 # INVITE server (17.2.1).
 
 
-def receive_invite(layer: TransactionLayer, now: float = 0.0) -> tuple[SipRequest, TransactionKey]:
-    layer.receive_datagram(fx.INVITE, CALLER, now)
+def receive_invite(
+    layer: TransactionLayer, data: bytes = fx.INVITE
+) -> tuple[SipRequest, TransactionKey]:
+    layer.receive_datagram(data, CALLER, 0.0)
     [event] = events(layer)
     assert isinstance(event, RequestReceived)
     assert event.key is not None
@@ -390,6 +397,9 @@ def test_cancel_before_any_response_uses_one_to_tag_for_both() -> None:
     receive_invite(layer)
     layer.receive_datagram(fx.CANCEL, CALLER, 0.1)
     ok, terminated = (parse_message(data) for data in sent(layer))
+    assert isinstance(ok, SipResponse)
+    assert isinstance(terminated, SipResponse)
+    assert (ok.status, ok.cseq.method, terminated.status) == (200, "CANCEL", 487)
     assert ok.to.tag is not None
     assert ok.to.tag == terminated.to.tag
 
@@ -445,11 +455,19 @@ def test_our_cancel_gives_up_when_no_final_response_comes() -> None:
     layer = TransactionLayer()
     invite = outgoing()
     key = layer.send_request(invite, BUYER, 0.0, reliable=True)
-    layer.receive_message(make_response(invite, 180, to_tag="b1"), BUYER, 1.0)
-    layer.cancel(key, 2.0)
+    ringing = make_response(invite, 180, to_tag="b1")
+    layer.receive_message(ringing, BUYER, 1.0)
+    cancel_key = layer.cancel(key, 2.0)
+    assert cancel_key is not None
+    run_until(layer, 33.9)
+    assert events(layer) == [ResponseReceived(ringing, key)]
+    assert layer.state_of(key) is State.PROCEEDING
+    # RFC 3261 9.1: 64*T1 after the CANCEL, both give up.
     run_until(layer, 34.0)
-    failures = [e for e in events(layer) if isinstance(e, TransactionFailed)]
-    assert TransactionFailed(key, "no final response after CANCEL") in failures
+    assert events(layer) == [
+        TransactionFailed(cancel_key, "Timer F"),
+        TransactionFailed(key, "no final response after CANCEL"),
+    ]
     assert layer.state_of(key) is State.TERMINATED
 
 
@@ -505,13 +523,12 @@ def test_malformed_datagram_is_answered_with_400_and_never_raises() -> None:
 def test_rfc2543_requests_without_magic_cookie_still_match() -> None:
     layer = TransactionLayer()
     old = fx.INVITE.replace(b"branch=z9hG4bK-524287-1---a1b2c3d4e5f6", b"branch=1")
-    layer.receive_datagram(old, CALLER, 0.0)
+    _, key = receive_invite(layer, old)
     layer.receive_datagram(old, CALLER, 0.1)
-    assert len(events(layer)) == 1
-    layer.receive_datagram(
-        fx.CANCEL.replace(b"branch=z9hG4bK-524287-1---a1b2c3d4e5f6", b"branch=1"), CALLER, 0.2
-    )
-    assert any(isinstance(e, InviteCancelled) for e in events(layer))
+    assert events(layer) == []
+    cancel = fx.CANCEL.replace(b"branch=z9hG4bK-524287-1---a1b2c3d4e5f6", b"branch=1")
+    layer.receive_datagram(cancel, CALLER, 0.2)
+    assert events(layer) == [InviteCancelled(key, incoming(cancel))]
 
 
 def test_transport_error_is_accepted_in_every_live_state() -> None:
