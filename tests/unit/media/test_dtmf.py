@@ -164,7 +164,10 @@ def test_long_event_segments_are_one_press() -> None:
 def test_timestamp_wraparound_is_a_new_event() -> None:
     receiver = DtmfReceiver()
     receiver.receive(event_packet(2**32 - 160, 1, True, 160), 0.0)
-    assert receiver.receive(event_packet(500, 2, True, 160), 0.5)[0] == DigitStarted("2", 500)
+    assert receiver.receive(event_packet(500, 2, True, 160), 0.5) == [
+        DigitStarted("2", 500),
+        DigitEnded("2", 500, 160, 20),
+    ]
 
 
 def sent_packets(sender: DtmfSender, start: float = 0.0) -> list[RtpPacket]:
