@@ -147,7 +147,8 @@ class _Composer(Reader, Scanner, Parser, Composer, _Resolver):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise ComposerError(None, None, _too_deep(), self.peek_event().start_mark)
+                self.check_event()  # makes the next event current, for its position
+                raise ComposerError(None, None, _too_deep(), self.current_event.start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
