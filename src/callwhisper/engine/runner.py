@@ -539,10 +539,11 @@ class CallRunner:
         )
         return await self._dial(dial)
 
-    def _hang_up_caller(self) -> None:
+    def _hang_up_caller(self, status: int = 480) -> None:
+        """End the caller's leg: ``status`` while its INVITE is unanswered, else BYE."""
         caller = self.caller
         if not caller.final_sent:
-            self.sip.respond(caller.invite, 480, to_tag=caller.to_tag)
+            self.sip.respond(caller.invite, status, to_tag=caller.to_tag)
             caller.final_sent = True
         elif caller.dialog is not None and not caller.hung_up:
             self._bye(CALLER, caller.dialog, self._caller_hop())
@@ -1076,14 +1077,8 @@ class CallRunner:
     def _abort(self, reason: str) -> None:
         """End every leg of a call that cannot go on; the caller gets 500 or BYE."""
         log.info("call %s: ending every leg (%s)", self.call_id, reason)
-        caller = self.caller
         try:
-            if not caller.final_sent:
-                self.sip.respond(caller.invite, 500, to_tag=caller.to_tag)
-                caller.final_sent = True
-            elif caller.dialog is not None and not caller.hung_up:
-                self._bye(CALLER, caller.dialog, self._caller_hop())
-            caller.hung_up = True
+            self._hang_up_caller(500)
             for leg in self.buyers.values():
                 self._end_buyer(leg, canceled=True)
         except (LocalProtocolError, RemoteProtocolError):

@@ -127,6 +127,8 @@ class FakeBackend:
         self.ended: list[str] = []
         self.records: list[CallRecord] = []
         self.recording_paths: list[Path] = []
+        self.finished: list[str] = []
+        """The reservations released, in order."""
 
     async def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
         pass
@@ -144,7 +146,7 @@ class FakeBackend:
         pass
 
     async def finish(self, reservation_id: str) -> None:
-        pass
+        self.finished.append(reservation_id)
 
     async def persist(self, call_id: str, entry: Entry) -> None:
         self.entries.append(entry)

@@ -247,3 +247,39 @@ async def test_options_is_answered_without_a_call(harness: Harness) -> None:
     answers = harness.sent_to(CALLER)
     assert statuses(answers) == [200]
     assert "INVITE" in (answers[0].headers.get("Allow") or "")
+
+
+async def test_a_server_stop_while_the_buyer_rings_refuses_the_caller_and_cancels_the_buyer(
+    harness: Harness,
+) -> None:
+    buyer_invite = await harness.dial()
+    harness.receive(response_to(buyer_invite, 180, "Ringing"), BUYER)
+    await harness.settle()
+    harness.endpoint.take()
+    [runner] = harness.b2bua.runners
+    await harness.close()
+    sent = harness.endpoint.take()
+    assert statuses([m for m, d in sent if d == CALLER]) == [500]
+    assert requests([m for m, d in sent if d == BUYER]) == ["CANCEL"]
+    assert harness.media.legs["A"].closed
+    assert harness.media.legs["B1"].closed
+    interrupted = harness.backend.entries[-1]
+    assert (interrupted.kind, dict(interrupted.data)) == (
+        "interrupted",
+        {"outcome": "interrupted", "reason": "server stopping"},
+    )
+    assert harness.backend.finished == [f"{runner.call_id}/B1"]
+    assert harness.backend.ended == ["interrupted"]
+    assert harness.b2bua.runners == set()
+
+
+async def test_a_server_stop_after_the_bridge_hangs_up_both_sides(harness: Harness) -> None:
+    await harness.bridge()
+    [runner] = harness.b2bua.runners
+    await harness.close()
+    sent = harness.endpoint.take()
+    assert requests([m for m, d in sent if d == CALLER]) == ["BYE"]
+    assert requests([m for m, d in sent if d == BUYER]) == ["BYE"]
+    assert statuses([m for m, _ in sent]) == []
+    assert harness.backend.finished == [f"{runner.call_id}/B1"]
+    assert harness.backend.ended == ["interrupted"]
