@@ -2,11 +2,12 @@
 
 Each figure is compared, in the same run, with a baseline that does the least
 work possible for the same result: reading the cache file's bytes with no
-checksum and no decoding. Run with ``python bench/bench_tts.py``; needs espeak-ng.
+checksum and no decoding. Run with ``python -m bench tts``; needs espeak-ng.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -48,6 +49,9 @@ def report(label: str, timings: list[float], baseline: list[float] | None = None
 
 def main() -> None:
     """Render, cache and look up a whisper with espeak-ng, and print the timings."""
+    if shutil.which("espeak-ng") is None:
+        print("skipped: needs espeak-ng (Debian: espeak-ng)")
+        return
     engine = get_engine("espeak-ng")
     options = TtsOptions()
     with tempfile.TemporaryDirectory() as directory:
