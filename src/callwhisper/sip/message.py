@@ -537,10 +537,9 @@ def new_tag() -> str:
     return secrets.token_hex(8)
 
 
-def new_call_id(host: str | None = None) -> str:
-    """A fresh, globally unique Call-ID (RFC 3261 8.1.1.4)."""
-    local = secrets.token_hex(12)
-    return f"{local}@{host}" if host else local
+def new_call_id() -> str:
+    """A fresh, globally unique Call-ID: 96 random bits, no host (RFC 3261 8.1.1.4)."""
+    return secrets.token_hex(12)
 
 
 def make_response(

@@ -454,6 +454,8 @@ def test_make_request_builds_a_parseable_invite_with_fresh_identifiers() -> None
     assert invite.top_via.branch is not None
     assert invite.top_via.branch.startswith("z9hG4bK")
     assert invite.cseq.seq == 1
+    assert len(invite.call_id) == 24
+    assert set(invite.call_id) <= set("0123456789abcdef")
     assert invite.headers.get("Max-Forwards") == "70"
     assert new_branch() != new_branch()
 
