@@ -91,6 +91,13 @@ async def test_reject_key_declines_the_buyer_and_the_next_one_takes_the_call(
     call = await finished_call(server)
     assert keys(call) == [("B1", "2", "reject"), ("B2", "1", "accept")]
     assert decline_reasons(call) == {"B1": "reject_key"}
+    # call-flow 1: the caller's 200 OK, its only one, came after the second buyer's accept,
+    # never during the cascade (both clocks are this machine's wall clock).
+    answers = [
+        m for m in calling.result().messages if m.kind == "200" and m.direction == "received"
+    ]
+    assert [m.header("CSeq") for m in answers] == ["1 INVITE", "2 BYE"]
+    assert answers[0].time >= event_time(call, "accept", "B2") - 0.002
     ends = leg_ends(call)
     assert (ends["B1"]["reason"], ends["B1"]["by"]) == ("declined", "system")
     assert ("accept", "B1") not in kinds(call)
