@@ -9,10 +9,11 @@ The states and their legal moves are in :mod:`callwhisper.flow.states`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
+from typing import ClassVar
 
 from callwhisper.domain.call import CallAttributes
 from callwhisper.domain.state import Reservation
@@ -57,7 +58,7 @@ from callwhisper.flow.hunt import Hunt
 from callwhisper.flow.ivr import IvrRunner
 from callwhisper.flow.offers import Offer
 from callwhisper.flow.outbox import Outbox
-from callwhisper.flow.reasons import RETRIABLE, LegEndReason, Outcome, Party
+from callwhisper.flow.reasons import RETRIABLE, FailureReason, LegEndReason, Outcome, Party
 from callwhisper.flow.record import CALLER, EXPLAIN_PREFIX, OVERFLOW, CallRecord, Entry
 from callwhisper.flow.settings import FlowSettings
 from callwhisper.flow.states import (
@@ -69,6 +70,7 @@ from callwhisper.flow.states import (
     OVERFLOW_EVENTS,
     OVERFLOW_MOVES,
     CallState,
+    EventTypes,
     LegState,
     check_event,
     check_move,
@@ -79,19 +81,39 @@ from callwhisper.flow.whisper import AcceptGate
 Timer = tuple[float, Callable[[float], None]]
 
 
+_RINGING = frozenset({LegState.DIALING, LegState.RINGING})
+"""States in which a dialed leg's ring timeout runs (call-flow 5)."""
+
+
 @dataclass(eq=False, slots=True)
-class _Leg:
-    """A buyer leg as the session tracks it."""
+class _Dialed:
+    """A leg the session dials: a buyer leg, or the overflow line of a forward fallback.
+
+    Both ring, fail, ring out, are canceled and end (with their cost) the same
+    way; each kind follows its own state machine, ``EVENTS`` and ``MOVES``.
+    """
+
+    EVENTS: ClassVar[Mapping[LegState, EventTypes]]
+    MOVES: ClassVar[Mapping[LegState, frozenset[LegState]]]
 
     id: str
+    state: LegState
+    ring_deadline: float | None = None
+    early_media: bool = False
+    """The leg has sent early media (183 with SDP): noted once, when it starts."""
+
+
+@dataclass(eq=False, slots=True, kw_only=True)
+class _Leg(_Dialed):
+    """A buyer leg as the session tracks it."""
+
+    EVENTS = LEG_EVENTS
+    MOVES = LEG_MOVES
+
     offer: Offer
     index: int
     reservation_id: str
-    state: LegState = LegState.RESERVING
-    ring_deadline: float | None = None
     gate: AcceptGate | None = None
-    early_media: bool = False
-    """The leg has sent early media (183 with SDP): noted once, when it starts."""
     abandoned: bool = False
     """The hunt stopped while caps were being reserved: release them, do not dial."""
 
@@ -101,12 +123,11 @@ class _Leg:
 
 
 @dataclass(eq=False, slots=True)
-class _Overflow:
+class _Overflow(_Dialed):
     """The leg to the campaign's overflow line, dialed when the fallback forwards the caller."""
 
-    ring_deadline: float | None
-    state: LegState = LegState.DIALING
-    early_media: bool = False
+    EVENTS = OVERFLOW_EVENTS
+    MOVES = OVERFLOW_MOVES
 
 
 class CallSession:
@@ -190,13 +211,9 @@ class CallSession:
                 self._reserved(self._reservations[event.reservation_id], event, now)
             case _ if event.leg == CALLER:
                 self._caller_event(event, now)
-            case _ if event.leg == OVERFLOW:
-                overflow = self._overflow
-                assert overflow is not None
-                if overflow.state is not LegState.ENDED:
-                    self._overflow_event(overflow, event, now)
             case _:
-                leg = self._legs[event.leg]
+                leg = self._dialed(event.leg)
+                assert leg is not None
                 if leg.state is not LegState.ENDED:
                     self._leg_event(leg, event, now)
         return self._out.drain()
@@ -230,25 +247,28 @@ class CallSession:
         elif event.leg == CALLER:
             if type(event) not in CALLER_EVENTS:
                 raise IllegalTransition(f"leg {CALLER}", self.state, name)
-        elif event.leg == OVERFLOW and self._overflow is not None:
-            check_event(f"leg {OVERFLOW}", OVERFLOW_EVENTS, self._overflow.state, event)
-        elif event.leg not in self._legs:
+        elif (dialed := self._dialed(event.leg)) is None:
             raise IllegalTransition("call", self.state, f"{name} for unknown leg {event.leg}")
         else:
-            leg = self._legs[event.leg]
-            check_event(f"leg {leg.id}", LEG_EVENTS, leg.state, event)
+            check_event(f"leg {dialed.id}", dialed.EVENTS, dialed.state, event)
 
     def _move(self, to: CallState) -> None:
         check_move("call", CALL_MOVES, self.state, to)
         self.state = to
 
-    def _move_leg(self, leg: _Leg, to: LegState) -> None:
-        check_move(f"leg {leg.id}", LEG_MOVES, leg.state, to)
+    def _move_leg(self, leg: _Dialed, to: LegState) -> None:
+        check_move(f"leg {leg.id}", leg.MOVES, leg.state, to)
         leg.state = to
 
-    def _move_overflow(self, leg: _Overflow, to: LegState) -> None:
-        check_move(f"leg {OVERFLOW}", OVERFLOW_MOVES, leg.state, to)
-        leg.state = to
+    def _dialed(self, leg_id: str) -> _Leg | _Overflow | None:
+        """The buyer leg or overflow line named ``leg_id``, if it was dialed."""
+        return self._overflow if leg_id == OVERFLOW else self._legs.get(leg_id)
+
+    def _dialed_legs(self) -> Iterator[_Leg | _Overflow]:
+        """Every leg dialed so far: the buyer legs in order, then the overflow line."""
+        yield from self._legs.values()
+        if self._overflow is not None:
+            yield self._overflow
 
     # -- arrival, IVR, routing -------------------------------------------------------------
 
@@ -343,7 +363,13 @@ class CallSession:
 
     def _reserve(self, index: int, offer: Offer, now: float) -> None:
         leg_id = f"B{len(self._legs) + 1}"
-        leg = _Leg(leg_id, offer, index, f"{self.call_id}/{leg_id}")
+        leg = _Leg(
+            leg_id,
+            LegState.RESERVING,
+            offer=offer,
+            index=index,
+            reservation_id=f"{self.call_id}/{leg_id}",
+        )
         self._legs[leg_id] = leg
         self._reservations[leg.reservation_id] = leg
         reservation = Reservation(
@@ -390,38 +416,48 @@ class CallSession:
             **target,
         )
 
-    def _note_ringing(
-        self, leg: _Leg | _Overflow, leg_id: str, event: LegRinging, now: float
-    ) -> None:
+    def _leg_event(self, leg: _Leg | _Overflow, event: LegEvent, now: float) -> None:
+        """A report about a leg we dialed: buyer legs and the overflow line ring and fail alike."""
+        match event:
+            case LegRinging():
+                self._ringing(leg, event, now)
+            case LegFailed():
+                status = {"status": str(event.status)} if event.status is not None else {}
+                self._end_leg(leg, now, event.reason, None, **status)
+                self._unanswered(leg, event.reason, now)
+            case _ if isinstance(leg, _Leg):
+                self._buyer_event(leg, event, now)
+            case _:
+                self._overflow_event(leg, event, now)
+
+    def _ringing(self, leg: _Dialed, event: LegRinging, now: float) -> None:
         """Note the first ringing response, and early media when it starts after a plain 180.
 
         A 180 then a 183 with SDP is one ringing entry saying ``no`` and one
         ``early_media`` entry; repeated 180s and 183s add nothing.
         """
-        if leg.state is not LegState.RINGING:
-            return
-        if self.record.legs[leg_id].ringing_at is None:
-            self._out.note(now, "ringing", leg_id, early_media="yes" if event.early_media else "no")
+        if leg.state is LegState.DIALING:
+            self._move_leg(leg, LegState.RINGING)
+        if self.record.legs[leg.id].ringing_at is None:
+            self._out.note(now, "ringing", leg.id, early_media="yes" if event.early_media else "no")
         elif event.early_media and not leg.early_media:
-            self._out.note(now, "early_media", leg_id)
+            self._out.note(now, "early_media", leg.id)
         leg.early_media = leg.early_media or event.early_media
 
-    def _leg_event(self, leg: _Leg, event: LegEvent, now: float) -> None:
+    def _unanswered(self, leg: _Dialed, reason: FailureReason, now: float) -> None:
+        """A dialed leg ended unanswered: the hunt goes on, or the overflow's caller is let go."""
+        if not isinstance(leg, _Leg):
+            self._turn_away(now, f"overflow {reason}")
+            return
+        # call-flow 12: a busy or failed candidate may be retried.
+        if reason in RETRIABLE and self._hunt.retry(leg.index):
+            self._reserve(leg.index, leg.offer, now)
+        self._advance(now)
+
+    def _buyer_event(self, leg: _Leg, event: LegEvent, now: float) -> None:
         match event:
-            case LegRinging():
-                if leg.state is LegState.DIALING:
-                    self._move_leg(leg, LegState.RINGING)
-                self._note_ringing(leg, leg.id, event, now)
             case LegAnswered():
                 self._answered(leg, now)
-            case LegFailed():
-                leg.ring_deadline = None
-                status = {"status": str(event.status)} if event.status is not None else {}
-                self._end_leg(leg, now, event.reason, None, **status)
-                # call-flow 12: a busy or failed candidate may be retried.
-                if event.reason in RETRIABLE and self._hunt.retry(leg.index):
-                    self._reserve(leg.index, leg.offer, now)
-                self._advance(now)
             case DigitReceived() if leg.gate is not None and leg.state is LegState.WHISPER:
                 leg.gate.key(event.digit, now)
                 self._after_gate(leg, now)
@@ -443,7 +479,6 @@ class CallSession:
     def _answered(self, leg: _Leg, now: float) -> None:
         assert self._attributes is not None
         # call-flow 7: a real answer stops the ring timer and starts the whisper.
-        leg.ring_deadline = None
         self._move_leg(leg, LegState.WHISPER)
         self._out.note(now, "answer", leg.id)
         self._out.send(CommitCaps(leg.reservation_id, ("calls",)))
@@ -466,11 +501,10 @@ class CallSession:
                 self._end_leg(leg, now, "declined", "system")
             self._advance(now)
 
-    def _ring_timeout(self, leg: _Leg, now: float) -> None:
-        leg.ring_deadline = None
+    def _ring_timeout(self, leg: _Dialed, now: float) -> None:
         self._out.send(CancelLeg(leg.id))
         self._end_leg(leg, now, "no_answer", "system")
-        self._advance(now)
+        self._unanswered(leg, "no_answer", now)
 
     def _hunt_expired(self, now: float) -> None:
         self._hunt_deadline = None
@@ -478,36 +512,31 @@ class CallSession:
         self._fallback(now, f"hunt limit {self.settings.hunt_timeout_seconds:g} s")
 
     def _stop_legs(self, now: float, keep: _Leg | None = None) -> None:
-        """Cancel every pending buyer leg but ``keep`` (call-flow 4, 13, 15)."""
-        for leg in self._legs.values():
+        """Cancel every pending leg we dialed but ``keep`` (call-flow 4, 13, 15)."""
+        for leg in self._dialed_legs():
             if leg is keep or leg.state is LegState.ENDED:
                 continue
-            if leg.state is LegState.RESERVING:
+            if isinstance(leg, _Leg) and leg.state is LegState.RESERVING:
                 leg.abandoned = True
                 continue
             if leg.state is LegState.WHISPER:
                 self._out.send(HangupLeg(leg.id, "canceled"))
             else:
                 self._out.send(CancelLeg(leg.id))
-            leg.ring_deadline = None
             self._end_leg(leg, now, "canceled", "system")
 
     def _end_leg(
-        self, leg: _Leg, now: float, reason: LegEndReason, by: Party | None, **status: str
-    ) -> None:
-        self._move_leg(leg, LegState.ENDED)
-        self._note_outbound_end(leg.id, now, reason, by, **status)
-        self._out.send(FinishCaps(leg.reservation_id))
-
-    def _note_outbound_end(
-        self, leg_id: str, now: float, reason: LegEndReason, by: Party | None, **status: str
+        self, leg: _Dialed, now: float, reason: LegEndReason, by: Party | None, **status: str
     ) -> None:
         """Record the end of a leg we dialed, with what it cost (call-flow 18)."""
+        self._move_leg(leg, LegState.ENDED)
         costs = self.settings.costs
-        answered_at = self.record.legs[leg_id].answered_at
+        answered_at = self.record.legs[leg.id].answered_at
         cost = leg_cost(answered_at, now, costs.outbound_per_minute, costs.increment_seconds)
         party = {"by": by} if by else {}
-        self._out.note(now, "leg_end", leg_id, reason=reason, cost=str(cost), **party, **status)
+        self._out.note(now, "leg_end", leg.id, reason=reason, cost=str(cost), **party, **status)
+        if isinstance(leg, _Leg):
+            self._out.send(FinishCaps(leg.reservation_id))
 
     # -- bridge and money -------------------------------------------------------------------
 
@@ -519,16 +548,11 @@ class CallSession:
         self._bridged = leg
         self._hunt_deadline = None
         # call-flow 15: answer the caller if needed, connect both ways, cancel the others.
-        self._stop_ringback()
-        self._answer_caller(now)
-        self._out.send(Bridge(CALLER, leg.id))
-        self._out.note(now, "bridge", leg.id)
+        self._connect(leg.id, now)
         self._stop_legs(now, keep=leg)
         if self.settings.recording:
             # call-flow 19: recording starts at the bridge, caller left, buyer right.
-            self._recording = True
-            self._out.send(StartRecording((CALLER, leg.id)))
-            self._out.note(now, "recording_start", leg.id)
+            self._start_recording(now, leg.id)
         # call-flow 17: billable time starts at accept; duplicates never convert.
         if not leg.offer.no_convert:
             if self.record.converted_leg is None:
@@ -626,9 +650,8 @@ class CallSession:
             self._forward_ended(now, "caller")
             return
         self._stop_recording(now, CALLER)
-        # call-flow 4: before the bridge, the caller's hang-up cancels every buyer leg at once.
+        # call-flow 4: before the bridge, the caller's hang-up cancels every leg we dialed at once.
         self._stop_legs(now)
-        self._stop_overflow(now)
         self._end(now)
 
     def _spoken(self, variables: dict[str, str]) -> dict[str, str]:
@@ -654,6 +677,19 @@ class CallSession:
     @property
     def _caller_answered_at(self) -> float | None:
         return self.record.legs[CALLER].answered_at
+
+    def _connect(self, leg: str, now: float) -> None:
+        """Answer the caller if not yet answered, and bridge it to ``leg`` (call-flow 15)."""
+        self._stop_ringback()
+        self._answer_caller(now)
+        self._out.send(Bridge(CALLER, leg))
+        self._out.note(now, "bridge", leg)
+
+    def _start_recording(self, now: float, leg: str) -> None:
+        """Record the caller, on the left, and ``leg`` on the right unless it is the caller."""
+        self._recording = True
+        self._out.send(StartRecording((CALLER,) if leg == CALLER else (CALLER, leg)))
+        self._out.note(now, "recording_start", leg)
 
     def _stop_recording(self, now: float, leg: str) -> None:
         """Stop the recording in progress, if any; ``leg`` is the entry's (buyer or caller)."""
@@ -712,7 +748,7 @@ class CallSession:
         assert fallback.forward_to is not None
         assert self._attributes is not None
         timeout = fallback.ring_timeout_seconds
-        self._overflow = _Overflow(ring_deadline=now + timeout)
+        self._overflow = _Overflow(OVERFLOW, LegState.DIALING, ring_deadline=now + timeout)
         self._out.send(
             ForwardCaller(
                 OVERFLOW, fallback.forward_to, fallback.trunk, self._attributes.caller, timeout
@@ -723,16 +759,8 @@ class CallSession:
 
     def _overflow_event(self, leg: _Overflow, event: LegEvent, now: float) -> None:
         match event:
-            case LegRinging():
-                if leg.state is LegState.DIALING:
-                    self._move_overflow(leg, LegState.RINGING)
-                self._note_ringing(leg, OVERFLOW, event, now)
             case LegAnswered():
                 self._overflow_answered(leg, now)
-            case LegFailed():
-                status = {"status": str(event.status)} if event.status is not None else {}
-                self._end_overflow(leg, now, event.reason, None, **status)
-                self._turn_away(now, f"overflow {event.reason}")
             case LegHungUp():
                 self._forward_ended(now, "overflow")
             case _:
@@ -741,26 +769,13 @@ class CallSession:
 
     def _overflow_answered(self, leg: _Overflow, now: float) -> None:
         """The overflow line's answer is its accept: answer the caller and bridge at once."""
-        leg.ring_deadline = None
-        self._move_overflow(leg, LegState.BRIDGED)
+        self._move_leg(leg, LegState.BRIDGED)
         self._move(CallState.FORWARDED)
         self._out.note(now, "answer", OVERFLOW)
-        self._stop_ringback()
-        self._answer_caller(now)
-        self._out.send(Bridge(CALLER, OVERFLOW))
-        self._out.note(now, "bridge", OVERFLOW)
+        self._connect(OVERFLOW, now)
         if self.settings.recording:
             # call-flow 19: a bridged call is recorded, caller left, overflow line right.
-            self._recording = True
-            self._out.send(StartRecording((CALLER, OVERFLOW)))
-            self._out.note(now, "recording_start", OVERFLOW)
-
-    def _overflow_timeout(self, now: float) -> None:
-        leg = self._overflow
-        assert leg is not None
-        self._out.send(CancelLeg(OVERFLOW))
-        self._end_overflow(leg, now, "no_answer", "system")
-        self._turn_away(now, "overflow no_answer")
+            self._start_recording(now, OVERFLOW)
 
     def _forward_ended(self, now: float, by: Party) -> None:
         """The caller or the overflow line hung up the forwarded call: end the other side."""
@@ -769,35 +784,18 @@ class CallSession:
         self._stop_recording(now, OVERFLOW)
         if by == "caller":
             self._out.send(HangupLeg(OVERFLOW, "caller hung up"))
-            self._end_overflow(leg, now, "hangup", "system")
+            self._end_leg(leg, now, "hangup", "system")
         else:
-            self._end_overflow(leg, now, "hangup", "overflow")
+            self._end_leg(leg, now, "hangup", "overflow")
             self._out.send(HangupLeg(CALLER, "overflow hung up"))
             self._end_caller(now, "hangup", "system")
         self._end(now)
-
-    def _stop_overflow(self, now: float) -> None:
-        """Cancel the overflow line still ringing when the caller hangs up (call-flow 4)."""
-        leg = self._overflow
-        if leg is None or leg.state is LegState.ENDED:
-            return
-        self._out.send(CancelLeg(OVERFLOW))
-        self._end_overflow(leg, now, "canceled", "system")
-
-    def _end_overflow(
-        self, leg: _Overflow, now: float, reason: LegEndReason, by: Party | None, **status: str
-    ) -> None:
-        leg.ring_deadline = None
-        self._move_overflow(leg, LegState.ENDED)
-        self._note_outbound_end(OVERFLOW, now, reason, by, **status)
 
     def _fallback_played(self, now: float) -> None:
         fallback = self.settings.fallback
         self._fallback_play_id = None
         if fallback.action == "voicemail" and not self._recording:
-            self._recording = True
-            self._out.send(StartRecording((CALLER,)))
-            self._out.note(now, "recording_start", CALLER)
+            self._start_recording(now, CALLER)
             self._voicemail_deadline = now + fallback.voicemail_max_seconds
             return
         self._out.send(HangupLeg(CALLER, fallback.action))
@@ -837,10 +835,15 @@ class CallSession:
             timers.append((self._ivr.deadline, self._ivr_timer))
         if self.state is CallState.HUNTING and self._hunt_deadline is not None:
             timers.append((self._hunt_deadline, self._hunt_expired))
-        for leg in self._legs.values():
-            if leg.ring_deadline is not None and leg.state in (LegState.DIALING, LegState.RINGING):
+        for leg in self._dialed_legs():
+            if leg.ring_deadline is not None and leg.state in _RINGING:
                 timers.append((leg.ring_deadline, partial(self._ring_timeout, leg)))
-            if leg.gate and leg.gate.deadline is not None and leg.state is LegState.WHISPER:
+            elif (
+                isinstance(leg, _Leg)
+                and leg.state is LegState.WHISPER
+                and leg.gate is not None
+                and leg.gate.deadline is not None
+            ):
                 timers.append((leg.gate.deadline, partial(self._gate_timer, leg)))
         if self.state is CallState.BRIDGED:
             if self._conversion_deadline is not None:
@@ -849,9 +852,6 @@ class CallSession:
                 timers.append((self._payout_deadline, self._pay))
         if self.state is CallState.FALLBACK and self._voicemail_deadline is not None:
             timers.append((self._voicemail_deadline, self._voicemail_done))
-        overflow = self._overflow
-        if overflow is not None and overflow.ring_deadline is not None:
-            timers.append((overflow.ring_deadline, self._overflow_timeout))
         return timers
 
     def _ivr_timer(self, now: float) -> None:
