@@ -6,8 +6,9 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import Connection, Row, bindparam, or_, select
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
@@ -41,6 +42,22 @@ _HISTORY = (
     .order_by(caller_history.c.at, caller_history.c.id)
 )
 _ROTATIONS = select(routing_rotation).where(routing_rotation.c.campaign_id == bindparam("campaign"))
+
+
+def past_call_from_row(row: Row[Any]) -> PastCall:
+    """The ``PastCall`` a ``caller_history`` row holds (no buyer is stored as ``""``)."""
+    return PastCall(
+        campaign_id=str(row.campaign_id),
+        buyer_id=row.buyer_id or None,
+        at=row.at,
+        connected=bool(row.connected),
+        converted=bool(row.converted),
+    )
+
+
+def rotation_from_row(row: Row[Any]) -> TierRotation:
+    """The ``TierRotation`` a ``routing_rotation`` row holds."""
+    return TierRotation(last=row.last_member, current=dict(row.current))
 
 
 class CounterRepository:
@@ -117,31 +134,19 @@ class CounterRepository:
                 in_progress[str(row.owner)] = int(row.in_progress)
             for row in connection.execute(_LAST_CALLS, owner_list):
                 last_call_at[str(row.owner)] = row.at
-        history: list[PastCall] = []
+        history: tuple[PastCall, ...] = ()
         if caller is not None:
-            for row in connection.execute(
-                _HISTORY, {"caller": caller, "since": now - history_window}
-            ):
-                history.append(
-                    PastCall(
-                        campaign_id=str(row.campaign_id),
-                        buyer_id=row.buyer_id or None,
-                        at=row.at,
-                        connected=bool(row.connected),
-                        converted=bool(row.converted),
-                    )
-                )
+            rows = connection.execute(_HISTORY, {"caller": caller, "since": now - history_window})
+            history = tuple(past_call_from_row(row) for row in rows)
         rotation = {
-            (campaign_id, int(row.tier_index)): TierRotation(
-                last=row.last_member, current=dict(row.current)
-            )
+            (campaign_id, int(row.tier_index)): rotation_from_row(row)
             for row in connection.execute(_ROTATIONS, {"campaign": campaign_id})
         }
         return RoutingCounters(
             cap_usage=usage,
             in_progress=in_progress,
             last_call_at=last_call_at,
-            caller_history=tuple(history),
+            caller_history=history,
             rotation=rotation,
         )
 

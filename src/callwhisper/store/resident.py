@@ -37,7 +37,11 @@ from callwhisper.domain.state import (
     RoutingCounters,
     TierRotation,
 )
-from callwhisper.store.counters import DEFAULT_HISTORY_WINDOW
+from callwhisper.store.counters import (
+    DEFAULT_HISTORY_WINDOW,
+    past_call_from_row,
+    rotation_from_row,
+)
 from callwhisper.store.engine import Database
 from callwhisper.store.ledger import reservation_from_row
 from callwhisper.store.sql import cap_key
@@ -114,24 +118,15 @@ class ResidentCounters:
             ledger.hold(reservation, committed)
         for row in connection.execute(select(routing_rotation)):
             rotations = self._rotations.setdefault(str(row.campaign_id), {})
-            rotations[int(row.tier_index)] = TierRotation(
-                last=row.last_member, current=dict(row.current)
-            )
+            rotations[int(row.tier_index)] = rotation_from_row(row)
         history = (
             select(caller_history)
             .where(caller_history.c.at >= since)
             .order_by(caller_history.c.at, caller_history.c.id)
         )
         for row in connection.execute(history):
-            self._history.setdefault(str(row.caller), {})[(str(row.call_id), row.buyer_id)] = (
-                PastCall(
-                    campaign_id=str(row.campaign_id),
-                    buyer_id=row.buyer_id or None,
-                    at=row.at,
-                    connected=bool(row.connected),
-                    converted=bool(row.converted),
-                )
-            )
+            entries = self._history.setdefault(str(row.caller), {})
+            entries[(str(row.call_id), row.buyer_id)] = past_call_from_row(row)
 
     def counters(
         self,
