@@ -244,11 +244,7 @@ class _Route:
 
     def audio(self, data: bytes, now: float) -> None:
         if self.recorder is not None:
-            packet = RtpPacket.parse(data)
-            self.recorder.add(
-                self.channel, packet.ssrc, packet.timestamp, packet.payload,
-                self.source_encoding, now,
-            )  # fmt: skip
+            _record(self.recorder, self.channel, data, self.source_encoding, now)
         target = self.target
         target._send(
             target.outgoing.relay(data, now, payload_type=self.audio_pt, translate=self.translate)
@@ -263,6 +259,14 @@ class _Route:
             return
         target = self.target
         target._send(target.outgoing.relay(data, now, payload_type=self.event_pt))
+
+
+def _record(
+    recorder: CallRecorder, channel: Channel, data: bytes, encoding: Codec, now: float
+) -> None:
+    """Queue the audio of a datagram the general path accepted, whatever its header holds."""
+    packet = RtpPacket.parse(data)
+    recorder.add(channel, packet.ssrc, packet.timestamp, packet.payload, encoding, now)
 
 
 def _route(
@@ -620,11 +624,7 @@ class MediaLeg:
                 if route is not None:
                     route.audio(data, now)
                 elif self._tap is not None and self._tap.recorder is not None:
-                    packet = RtpPacket.parse(data)
-                    self._tap.recorder.add(
-                        CALLER, packet.ssrc, packet.timestamp, packet.payload,
-                        self.codec.encoding, now,
-                    )  # fmt: skip
+                    _record(self._tap.recorder, CALLER, data, self.codec.encoding, now)
             elif payload_type == self.codec.telephone_event:
                 self._receive_event(data, now)
                 if route is not None:
