@@ -49,7 +49,6 @@ class IvrRunner:
         self.state = IvrState.PROMPTING
         self.deadline: float | None = None
         self.result: IvrResult | None = None
-        self.tags: dict[str, str] = {}
         self._variables = variables
         self._out = out
         self._node = ivr.node(ivr.start)
@@ -133,7 +132,6 @@ class IvrRunner:
         if self._node.tag and answer:
             tags[self._node.tag] = answer
         for name, value in tags.items():
-            self.tags[name] = value
             self._variables[name] = value
             self._out.note(now, "tag", CALLER, name=name, value=value)
         self._attempt = 0

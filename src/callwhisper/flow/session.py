@@ -311,7 +311,8 @@ class CallSession:
         if result is None:
             return
         if result.action == "route":
-            tags = {**self._attributes.tags, **self._ivr.tags}
+            # The IVR's answers and branch tags are in the record (its "tag" entries).
+            tags = {**self._attributes.tags, **self.record.tags}
             self._attributes = replace(self._attributes, tags=tags)
             self._move(CallState.ROUTING)
             self._request_routing(now)
