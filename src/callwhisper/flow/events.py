@@ -116,21 +116,6 @@ class LegHungUp:
     leg: str
 
 
-Event = (
-    CallArrived
-    | CallRefused
-    | RoutingDecided
-    | CapsReserved
-    | LegRinging
-    | LegAnswered
-    | LegFailed
-    | MachineDetected
-    | DigitReceived
-    | PlaybackFinished
-    | LegHungUp
-)
-"""Every event a session accepts."""
-
 LegEvent = (
     LegRinging
     | LegAnswered
@@ -141,3 +126,6 @@ LegEvent = (
     | LegHungUp
 )
 """Events about one leg."""
+
+Event = CallArrived | CallRefused | RoutingDecided | CapsReserved | LegEvent
+"""Every event a session accepts."""
