@@ -102,52 +102,7 @@ class CounterRepository:
         campaign's tier rotations.
         """
         return await self._db.run_read(
-            partial(
-                self.load_counters_in,
-                campaign_id,
-                keys=keys,
-                owners=owners,
-                caller=caller,
-                now=now,
-                history_window=history_window,
-            )
-        )
-
-    def load_counters_in(
-        self,
-        campaign_id: str,
-        connection: Connection,
-        *,
-        keys: Collection[CapKey] = (),
-        owners: Collection[str] = (),
-        caller: str | None = None,
-        now: datetime,
-        history_window: timedelta = DEFAULT_HISTORY_WINDOW,
-    ) -> RoutingCounters:
-        """:meth:`load_counters` in the caller's transaction."""
-        usage = _usage(connection, keys)
-        in_progress: dict[str, int] = {}
-        last_call_at: dict[str, datetime] = {}
-        if owners:
-            owner_list = {"owners": sorted(set(owners))}
-            for row in connection.execute(_IN_PROGRESS, owner_list):
-                in_progress[str(row.owner)] = int(row.in_progress)
-            for row in connection.execute(_LAST_CALLS, owner_list):
-                last_call_at[str(row.owner)] = row.at
-        history: tuple[PastCall, ...] = ()
-        if caller is not None:
-            rows = connection.execute(_HISTORY, {"caller": caller, "since": now - history_window})
-            history = tuple(past_call_from_row(row) for row in rows)
-        rotation = {
-            (campaign_id, int(row.tier_index)): rotation_from_row(row)
-            for row in connection.execute(_ROTATIONS, {"campaign": campaign_id})
-        }
-        return RoutingCounters(
-            cap_usage=usage,
-            in_progress=in_progress,
-            last_call_at=last_call_at,
-            caller_history=history,
-            rotation=rotation,
+            partial(_load_counters_in, campaign_id, keys, owners, caller, now - history_window)
         )
 
     def save_rotation_in(
@@ -194,6 +149,40 @@ class CounterRepository:
                 "converted": converted,
             },
         )
+
+
+def _load_counters_in(
+    campaign_id: str,
+    keys: Collection[CapKey],
+    owners: Collection[str],
+    caller: str | None,
+    since: datetime,
+    connection: Connection,
+) -> RoutingCounters:
+    usage = _usage(connection, keys)
+    in_progress: dict[str, int] = {}
+    last_call_at: dict[str, datetime] = {}
+    if owners:
+        owner_list = {"owners": sorted(set(owners))}
+        for row in connection.execute(_IN_PROGRESS, owner_list):
+            in_progress[str(row.owner)] = int(row.in_progress)
+        for row in connection.execute(_LAST_CALLS, owner_list):
+            last_call_at[str(row.owner)] = row.at
+    history: tuple[PastCall, ...] = ()
+    if caller is not None:
+        rows = connection.execute(_HISTORY, {"caller": caller, "since": since})
+        history = tuple(past_call_from_row(row) for row in rows)
+    rotation = {
+        (campaign_id, int(row.tier_index)): rotation_from_row(row)
+        for row in connection.execute(_ROTATIONS, {"campaign": campaign_id})
+    }
+    return RoutingCounters(
+        cap_usage=usage,
+        in_progress=in_progress,
+        last_call_at=last_call_at,
+        caller_history=history,
+        rotation=rotation,
+    )
 
 
 def _usage(connection: Connection, keys: Collection[CapKey]) -> dict[CapKey, Decimal]:
