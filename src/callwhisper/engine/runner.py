@@ -67,6 +67,7 @@ from callwhisper.flow import (
     DigitReceived,
     Entry,
     Event,
+    FailureReason,
     FinishCaps,
     FlowSettings,
     ForwardCaller,
@@ -583,17 +584,13 @@ class CallRunner:
             leg.next_hop = await self._lookup(host, port)
         except (SipParseError, OSError, ValueError) as exc:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
-            leg.ended = True
-            self._close_media(media)
-            return LegFailed(command.leg, "failed", "unroutable")
+            return self._fail(leg, "failed", "unroutable")
         if leg.transport == "tcp":
             try:
                 await self.sip.connect(leg.next_hop)
             except OSError as exc:
                 log.warning("call %s: %s over TCP: %s", self.call_id, command.leg, exc)
-                leg.ended = True
-                self._close_media(media)
-                return LegFailed(command.leg, "failed", "transport error")
+                return self._fail(leg, "failed", "transport error")
         user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
         domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
         leg.invite = make_request(
@@ -673,9 +670,7 @@ class CallRunner:
             return []
         if leg.canceled or leg.ended:
             return []  # our CANCEL's 487, or a failure of a leg the session already ended
-        leg.ended = True
-        self._close_media(leg.media)
-        return [LegFailed(leg.id, reason_for_sip_status(status), status)]
+        return [self._fail(leg, reason_for_sip_status(status), status)]
 
     def _authorize(self, leg: BuyerLeg, challenge: SipResponse) -> bool:
         trunk = self.trunks.get(leg.command.trunk or "")
@@ -736,9 +731,13 @@ class CallRunner:
     def _fail_answered(self, leg: BuyerLeg, dialog: Dialog | None, reason: str) -> list[Event]:
         if dialog is not None:
             self._bye(leg.id, dialog, self._dialog_hop(leg))
+        return [self._fail(leg, "failed", reason)]
+
+    def _fail(self, leg: BuyerLeg, reason: FailureReason, status: int | str | None) -> LegFailed:
+        """End a leg that failed before the flow had it answered, and the report of it."""
         leg.ended = True
         self._close_media(leg.media)
-        return [LegFailed(leg.id, "failed", reason)]
+        return LegFailed(leg.id, reason, status)
 
     def _dialog_hop(self, leg: BuyerLeg) -> Address:
         """Where the leg's requests after the INVITE go (RFC 3261 8.1.2, 12.2.1.1).
@@ -862,9 +861,7 @@ class CallRunner:
                 leg.final = True
                 if leg.canceled or leg.ended or leg.answered:
                     return []
-                leg.ended = True
-                self._close_media(leg.media)
-                return [LegFailed(leg.id, reason_for_sip_status(None), reason)]
+                return [self._fail(leg, reason_for_sip_status(None), reason)]
             case RequestReceived(request=request):
                 return self._leg_request(leg.id, leg, request)
         return []
