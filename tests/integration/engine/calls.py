@@ -11,14 +11,19 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from callwhisper.audio import Audio, get_engine
+from callwhisper.domain import TtsVoice
 from callwhisper.engine.server import CallwhisperServer
 from callwhisper.store import CallRecord
+from callwhisper.whisper import tts_options
 from tests.integration.peers.sipp import ScenarioName, SippLauncher, SippOptions, SippPeer
 
 NUMBER = "sales"
 """The tracking number the callers dial: a SIP user part."""
 PEER_TIMEOUT = 40.0
 """SIPp's own limit for one run: far above what any test needs, on a loaded machine too."""
+DEFAULT_VOICE = tts_options(TtsVoice())
+"""The options the engine speaks with where a configuration leaves the voice as it is."""
 
 
 def configuration(
@@ -110,3 +115,9 @@ def leg_ends(call: CallRecord) -> dict[str | None, dict[str, Any]]:
 def event_time(call: CallRecord, kind: str, leg: str) -> float:
     """When the call's first ``kind`` entry of ``leg`` happened, in POSIX seconds."""
     return next(e.at for e in call.events if e.kind == kind and e.leg_id == leg).timestamp()
+
+
+def speech(server: CallwhisperServer, text: str) -> Audio:
+    """``text`` as the engine speaks it with the default voice (from its speech cache)."""
+    assert server.b2bua is not None
+    return server.b2bua.prompts.tts_cache.render(get_engine("espeak-ng"), text, DEFAULT_VOICE)

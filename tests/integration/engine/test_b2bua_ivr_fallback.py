@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from callwhisper.audio import cache_key
-from callwhisper.audio.tts import TtsOptions, get_engine
 from callwhisper.engine.server import CallwhisperServer
 from callwhisper.flow.billing import leg_cost
 from callwhisper.store import CallRecord
@@ -32,6 +31,7 @@ from tests.integration.engine.caller_media import (
     speech_segments,
 )
 from tests.integration.engine.calls import (
+    DEFAULT_VOICE,
     buyer,
     caller,
     configuration,
@@ -39,6 +39,7 @@ from tests.integration.engine.calls import (
     finished_call,
     kinds,
     leg_ends,
+    speech,
 )
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.rtp import RtpSink
@@ -50,8 +51,6 @@ from tests.integration.peers.sipp import (
 
 pytestmark = pytest.mark.integration
 
-VOICE = TtsOptions(voice="en-us", rate_wpm=165)
-"""The options the engine renders prompts and whispers with when the voice is left as is."""
 PROMPT = "Press 1 for sales, 2 to leave."
 WHISPER = {"text": "{interest} caller. Press 1.", "wait_seconds": 3.0, "plays": 1}
 """A whisper that speaks a tag the IVR sets."""
@@ -116,7 +115,7 @@ def rendered(server: CallwhisperServer, text: str) -> bool:
     """Whether the engine spoke ``text`` with the default voice (it is in the speech cache)."""
     assert server.b2bua is not None
     cache = server.b2bua.prompts.tts_cache
-    return cache.path_for(cache_key("espeak-ng", text, VOICE)).is_file()
+    return cache.path_for(cache_key("espeak-ng", text, DEFAULT_VOICE)).is_file()
 
 
 def entries(call: CallRecord, kind: str) -> list[dict[str, Any]]:
@@ -224,8 +223,10 @@ async def test_an_unanswered_ivr_question_is_asked_again_then_takes_the_default_
         {"node": "interest", "answer": ""},
         {"node": "interest", "answer": ""},
     ]
-    # The replay waited for the whole prompt and then the input timeout.
-    assert (prompts[1].at - prompts[0].at).total_seconds() >= 0.5
+    # The replay waited for the whole prompt and then the input timeout (0.5 s).
+    prompt_seconds = speech(server, PROMPT).duration
+    assert prompt_seconds > 1.0
+    assert (prompts[1].at - prompts[0].at).total_seconds() >= prompt_seconds + 0.5 - 0.05
     assert entries(call, "key") == []
     assert rendered(server, "Goodbye.")
     assert call.legs == ()
@@ -296,8 +297,7 @@ async def test_fallback_message_answers_the_caller_plays_it_and_hangs_up(
     assert entries(call, "fallback") == [{"action": "message", "reason": "no buyer accepted"}]
     answered = event_time(call, "caller_answered", "A")
     hung_up = event_time(call, "leg_end", "A")
-    spoken = get_engine("espeak-ng").synthesize(GOODBYE, VOICE)
-    message_seconds = len(spoken.pcm) / 2 / 8000
+    message_seconds = speech(server, GOODBYE).duration
     # The whole message was played before our BYE, and the caller heard speech.
     assert hung_up - answered >= message_seconds - 0.2
     heard = decode_pcma(ear.after(answered))

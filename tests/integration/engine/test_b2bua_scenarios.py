@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from callwhisper.audio.tts import TtsOptions, get_engine
 from callwhisper.store import CallRecord
 from tests.integration.engine.caller_media import (
     PCMA,
@@ -36,6 +35,7 @@ from tests.integration.engine.calls import (
     finished_calls,
     kinds,
     leg_ends,
+    speech,
 )
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.audio import from_pcm16, tone_cadence
@@ -340,8 +340,6 @@ async def test_an_offer_without_a_common_codec_is_refused_with_488(
 # -- media: what the caller hears ---------------------------------------------------------
 
 WHISPER_TEXT = "Caller from Texas. Press 1."
-WHISPER_VOICE = TtsOptions(voice="en-us", rate_wpm=165)
-"""The options the engine renders a whisper with when its voice is left as is."""
 
 
 async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
@@ -379,7 +377,7 @@ async def test_until_the_bridge_the_caller_hears_ringback_and_never_the_whisper(
     assert on
     assert 1.5 <= first <= 2.1  # the first ring of the 2 s on, 4 s off cadence
 
-    spoken = get_engine("espeak-ng").synthesize(WHISPER_TEXT, WHISPER_VOICE)
+    spoken = speech(server, WHISPER_TEXT)
     assert len(speech_segments(from_pcm16(spoken.pcm))) >= 10
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds
+from tests.integration.engine.calls import (
+    NUMBER,
+    configuration,
+    event_time,
+    finished_call,
+    kinds,
+    speech,
+)
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.audio import is_speech_like, load_wav
 from tests.integration.peers.sipp import SippLauncher, SippOptions
@@ -46,6 +53,10 @@ async def test_a_caller_nobody_takes_leaves_a_voicemail_recorded_to_a_mono_wav(
     call = await finished_call(server)
     timeline = kinds(call)
     assert timeline.index(("recording_start", "A")) < timeline.index(("recording_stop", "A"))
+    # The recording starts once the whole message has been spoken to the caller.
+    message_seconds = speech(server, "Please leave a message.").duration
+    answered = event_time(call, "caller_answered", "A")
+    assert event_time(call, "recording_start", "A") - answered >= message_seconds - 0.05
     assert [e.data["action"] for e in call.events if e.kind == "fallback"] == ["voicemail"]
     assert call.recording_path is not None
     path = Path(call.recording_path)
