@@ -158,7 +158,12 @@ async def test_wrong_credentials_end_the_leg_and_the_hunt_goes_on(
     (await backup.wait_async()).assert_succeeded()
     trunk_result = await trunk.wait_async()
     assert trunk_result.failed_calls == 1, trunk_result.describe()
-    assert trunk_result.count("INVITE") == 2  # challenged once, refused once
+    # Challenged once, then refused: the second INVITE did carry (wrong) credentials.
+    first, second = invites(trunk_result)
+    assert "Authorization" not in first
+    assert re.search(rf'^Authorization: Digest .*username="{USERNAME}"', second, re.MULTILINE)
+    assert trunk_result.seen("sent") == ["401", "403"]
+    assert trunk_result.seen("received") == ["INVITE", "ACK", "INVITE", "ACK"]  # both ACKed
 
     call = await finished_call(server)
     ends = leg_ends(call)
