@@ -101,6 +101,30 @@ class Reservation:
         )
 
 
+def refusal(
+    charges: Sequence[CapCharge],
+    concurrency: Sequence[ConcurrencyLimit],
+    usage: Mapping[CapKey, Decimal],
+    in_progress: Mapping[str, int],
+) -> str | None:
+    """Why a reservation cannot be made (``None`` if it can), in every ledger's words.
+
+    The first charge that would pass its limit, else the first full concurrency
+    slot; ``usage`` is used plus reserved per key and ``in_progress`` the calls
+    per owner (an absent one is zero).
+    """
+    for charge in charges:
+        current = usage.get(charge.key, Decimal(0))
+        if current + charge.amount > charge.limit:
+            key = charge.key
+            return describe_cap(key.metric, key.period, current, charge.limit)
+    for slot in concurrency:
+        count = in_progress.get(slot.owner, 0)
+        if count + 1 > slot.limit:
+            return f"concurrency {count}/{slot.limit}"
+    return None
+
+
 class CapLedger(Protocol):
     """Reserves cap slots atomically and settles them with the attempt's outcome.
 
@@ -150,13 +174,10 @@ class MemoryCapLedger:
         """Reserve everything or nothing; ``None`` on success, else why not."""
         if reservation.reservation_id in self._held:
             raise ValueError(f"reservation {reservation.reservation_id} exists already")
-        for charge in reservation.charges:
-            if self.usage(charge.key) + charge.amount > charge.limit:
-                key = charge.key
-                return describe_cap(key.metric, key.period, self.usage(key), charge.limit)
-        for slot in reservation.concurrency:
-            if self.in_progress.get(slot.owner, 0) + 1 > slot.limit:
-                return f"concurrency {self.in_progress.get(slot.owner, 0)}/{slot.limit}"
+        usage = {charge.key: self.usage(charge.key) for charge in reservation.charges}
+        reason = refusal(reservation.charges, reservation.concurrency, usage, self.in_progress)
+        if reason is not None:
+            return reason
         for charge in reservation.charges:
             self.reserved[charge.key] = self.reserved.get(charge.key, Decimal(0)) + charge.amount
         for slot in reservation.concurrency:

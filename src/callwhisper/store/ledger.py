@@ -16,7 +16,7 @@ but async and safe across tasks and processes:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,8 +26,8 @@ from typing import Any, Protocol, TypeVar, cast
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric, describe_cap
-from callwhisper.domain.state import ConcurrencyLimit, Reservation
+from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric
+from callwhisper.domain.state import ConcurrencyLimit, Reservation, refusal
 from callwhisper.errors import StoreError
 from callwhisper.store.engine import Database, retrying
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
@@ -66,25 +66,6 @@ class CapAmounts:
     def usage(self) -> Decimal:
         """What counts against the limit."""
         return self.used + self.reserved
-
-
-def refusal(
-    charges: Sequence[CapCharge],
-    concurrency: Sequence[ConcurrencyLimit],
-    usage: Mapping[CapKey, Decimal],
-    in_progress: Mapping[str, int],
-) -> str | None:
-    """Why a reservation cannot be made (checked in the reference ledger's order), or None."""
-    for charge in charges:
-        current = usage.get(charge.key, Decimal(0))
-        if current + charge.amount > charge.limit:
-            key = charge.key
-            return describe_cap(key.metric, key.period, current, charge.limit)
-    for slot in concurrency:
-        count = in_progress.get(slot.owner, 0)
-        if count + 1 > slot.limit:
-            return f"concurrency {count}/{slot.limit}"
-    return None
 
 
 def _charge_json(charge: CapCharge) -> dict[str, str]:
