@@ -20,18 +20,18 @@ server's packet counters instead.
 from __future__ import annotations
 
 import asyncio
-import io
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 import pytest
-import soundfile
 
+from callwhisper.audio import get_engine
+from callwhisper.domain import TtsVoice
 from callwhisper.engine.server import CallwhisperServer
+from callwhisper.whisper import tts_options
 from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.audio import (
@@ -76,21 +76,12 @@ TIMEOUT: Final = 20.0
 
 @pytest.fixture(scope="module")
 def whisper_speech() -> Audio:
-    """The whisper text rendered by espeak-ng here, with the voice the configuration names."""
-    program = shutil.which("espeak-ng")
-    if program is None:
+    """The whisper text as the engine renders it, with the voice the configuration names."""
+    if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (Debian package espeak-ng; `make test` does)")
-    voice = WHISPER["voice"]
-    run = subprocess.run(
-        [program, "--stdout", "-v", voice["voice"], "-s", str(voice["rate"]), WHISPER_TEXT],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    rendered, rate = soundfile.read(io.BytesIO(run.stdout), dtype="float64")
-    # Linear interpolation to 8 kHz: only the loudness contour is compared, aliasing is harmless.
-    times = np.arange(int(len(rendered) * SAMPLE_RATE / rate)) / SAMPLE_RATE
-    return Audio(np.interp(times, np.arange(len(rendered)) / rate, rendered), SAMPLE_RATE)
+    voice = TtsVoice.model_validate(WHISPER["voice"])
+    spoken = get_engine(voice.engine).synthesize(WHISPER_TEXT, tts_options(voice))
+    return from_pcm16(spoken.pcm)
 
 
 def envelope(audio: Audio) -> np.ndarray[Any, np.dtype[np.float64]]:
