@@ -13,6 +13,7 @@ import soundfile
 
 from callwhisper.audio import SAMPLE_RATE, TtsCache
 from callwhisper.cli.common import (
+    EXIT_INVALID,
     database_option,
     fail,
     parse_tags,
@@ -88,7 +89,7 @@ def lint(file: Path, no_audio: bool) -> None:
     }
     click.echo(f"{file}: {counts['error']} errors, {counts['warning']} warnings")
     if has_errors(findings):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_INVALID)
 
 
 @command.command("preview")

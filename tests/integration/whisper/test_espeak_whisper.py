@@ -131,3 +131,15 @@ def test_whisper_lint_without_audio(tmp_path: Path) -> None:
     assert result.stderr == (
         f"{EXAMPLE}: note: durations of text whispers not measured (--no-audio)\n"
     )
+
+
+def test_whisper_lint_exits_1_on_an_error(tmp_path: Path) -> None:
+    bad_file = tmp_path / "bad.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace("{drivers} drivers", "{driverz} drivers")
+    bad_file.write_text(text, encoding="utf-8")
+    result = run("whisper", "lint", "--no-audio", bad_file)
+    assert result.exit_code == 1
+    assert result.stdout == f"{bad_file}: 1 errors, 0 warnings\n"
+    assert result.stderr.startswith(
+        f"{bad_file}: error: campaigns[0].whisper: unknown variable {{driverz}} (known: "
+    )
