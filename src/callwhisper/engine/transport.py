@@ -392,7 +392,7 @@ class SipEndpoint:
                 except SipParseError as exc:
                     answer = error_response(raw, exc)
                     if answer is not None:
-                        writer.write(answer)
+                        self._write(writer, answer, address)
                     continue
                 self.core.receive_message(message, address, now, reliable=True)
             self.flush()
@@ -449,10 +449,12 @@ class SipEndpoint:
     def _write(self, writer: asyncio.StreamWriter, data: bytes, destination: Address) -> None:
         writer.write(data)
         if writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
-            # The peer stopped reading: memory must not grow without bound.
-            log.warning("SIP peer %s:%d does not read its TCP stream; closing it", *destination)
+            # The peer stopped reading: memory must not grow without bound. Aborted, not
+            # closed: a graceful close would wait, holding the buffer, for a flush that never
+            # comes.
+            log.warning("SIP peer %s:%d does not read its TCP stream; dropping it", *destination)
             self.counters.send_failed += 1
-            writer.close()
+            writer.transport.abort()
 
     def _arm_timer(self) -> None:
         deadline = self.core.get_timer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -154,6 +155,36 @@ async def test_tcp_stream_without_framing_is_closed(endpoint: SipEndpoint) -> No
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_a_tcp_peer_leaving_its_error_answers_unread_is_disconnected(
+    endpoint: SipEndpoint,
+) -> None:
+    """The 400s to bad requests count towards the write buffer's bound like any message, and
+    past it the connection is dropped at once, not closed gracefully after a flush that never
+    comes: the peer reads nothing."""
+    loop = asyncio.get_running_loop()
+    bad = request("OPTIONS", "bad1", "TCP").replace(b"Max-Forwards: 70", b"Max-Forwards: many")
+
+    async def flood(peer: socket.socket) -> None:
+        with contextlib.suppress(ConnectionError):  # the endpoint resets the connection
+            while True:
+                await loop.sock_sendall(peer, bad * 100)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as peer:
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.setblocking(False)
+        await loop.sock_connect(peer, endpoint.tcp_address)
+        sender = asyncio.create_task(flood(peer))
+        try:
+            async with asyncio.timeout(20):
+                while not endpoint.counters.send_failed or endpoint._streams:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                await sender
+        finally:
+            sender.cancel()
+    assert endpoint.counters.send_failed == 1
+    assert endpoint.counters.tcp_framing_errors == 0
 
 
 class TcpPeer:
