@@ -15,14 +15,13 @@ from callwhisper.store.calls import (
 from callwhisper.store.config import ApplyReport, ConfigRepository
 from callwhisper.store.counters import CounterRepository
 from callwhisper.store.engine import DATABASE_URL_ENV, database_url, sqlite_file
-from callwhisper.store.ledger import AsyncCapLedger, CapAmounts, SqlCapLedger
+from callwhisper.store.ledger import CapAmounts, SqlCapLedger
 from callwhisper.store.resident import ResidentCounters
 from callwhisper.store.store import Store, create_store
 
 __all__ = [
     "DATABASE_URL_ENV",
     "ApplyReport",
-    "AsyncCapLedger",
     "CallChanges",
     "CallEvent",
     "CallRecord",

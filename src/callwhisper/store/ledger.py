@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -35,24 +35,6 @@ from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reserva
 from callwhisper.store.types import Money
 
 _T = TypeVar("_T")
-
-
-class AsyncCapLedger(Protocol):
-    """``domain.state.CapLedger`` with awaitable methods."""
-
-    async def reserve(self, reservation: Reservation) -> str | None:
-        """Reserve everything or nothing; ``None`` on success, else why not."""
-        ...
-
-    async def commit(
-        self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
-    ) -> None:
-        """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount."""
-        ...
-
-    async def finish(self, reservation_id: str) -> None:
-        """Release what was not committed, and the concurrency slots."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
