@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from callwhisper.engine.media import (
@@ -76,6 +77,14 @@ async def receive(sock: socket.socket, count: int) -> list[RtpPacket]:
 def constant_frame(value: int, encode: Callable[[bytes], bytes]) -> bytes:
     """One 20 ms G.711 frame of a constant sample value."""
     return encode(np.full(160, value, dtype="<i2").tobytes())
+
+
+def read_wav(path: Path, channels: int) -> npt.NDArray[np.int16]:
+    """The samples of a recording, one column per channel, once its format is checked."""
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (channels, 8000, 2)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return samples.reshape(-1, channels)
 
 
 async def test_bridge_relays_both_ways_with_continuous_numbering(
@@ -208,9 +217,7 @@ async def test_recording_has_the_caller_left_and_the_buyer_right(
     await receive(phone_a, 40)
     engine.unbridge(bridge)
     await bridge.wait_closed()
-    with wave.open(str(path), "rb") as wav:
-        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (2, 8000, 2)
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").reshape(-1, 2)
+    samples = read_wav(path, 2)
     left_value = np.frombuffer(ulaw_decode(caller_says), dtype="<i2")[0]
     right_value = np.frombuffer(alaw_decode(buyer_says), dtype="<i2")[0]
     assert set(np.unique(samples[:, 0])) <= {0, left_value}
@@ -237,9 +244,7 @@ async def test_a_leg_recorded_alone_gives_a_mono_wav_of_what_it_received(
     engine.close_leg(caller)
     await recording.wait_closed()
     assert engine.recordings == set()
-    with wave.open(str(path), "rb") as wav:
-        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (1, 8000, 2)
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    samples = read_wav(path, 1)
     value = np.frombuffer(alaw_decode(says), dtype="<i2")[0]
     assert set(np.unique(samples)) <= {0, value}
     assert np.count_nonzero(samples == value) == 30 * 160
@@ -261,11 +266,13 @@ async def test_a_stopped_leg_recording_takes_no_more_audio(
     for n in range(10, 20):
         phone.sendto(RtpPacket(0, n, 160 * n, 0xD, says).serialize(), caller.local_address)
     await recording.wait_closed()
-    with wave.open(str(path), "rb") as wav:
-        samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    samples = read_wav(path, 1)
     value = np.frombuffer(ulaw_decode(says), dtype="<i2")[0]
+    assert set(np.unique(samples)) <= {0, value}
     assert np.count_nonzero(samples == value) == 10 * 160
-    assert engine.record(caller, tmp_path / "again.wav") is not None  # a new one may start
+    again = engine.record(caller, tmp_path / "again.wav")  # a new one may start
+    assert engine.recordings == {again}
+    assert again is not recording
 
 
 async def test_stop_closes_every_leg(engine: MediaEngine) -> None:
