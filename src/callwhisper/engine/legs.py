@@ -178,3 +178,5 @@ class BuyerLeg:
     """A trunk carries this leg: in-dialog requests go through the proxy too."""
     transport: Transport = "udp"
     """The trunk's transport, else the target URI's ``transport`` parameter."""
+    session_version: int = 0
+    """The o= version of our last SDP on this leg (RFC 3264 8: each new one is the next)."""

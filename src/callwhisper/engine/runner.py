@@ -906,7 +906,8 @@ class CallRunner:
         if media.closed:
             self.sip.respond(request, 481)
             return
-        version = (leg.session_version if isinstance(leg, CallerLeg) else 0) + 1
+        # RFC 3264 8: every SDP we send in the dialog has the next version, offer or answer.
+        version = leg.session_version + 1
         if not request.body:
             # RFC 3264 5: an offerless re-INVITE gets our offer in the 200.
             offer = _offer(
@@ -916,6 +917,7 @@ class CallRunner:
                 (media.codec.encoding,),
                 version,
             )
+            leg.session_version = version
             self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp(leg.transport))
             return
         try:
@@ -930,8 +932,7 @@ class CallRunner:
         except SdpError:
             self.sip.respond(request, 488)
             return
-        if isinstance(leg, CallerLeg):
-            leg.session_version = version
+        leg.session_version = version
         # RFC 3264 6.1: a peer putting us on hold (sendonly, inactive) gets no media from us.
         media.sends = negotiated.sends
         remote = (negotiated.remote_address, negotiated.remote_port)

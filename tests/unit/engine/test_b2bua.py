@@ -15,6 +15,7 @@ import pytest
 from callwhisper.engine.media import DigitReceived as DigitEvent
 from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
 from callwhisper.engine.runner import TimerInput
+from callwhisper.media.sdp import SessionDescription
 from callwhisper.sip.message import SipMessage, SipRequest
 from tests.unit.engine.b2bua_harness import (
     BUYER,
@@ -194,6 +195,42 @@ async def test_a_buyer_bye_crossing_our_decline_is_answered_and_the_call_goes_on
         assert harness.backend.ended == ["no_buyer"]
 
 
+def caller_reinvite(to_tag: str | None, cseq: int, attribute: str | None) -> str:
+    """The caller's re-INVITE in the dialog our 200 made: offerless when ``attribute`` is None."""
+    sdp = "" if attribute is None else invite().split("\n\n", 1)[1] + f"a={attribute}\n"
+    body = sdp.replace("\n", "\r\n")
+    return (
+        "INVITE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-{cseq}\n"
+        "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
+        f"To: <sip:sales@127.0.0.1:5060>;tag={to_tag}\n"
+        f"Call-ID: call-1\nCSeq: {cseq} INVITE\nContact: <sip:caller@127.0.0.1:5071>\n"
+        "Max-Forwards: 70\n"
+        + ("Content-Type: application/sdp\n" if sdp else "")
+        + f"Content-Length: {len(body)}\n\n"
+        + sdp
+    )
+
+
+def buyer_reinvite(request: SipRequest, cseq: int, attribute: str) -> str:
+    """The buyer's re-INVITE in the dialog of our INVITE ``request``, its SDP with ``attribute``."""
+    sdp = BUYER_SDP + f"a={attribute}\n"
+    body = sdp.replace("\n", "\r\n")
+    return (
+        "INVITE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-buyer-{cseq}\n"
+        f"From: {request.headers.get('To')};tag=buyer\n"
+        f"To: {request.headers.get('From')}\n"
+        f"Call-ID: {request.call_id}\nCSeq: {cseq} INVITE\nContact: <{BUYER_URI}>\n"
+        f"Max-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {len(body)}\n\n" + sdp
+    )
+
+
+def origin_version(message: SipMessage) -> int:
+    """The version of the o= line of a message's SDP."""
+    return SessionDescription.parse(message.body).origin.session_version
+
+
 async def test_caller_on_hold_gets_recvonly_and_no_media_until_it_resumes(
     harness: Harness,
 ) -> None:
@@ -203,23 +240,46 @@ async def test_caller_on_hold_gets_recvonly_and_no_media_until_it_resumes(
     for cseq, (offered, answered, sends) in enumerate(
         [("sendonly", "recvonly", False), ("sendrecv", "sendrecv", True)], start=2
     ):
-        sdp = invite().split("\n\n", 1)[1] + f"a={offered}\n"
-        body = sdp.replace("\n", "\r\n")
-        harness.receive(
-            "INVITE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-{cseq}\n"
-            "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
-            f"To: <sip:sales@127.0.0.1:5060>;tag={answer.to.tag}\n"
-            f"Call-ID: call-1\nCSeq: {cseq} INVITE\nContact: <sip:caller@127.0.0.1:5071>\n"
-            f"Max-Forwards: 70\nContent-Type: application/sdp\nContent-Length: {len(body)}\n\n"
-            + sdp,
-            CALLER,
-        )
+        harness.receive(caller_reinvite(answer.to.tag, cseq, offered), CALLER)
         await harness.settle()
         (reply,) = harness.sent_to(CALLER)
         assert statuses([reply]) == [200]
         assert f"a={answered}\r\n".encode() in reply.body
         assert caller.sends is sends
+
+
+async def test_each_new_sdp_of_ours_to_the_caller_has_the_next_version(
+    harness: Harness,
+) -> None:
+    """RFC 3264 8: an offerless re-INVITE's offer counts too, so a later answer is newer still."""
+    _, answer = await harness.bridge()
+    assert origin_version(answer) == 0
+    versions = []
+    for cseq, attribute in enumerate([None, "sendonly", "sendrecv"], start=2):
+        harness.receive(caller_reinvite(answer.to.tag, cseq, attribute), CALLER)
+        await harness.settle()
+        (reply,) = harness.sent_to(CALLER)
+        assert statuses([reply]) == [200]
+        versions.append(origin_version(reply))
+    assert versions == [1, 2, 3]
+
+
+async def test_a_buyer_putting_the_call_on_hold_and_back_gets_answers_of_new_versions(
+    harness: Harness,
+) -> None:
+    """RFC 3264 8: our recvonly and then sendrecv answers differ, so their versions must too."""
+    buyer_invite, _ = await harness.bridge()
+    assert origin_version(buyer_invite) == 0
+    buyer = harness.media.legs["B1"]
+    answers = []
+    for cseq, attribute in enumerate(["sendonly", "sendrecv"], start=2):
+        harness.receive(buyer_reinvite(buyer_invite, cseq, attribute), BUYER)
+        await harness.settle()
+        (reply,) = harness.sent_to(BUYER)
+        assert statuses([reply]) == [200]
+        answers.append((SessionDescription.parse(reply.body).media[0].direction, buyer.sends))
+        assert origin_version(reply) == cseq - 1
+    assert answers == [("recvonly", False), ("sendrecv", True)]
 
 
 async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harness) -> None:
