@@ -67,7 +67,6 @@ server with its counters decided in the database instead of memory
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import logging
 import multiprocessing
@@ -84,7 +83,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tests.integration.peers.net import LOOPBACK, free_port, free_port_block, udp_port_in_use
-from tests.integration.peers.sipp import prepare_pcap_dir
+from tests.integration.peers.sipp import last_row, prepare_pcap_dir
 
 from bench.bench_routing import AREA_CODES
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
@@ -528,7 +527,7 @@ class Sipp:
                     stopping, deadline = True, time.monotonic() + 5
             time.sleep(0.05)
         self.process.returncode = os.waitstatus_to_exitcode(status)
-        stats = _last_row(self.workdir / "stats.csv")
+        stats = last_row(self.workdir / "stats.csv")
         return SippRun(
             successful=int(stats.get("SuccessfulCall(C)", 0)),
             failed=int(stats.get("FailedCall(C)", 0)),
@@ -545,13 +544,6 @@ class Sipp:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def _last_row(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
-    return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
 
 
 def _invites(path: Path) -> dict[str, float]:

@@ -288,7 +288,8 @@ def parse_error_log(text: str) -> tuple[str, ...]:
     return tuple(entry for entry in entries if not entry.startswith(_PCAP_NOTICE))
 
 
-def _last_row(path: Path | None) -> dict[str, str]:
+def last_row(path: Path | None) -> dict[str, str]:
+    """The last row of one of SIPp's ``;``-separated statistics files, by column name."""
     if path is None or not path.is_file():
         return {}
     rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
@@ -505,9 +506,9 @@ class SippPeer:
                 scenario=self.scenario.stem,
                 role=self.role,
                 exit_code=code,
-                statistics=_last_row(self.workdir / "stats.csv"),
+                statistics=last_row(self.workdir / "stats.csv"),
                 counts={
-                    name: int(value) for name, value in _last_row(counts).items() if value.isdigit()
+                    name: int(value) for name, value in last_row(counts).items() if value.isdigit()
                 },
                 messages=parse_message_log(_read(self.workdir / "messages.log")),
                 errors=parse_error_log(_read(self.workdir / "errors.log")),
