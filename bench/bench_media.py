@@ -75,9 +75,10 @@ CpuClock = Callable[[], float]
 
 
 def build(source: str) -> Path:
-    """Compile a C helper of this folder once per source version; exit if gcc is missing."""
+    """Compile a C helper once per version of it and of this folder's headers; exit without gcc."""
     path = HERE / source
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    versioned = b"".join(file.read_bytes() for file in [path, *sorted(HERE.glob("*.h"))])
+    digest = hashlib.sha256(versioned).hexdigest()[:16]
     binary = Path(tempfile.gettempdir()) / f"callwhisper-bench-{digest}" / path.stem
     if binary.exists():
         return binary

@@ -28,17 +28,14 @@
  * Usage: rtp_phones CALLS SECONDS SOCKETS HOST
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "udp_ports.h"
 
 #define PACKET 172
 #define HEADER 12
@@ -68,11 +65,6 @@ static int64_t now_ns(clockid_t clock) {
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
 }
 
 static uint64_t sent_total, send_failed, late, received_total, invalid, overflow;
@@ -211,11 +203,7 @@ int main(int argc, char **argv) {
     if (!fds || !dropped || !batches || !targets || !streams || !histogram)
         die("calloc");
 
-    struct sockaddr_in local = {.sin_family = AF_INET};
-    if (inet_pton(AF_INET, host, &local.sin_addr) != 1) {
-        fprintf(stderr, "HOST must be an IPv4 address\n");
-        return 2;
-    }
+    struct sockaddr_in local = local_address(host);
     for (int i = 0; i < nsockets; i++) {
         int on = 1, size = RECV_BUFFER;
         fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
@@ -227,26 +215,14 @@ int main(int argc, char **argv) {
             die("SO_TIMESTAMPNS");
         if (setsockopt(fds[i], SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on) < 0)
             die("SO_RXQ_OVFL");
-        if (bind(fds[i], (struct sockaddr *)&local, sizeof local) < 0)
-            die("bind");
-        struct sockaddr_in bound;
-        socklen_t length = sizeof bound;
-        getsockname(fds[i], (struct sockaddr *)&bound, &length);
-        printf(i ? " %d" : "%d", ntohs(bound.sin_port));
+        bind_and_print(fds[i], &local, i == 0);
     }
     printf("\n");
     fflush(stdout);
 
-    for (int p = 0; p < phones; p++) {
-        int port;
-        if (scanf("%d", &port) != 1 || port <= 0 || port > 65535) {
-            fprintf(stderr, "expected %d relay ports on stdin\n", phones);
-            return 2;
-        }
-        targets[p] = local;
-        targets[p].sin_port = htons(port);
+    read_ports(targets, phones, &local, "relay");
+    for (int p = 0; p < phones; p++)
         streams[p].last_transit = -1;
-    }
 
     struct rusage usage_start, usage_end;
     getrusage(RUSAGE_SELF, &usage_start);

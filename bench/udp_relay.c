@@ -17,24 +17,17 @@
  * Usage: udp_relay CALLS HOST
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
+
+#include "udp_ports.h"
 
 #define EVENTS 256
 #define STDIN_KEY 0xffffffffu
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
 
 static double cpu_seconds(void) {
     struct rusage usage;
@@ -53,11 +46,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "CALLS must be positive\n");
         return 2;
     }
-    struct sockaddr_in local = {.sin_family = AF_INET};
-    if (inet_pton(AF_INET, argv[2], &local.sin_addr) != 1) {
-        fprintf(stderr, "HOST must be an IPv4 address\n");
-        return 2;
-    }
+    struct sockaddr_in local = local_address(argv[2]);
     int *fds = calloc(legs, sizeof *fds);
     struct sockaddr_in *phones = calloc(legs, sizeof *phones);
     if (!fds || !phones)
@@ -69,23 +58,12 @@ int main(int argc, char **argv) {
         fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
         if (fds[i] < 0)
             die("socket");
-        if (bind(fds[i], (struct sockaddr *)&local, sizeof local) < 0)
-            die("bind");
-        struct sockaddr_in bound;
-        socklen_t length = sizeof bound;
-        getsockname(fds[i], (struct sockaddr *)&bound, &length);
-        printf(i ? " %d" : "%d", ntohs(bound.sin_port));
+        bind_and_print(fds[i], &local, i == 0);
     }
     printf("\n");
     fflush(stdout);
+    read_ports(phones, legs, &local, "phone");
     for (int i = 0; i < legs; i++) {
-        int port;
-        if (scanf("%d", &port) != 1 || port <= 0 || port > 65535) {
-            fprintf(stderr, "expected %d phone ports on stdin\n", legs);
-            return 2;
-        }
-        phones[i] = local;
-        phones[i].sin_port = htons(port);
         struct epoll_event event = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
         if (epoll_ctl(epoll, EPOLL_CTL_ADD, fds[i], &event) < 0)
             die("epoll_ctl");
