@@ -26,7 +26,7 @@ import select
 import socket
 import struct
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -513,12 +513,12 @@ class MediaLeg:
 
     def stats(self) -> LegStats:
         """Counters and reception statistics at this moment."""
-        c = self.counters
         reception = self.incoming.stats
         return LegStats(
-            c.packets_in, c.packets_out, c.malformed, c.rejected, c.rtcp, c.unknown_payload,
-            c.send_failed, reception.lost, reception.jitter * 1000 / self.incoming.clock_rate,
-        )  # fmt: skip
+            **asdict(self.counters),
+            lost=reception.lost,
+            jitter_ms=reception.jitter * 1000 / self.incoming.clock_rate,
+        )
 
     # -- playback -------------------------------------------------------------------
 

@@ -204,6 +204,31 @@ def test_reception_counts_loss_by_sequence_number() -> None:
     assert leg.stats().packets_in == 4
 
 
+def test_stats_report_each_counter_under_its_own_name() -> None:
+    engine, loop, sockets = fake_engine()
+    leg = engine.open_leg(PCMU)
+    leg.play([b"\x00" * 160] * 6)
+    for tick in range(6):
+        engine._tick(tick * 0.02)  # no address to send to yet
+    receiver_report = struct.pack("!BBHI", 0x80, 201, 1, 7)
+    deliver(
+        loop, leg, sockets[0],
+        *[(rtp(seq, seq * 160), CALLER_PEER) for seq in (1, 2, 3, 5, 6)],
+        (b"\x80\x00", CALLER_PEER), (b"\x40" + rtp(11, 0)[1:], CALLER_PEER),
+        (rtp(12, 0), ("127.0.0.1", 6666)),
+        *[(receiver_report, CALLER_PEER)] * 3,
+        *[(rtp(seq, seq * 160, pt=18), CALLER_PEER) for seq in (7, 8, 9, 10)],
+    )  # fmt: skip
+    leg.play([b"\x00" * 160] * 7)
+    for tick in range(7):
+        engine._tick(1.0 + tick * 0.02)
+    stats = leg.stats()
+    assert (
+        stats.packets_in, stats.packets_out, stats.malformed, stats.rejected, stats.rtcp,
+        stats.unknown_payload, stats.send_failed, stats.lost,
+    ) == (15, 7, 2, 1, 3, 4, 6, 1)  # fmt: skip
+
+
 def bridged(caller_codec: LegCodec = PCMU, buyer_codec: LegCodec = PCMU) -> tuple[
     MediaEngine, FakeLoop, list[FakeSocket], MediaLeg, MediaLeg
 ]:  # fmt: skip
