@@ -28,6 +28,7 @@ from typing import Final, Protocol, cast
 from callwhisper.audio import Audio, Codec
 from callwhisper.domain import CallAttributes
 from callwhisper.domain.buyer import Trunk, dialing_trunk
+from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import DtmfKey
 from callwhisper.engine.backend import CallBackend, Prompts
 from callwhisper.engine.legs import (
@@ -356,13 +357,7 @@ class CallRunner:
                 await self._step(at, item)
 
     async def _step(self, at: float, event: Event) -> None:
-        try:
-            commands = self.session.handle(event, at)
-        except IllegalTransition as exc:
-            # A report the flow does not expect (a race with our own command): drop it.
-            log.warning("call %s: ignored %r: %s", self.call_id, event, exc)
-            return
-        await self._execute_all(commands)
+        await self._execute_all(self._answer(event, at))
         self._arm_timer()
 
     async def _execute_all(self, pending: list[Command]) -> None:
@@ -397,7 +392,7 @@ class CallRunner:
             case RequestRouting(attributes):
                 return await self._route(attributes)
             case ReserveCaps(reservation):
-                return await self._reserve(reservation.reservation_id, command)
+                return await self._reserve(reservation)
             case StartRingback(music):
                 await self._start_ringback(music)
             case StopRingback():
@@ -442,10 +437,11 @@ class CallRunner:
             result = RoutingResult.from_decision(decision)
         return self._answer(RoutingDecided(result))
 
-    async def _reserve(self, reservation_id: str, command: ReserveCaps) -> list[Command]:
+    async def _reserve(self, reservation: Reservation) -> list[Command]:
         # The writes before it (the call row) were handed over already: see CallBackend.
+        reservation_id = reservation.reservation_id
         try:
-            refused = await self.backend.reserve(self.call_id, command.reservation)
+            refused = await self.backend.reserve(self.call_id, reservation)
         except Exception:
             log.exception("call %s: cap reservation %s failed", self.call_id, reservation_id)
             refused = "cap ledger unavailable"
@@ -453,10 +449,12 @@ class CallRunner:
             self._reservations.add(reservation_id)
         return self._answer(CapsReserved(reservation_id, refused))
 
-    def _answer(self, event: Event) -> list[Command]:
+    def _answer(self, event: Event, at: float | None = None) -> list[Command]:
+        """The session's commands for ``event`` at ``at`` (now when None)."""
         try:
-            return self.session.handle(event, self._wall())
+            return self.session.handle(event, self._wall() if at is None else at)
         except IllegalTransition as exc:
+            # A report the flow does not expect (a race with our own command): drop it.
             log.warning("call %s: ignored %r: %s", self.call_id, event, exc)
             return []
 
@@ -468,14 +466,8 @@ class CallRunner:
             return
         if not caller.answered and not caller.early:
             # call-flow 1: 183 with our SDP, ringback as early media (answer-on-bridge).
-            response = self.sip.respond(
-                caller.invite,
-                183,
-                to_tag=caller.to_tag,
-                body=caller.answer,
-                extra=self._sdp(caller.transport),
-            )
-            caller.early = response.status == 183
+            self._respond_with_sdp(183)
+            caller.early = True
         source: Audio | None = None
         if music is not None:
             try:
@@ -501,16 +493,21 @@ class CallRunner:
         caller = self.caller
         if caller.final_sent:
             return
-        response = self.sip.respond(
-            caller.invite,
-            200,
-            to_tag=caller.to_tag,
-            body=caller.answer,
-            extra=self._sdp(caller.transport),
-        )
+        response = self._respond_with_sdp(200)
         caller.final_sent = caller.answered = True
         caller.dialog = Dialog.as_uas(
             caller.invite, response, local_contact=contact_for(self.sip.contact, caller.transport)
+        )
+
+    def _respond_with_sdp(self, status: int) -> SipResponse:
+        """Our answer to the caller's offer, in a 183 or the 200 (RFC 3261 13.2.1: the same)."""
+        caller = self.caller
+        return self.sip.respond(
+            caller.invite,
+            status,
+            to_tag=caller.to_tag,
+            body=caller.answer,
+            extra=self._sdp(caller.transport),
         )
 
     def _reject_caller(self, status: int) -> None:
