@@ -77,7 +77,6 @@ class MediaClock:
         self._on_tick = on_tick
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
-        self.ticks = 0
 
     @property
     def running(self) -> bool:
@@ -111,7 +110,6 @@ class MediaClock:
             await asyncio.sleep(max(0.0, schedule.deadline - loop.time()))
             now = loop.time()
             for _ in range(schedule.due(now)):
-                self.ticks += 1
                 try:
                     self._on_tick(now)
                 except Exception:
