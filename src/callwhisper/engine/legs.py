@@ -29,6 +29,7 @@ __all__ = [
     "BuyerLeg",
     "CallerLeg",
     "Transport",
+    "caller_user",
     "codec_of",
     "contact_for",
     "dialed_user",
