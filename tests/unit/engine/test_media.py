@@ -22,7 +22,7 @@ from callwhisper.engine.playback import PCMA, PCMU, LegCodec
 from callwhisper.engine.recording import RecordingBatch
 from callwhisper.errors import LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
-from callwhisper.media.g711 import alaw_encode, ulaw_to_alaw
+from callwhisper.media.g711 import alaw_encode, ulaw_encode, ulaw_to_alaw
 from callwhisper.media.rtp import OutgoingStream, RtpPacket
 from callwhisper.media.tones import ringback
 from tests.unit.engine.fakes import FakeLoop, FakeSocket, fake_engine
@@ -418,8 +418,11 @@ async def test_unbridge_stops_relaying_and_allows_ringback_again() -> None:
     await bridge.wait_closed()
     deliver(loop, buyer, sockets[1], (rtp(1, 0), BUYER_PEER))
     assert sockets[0].sent == []
-    caller.play([b"\x00" * 160])
     assert caller.bridge is None
+    caller.play_ringback()
+    engine._tick(0.0)
+    (played,) = sent_packets(sockets[0])
+    assert played.payload == ringback("north_america", encode=ulaw_encode).frame(0)
 
 
 async def test_closing_a_bridged_leg_tears_the_bridge_down() -> None:
