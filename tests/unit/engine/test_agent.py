@@ -409,7 +409,7 @@ def test_requests_for_an_unknown_dialog_get_481() -> None:
 def test_an_offer_without_a_common_codec_gets_488() -> None:
     h = Harness(AnswerScript())
     h.feed(invite(OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 9").replace("a=rtpmap:0", "a=x:0")))
-    assert 488 in h.statuses()
+    assert h.statuses() == [488]
     assert h.phone.calls == []
 
 
@@ -420,12 +420,26 @@ def test_an_invite_that_could_make_no_dialog_gets_400() -> None:
     assert h.phone.calls == []
 
 
+def test_info_and_options_in_a_call_get_200_and_another_method_501() -> None:
+    h = Harness(AnswerScript())
+    call, ok = answered_call(h)
+    answers = []
+    for cseq, method in enumerate(["INFO", "OPTIONS", "NOTIFY"], start=2):
+        h.feed(in_dialog(method, ok.to.tag or "", cseq, f"z9hG4bK-{cseq}"))
+        (reply,) = h.take()
+        assert isinstance(reply, SipResponse)
+        answers.append((method, reply.status, reply.headers.get("Allow")))
+    allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+    assert answers == [("INFO", 200, allow), ("OPTIONS", 200, allow), ("NOTIFY", 501, allow)]
+    assert state(call) is CallState.CONFIRMED
+
+
 def test_a_reinvite_is_refused_and_the_call_goes_on() -> None:
     h = Harness(AnswerScript())
     call, ok = answered_call(h)
     reinvite = invite(branch="z9hG4bK-re", to_tag=ok.to.tag or "")
     h.feed(reinvite.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE"))
-    assert 488 in h.statuses()
+    assert h.statuses() == [488]
     assert state(call) is CallState.CONFIRMED
 
 

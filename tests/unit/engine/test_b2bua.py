@@ -16,7 +16,7 @@ from callwhisper.engine.media import DigitReceived as DigitEvent
 from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
 from callwhisper.engine.runner import TimerInput
 from callwhisper.media.sdp import SessionDescription
-from callwhisper.sip.message import SipMessage, SipRequest
+from callwhisper.sip.message import SipMessage, SipRequest, SipResponse
 from tests.unit.engine.b2bua_harness import (
     BUYER,
     BUYER_SDP,
@@ -306,7 +306,36 @@ async def test_options_is_answered_without_a_call(harness: Harness) -> None:
     )
     answers = harness.sent_to(CALLER)
     assert statuses(answers) == [200]
-    assert "INVITE" in (answers[0].headers.get("Allow") or "")
+    assert answers[0].headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+    assert harness.media.legs == {}
+    assert not harness.b2bua.tasks
+
+
+async def test_other_requests_in_a_call_are_answered_and_leave_it_up(harness: Harness) -> None:
+    """OPTIONS, INFO and NOTIFY get 200, a method we do not implement 501, each with Allow."""
+    _, answer = await harness.bridge()
+    answers = []
+    for cseq, method in enumerate(["OPTIONS", "INFO", "NOTIFY", "MESSAGE"], start=2):
+        harness.receive(
+            caller_bye(answer.to.tag)
+            .replace("BYE sip:", f"{method} sip:")
+            .replace("branch=z9hG4bK-caller-bye", f"branch=z9hG4bK-caller-{cseq}")
+            .replace("CSeq: 2 BYE", f"CSeq: {cseq} {method}"),
+            CALLER,
+        )
+        await harness.settle()
+        (reply,) = harness.sent_to(CALLER)
+        assert isinstance(reply, SipResponse)
+        answers.append((method, reply.status, reply.headers.get("Allow")))
+    allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+    assert answers == [
+        ("OPTIONS", 200, allow),
+        ("INFO", 200, allow),
+        ("NOTIFY", 200, allow),
+        ("MESSAGE", 501, allow),
+    ]
+    assert not harness.media.legs["A"].closed
+    assert harness.backend.ended == []
 
 
 async def test_a_server_stop_while_the_buyer_rings_refuses_the_caller_and_cancels_the_buyer(
