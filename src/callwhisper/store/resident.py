@@ -23,6 +23,7 @@ its own counters): they keep deciding in SQL (``SqlCapLedger``).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,8 +55,12 @@ from callwhisper.store.tables import (
     routing_rotation,
 )
 
-SWEEP_EVERY = 1000
-"""Recordings between two sweeps of the caller history at least."""
+FORGET_AT_MOST = 2
+"""Caller history entries past the window forgotten per recording, at most.
+
+More than the one entry a recording adds, so that a backlog left by a quiet
+spell drains a few entries per call instead of in one pause of the event loop.
+"""
 
 _HistoryKey = tuple[str, str]
 """A caller's history entry: one per call and buyer (``""`` for none), as in the store."""
@@ -70,10 +75,8 @@ class ResidentCounters:
         self.history_window = history_window
         self._rotations: dict[str, dict[int, TierRotation]] = {}
         self._history: dict[str, dict[_HistoryKey, PastCall]] = {}
-        self._recorded = 0
-        """Entries recorded since the history was last swept of what left the window."""
-        self._sweep_after = SWEEP_EVERY
-        """Recordings before the next sweep: as many as the callers the last one kept."""
+        self._recorded: deque[tuple[datetime, str, _HistoryKey]] = deque()
+        """Every entry of the history once, oldest recorded first: what to forget next."""
 
     @classmethod
     async def load(
@@ -95,7 +98,6 @@ class ResidentCounters:
             resident._load_in(connection, now - history_window)
 
         await database.run_read(load_in)
-        resident._sweep_after = max(SWEEP_EVERY, len(resident._history))
         return resident
 
     def _load_in(self, connection: Connection, since: datetime) -> None:
@@ -125,8 +127,9 @@ class ResidentCounters:
             .order_by(caller_history.c.at, caller_history.c.id)
         )
         for row in connection.execute(history):
-            entries = self._history.setdefault(str(row.caller), {})
-            entries[(str(row.call_id), row.buyer_id)] = past_call_from_row(row)
+            caller, entry = str(row.caller), (str(row.call_id), row.buyer_id)
+            self._history.setdefault(caller, {})[entry] = past_call_from_row(row)
+            self._recorded.append((row.at, caller, entry))
 
     def counters(
         self,
@@ -174,14 +177,9 @@ class ResidentCounters:
         if not entries:
             return ()
         since = now - self.history_window
-        # Entries older than any window still to come are dropped, so memory stays bounded.
-        for key in [key for key, past in entries.items() if past.at < since]:
-            del entries[key]
-        if not entries:
-            del self._history[caller]
-            return ()
         # Sorted by time, ties in the order first recorded (the store's ``at, id``).
-        return tuple(sorted(entries.values(), key=lambda past: past.at))
+        current = (past for past in entries.values() if past.at >= since)
+        return tuple(sorted(current, key=lambda past: past.at))
 
     def reserve(self, reservation: Reservation) -> str | None:
         """Reserve everything or nothing; ``None`` on success, else why not."""
@@ -217,14 +215,13 @@ class ResidentCounters:
         Recording the same call and buyer again only turns ``connected`` and
         ``converted`` on; it keeps the first entry's time and place.
         """
-        self._recorded += 1
-        if self._recorded >= self._sweep_after:
-            self._sweep(at - self.history_window)
+        self._forget(at - self.history_window)
         entries = self._history.setdefault(caller, {})
         key = (call_id, buyer_id or "")
         past = entries.get(key)
         if past is None:
             entries[key] = PastCall(campaign_id, buyer_id or None, at, connected, converted)
+            self._recorded.append((at, caller, key))
         else:
             entries[key] = PastCall(
                 past.campaign_id,
@@ -234,22 +231,24 @@ class ResidentCounters:
                 past.converted or converted,
             )
 
-    def _sweep(self, since: datetime) -> None:
-        """Forget the entries older than ``since``, of callers who never call again too.
+    def _forget(self, since: datetime) -> None:
+        """Forget the entries recorded first while older than ``since`` (a few at most).
 
-        Run once per as many recordings as there are callers (at least
-        :data:`SWEEP_EVERY`), so it costs a constant per call on average and
-        the history holds about one window of calls.
+        Callers who never call again leave with their last entry, so the
+        history holds about one window of calls (plus the length of the
+        longest call: an entry recorded at a call's end carries its arrival
+        time and waits behind those recorded before it).
         """
-        self._recorded = 0
-        for caller in list(self._history):
+        recorded = self._recorded
+        for _ in range(FORGET_AT_MOST):
+            if not recorded or recorded[0][0] >= since:
+                return
+            _, caller, key = recorded.popleft()
             entries = self._history[caller]
-            for key in [key for key, past in entries.items() if past.at < since]:
-                del entries[key]
+            del entries[key]
             if not entries:
                 del self._history[caller]
-        self._sweep_after = max(SWEEP_EVERY, len(self._history))
 
     def callers(self) -> int:
-        """How many callers the history holds (what :meth:`_sweep` bounds)."""
+        """How many callers the history holds (what :meth:`_forget` bounds)."""
         return len(self._history)

@@ -11,7 +11,7 @@ import pytest
 from callwhisper.domain.caps import CapCharge, CapKey
 from callwhisper.domain.state import ConcurrencyLimit, PastCall, Reservation, TierRotation
 from callwhisper.store import ResidentCounters, Store
-from callwhisper.store.resident import SWEEP_EVERY
+from callwhisper.store.resident import FORGET_AT_MOST
 
 pytestmark = pytest.mark.integration
 
@@ -160,9 +160,36 @@ async def test_callers_who_never_call_again_leave_the_history(store: Store) -> N
             call_id=f"c{number}",
             at=NOW + number * step,
         )
-    # What is left is at most one window, plus the recordings since the last sweep.
-    assert resident.callers() <= calls // 2 + max(SWEEP_EVERY, calls // 2) + 1
-    assert resident.callers() < calls
+    # What is left is one window: the last call and those within the window before it.
+    assert resident.callers() == calls // 2 + 1
     last = NOW + (calls - 1) * step
     newest = resident.counters("auto", caller=f"+1415{calls - 1:07d}", now=last)
     assert [past.at for past in newest.caller_history] == [last]
+
+
+async def test_expired_history_is_forgotten_a_few_entries_per_call_and_never_read(
+    store: Store,
+) -> None:
+    """Each recording forgets at most FORGET_AT_MOST expired entries; a read never shows them."""
+    resident = await ResidentCounters.load(store.database, NOW)
+    window = resident.history_window
+    # A long call's entry is recorded at its end, after a newer one, with its arrival time.
+    arrivals = [NOW + timedelta(hours=1), NOW, NOW + timedelta(hours=2), NOW + timedelta(hours=3)]
+    for number, at in enumerate(arrivals):
+        resident.record_caller_history(
+            caller=f"+1415{number:07d}", campaign_id="auto", call_id=f"c{number}", at=at
+        )
+    after_quiet_spell = NOW + window + timedelta(days=1)
+    resident.record_caller_history(
+        caller="+14155550999", campaign_id="auto", call_id="c9", at=after_quiet_spell
+    )
+    assert resident.callers() == len(arrivals) - FORGET_AT_MOST + 1
+    for number in range(len(arrivals)):
+        counters = resident.counters("auto", caller=f"+1415{number:07d}", now=after_quiet_spell)
+        assert counters.caller_history == ()
+    resident.record_caller_history(
+        caller="+14155550999", campaign_id="auto", call_id="c10", at=after_quiet_spell
+    )
+    assert resident.callers() == max(len(arrivals) - 2 * FORGET_AT_MOST, 0) + 1
+    newest = resident.counters("auto", caller="+14155550999", now=after_quiet_spell)
+    assert [past.at for past in newest.caller_history] == [after_quiet_spell] * 2
