@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +119,30 @@ def test_caps_are_never_exceeded_under_random_interleavings(ops: list[tuple[str,
         ledger.finish(rid)
     assert all(value == 0 for value in ledger.reserved.values())
     assert ledger.in_progress.get("buyer:b", 0) == 0
+
+
+def test_a_cap_is_named_before_a_full_concurrency_slot() -> None:
+    ledger = MemoryCapLedger()
+    assert ledger.reserve(reservation("r1", concurrency=1)) is None
+    assert ledger.reserve(reservation("r2", concurrency=1)) == "daily conversions cap 1/1"
+    ledger.commit("r1", {"calls"})
+    ledger.finish("r1")
+    only_slot = Reservation("r3", (), (ConcurrencyLimit("buyer:b", 0),), NOW)
+    assert ledger.reserve(only_slot) == "concurrency 0/0"
+
+
+def test_a_held_reservation_settles_as_if_this_ledger_had_made_it() -> None:
+    """hold() takes back an open reservation whose amounts the counters already include."""
+    ledger = MemoryCapLedger()
+    ledger.used[CALLS] = Decimal(1)
+    ledger.reserved[CONVERSIONS] = Decimal(1)
+    ledger.reserved[REVENUE] = Decimal(20)
+    ledger.in_progress["buyer:b"] = 1
+    ledger.hold(reservation("r1"), committed=["calls"])
+    with pytest.raises(ValueError, match="reservation r1 exists already"):
+        ledger.hold(reservation("r1"))
+    ledger.commit("r1", {"calls", "conversions"})
+    ledger.finish("r1")
+    assert ledger.used == {CALLS: Decimal(1), CONVERSIONS: Decimal(1)}
+    assert ledger.reserved == {CONVERSIONS: Decimal(0), REVENUE: Decimal(0)}
+    assert ledger.in_progress == {"buyer:b": 0}
