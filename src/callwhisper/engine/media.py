@@ -336,7 +336,8 @@ class Bridge(_Recorded):
     def _drop_recorder(self) -> None:
         super()._drop_recorder()
         for leg in (self.caller, self.buyer):
-            if leg._route is not None:
+            # Torn down while its write failed, a leg may be in another bridge by now.
+            if leg.bridge is self and leg._route is not None:
                 leg._route.recorder = None
 
 
@@ -870,18 +871,19 @@ class MediaEngine:
                 self._close_recording(recording), f"media-recording-close-{recording.leg.ident}"
             )
 
-    async def _close_recording(self, bridge: _Recorded) -> None:
-        recorder = bridge.recorder
-        assert recorder is not None
-        try:
-            async with bridge.lock:
-                batch = recorder.take(self.loop.time(), final=True)
-                await asyncio.to_thread(recorder.close, batch)
-        except Exception as exc:
-            log.exception("closing recording %s failed", recorder.path)
-            bridge._set_closed(exc)
-        else:
-            bridge._set_closed()
+    async def _close_recording(self, recorded: _Recorded) -> None:
+        async with recorded.lock:
+            recorder = recorded.recorder
+            if recorder is None:  # a write failed while we waited: the file is closed already
+                recorded._set_closed()
+                return
+            try:
+                await asyncio.to_thread(recorder.close, recorder.take(self.loop.time(), final=True))
+            except Exception as exc:
+                log.exception("closing recording %s failed", recorder.path)
+                recorded._set_closed(exc)
+            else:
+                recorded._set_closed()
 
     async def _flush_recordings(self) -> None:
         while True:

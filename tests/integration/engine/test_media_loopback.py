@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
+import threading
 import wave
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from callwhisper.engine.media import (
     PlaybackFinished,
 )
 from callwhisper.engine.playback import PCMA, PCMU
+from callwhisper.engine.recording import RecordingBatch
 from callwhisper.media.g711 import (
     alaw_decode,
     alaw_encode,
@@ -281,3 +284,58 @@ async def test_stop_closes_every_leg(engine: MediaEngine) -> None:
     await engine.stop()
     assert all(leg.closed for leg in legs)
     assert engine.legs == {}
+
+
+async def test_a_write_failing_while_its_bridge_is_torn_down_leaves_what_it_wrote(
+    engine: MediaEngine, peers: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    """The close does not write the abandoned file again from its start, and the failure does
+    not reach the caller's next bridge, which records on."""
+    phone_a, phone_b = peers
+    caller = engine.open_leg(PCMU, remote=address(phone_a))
+    buyer = engine.open_leg(PCMU, remote=address(phone_b))
+    first = engine.bridge(caller, buyer, record_to=tmp_path / "first.wav")
+    recorder = first.recorder
+    assert recorder is not None
+    write = recorder.write
+    written: list[int] = []  # the file's length in samples after each write that succeeded
+    failing, release = threading.Event(), threading.Event()
+
+    def disk_fills(batch: RecordingBatch) -> None:
+        if written and not failing.is_set():  # the engine's second flush fails, slowly
+            failing.set()
+            release.wait(3)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(batch)
+        written.append(recorder._writer.written)
+
+    recorder.write = disk_fills  # type: ignore[method-assign]
+    says = constant_frame(1000, ulaw_encode)
+    n = 0
+    while not failing.is_set():
+        phone_a.sendto(RtpPacket(0, n, 160 * n, 0xA, says).serialize(), caller.local_address)
+        n += 1
+        await asyncio.sleep(0.02)
+        assert n < 150, "the engine never flushed the recording twice"
+    engine.unbridge(first)
+    other = engine.open_leg(PCMU, remote=address(phone_b))
+    second = engine.bridge(caller, other, record_to=tmp_path / "second.wav")
+    await asyncio.sleep(0.05)  # the first recording's close waits for the failing write
+    release.set()
+    await asyncio.wait_for(first.wait_closed(), 3)
+    assert first.recorder is None
+    assert second.recorder is not None
+    for m in range(10):
+        phone_a.sendto(
+            RtpPacket(0, n + m, 160 * (n + m), 0xA, says).serialize(), caller.local_address
+        )
+        await asyncio.sleep(0.02)
+    async with asyncio.timeout(3):
+        while caller.counters.packets_in < n + 10:  # noqa: ASYNC110 - counters are not awaitable
+            await asyncio.sleep(0.01)
+    engine.unbridge(second)
+    await second.wait_closed()
+    assert len(written) == 1  # nothing wrote the first file after its failure
+    assert len(read_wav(tmp_path / "first.wav", 2)) == written[0] > 0
+    value = np.frombuffer(ulaw_decode(says), dtype="<i2")[0]
+    assert np.count_nonzero(read_wav(tmp_path / "second.wav", 2)[:, 0] == value) == 10 * 160
