@@ -47,6 +47,7 @@ from callwhisper.engine.media import DigitReceived as MediaDigit
 from callwhisper.engine.media import LegRecording, MediaEngine, MediaEvent, MediaLeg
 from callwhisper.engine.media import PlaybackFinished as MediaPlaybackFinished
 from callwhisper.engine.playback import PCMU
+from callwhisper.engine.transaction_user import SDP
 from callwhisper.errors import (
     IllegalTransition,
     LocalProtocolError,
@@ -127,7 +128,6 @@ __all__ = ["CALLER", "CallRunner", "RunnerSettings", "SipSide"]
 log = logging.getLogger(__name__)
 
 CALLER: Final = "A"
-SDP: Final = "application/sdp"
 MAX_AUTH_ATTEMPTS: Final = 2
 """Challenges answered per buyer INVITE before a 401/407 counts as a rejection."""
 
