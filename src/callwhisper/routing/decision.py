@@ -43,6 +43,7 @@ from typing import Any
 from callwhisper.domain import (
     CallAttributes,
     CapCharge,
+    CapKey,
     ConcurrencyLimit,
     Configuration,
     DuplicateRule,
@@ -61,6 +62,7 @@ from callwhisper.routing.plan import (
     EntryGate,
     EntryPlan,
     Gates,
+    OwnerCaps,
     OwnerSet,
     TargetPlan,
     TierGate,
@@ -429,14 +431,11 @@ class _Decider:
                         ]
                     else:
                         # The buyer's own failure: one row for the entry (see ``_entry_rows``).
-                        row = entry.rows.get((entry.target_id, reason))
-                        skipped.append(row or _row(entry, entry.target_id, tier_index, reason))
+                        skipped.append(_row(entry, entry.target_id, tier_index, reason))
                     passes_of.append(_NO_PASSES)
                     continue
                 passes: list[TargetPlan] = []
                 failures: list[tuple[str, str, bool]] = []
-                # Whether every failure is the buyer's, for the same reason (then one row).
-                buyer_failed = True
                 # What ``evaluate`` answered, by target index: a target checked alike to an
                 # earlier one (``EntryPlan.alike``) gets the same answer.
                 answers: dict[int, _Failure | None] = {}
@@ -455,14 +454,9 @@ class _Decider:
                     if result is None:
                         passes.append(target_plan)
                         continue
-                    reason, target_level = result
-                    if target_level or (failures and reason != failures[0][1]):
-                        buyer_failed = False
-                    failures.append((target_plan.target.id, reason, target_level))
-                if failures and buyer_failed and not passes:
-                    skipped.append(_row(entry, entry.target_id, tier_index, failures[0][1]))
-                elif failures:
-                    skipped += [_row(entry, id_, tier_index, reason) for id_, reason, _ in failures]
+                    failures.append((target_plan.target.id, *result))
+                if failures:
+                    skipped += _entry_rows(entry, tier_index, failures, passed=bool(passes))
                 passes_of.append(passes)
             if not any(passes_of):
                 # No member is eligible: the tier supplies nothing and its rotation stays.
@@ -581,11 +575,9 @@ class _Decider:
         call; the publisher's answers are worked out once per call
         (``publisher_check``).
         """
-        usage = self.counters.cap_usage
-        for key, headroom, owner, index in owners.caps(self.quarter, revenue).checks:
-            used = usage.get(key, _ZERO)
-            if used > headroom:
-                return owner.full(index, used), owner.target_level
+        failure = _cap_failure(owners.caps(self.quarter, revenue), self.counters.cap_usage)
+        if failure is not None:
+            return failure
         publisher = self.publisher_answer or self.publisher_check(revenue)
         if publisher[0] is not None:
             return publisher[0]
@@ -610,15 +602,8 @@ class _Decider:
         key = revenue if publisher.counts_revenue else None
         answer = self.publisher_answers.get(key)
         if answer is None:
-            caps: _Failure | None = None
-            usage = self.counters.cap_usage
-            for cap_key, headroom, owner, index in publisher.caps(self.quarter, revenue).checks:
-                used = usage.get(cap_key, _ZERO)
-                if used > headroom:
-                    caps = owner.full(index, used), owner.target_level
-                    break
             answer = self.publisher_answers[key] = (
-                caps,
+                _cap_failure(publisher.caps(self.quarter, revenue), self.counters.cap_usage),
                 _slot_failure(publisher, self.counters.in_progress),
                 _spacing_failure(publisher, self.counters.last_call_at, self.now),
             )
@@ -631,6 +616,15 @@ class _Decider:
 # The publisher's answers to a call: (caps, concurrency, spacing) failures.
 _PublisherAnswer = tuple[_Failure | None, _Failure | None, _Failure | None]
 _FITS: _PublisherAnswer = (None, None, None)
+
+
+def _cap_failure(caps: OwnerCaps, usage: Mapping[CapKey, Decimal]) -> _Failure | None:
+    """Why a call does not fit ``caps`` with the counters at ``usage``: the first full cap."""
+    for key, headroom, owner, index in caps.checks:
+        used = usage.get(key, _ZERO)
+        if used > headroom:
+            return owner.full(index, used), owner.target_level
+    return None
 
 
 def _slot_failure(owners: OwnerSet, in_progress: Mapping[str, int]) -> _Failure | None:
