@@ -44,7 +44,6 @@ from callwhisper.domain.caps import (
     CapPeriod,
     describe_cap,
     metric_amount,
-    period_key,
     period_keys,
 )
 from callwhisper.domain.state import buyer_owner, publisher_owner, route_owner, target_owner
@@ -791,9 +790,9 @@ def counter_scope(
     publisher = plan.publishers.get(attributes.publisher_id or "")
     if publisher is not None and publisher.limits is not None:
         owners.append(publisher.limits)
+    # The counters of the periods the decision will look up (``OwnerSet.caps``).
+    quarter = quarter_of(now)
     keys = {
-        CapKey(owner.owner, metric, period, period_key(period, now, owner.timezone))
-        for owner in owners
-        for metric, period, _limit in owner.limits
+        key for owner in owners for key in owner.counters_at(zone_keys(owner.timezone, quarter))
     }
     return keys, {owner.owner for owner in owners}
