@@ -43,7 +43,18 @@ _PERIOD_WORDS: dict[CapPeriod, str] = {
 Count = Annotated[int, Field(ge=0)]
 
 
-class CountLimits(Model):
+class _PeriodLimits(Model):
+    """What count and money limits share: one optional limit per calendar period."""
+
+    def limits(self) -> Iterator[tuple[CapPeriod, Decimal]]:
+        """The limits that are set, as (period, limit)."""
+        for period in CAP_PERIODS:
+            value = getattr(self, _PERIOD_WORDS[period])
+            if value is not None:
+                yield period, Decimal(value)
+
+
+class CountLimits(_PeriodLimits):
     """Limits on a count per calendar period; a missing period is unlimited."""
 
     hourly: Count | None = Field(default=None, description="Limit per clock hour.")
@@ -52,15 +63,8 @@ class CountLimits(Model):
     monthly: Count | None = Field(default=None, description="Limit per calendar month.")
     total: Count | None = Field(default=None, description="Limit over all time.")
 
-    def limits(self) -> Iterator[tuple[CapPeriod, Decimal]]:
-        """The limits that are set, as (period, limit)."""
-        for period in CAP_PERIODS:
-            value = getattr(self, _PERIOD_WORDS[period])
-            if value is not None:
-                yield period, Decimal(value)
 
-
-class MoneyLimits(Model):
+class MoneyLimits(_PeriodLimits):
     """Limits on an amount of money per calendar period; a missing period is unlimited."""
 
     hourly: Money | None = Field(default=None, description="Limit per clock hour.")
@@ -68,13 +72,6 @@ class MoneyLimits(Model):
     weekly: Money | None = Field(default=None, description="Limit per ISO week (Monday first).")
     monthly: Money | None = Field(default=None, description="Limit per calendar month.")
     total: Money | None = Field(default=None, description="Limit over all time.")
-
-    def limits(self) -> Iterator[tuple[CapPeriod, Decimal]]:
-        """The limits that are set, as (period, limit)."""
-        for period in CAP_PERIODS:
-            value = getattr(self, _PERIOD_WORDS[period])
-            if value is not None:
-                yield period, Decimal(value)
 
 
 class Caps(Model):
@@ -94,7 +91,7 @@ class Caps(Model):
     def limits(self) -> Iterator[tuple[CapMetric, CapPeriod, Decimal]]:
         """Every period limit that is set, as (metric, period, limit)."""
         for metric in CAP_METRICS:
-            limits: CountLimits | MoneyLimits | None = getattr(self, metric)
+            limits: _PeriodLimits | None = getattr(self, metric)
             if limits is not None:
                 for period, limit in limits.limits():
                     yield metric, period, limit
