@@ -290,7 +290,6 @@ class CallRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._media = _Media()
-        self._bridge: MediaBridge | None = None
         self._voicemail: LegRecording | None = None
         self._reservations: set[str] = set()
         self._hosts: dict[tuple[str, int], Address | None] = {}
@@ -1021,7 +1020,12 @@ class CallRunner:
         if a is None or b is None:
             log.warning("call %s: bridge of a closed leg", self.call_id)
             return
-        self._bridge = self.media.bridge(a, b)
+        self.media.bridge(a, b)
+
+    @property
+    def _bridge(self) -> MediaBridge | None:
+        """The caller's bridge to a buyer, if any (the media engine ends it with either leg)."""
+        return self.caller.media.bridge
 
     def _start_recording(self, channels: tuple[str, ...]) -> None:
         path = self.config.recordings_dir / f"{self.call_id}.wav"
@@ -1029,12 +1033,12 @@ class CallRunner:
             self._start_voicemail(path)
             return
         bridge = self._bridge
-        if len(channels) != 2 or bridge is None or bridge.caller.closed or bridge.buyer.closed:
+        if len(channels) != 2 or bridge is None:
             log.warning("call %s: recording %s is not supported", self.call_id, channels)
             return
         # Recording is attached to a bridge: re-bridge at once, streams stay continuous.
         self.media.unbridge(bridge)
-        self._bridge = self.media.bridge(bridge.caller, bridge.buyer, record_to=path)
+        self.media.bridge(bridge.caller, bridge.buyer, record_to=path)
         self._write(lambda: self.backend.recording_started(self.call_id, path))
 
     def _start_voicemail(self, path: Path) -> None:
@@ -1057,13 +1061,9 @@ class CallRunner:
         if bridge is None or bridge.recorder is None:
             return
         self.media.unbridge(bridge)
-        self._bridge = None
-        if not (bridge.caller.closed or bridge.buyer.closed):
-            self._bridge = self.media.bridge(bridge.caller, bridge.buyer)
+        self.media.bridge(bridge.caller, bridge.buyer)
 
     def _close_media(self, media: MediaLeg) -> None:
-        if self._bridge is not None and media in (self._bridge.caller, self._bridge.buyer):
-            self._bridge = None
         if not media.closed:
             self.media.close_leg(media)
 

@@ -80,12 +80,12 @@ class FakeLeg:
 
 
 class FakeBridge:
-    """Two fake legs relaying to each other, not recorded."""
+    """Two fake legs relaying to each other; ``recorder`` is the file it records to, if any."""
 
-    def __init__(self, caller: FakeLeg, buyer: FakeLeg) -> None:
+    def __init__(self, caller: FakeLeg, buyer: FakeLeg, recorder: Path | None) -> None:
         self.caller = caller
         self.buyer = buyer
-        self.recorder: Path | None = None
+        self.recorder = recorder
 
 
 class FakeMedia:
@@ -94,6 +94,8 @@ class FakeMedia:
     def __init__(self) -> None:
         self.legs: dict[str, FakeLeg] = {}
         self.bridges: list[tuple[str, str]] = []
+        """The (caller, buyer) names of every bridge made, in order."""
+        self.unbridged: list[FakeBridge] = []
 
     def open_leg(
         self, codec: LegCodec, *, remote: Address | None = None, on_event: Any = None, name: str
@@ -104,14 +106,21 @@ class FakeMedia:
         return leg
 
     def close_leg(self, leg: FakeLeg) -> None:
+        """Close the leg, ending its bridge as the engine does."""
+        if isinstance(leg.bridge, FakeBridge):
+            self.unbridge(leg.bridge)
         leg.closed = True
 
     def bridge(
         self, caller: FakeLeg, buyer: FakeLeg, *, record_to: Path | None = None
     ) -> FakeBridge:
         self.bridges.append((caller.ident, buyer.ident))
-        bridge = caller.bridge = buyer.bridge = FakeBridge(caller, buyer)
+        bridge = caller.bridge = buyer.bridge = FakeBridge(caller, buyer, record_to)
         return bridge
+
+    def unbridge(self, bridge: FakeBridge) -> None:
+        self.unbridged.append(bridge)
+        bridge.caller.bridge = bridge.buyer.bridge = None
 
 
 class FakeBackend:

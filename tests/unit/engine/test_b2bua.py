@@ -22,6 +22,7 @@ from tests.unit.engine.b2bua_harness import (
     BUYER_SDP,
     BUYER_URI,
     CALLER,
+    FakeBridge,
     Harness,
     buyer_bye,
     caller_bye,
@@ -148,6 +149,32 @@ async def test_buyer_answer_is_acked_and_whispered_then_key_1_bridges_and_answer
     assert harness.media.bridges == [(harness.media.legs["A"].ident, buyer.ident)]
     kinds = [e.kind for e in harness.backend.entries]
     assert kinds.index("accept") < kinds.index("bridge")
+
+
+async def test_a_recorded_campaign_records_the_bridge_until_the_caller_hangs_up(
+    tmp_path: Path,
+) -> None:
+    """call-flow 19: the bridge is made again with a recorder, and made plain at the end."""
+    configuration = document()
+    configuration["campaigns"][0]["recording"] = True
+    async with Harness(tmp_path, configuration) as harness:
+        _, answer = await harness.bridge()
+        [runner] = harness.b2bua.runners
+        path = tmp_path / f"{runner.call_id}.wav"
+        caller, buyer = harness.media.legs["A"], harness.media.legs["B1"]
+        assert harness.media.bridges == [(caller.ident, buyer.ident)] * 2
+        [plain] = harness.media.unbridged
+        assert plain.recorder is None
+        assert isinstance(caller.bridge, FakeBridge)
+        assert caller.bridge.recorder == path
+        assert harness.backend.recording_paths == [path]
+        harness.receive(caller_bye(answer.to.tag), CALLER)
+        await harness.settle()
+        assert [bridge.recorder for bridge in harness.media.unbridged] == [None, path]
+        assert (caller.closed, buyer.closed) == (True, True)
+        assert [leg.bridge for leg in (caller, buyer)] == [None, None]
+        kinds = [entry.kind for entry in harness.backend.entries]
+        assert kinds.index("recording_start") < kinds.index("recording_stop")
 
 
 async def test_buyer_bye_after_the_bridge_is_answered_and_the_caller_hung_up(
