@@ -123,22 +123,11 @@ class Filters(Model):
         self, state: str | None, area_code: str | None, zip_code: str | None, tags: dict[str, str]
     ) -> str | None:
         """``None`` if the call passes, else why not, e.g. ``state TX not in [CA, NV]``."""
-        if self.states or self.exclude_states:
-            if state is None:
-                if not self.allow_unknown_geo:
-                    return "state unknown"
-            elif self.states and state not in self.states:
-                return f"state {state} not in [{', '.join(self.states)}]"
-            elif state in self.exclude_states:
-                return f"state {state} excluded"
-        if self.area_codes or self.exclude_area_codes:
-            if area_code is None:
-                if not self.allow_unknown_geo:
-                    return "area code unknown"
-            elif self.area_codes and area_code not in self.area_codes:
-                return f"area code {area_code} not in [{', '.join(self.area_codes)}]"
-            elif area_code in self.exclude_area_codes:
-                return f"area code {area_code} excluded"
+        geography = self._listed("state", state, self.states, self.exclude_states) or self._listed(
+            "area code", area_code, self.area_codes, self.exclude_area_codes
+        )
+        if geography is not None:
+            return geography
         if self.zips:
             if zip_code is None:
                 if not self.allow_unknown_geo:
@@ -150,4 +139,18 @@ class Filters(Model):
                 actual = tags.get(rule.tag)
                 got = "missing" if actual is None else repr(actual)
                 return f"tag rule {rule.describe()} failed ({rule.tag} {got})"
+        return None
+
+    def _listed(
+        self, what: str, value: str | None, accepted: list[str], excluded: list[str]
+    ) -> str | None:
+        """Why ``value`` fails an accepted and an excluded list (both empty: it passes)."""
+        if not (accepted or excluded):
+            return None
+        if value is None:
+            return None if self.allow_unknown_geo else f"{what} unknown"
+        if accepted and value not in accepted:
+            return f"{what} {value} not in [{', '.join(accepted)}]"
+        if value in excluded:
+            return f"{what} {value} excluded"
         return None
