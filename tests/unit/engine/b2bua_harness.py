@@ -423,3 +423,8 @@ def buyer_bye(request: SipRequest, via: str = "127.0.0.1:5080") -> str:
 def statuses(messages: list[SipMessage]) -> list[int]:
     """The status codes of the responses among ``messages``."""
     return [m.status for m in messages if isinstance(m, SipResponse)]
+
+
+def requests(messages: list[SipMessage]) -> list[str]:
+    """The methods of the requests among ``messages``."""
+    return [m.method for m in messages if isinstance(m, SipRequest)]

@@ -29,6 +29,7 @@ from tests.unit.engine.b2bua_harness import (
     caller_cancel,
     document,
     invite,
+    requests,
     response_to,
     statuses,
 )
@@ -38,11 +39,6 @@ from tests.unit.engine.b2bua_harness import (
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     async with Harness(tmp_path) as harness:
         yield harness
-
-
-def requests(messages: list[SipMessage]) -> list[str]:
-    """The methods of the requests among ``messages``."""
-    return [m.method for m in messages if isinstance(m, SipRequest)]
 
 
 async def test_unknown_number_is_refused_with_404(harness: Harness) -> None:
@@ -135,8 +131,7 @@ async def test_buyer_answer_is_acked_and_whispered_then_key_1_bridges_and_answer
     buyer_invite = await harness.dial()
     harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
     await harness.settle()
-    acks = harness.sent_to(BUYER)
-    assert [m.method for m in acks if isinstance(m, SipRequest)] == ["ACK"]
+    assert requests(harness.sent_to(BUYER)) == ["ACK"]
     buyer = harness.media.legs["B1"]
     assert buyer.remote == ("127.0.0.1", 7000)
     assert buyer.codec.encoding == "PCMU"
@@ -185,8 +180,7 @@ async def test_buyer_bye_after_the_bridge_is_answered_and_the_caller_hung_up(
     await harness.settle()
     sent = harness.endpoint.take()
     assert statuses([m for m, d in sent if d == BUYER]) == [200]
-    to_caller = [m for m, d in sent if d == CALLER and isinstance(m, SipRequest)]
-    assert [m.method for m in to_caller] == ["BYE"]
+    assert requests([m for m, d in sent if d == CALLER]) == ["BYE"]
     assert harness.media.legs["B1"].closed
     assert harness.media.legs["A"].closed
     assert harness.backend.ended == ["connected"]  # hung up before the 60 s buffer
@@ -317,8 +311,7 @@ async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harnes
     await harness.settle()
     sent = harness.endpoint.take()
     assert statuses([m for m, d in sent if d == CALLER]) == [200, 487]
-    requests = [m for m, d in sent if d == BUYER and isinstance(m, SipRequest)]
-    assert [m.method for m in requests] == ["CANCEL"]
+    assert requests([m for m, d in sent if d == BUYER]) == ["CANCEL"]
     assert harness.media.legs["B1"].closed
     assert harness.backend.ended == ["caller_hangup"]
 

@@ -32,6 +32,7 @@ from tests.unit.engine.b2bua_harness import (
     caller_bye,
     caller_cancel,
     document,
+    requests,
     response_to,
     statuses,
 )
@@ -86,10 +87,6 @@ class ForwardHarness(Harness):
 async def harness(tmp_path: Path) -> AsyncIterator[ForwardHarness]:
     async with ForwardHarness(tmp_path, forwarding()) as harness:
         yield harness
-
-
-def requests(messages: list[SipMessage]) -> list[str]:
-    return [message.method for message in messages if isinstance(message, SipRequest)]
 
 
 def overflow_says(invite: SipRequest, status: int, reason: str, body: str = "") -> str:
