@@ -24,7 +24,7 @@ from typing import Protocol, TypedDict
 
 from sqlalchemy import Connection
 
-from callwhisper.audio import Audio, TtsCache, TtsOptions, get_engine, import_recording
+from callwhisper.audio import Audio, TtsCache, get_engine, import_recording
 from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.domain.caps import CapMetric
 from callwhisper.domain.state import Reservation
@@ -32,6 +32,7 @@ from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
 from callwhisper.routing import RoutingDecision, counter_scope, decide
 from callwhisper.store import CallChanges, LegChanges, ResidentCounters, Store
+from callwhisper.whisper import tts_options
 
 __all__ = ["CallBackend", "Prompts", "StoreBackend", "utc"]
 
@@ -394,7 +395,7 @@ class Prompts:
 
     async def speech(self, text: str, voice: TtsVoice) -> Audio:
         """``text`` spoken with ``voice`` (cached by the TTS cache)."""
-        options = TtsOptions(voice=voice.voice, rate_wpm=voice.rate)
+        options = tts_options(voice)
         engine = get_engine(voice.engine)
         # Every call of a campaign says the same whisper: a memory hit needs no thread.
         audio = self.tts_cache.remembered(engine, text, options)
