@@ -99,6 +99,7 @@ class _Dialed:
     id: str
     state: LegState
     ring_deadline: float | None = None
+    """When the leg rings out, set at the dial; the timer runs only while it dials or rings."""
     early_media: bool = False
     """The leg has sent early media (183 with SDP): noted once, when it starts."""
 
