@@ -30,7 +30,7 @@ from callwhisper.domain.caps import CapMetric
 from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
-from callwhisper.routing import RoutingDecision, counter_scope, decide
+from callwhisper.routing import RoutingDecision, compile_plan, counter_scope, decide
 from callwhisper.store import CallChanges, LegChanges, ResidentCounters, Store
 from callwhisper.whisper import tts_options
 
@@ -131,6 +131,7 @@ class StoreBackend:
         """Route with ``configuration``; see :meth:`use_configuration` to change it."""
         self.store = store
         self.configuration = configuration
+        compile_plan(configuration)
         self.resident = resident
         self._tags: dict[str, dict[str, str]] = {}
         """The tags of each call in progress: an IVR answer is stored without reading the call."""
@@ -138,8 +139,13 @@ class StoreBackend:
         """The last timeline entry number of each call in progress: this process numbers them."""
 
     def use_configuration(self, configuration: Configuration) -> None:
-        """Route the next calls with ``configuration`` (calls in progress keep their offers)."""
+        """Route the next calls with ``configuration`` (calls in progress keep their offers).
+
+        Its routing plan is compiled here, once, rather than by the first call
+        routed on it, which would wait 5-30 ms more before its buyer is dialed.
+        """
         self.configuration = configuration
+        compile_plan(configuration)
 
     def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
         """Create the call row."""
