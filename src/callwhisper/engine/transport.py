@@ -17,6 +17,13 @@ the core sends to that address goes over TCP, and what arrives on the
 connection is fed to the core as from that address. A connection that
 closes is opened again on the next send (RFC 3261 18.1.1 / 18.2.2), the
 messages waiting in a bounded backlog.
+
+A response to a request that came over a connection which has since closed
+is sent over a new connection to the port in the request's Via (RFC 3261
+18.2.2, :func:`reconnect_address`), never over UDP. When a connection cannot
+be opened, what waited for it is lost and the transaction layer is told
+(17.1.4, 17.2.4), which reports ``TransactionFailed(reason="transport
+error")`` to the transaction user.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import re
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,8 +40,20 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from callwhisper.errors import SipParseError
-from callwhisper.sip.message import SipMessage, StreamFramer, error_response, parse_message
-from callwhisper.sip.transaction import Address, TransactionEvent
+from callwhisper.sip.message import (
+    SipMessage,
+    SipResponse,
+    StreamFramer,
+    error_response,
+    parse_message,
+)
+from callwhisper.sip.transaction import (
+    Address,
+    TransactionEvent,
+    TransactionKey,
+    client_key,
+    server_key,
+)
 
 __all__ = [
     "SipCore",
@@ -42,6 +62,7 @@ __all__ = [
     "TcpStreams",
     "TransportConfig",
     "TransportCounters",
+    "reconnect_address",
 ]
 
 log = logging.getLogger(__name__)
@@ -52,6 +73,36 @@ _MAX_WRITE_BUFFER: Final = 1 << 20
 """Bytes a TCP peer may leave unread before its connection is closed (it stopped reading)."""
 _MAX_BACKLOG: Final = 64
 """Messages held for a TCP destination while its connection opens; more are dropped."""
+_STREAM_PORTS: Final = {"TCP": 5060}
+"""Stream transports by Via sent-protocol, with their default port (RFC 3261 18.2.2, 19.1.2)."""
+# A cheap filter before parsing: most responses go over UDP, and say so in every Via.
+_STREAM_VIA: Final = re.compile(
+    rb"\r\nVia:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*TCP\b", re.IGNORECASE
+)
+
+
+def reconnect_address(data: bytes, source: Address) -> Address | None:
+    """Where a response goes when the connection its request came on is gone, else None.
+
+    RFC 3261 18.2.2: when the top Via names a stream transport, the server
+    opens a new connection to the ``received`` address with the sent-by
+    port (default 5060). ``source`` is where the request came from: this
+    stack does not write ``received`` into requests, and 18.2.1 would put
+    exactly that address there whenever it differs from the sent-by host; a
+    ``received`` already in the request was written by the peer itself and
+    is not followed. None for a request, a response to a request that came
+    over UDP, or bytes that do not parse.
+    """
+    if not data.startswith(b"SIP/2.0 ") or _STREAM_VIA.search(data) is None:
+        return None
+    try:
+        via = parse_message(data).top_via
+    except SipParseError:
+        return None
+    default = _STREAM_PORTS.get(via.transport)
+    if default is None:
+        return None
+    return (source[0], via.port or default)
 
 
 class SipCore(Protocol):
@@ -77,6 +128,9 @@ class SipCore(Protocol):
 
     def handle_timer(self, now: float) -> None:
         """Fire the timers due at ``now``."""
+
+    def transport_error(self, key: TransactionKey, *, server: bool = False) -> None:
+        """The transport could not deliver a message of this transaction."""
 
 
 class TcpStreams(Protocol):
@@ -135,6 +189,8 @@ class TransportCounters:
     """Outbound TCP connections opened."""
     tcp_connect_failed: int = 0
     """Outbound TCP connections that could not be opened (refused, unreachable, timed out)."""
+    tcp_reconnects: int = 0
+    """Responses sent towards a new connection because their request's connection closed."""
 
 
 class SourceRateLimiter:
@@ -296,12 +352,14 @@ class SipEndpoint:
                 reader, writer = await asyncio.open_connection(destination[0], destination[1])
         except OSError as exc:  # TimeoutError included
             self._connecting.pop(destination, None)
-            self._backlog.pop(destination, None)
+            lost = self._backlog.pop(destination, [])
             self.counters.tcp_connect_failed += 1
             reason = str(exc) or "timed out"
             log.warning("SIP over TCP to %s:%d failed: %s", *destination, reason)
             if not opened.done():
                 opened.set_exception(OSError(f"TCP to {destination[0]}:{destination[1]}: {reason}"))
+            self._undelivered(lost)
+            self.flush()
             return
         except asyncio.CancelledError:
             self._connecting.pop(destination, None)
@@ -424,15 +482,14 @@ class SipEndpoint:
         if writer is not None and not writer.is_closing():
             self._write(writer, data, destination)
             return
-        if destination in self._tcp_destinations and self._loop is not None:
-            backlog = self._backlog.setdefault(destination, [])
-            if len(backlog) >= _MAX_BACKLOG:
-                self.counters.send_failed += 1
+        if self._loop is not None:
+            if destination in self._tcp_destinations:
+                self._send_stream(data, destination)
                 return
-            backlog.append(data)
-            if destination not in self._connecting:
-                self._open(destination)
-            return
+            elsewhere = reconnect_address(data, destination)
+            if elsewhere is not None:
+                self._reconnect(data, destination, elsewhere)
+                return
         if self._udp is None:
             self.counters.send_failed += 1
             return
@@ -445,6 +502,54 @@ class SipEndpoint:
             self.counters.send_failed += 1
             return
         self.counters.datagrams_out += 1
+
+    def _send_stream(self, data: bytes, destination: Address) -> None:
+        """Write on the open connection to ``destination``, else hold ``data`` while one opens."""
+        writer = self._streams.get(destination)
+        if writer is not None and not writer.is_closing():
+            self._write(writer, data, destination)
+            return
+        backlog = self._backlog.setdefault(destination, [])
+        if len(backlog) >= _MAX_BACKLOG:
+            self.counters.send_failed += 1
+            return
+        backlog.append(data)
+        if destination not in self._connecting:
+            self._open(destination)
+
+    def _reconnect(self, data: bytes, source: Address, destination: Address) -> None:
+        """RFC 3261 18.2.2: the request's connection closed; its response takes a new one."""
+        writer = self._streams.get(destination)
+        opening = destination in self._connecting or (
+            writer is not None and not writer.is_closing()
+        )
+        if (
+            not opening
+            and len(self._streams) + len(self._connecting) >= self.config.max_tcp_connections
+        ):
+            # The peer's Via chose the port: the connections it makes us open are bounded too.
+            log.warning("SIP response to %s:%d lost: too many TCP connections", *source)
+            self._undelivered([data])
+            return
+        log.info("SIP connection from %s:%d closed; answering on %s:%d", *source, *destination)
+        self.counters.tcp_reconnects += 1
+        self._send_stream(data, destination)
+
+    def _undelivered(self, messages: list[bytes]) -> None:
+        """Tell the transaction layer of messages that could not be sent (17.1.4, 17.2.4).
+
+        Its events reach the transaction user on the next :meth:`flush`.
+        """
+        self.counters.send_failed += len(messages)
+        for data in messages:
+            try:
+                message = parse_message(data)
+            except SipParseError:
+                continue  # a 400 to an unparsable request: no transaction to tell
+            if isinstance(message, SipResponse):
+                self.core.transport_error(server_key(message, message.cseq.method), server=True)
+            elif message.method != "ACK":
+                self.core.transport_error(client_key(message))
 
     def _write(self, writer: asyncio.StreamWriter, data: bytes, destination: Address) -> None:
         writer.write(data)

@@ -21,7 +21,9 @@ from callwhisper.sip.transaction import (
     RequestReceived,
     State,
     TransactionEvent,
+    TransactionFailed,
     TransactionLayer,
+    server_key,
 )
 
 pytestmark = pytest.mark.integration
@@ -61,9 +63,14 @@ def layer() -> TransactionLayer:
 
 
 @pytest.fixture
-async def endpoint(layer: TransactionLayer) -> AsyncIterator[SipEndpoint]:
+def answering(layer: TransactionLayer) -> Answering:
+    return Answering(layer)
+
+
+@pytest.fixture
+async def endpoint(layer: TransactionLayer, answering: Answering) -> AsyncIterator[SipEndpoint]:
     config = TransportConfig(port=0, max_datagram=4096, rate_per_source=1000, burst_per_source=10)
-    sip = SipEndpoint(layer, Answering(layer), config)
+    sip = SipEndpoint(layer, answering, config)
     await sip.start()
     yield sip
     await sip.stop()
@@ -289,3 +296,82 @@ async def test_a_refused_tcp_connection_raises_and_is_counted(endpoint: SipEndpo
         await endpoint.connect(closed)
     assert endpoint.counters.tcp_connect_failed == 1
     assert endpoint.counters.tcp_connects == 0
+
+
+def free_tcp_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def invite_via_tcp(branch: str, sent_by_port: int) -> bytes:
+    return request("INVITE", branch, "TCP").replace(b":5999;", f":{sent_by_port};".encode())
+
+
+async def send_and_close(endpoint: SipEndpoint, data: bytes) -> None:
+    """Send ``data`` on a new connection to the endpoint, close it, and wait for the endpoint
+    to notice."""
+    _, writer = await asyncio.open_connection(*endpoint.tcp_address)
+    writer.write(data)
+    await writer.drain()
+    async with asyncio.timeout(3):
+        while not endpoint.counters.tcp_messages_in:  # noqa: ASYNC110 - counters are not awaitable
+            await asyncio.sleep(0.01)
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(3):
+        while endpoint._streams:  # noqa: ASYNC110 - the endpoint notices the close by itself
+            await asyncio.sleep(0.01)
+
+
+async def next_response_on(peer: TcpPeer) -> tuple[int, SipResponse]:
+    async with asyncio.timeout(3):
+        index, data = await peer.arrived.get()
+    message = parse_message(data, stream=True)
+    assert isinstance(message, SipResponse)
+    return index, message
+
+
+async def test_a_response_whose_connection_closed_goes_over_a_new_one_to_the_sent_by_port(
+    endpoint: SipEndpoint, layer: TransactionLayer, answering: Answering, tcp_peer: TcpPeer
+) -> None:
+    """RFC 3261 18.2.2: the caller hangs its connection up and listens on its Via's port;
+    100 Trying (the core's, after 200 ms), 180 and 200 all reach it there, none over UDP."""
+    _, listening = await tcp_peer.start()
+    await send_and_close(endpoint, invite_via_tcp("gone1", listening))
+    index, trying = await next_response_on(tcp_peer)
+    assert (index, trying.status, trying.top_via.transport) == (0, 100, "TCP")
+    invite = next(e.request for e in answering.events if isinstance(e, RequestReceived))
+    now = asyncio.get_running_loop().time()
+    layer.send_response(make_response(invite, 180, to_tag="t1"), now)
+    layer.send_response(make_response(invite, 200, to_tag="t1"), now)
+    endpoint.flush()
+    assert [(i, r.status) for i, r in [await next_response_on(tcp_peer) for _ in range(2)]] == [
+        (0, 180),
+        (0, 200),
+    ]
+    assert endpoint.counters.tcp_connects == 1
+    assert endpoint.counters.tcp_reconnects == 3
+    assert endpoint.counters.datagrams_out == 0
+    assert layer.state_of(server_key(invite, "INVITE"), server=True) is State.ACCEPTED
+
+
+async def test_a_response_whose_new_connection_is_refused_is_a_transport_error(
+    endpoint: SipEndpoint, layer: TransactionLayer, answering: Answering
+) -> None:
+    """RFC 3261 18.2.2 / 17.2.4: the response is lost, nothing goes over UDP, the transaction
+    ends and the transaction user hears of it."""
+    await send_and_close(endpoint, invite_via_tcp("gone2", free_tcp_port()))
+    async with asyncio.timeout(3):
+        while not any(isinstance(e, TransactionFailed) for e in answering.events):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    invite = answering.events[0]
+    assert isinstance(invite, RequestReceived)
+    assert invite.key is not None
+    assert answering.events[1:] == [TransactionFailed(invite.key, "transport error")]
+    assert layer.state_of(invite.key, server=True) is State.TERMINATED
+    assert endpoint.counters.tcp_connect_failed == 1
+    assert endpoint.counters.send_failed == 1
+    assert endpoint.counters.datagrams_out == 0

@@ -1,8 +1,8 @@
-"""The SIP transports' flood guard: a token bucket per source host on virtual time."""
+"""The SIP transports' pure parts: the flood guard on virtual time, where lost connections lead."""
 
 from __future__ import annotations
 
-from callwhisper.engine.transport import SourceRateLimiter
+from callwhisper.engine.transport import SourceRateLimiter, reconnect_address
 
 
 def test_a_source_gets_its_burst_then_is_refused() -> None:
@@ -34,3 +34,62 @@ def test_the_table_forgets_the_least_recent_source() -> None:
     assert limiter.allow("192.0.2.3", 0.0)
     assert limiter.allow("192.0.2.1", 0.0)
     assert not limiter.allow("192.0.2.3", 0.0)
+
+
+def response(via: str, status: int = 200) -> bytes:
+    """A response to an OPTIONS whose request carried ``via`` (its top Via), as we send it."""
+    return (
+        f"SIP/2.0 {status} OK\r\n"
+        f"Via: {via}\r\n"
+        "Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bKproxy\r\n"
+        "From: <sip:caller@example.com>;tag=a1\r\n"
+        "To: <sip:buyer@example.com>;tag=b2\r\n"
+        "Call-ID: c1@example.com\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+SOURCE = ("192.0.2.7", 40312)
+"""Where the request came from: the peer's address and its connection's ephemeral port."""
+
+
+def test_a_response_over_tcp_goes_to_the_sent_by_port_of_the_source_address() -> None:
+    """RFC 3261 18.2.2: the source address stands for received, the port is sent-by's."""
+    via = "SIP/2.0/TCP pbx.example.com:5080;branch=z9hG4bKa"
+    assert reconnect_address(response(via), SOURCE) == ("192.0.2.7", 5080)
+
+
+def test_a_response_over_tcp_without_a_sent_by_port_goes_to_5060() -> None:
+    assert reconnect_address(response("SIP/2.0/tcp 192.0.2.7;branch=z9hG4bKa"), SOURCE) == (
+        "192.0.2.7",
+        5060,
+    )
+
+
+def test_a_received_parameter_the_peer_wrote_is_not_followed() -> None:
+    """Only this hop writes received (18.2.1): one in the request came from the peer."""
+    via = "SIP/2.0/TCP 192.0.2.7:5070;received=203.0.113.66;branch=z9hG4bKa"
+    assert reconnect_address(response(via), SOURCE) == ("192.0.2.7", 5070)
+
+
+def test_a_response_over_udp_has_no_new_connection() -> None:
+    """The proxy's TCP Via below the top one does not count."""
+    via = "SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKa"
+    data = response(via).replace(b"SIP/2.0/UDP 198", b"SIP/2.0/TCP 198")
+    assert reconnect_address(data, SOURCE) is None
+
+
+def test_a_request_has_no_new_connection() -> None:
+    request = (
+        b"BYE sip:caller@192.0.2.7 SIP/2.0\r\n"
+        b"Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bKb\r\n"
+        b"From: <sip:buyer@example.com>;tag=b2\r\nTo: <sip:caller@example.com>;tag=a1\r\n"
+        b"Call-ID: c1@example.com\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert reconnect_address(request, SOURCE) is None
+
+
+def test_a_response_that_does_not_parse_has_no_new_connection() -> None:
+    data = response("SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKa").replace(b"CSeq: 1", b"CSeq: x")
+    assert reconnect_address(data, SOURCE) is None
