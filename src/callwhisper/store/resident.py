@@ -19,13 +19,19 @@ which start-up releases anyway).
 
 Several servers sharing a PostgreSQL database cannot do this (each would have
 its own counters): they keep deciding in SQL (``SqlCapLedger``).
+
+Cap counters of calendar periods that are over are forgotten, a few per
+reservation (:func:`forget_after`), so a server that runs for months holds
+the current periods' counters, not every hour it has seen; the store keeps
+them all for reports.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection, select
@@ -62,8 +68,50 @@ More than the one entry a recording adds, so that a backlog left by a quiet
 spell drains a few entries per call instead of in one pause of the event loop.
 """
 
+FORGET_COUNTERS_AT_MOST = 4
+"""Cap counters of ended periods forgotten per reservation, beyond as many as it charges.
+
+A reservation creates at most one counter per charge, so forgetting that
+many more keeps up with any rate of calls, and a backlog (the hour counters
+of every buyer, ending together) drains a few per call instead of at once.
+"""
+
+WESTMOST_OFFSET = timedelta(hours=12)
+"""How far behind UTC a time zone's clock can be (UTC-12): the last place a local period ends."""
+
+FORGET_GRACE = timedelta(hours=1)
+"""How long after its end everywhere a period's counters are kept, for a wall clock set back."""
+
 _HistoryKey = tuple[str, str]
 """A caller's history entry: one per call and buyer (``""`` for none), as in the store."""
+
+
+def forget_after(key: CapKey) -> datetime | None:
+    """When the counter ``key`` can no longer be asked about; None for never.
+
+    Its ``period_key`` is local to the owner's time zone, which a counter
+    does not name (and a configuration may change): the period is over for
+    routing in every time zone once it has ended at UTC-12, the last place
+    its local end comes. A ``total`` counter, or a key this version does not
+    write, is kept.
+    """
+    try:
+        match key.period:
+            case "hour":
+                end = datetime.strptime(key.period_key, "%Y-%m-%dT%H") + timedelta(hours=1)
+            case "day":
+                end = datetime.strptime(key.period_key, "%Y-%m-%d") + timedelta(days=1)
+            case "week":
+                year, week = key.period_key.split("-W")
+                end = datetime.fromisocalendar(int(year), int(week), 1) + timedelta(weeks=1)
+            case "month":
+                start = datetime.strptime(key.period_key, "%Y-%m")
+                end = (start + timedelta(days=31)).replace(day=1)
+            case _:
+                return None
+    except ValueError:
+        return None
+    return end.replace(tzinfo=UTC) + WESTMOST_OFFSET + FORGET_GRACE
 
 
 class ResidentCounters:
@@ -77,6 +125,14 @@ class ResidentCounters:
         self._history: dict[str, dict[_HistoryKey, PastCall]] = {}
         self._recorded: deque[tuple[datetime, str, _HistoryKey]] = deque()
         """Every entry of the history once, oldest recorded first: what to forget next."""
+        self._ending: list[tuple[datetime, CapKey]] = []
+        """A heap of every cap counter with a period, by :func:`forget_after`."""
+        self._held: dict[str, tuple[CapKey, ...]] = {}
+        """The counters each open reservation charges: its commit and finish change them."""
+        self._holders: dict[CapKey, int] = {}
+        """How many open reservations charge each counter; those are never forgotten."""
+        self._ended: set[CapKey] = set()
+        """Counters of ended periods that open reservations still charge: forgotten at finish."""
 
     @classmethod
     async def load(
@@ -95,21 +151,13 @@ class ResidentCounters:
         resident = cls(history_window=history_window)
 
         def load_in(connection: Connection) -> None:
-            resident._load_in(connection, now - history_window)
+            resident._load_in(connection, now, now - history_window)
 
         await database.run_read(load_in)
         return resident
 
-    def _load_in(self, connection: Connection, since: datetime) -> None:
+    def _load_in(self, connection: Connection, now: datetime, since: datetime) -> None:
         ledger = self.ledger
-        for row in connection.execute(select(cap_usage)):
-            key = cap_key(row)
-            ledger.used[key] = row.used
-            ledger.reserved[key] = row.reserved
-        for row in connection.execute(select(cap_concurrency)):
-            ledger.in_progress[str(row.owner)] = int(row.in_progress)
-        for row in connection.execute(select(cap_last_call)):
-            ledger.last_call_at[str(row.owner)] = row.at
         open_reservations = (
             select(cap_reservations)
             .where(cap_reservations.c.finished_at.is_(None))
@@ -118,6 +166,20 @@ class ResidentCounters:
         for row in connection.execute(open_reservations):
             reservation, committed = reservation_from_row(row)
             ledger.hold(reservation, committed)
+            self._hold(reservation)
+        for row in connection.execute(select(cap_usage)):
+            key = cap_key(row)
+            ending = forget_after(key)
+            if ending is not None:
+                if ending <= now and key not in self._holders:
+                    continue  # a period over: reports read it in the store, routing never will
+                heapq.heappush(self._ending, (ending, key))
+            ledger.used[key] = row.used
+            ledger.reserved[key] = row.reserved
+        for row in connection.execute(select(cap_concurrency)):
+            ledger.in_progress[str(row.owner)] = int(row.in_progress)
+        for row in connection.execute(select(cap_last_call)):
+            ledger.last_call_at[str(row.owner)] = row.at
         for row in connection.execute(select(routing_rotation)):
             rotations = self._rotations.setdefault(str(row.campaign_id), {})
             rotations[int(row.tier_index)] = rotation_from_row(row)
@@ -182,8 +244,22 @@ class ResidentCounters:
         return tuple(sorted(current, key=lambda past: past.at))
 
     def reserve(self, reservation: Reservation) -> str | None:
-        """Reserve everything or nothing; ``None`` on success, else why not."""
-        return self.ledger.reserve(reservation)
+        """Reserve everything or nothing; ``None`` on success, else why not.
+
+        Counters of periods over at ``reservation.at`` are forgotten, a few.
+        """
+        ledger = self.ledger
+        used, reserved = ledger.used, ledger.reserved
+        fresh = {c.key for c in reservation.charges if c.key not in used and c.key not in reserved}
+        refused = ledger.reserve(reservation)
+        if refused is None:
+            for key in fresh:
+                ending = forget_after(key)
+                if ending is not None:
+                    heapq.heappush(self._ending, (ending, key))
+            self._hold(reservation)
+        self._forget_counters(reservation.at, len(reservation.charges) + FORGET_COUNTERS_AT_MOST)
+        return refused
 
     def commit(
         self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
@@ -194,6 +270,42 @@ class ResidentCounters:
     def finish(self, reservation_id: str) -> None:
         """Release what a reservation did not commit, and its concurrency slots."""
         self.ledger.finish(reservation_id)
+        holders = self._holders
+        for key in self._held.pop(reservation_id, ()):
+            if holders[key] > 1:
+                holders[key] -= 1
+                continue
+            del holders[key]
+            if key in self._ended:
+                self._ended.discard(key)
+                self._drop(key)
+
+    def _hold(self, reservation: Reservation) -> None:
+        keys = tuple({charge.key: None for charge in reservation.charges})
+        self._held[reservation.reservation_id] = keys
+        holders = self._holders
+        for key in keys:
+            holders[key] = holders.get(key, 0) + 1
+
+    def _forget_counters(self, now: datetime, at_most: int) -> None:
+        """Forget up to ``at_most`` counters whose period is over everywhere at ``now``."""
+        ending = self._ending
+        for _ in range(at_most):
+            if not ending or ending[0][0] > now:
+                return
+            _, key = heapq.heappop(ending)
+            if key in self._holders:
+                self._ended.add(key)  # a call still settles it; gone when the last one finishes
+            else:
+                self._drop(key)
+
+    def _drop(self, key: CapKey) -> None:
+        self.ledger.used.pop(key, None)
+        self.ledger.reserved.pop(key, None)
+
+    def cap_counters(self) -> int:
+        """How many cap counters are held in memory (what forgetting ended periods bounds)."""
+        return len(self.ledger.used.keys() | self.ledger.reserved.keys())
 
     def save_rotation(self, campaign_id: str, tier_index: int, rotation: TierRotation) -> None:
         """Remember a tier's rotation after a routing decision moved it."""

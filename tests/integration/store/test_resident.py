@@ -193,3 +193,24 @@ async def test_expired_history_is_forgotten_a_few_entries_per_call_and_never_rea
     assert resident.callers() == max(len(arrivals) - 2 * FORGET_AT_MOST, 0) + 1
     newest = resident.counters("auto", caller="+14155550999", now=after_quiet_spell)
     assert [past.at for past in newest.caller_history] == [after_quiet_spell] * 2
+
+
+async def test_counters_of_ended_periods_are_not_loaded_unless_an_open_reservation_charges_them(
+    store: Store,
+) -> None:
+    """Last month's counters stay in the store for reports; routing never reads them again."""
+    await fill(store)
+    last_month = CapKey("buyer:acme", "calls", "month", "2026-02")
+    last_hour = CapKey("buyer:acme", "calls", "hour", "2026-03-01T10")
+    for name, key in (("old", last_month), ("long", last_hour)):
+        charge = (CapCharge(key, Decimal(10), Decimal(1)),)
+        assert await store.ledger.reserve(Reservation(name, charge, (), NOW)) is None
+    await store.ledger.finish("old")
+    resident = await ResidentCounters.load(store.database, NOW)
+    assert set(resident.ledger.used) | set(resident.ledger.reserved) == {DAY, MONTH, last_hour}
+    # A call dialed yesterday and still going settles its counter, which then goes.
+    resident.commit("long", ["calls"])
+    assert resident.ledger.used[last_hour] == Decimal(1)
+    resident.finish("long")
+    resident.reserve(Reservation("next", (), (), NOW))
+    assert resident.cap_counters() == 2
