@@ -793,6 +793,9 @@ class MediaEngine:
             self.stop_recording(leg._tap)
         leg.stop_playback()
         leg._close_socket()
+        # The handler leads back to the call that owns the leg: dropping it lets the
+        # call's objects go when the call does, not at the next full collection.
+        leg._on_event = None
         self.legs.pop(leg.ident, None)
 
     # -- bridges --------------------------------------------------------------------
@@ -888,8 +891,13 @@ class MediaEngine:
     async def _flush_recordings(self) -> None:
         while True:
             await asyncio.sleep(RECORDING_FLUSH_INTERVAL)
-            for recorded in [*self.bridges, *self.recordings]:
-                await self._flush_recording(recorded)
+            await self._flush_all()
+
+    async def _flush_all(self) -> None:
+        # A frame of its own: the loop's variable must not keep the last call's bridge
+        # (and its legs) alive while the flusher sleeps.
+        for recorded in [*self.bridges, *self.recordings]:
+            await self._flush_recording(recorded)
 
     async def _flush_recording(self, recorded: _Recorded) -> None:
         recorder = recorded.recorder

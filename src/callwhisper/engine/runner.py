@@ -1129,6 +1129,8 @@ class CallRunner:
             if writer is not None:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
+                # Its cancellation's traceback holds the writer's frame, which holds us.
+                self._writer = None
             self.sip.forget(self)
 
     def _write(self, work: Write) -> None:
