@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
+from typing import Final
 
 import phonenumbers
 from phonenumbers import geocoder
@@ -140,9 +141,33 @@ def normalize_number(caller: str | None) -> str | None:
     return None
 
 
-@lru_cache(maxsize=65536)
+GEO_CACHE_SIZE: Final = 65536
+"""Callers whose geography is kept; the cache starts again empty when it is full."""
+
+_Fields = tuple[str | None, str | None, str | None, str | None]
+_UNKNOWN_FIELDS: Final[_Fields] = (None, None, None, None)
+_geo_cache: dict[str | None, _Fields] = {}
+
+
 def geo_for_number(caller: str | None) -> Geo:
-    """The geography of ``caller`` (E.164 or a 10/11-digit NANP number), ``UNKNOWN`` if none."""
+    """The geography of ``caller`` (E.164 or a 10/11-digit NANP number), ``UNKNOWN`` if none.
+
+    Looked up once per caller. The cache holds plain tuples of strings in a
+    plain dict, which the garbage collector stops tracking: a server that has
+    seen tens of thousands of callers would otherwise have every full
+    collection walk them all, stalling calls in progress.
+    """
+    fields = _geo_cache.get(caller)
+    if fields is None:
+        geo = _look_up(caller)
+        if len(_geo_cache) >= GEO_CACHE_SIZE:
+            _geo_cache.clear()
+        _geo_cache[caller] = (geo.country, geo.state, geo.area_code, geo.city)
+        return geo
+    return UNKNOWN if fields == _UNKNOWN_FIELDS else Geo(*fields)
+
+
+def _look_up(caller: str | None) -> Geo:
     e164 = normalize_number(caller)
     if e164 is None:
         return UNKNOWN

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
+from callwhisper.routing import geo
 from callwhisper.routing.geo import (
     UNKNOWN,
     Geo,
@@ -74,3 +77,15 @@ def test_enrich_leaves_anonymous_and_complete_calls_unchanged() -> None:
     assert enrich(anonymous) is anonymous
     complete = call("+14155550100", state="CA", area_code="415", city="X", country="US")
     assert enrich(complete) is complete
+
+
+def test_the_geography_cache_is_invisible_to_the_garbage_collector() -> None:
+    numbers = [f"+1415555{suffix:04d}" for suffix in range(200)]
+    for number in numbers:
+        geo_for_number(number)
+    gc.collect()
+    gc.collect()
+    assert not gc.is_tracked(geo._geo_cache)
+    assert [geo_for_number(number) for number in numbers[:3]] == [
+        Geo("US", "CA", "415", "San Francisco, CA")
+    ] * 3
