@@ -8,6 +8,7 @@ renders back to wire text with ``str()``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -15,6 +16,7 @@ from callwhisper.errors import SipParseError
 
 __all__ = [
     "BRANCH_MAGIC_COOKIE",
+    "HEADER_SPELLINGS",
     "CSeq",
     "NameAddr",
     "Params",
@@ -23,6 +25,7 @@ __all__ = [
     "canonical_name",
     "format_params",
     "header_key",
+    "header_names",
     "is_token",
     "parse_cseq",
     "parse_name_addr",
@@ -127,27 +130,48 @@ def is_token(text: str) -> bool:
     return _TOKEN.fullmatch(text) is not None
 
 
+def canonical_name(name: str) -> str:
+    """The full, conventionally cased name of a header; unknown names are kept as written."""
+    return _CANONICAL.get(name.lower(), name)
+
+
+def _spellings() -> dict[str, tuple[str, str]]:
+    """``header_key`` answers for the spellings peers use for known names, computed once.
+
+    The canonical, lowercase and capitalized (``Call-Id``) spellings and the
+    compact forms in either case. The table is fixed, so no peer can grow it
+    by writing names in new cases.
+    """
+    table: dict[str, tuple[str, str]] = {}
+    for lower, full in _CANONICAL.items():
+        capitalized = "-".join(part.capitalize() for part in lower.split("-"))
+        for spelling in (full, lower, lower.upper(), capitalized):
+            table[spelling] = (full.lower(), full)
+    return table
+
+
+HEADER_SPELLINGS: Final[Mapping[str, tuple[str, str]]] = _spellings()
+"""``(lowercase key, canonical name)`` by the usual spellings of known header names."""
+
+
+def header_names(name: str) -> tuple[str, str]:
+    """``(lowercase key, canonical name)`` for a header name our code writes (not checked)."""
+    hit = HEADER_SPELLINGS.get(name)
+    if hit is None:
+        full = canonical_name(name)
+        hit = (full.lower(), full)
+    return hit
+
+
 def header_key(name: str) -> tuple[str, str] | None:
     """``(lowercase key, canonical name)`` for a header name as written, None if not a token."""
-    hit = _KEYS.get(name)
+    hit = HEADER_SPELLINGS.get(name)
     if hit is not None:
         return hit
     if not is_token(name):
         return None
     full = canonical_name(name)
-    key = (full.lower(), full)
-    if name.lower() in _CANONICAL:
-        # Only known names are cached, so a peer cannot grow the cache.
-        _KEYS[name] = key
-    return key
-
-
-_KEYS: dict[str, tuple[str, str]] = {}
-
-
-def canonical_name(name: str) -> str:
-    """The full, conventionally cased name of a header; unknown names are kept as written."""
-    return _CANONICAL.get(name.lower(), name)
+    return (full.lower(), full)
 
 
 def _split_outside(value: str, sep: str) -> list[str]:
@@ -213,6 +237,9 @@ def format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
+_NOT_IN_HOST: Final = frozenset(' \t<>"@;,')
+
+
 def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` with IPv6 references in brackets (RFC 3261 25.1 ``hostport``)."""
     if text.startswith("["):
@@ -226,7 +253,7 @@ def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
     else:
         host, colon, port_text_raw = text.partition(":")
         port_text = port_text_raw if colon else None
-    if not host or any(c in host for c in ' \t<>"@;,'):
+    if not host or not _NOT_IN_HOST.isdisjoint(host):
         raise SipParseError(f"malformed {what}: {text!r}")
     if port_text is None:
         return host, None
@@ -345,16 +372,13 @@ def parse_name_addr(text: str) -> NameAddr:
     return NameAddr(uri, display, params)
 
 
+# RFC 3986 3.1 ``scheme ":"`` and a rest without the delimiters that end an address.
+_ABSOLUTE_URI: Final = re.compile(r'[A-Za-z][A-Za-z0-9+\-.]*:[^ \t<>"]+')
+
+
 def _is_absolute_uri(uri: str) -> bool:
     """``scheme ":" rest`` with an RFC 3986 scheme and no delimiter characters."""
-    scheme, colon, rest = uri.partition(":")
-    return (
-        bool(colon and rest and scheme)
-        and scheme[0].isascii()
-        and scheme[0].isalpha()
-        and all(c.isascii() and (c.isalnum() or c in "+-.") for c in scheme)
-        and not any(c in uri for c in ' \t<>"')
-    )
+    return _ABSOLUTE_URI.fullmatch(uri) is not None
 
 
 @dataclass(slots=True)
@@ -380,8 +404,22 @@ class Via:
         return self.params.get("branch")
 
 
+# The usual via-parm, ``SIP/2.0/UDP host[:port][;params]``: one match parses what the
+# general path below would, field for field.
+_USUAL_VIA: Final = re.compile(
+    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?(;.*)?", re.DOTALL
+)
+
+
 def parse_via(text: str) -> Via:
     """Parse one ``via-parm``: ``SIP/2.0/UDP host:port;branch=...`` (RFC 3261 20.42)."""
+    usual = _USUAL_VIA.fullmatch(text)
+    if usual is not None:
+        transport, host, port_text, params_text = usual.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= 65535:
+            params = {} if params_text is None else parse_params(params_text)
+            return Via(transport.upper(), host, port, params)
     parts = text.split("/", 2)
     if len(parts) != 3 or parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
         raise SipParseError(f"malformed Via: {text!r}")

@@ -7,9 +7,9 @@ Every problem raises :class:`~callwhisper.errors.SipParseError` with an exact
 message and a status hint (400, 505 for a wrong version, 513 when too large);
 :func:`error_response` answers a request that could not be parsed.
 
-Header values are kept as text and parsed into typed values on access
-(``message.cseq``, ``message.top_via``...), which keeps the hot path to a few
-``bytes.find`` and ``str.split`` calls.
+Header values are kept as text; each typed value (``message.cseq``,
+``message.top_via``...) is parsed once, by the parser's checks or on first
+access, and kept with the headers until their lines change.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import Final, TypeVar
 from callwhisper.errors import SipParseError
 from callwhisper.sip.headers import (
     BRANCH_MAGIC_COOKIE,
+    HEADER_SPELLINGS,
     CSeq,
     NameAddr,
     Via,
     canonical_name,
     header_key,
+    header_names,
     is_token,
     parse_cseq,
     parse_name_addr,
@@ -100,6 +102,7 @@ REASON_PHRASES: Final[dict[int, str]] = {
 
 # RFC 3261 8.1.1: the headers every request and response must carry.
 _MANDATORY: Final = ("Via", "From", "To", "Call-ID", "CSeq")
+_MANDATORY_KEYS: Final = tuple((name, name.lower()) for name in _MANDATORY)
 
 _T = TypeVar("_T")
 
@@ -111,30 +114,32 @@ class Headers:
     ``headers.get("via")`` and ``headers.get("v")`` find the same header.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_typed")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str, str]] = []
+        # The typed values parsed from these lines, by lowercase key, for the
+        # message's accessors; a change of a header's lines drops its value.
+        self._typed: dict[str, object] = {}
         for name, value in items:
             self.add(name, value)
 
-    @staticmethod
-    def _key(name: str) -> str:
-        return canonical_name(name).lower()
-
     def add(self, name: str, value: str) -> None:
         """Append a header line."""
-        full = canonical_name(name)
-        self._items.append((full.lower(), full, value))
+        key, full = header_names(name)
+        self._items.append((key, full, value))
+        if self._typed:
+            self._typed.pop(key, None)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a header line before all others (a new top Via, RFC 3261 8.1.1.7)."""
-        full = canonical_name(name)
-        self._items.insert(0, (full.lower(), full, value))
+        key, full = header_names(name)
+        self._items.insert(0, (key, full, value))
+        self._typed.pop(key, None)
 
     def get(self, name: str) -> str | None:
         """The value of the first header line with this name, or None."""
-        key = self._key(name)
+        key = header_names(name)[0]
         for k, _, value in self._items:
             if k == key:
                 return value
@@ -142,7 +147,7 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """The values of every header line with this name, in order."""
-        key = self._key(name)
+        key = header_names(name)[0]
         return [value for k, _, value in self._items if k == key]
 
     def values(self, name: str) -> list[str]:
@@ -154,8 +159,8 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every line with this name by one line, kept at the first one's place."""
-        full = canonical_name(name)
-        key = full.lower()
+        key, full = header_names(name)
+        self._typed.pop(key, None)
         for i, (k, _, _) in enumerate(self._items):
             if k == key:
                 self._items[i] = (key, full, value)
@@ -165,8 +170,9 @@ class Headers:
 
     def remove(self, name: str) -> None:
         """Remove every line with this name."""
-        key = self._key(name)
+        key = header_names(name)[0]
         self._items = [item for item in self._items if item[0] != key]
+        self._typed.pop(key, None)
 
     def copy(self) -> Headers:
         """A shallow copy."""
@@ -195,25 +201,37 @@ class Headers:
 
 
 class _Message(ABC):
-    """What requests and responses share: headers, body and typed accessors."""
+    """What requests and responses share: headers, body and typed accessors.
 
-    __slots__ = ("_cache", "body", "headers")
+    A typed value is parsed from its header once and kept with the headers
+    (until they change); the values are shared by every reader, so treat
+    them as read-only.
+    """
+
+    __slots__ = ("body", "headers")
 
     def __init__(self, headers: Headers, body: bytes) -> None:
         self.headers = headers
         self.body = body
-        self._cache: dict[str, tuple[str, object]] = {}
 
-    def _parsed(self, name: str, parser: Callable[[str], _T]) -> _T:
-        raw = self.headers.get(name)
+    def _typed(self, key: str, name: str, parser: Callable[[str], _T]) -> _T:
+        typed = self.headers._typed
+        if key in typed:
+            return typed[key]  # type: ignore[return-value]
+        raw = self.headers.get(key)
         if raw is None:
             raise SipParseError(f"missing {name} header")
-        hit = self._cache.get(name)
-        if hit is not None and hit[0] is raw:
-            return hit[1]  # type: ignore[return-value]
         value = parser(raw)
-        self._cache[name] = (raw, value)
+        typed[key] = value
         return value
+
+    def _typed_list(self, key: str, parser: Callable[[str], _T]) -> tuple[_T, ...]:
+        typed = self.headers._typed
+        if key in typed:
+            return typed[key]  # type: ignore[return-value]
+        values = tuple(parser(value) for value in self.headers.values(key))
+        typed[key] = values
+        return values
 
     @abstractmethod
     def _start_line(self) -> str:
@@ -235,42 +253,45 @@ class _Message(ABC):
     @property
     def call_id(self) -> str:
         """The Call-ID (RFC 3261 20.8)."""
-        return self._parsed("Call-ID", str.strip)
+        return self._typed("call-id", "Call-ID", str.strip)
 
     @property
     def cseq(self) -> CSeq:
         """The CSeq (RFC 3261 20.16)."""
-        return self._parsed("CSeq", parse_cseq)
+        return self._typed("cseq", "CSeq", parse_cseq)
 
     @property
     def from_(self) -> NameAddr:
         """The From header (RFC 3261 20.20)."""
-        return self._parsed("From", parse_name_addr)
+        return self._typed("from", "From", parse_name_addr)
 
     @property
     def to(self) -> NameAddr:
         """The To header (RFC 3261 20.39)."""
-        return self._parsed("To", parse_name_addr)
+        return self._typed("to", "To", parse_name_addr)
 
     @property
     def top_via(self) -> Via:
-        """The first Via value (RFC 3261 20.42)."""
-        return self._parsed("Via", lambda raw: parse_via(split_comma_list(raw)[0]))
+        """The first Via value (RFC 3261 20.42), across lines as for :attr:`vias`."""
+        vias = self._typed_list("via", parse_via)
+        if not vias:
+            raise SipParseError("missing Via header")
+        return vias[0]
 
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first, across lines and commas."""
-        return [parse_via(v) for v in self.headers.values("Via")]
+        return list(self._typed_list("via", parse_via))
 
     @property
     def contacts(self) -> list[NameAddr]:
         """The Contact values (RFC 3261 20.10); empty for none or ``*``."""
-        return [parse_name_addr(v) for v in self.headers.values("Contact") if v != "*"]
+        return [c for c in self._typed_list("contact", _contact) if c is not None]
 
     @property
     def record_route(self) -> list[NameAddr]:
         """The Record-Route values, top first (RFC 3261 20.30)."""
-        return [parse_name_addr(v) for v in self.headers.values("Record-Route")]
+        return list(self._typed_list("record-route", parse_name_addr))
 
     @property
     def content_type(self) -> str | None:
@@ -279,8 +300,8 @@ class _Message(ABC):
         return None if raw is None else raw.partition(";")[0].strip().lower()
 
     def __bytes__(self) -> bytes:
-        lines = [self._start_line()]
         length = str(len(self.body))
+        lines = [self._start_line()]
         wrote_length = False
         for key, name, value in self.headers._items:
             if key == "content-length":
@@ -293,6 +314,11 @@ class _Message(ABC):
             lines.append(f"Content-Length: {length}")
         lines.append("\r\n")
         return "\r\n".join(lines).encode() + self.body
+
+
+def _contact(value: str) -> NameAddr | None:
+    """One Contact value; None for the ``*`` of a REGISTER that removes every binding."""
+    return None if value == "*" else parse_name_addr(value)
 
 
 class SipRequest(_Message):
@@ -377,23 +403,27 @@ def parse_message(
         raise SipParseError("bare CR or LF in header block")
     headers = Headers()
     items = headers._items
+    known = HEADER_SPELLINGS
     for line in lines[1:]:
-        if line[:1] in (" ", "\t"):
-            # RFC 3261 7.3.1: a line starting with whitespace continues the previous one.
-            if not items:
-                raise SipParseError(f"continuation line before first header: {line!r}")
-            key, name, value = items[-1]
-            # The whitespace becomes one SP; a value that only starts here gets none.
-            items[-1] = (key, name, f"{value} {line.strip()}" if value else line.strip())
-            continue
         name, colon, value = line.partition(":")
-        names = header_key(name.rstrip()) if colon else None
-        if names is None:
-            raise SipParseError(f"malformed header line: {line!r}")
+        names = known.get(name)
+        if names is None or not colon:
+            if line[:1] in (" ", "\t"):
+                # RFC 3261 7.3.1: a line starting with whitespace continues the previous one.
+                if not items:
+                    raise SipParseError(f"continuation line before first header: {line!r}")
+                key, full, value = items[-1]
+                # The whitespace becomes one SP; a value that only starts here gets none.
+                items[-1] = (key, full, f"{value} {line.strip()}" if value else line.strip())
+                continue
+            names = header_key(name.rstrip()) if colon else None
+            if names is None:
+                raise SipParseError(f"malformed header line: {line!r}")
         items.append((names[0], names[1], value.strip()))
 
     message = _parse_start_line(lines[0], headers)
-    length = _content_length(headers.get_all("Content-Length"))
+    first, vias, lengths = _index(items)
+    length = _content_length(lengths)
     body = data[head_end + 4 :]
     if length is None:
         if stream:
@@ -405,8 +435,23 @@ def parse_message(
     else:
         body = body[:length]
     message.body = body
-    _validate(message)
+    _validate(message, first, vias)
     return message
+
+
+def _index(items: list[tuple[str, str, str]]) -> tuple[dict[str, str], list[str], list[str]]:
+    """The first value of each header, the Via lines and the Content-Length values."""
+    first: dict[str, str] = {}
+    vias: list[str] = []
+    lengths: list[str] = []
+    for key, _, value in items:
+        if key not in first:
+            first[key] = value
+        if key == "via":
+            vias.append(value)
+        elif key == "content-length":
+            lengths.append(value)
+    return first, vias, lengths
 
 
 def _parse_start_line(line: str, headers: Headers) -> SipMessage:
@@ -431,27 +476,40 @@ def _parse_start_line(line: str, headers: Headers) -> SipMessage:
     return SipRequest(method, uri, headers)
 
 
-def _validate(message: SipMessage) -> None:
-    """Check the headers every later layer relies on (RFC 3261 8.1.1, 8.2.2)."""
-    headers = message.headers
-    for name in _MANDATORY:
-        if headers.get(name) is None:
+def _validate(message: SipMessage, first: dict[str, str], via_lines: list[str]) -> None:
+    """Check the headers every later layer relies on (RFC 3261 8.1.1, 8.2.2).
+
+    The typed values parsed on the way are kept for the message's accessors.
+    """
+    for name, key in _MANDATORY_KEYS:
+        if key not in first:
             raise SipParseError(f"missing {name} header")
-    if not message.call_id:
+    call_id = first["call-id"].strip()
+    if not call_id:
         raise SipParseError("empty Call-ID header")
-    cseq = message.cseq
-    _ = (message.from_, message.to)
-    if not message.vias:
+    cseq = parse_cseq(first["cseq"])
+    from_ = parse_name_addr(first["from"])
+    to = parse_name_addr(first["to"])
+    vias = tuple(parse_via(value) for line in via_lines for value in split_comma_list(line))
+    if not vias:
         raise SipParseError("missing Via header")
     if isinstance(message, SipRequest) and cseq.method != message.method:
         raise SipParseError(
             f"CSeq method {cseq.method!r} does not match request method {message.method!r}"
         )
-    max_forwards = headers.get("Max-Forwards")
+    max_forwards = first.get("max-forwards")
     if max_forwards is not None and not (
         max_forwards.isascii() and max_forwards.isdigit() and len(max_forwards) <= 3
     ):
         raise SipParseError(f"invalid Max-Forwards: {max_forwards!r}")
+    # The headers are new and nothing has read them yet.
+    message.headers._typed = {
+        "call-id": call_id,
+        "cseq": cseq,
+        "from": from_,
+        "to": to,
+        "via": vias,
+    }
 
 
 class StreamFramer:
@@ -561,15 +619,26 @@ def make_response(
     creating requests (12.1.1).
     """
     headers = Headers()
-    for name, value in request.headers:
-        if name in ("Via", "From", "Call-ID", "CSeq"):
-            headers.add(name, value)
-        elif name == "To":
+    items = headers._items
+    copied = request.headers._typed
+    typed: dict[str, object] = {}
+    for line in request.headers._items:
+        key = line[0]
+        if key in _COPIED:
+            items.append(line)
+            if key in copied:
+                typed[key] = copied[key]
+        elif key == "to":
             if status != 100 and request.to.tag is None:
-                value = str(request.to.with_tag(to_tag or new_tag()))
-            headers.add(name, value)
-        elif name == "Record-Route" and 100 < status < 300 and request.method in ("INVITE",):
-            headers.add(name, value)
+                items.append((key, line[1], str(request.to.with_tag(to_tag or new_tag()))))
+            else:
+                items.append(line)
+                if key in copied:
+                    typed[key] = copied[key]
+        elif key == "record-route" and 100 < status < 300 and request.method == "INVITE":
+            items.append(line)
+    # The lines are the request's, so are their typed values.
+    headers._typed = typed
     if contact is not None:
         headers.add("Contact", contact)
     for name, value in extra:
@@ -577,6 +646,10 @@ def make_response(
     if content_type is not None:
         headers.add("Content-Type", content_type)
     return SipResponse(status, reason or REASON_PHRASES.get(status, ""), headers, body)
+
+
+# RFC 3261 8.2.6.2: what a response copies from its request as it is.
+_COPIED: Final = frozenset({"via", "from", "call-id", "cseq"})
 
 
 def make_request(
@@ -665,13 +738,12 @@ def error_response(
 def _answerable(found: dict[str, list[bytes]]) -> bool:
     """Whether the copied headers are well-formed enough to route and match a response."""
     try:
-        for via in found["Via"]:
-            for value in split_comma_list(via.decode()):
-                parse_via(value)
+        vias = [parse_via(v) for via in found["Via"] for v in split_comma_list(via.decode())]
         parse_name_addr(found["From"][0].decode())
         parse_name_addr(found["To"][0].decode())
         parse_cseq(found["CSeq"][0].decode())
         call_id = found["Call-ID"][0].decode()
     except (SipParseError, UnicodeDecodeError):
         return False
-    return bool(call_id)
+    # Without a Via value the response has nowhere to go (RFC 3261 18.2.2).
+    return bool(vias and call_id)

@@ -6,6 +6,7 @@ import pytest
 
 from callwhisper.errors import SipParseError
 from callwhisper.sip.headers import (
+    HEADER_SPELLINGS,
     CSeq,
     canonical_name,
     header_key,
@@ -98,3 +99,42 @@ def test_header_key_validates_tokens_and_expands_compact_forms() -> None:
     assert header_key("X-Lead-Id") == ("x-lead-id", "X-Lead-Id")
     assert header_key("Bad Name") is None
     assert header_key("") is None
+
+
+def test_header_key_reads_any_case_of_a_known_name_without_growing_its_table() -> None:
+    size = len(HEADER_SPELLINGS)
+    assert header_key("cAlL-iD") == header_key("Call-Id") == ("call-id", "Call-ID")
+    assert header_key("V") == ("via", "Via")
+    assert len(HEADER_SPELLINGS) == size
+
+
+@pytest.mark.parametrize(
+    ("usual", "general"),
+    [
+        (
+            "SIP/2.0/udp 192.0.2.1:5060;branch=z9hG4bK1;rport",
+            "SIP / 2.0 / udp 192.0.2.1:5060 ;branch=z9hG4bK1;rport",
+        ),
+        ("SIP/2.0/TCP host.example.com", "sip/2.0/TCP  host.example.com"),
+        (
+            "SIP/2.0/UDP 192.0.2.1:00080;Received=192.0.2.2",
+            "SIP/2.0/UDP\t192.0.2.1:00080 ;Received=192.0.2.2",
+        ),
+    ],
+)
+def test_the_usual_via_form_parses_as_the_general_one(usual: str, general: str) -> None:
+    assert parse_via(usual) == parse_via(general)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("SIP/2.0/UDP 192.0.2.1:65536;branch=z9hG4bK1", "malformed Via sent-by: '192.0.2.1:65536'"),
+        ("SIP/2.0/UDP 192.0.2.1;", "malformed parameter: ''"),
+        ("SIP/2.0/UDP 192.0.2.1:", "malformed Via sent-by: '192.0.2.1:'"),
+    ],
+)
+def test_bad_vias_raise_exact_errors(text: str, message: str) -> None:
+    with pytest.raises(SipParseError) as info:
+        parse_via(text)
+    assert str(info.value) == message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from callwhisper.errors import SipParseError
-from callwhisper.sip.headers import NameAddr, Via
+from callwhisper.sip.headers import CSeq, NameAddr, Via
 from callwhisper.sip.message import (
     Headers,
     SipRequest,
@@ -67,6 +67,29 @@ def test_a_value_that_starts_on_a_continuation_line_has_no_leading_space() -> No
     unfolded = parse_message(fx.OK_INVITE)
     assert ok.headers.get("Call-ID") == unfolded.headers.get("Call-ID") == unfolded.call_id
     assert parse_message(bytes(ok)) == ok == unfolded
+
+
+def test_top_via_is_the_first_via_value_across_lines() -> None:
+    """An empty first Via line made top_via raise IndexError, out of the transaction layer."""
+    bye = request(fx.BYE.replace(b"Via: SIP", b"Via: ,\r\nVia: SIP"))
+    assert bye.headers.get("Via") == ","
+    assert bye.top_via == bye.vias[0]
+    assert bye.top_via.branch == "z9hG4bK-524287-1---bye01"
+
+
+def test_typed_values_are_parsed_once_and_follow_changes_of_their_header() -> None:
+    bye = request(fx.BYE)
+    from_ = bye.from_
+    assert bye.cseq == CSeq(103, "BYE")
+    bye.headers.set("CSeq", "104 BYE")
+    bye.headers.prepend("Via", "SIP/2.0/TCP 192.0.2.9;branch=z9hG4bKtop")
+    assert bye.cseq == CSeq(104, "BYE")
+    assert [v.branch for v in bye.vias] == ["z9hG4bKtop", "z9hG4bK-524287-1---bye01"]
+    assert bye.top_via.host == "192.0.2.9"
+    assert bye.from_ is from_
+    bye.headers.remove("To")
+    with pytest.raises(SipParseError, match=r"^missing To header$"):
+        _ = bye.to
 
 
 def test_response_status_and_reason() -> None:
@@ -396,6 +419,12 @@ def test_error_response_reads_compact_and_odd_cased_header_names() -> None:
             _drop(b"Call-ID").replace(b"Max-Forwards: 70", b"Max-Forwards: x"), id="no-call-id"
         ),
         pytest.param(fx.ACK.replace(b"Max-Forwards: 70", b"Max-Forwards: x"), id="ack"),
+        pytest.param(
+            fx.BYE.replace(b"Via: SIP/2.0/UDP", b"Via: ,\r\nX-Via: SIP/2.0/UDP").replace(
+                b"Max-Forwards: 70", b"Max-Forwards: x"
+            ),
+            id="no-via-value",
+        ),
         pytest.param(fx.RINGING.replace(b" 180 ", b" 18x "), id="response"),
         pytest.param(b"\x00\x01garbage", id="garbage"),
     ],
@@ -419,6 +448,31 @@ def test_make_response_copies_rfc3261_8_2_6_headers() -> None:
     assert ringing.headers.get_all("Record-Route") == ["<sip:203.0.113.10;lr;ftag=as58f4a1>"]
     assert ringing.headers.get("Contact") == "<sip:cw@198.51.100.5>"
     assert "Max-Forwards" not in ringing.headers
+
+
+def test_make_response_shares_the_typed_values_of_the_lines_it_copies() -> None:
+    invite = request(fx.INVITE)
+    extra_via = "SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKextra"
+    ringing = make_response(invite, 180, to_tag="cw-a-1", extra=(("Via", extra_via),))
+    assert (ringing.cseq, ringing.from_, ringing.call_id) == (
+        invite.cseq,
+        invite.from_,
+        invite.call_id,
+    )
+    assert ringing.cseq is invite.cseq
+    assert ringing.from_ is invite.from_
+    # Its own To (with our tag) and the Via lines it has beyond the request's are its own.
+    assert ringing.to.tag == "cw-a-1"
+    assert invite.to.tag is None
+    assert [v.branch for v in ringing.vias] == [
+        "z9hG4bK-524287-1---a1b2c3d4e5f6",
+        "z9hG4bK3e7a91",
+        "z9hG4bKextra",
+    ]
+    assert len(invite.vias) == 2
+    # A To that already has its tag is copied, and so is its value.
+    bye = request(fx.BYE)
+    assert make_response(bye, 200).to is bye.to
 
 
 def test_make_response_100_trying_has_no_to_tag_and_183_carries_sdp() -> None:

@@ -520,6 +520,14 @@ def test_malformed_datagram_is_answered_with_400_and_never_raises() -> None:
     assert events(layer) == []
 
 
+def test_request_after_an_empty_via_line_is_matched_by_its_first_via_value() -> None:
+    layer = TransactionLayer()
+    layer.receive_datagram(fx.BYE.replace(b"Via: SIP", b"Via: ,\r\nVia: SIP"), CALLER, 0.0)
+    [event] = events(layer)
+    assert isinstance(event, RequestReceived)
+    assert event.key == TransactionKey("z9hG4bK-524287-1---bye01", "BYE", "203.0.113.10:5060")
+
+
 def test_rfc2543_requests_without_magic_cookie_still_match() -> None:
     layer = TransactionLayer()
     old = fx.INVITE.replace(b"branch=z9hG4bK-524287-1---a1b2c3d4e5f6", b"branch=1")
