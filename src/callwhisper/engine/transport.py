@@ -1,4 +1,4 @@
-"""asyncio SIP transports around the sans-I/O transaction layer (UDP and TCP).
+"""asyncio SIP transports around the sans-I/O transaction layer (UDP, TCP and TLS).
 
 The transports only move bytes: what arrives is fed to the core with its
 source address and ``now`` (the loop's monotonic time); after every input the
@@ -18,9 +18,17 @@ connection is fed to the core as from that address. A connection that
 closes is opened again on the next send (RFC 3261 18.1.1 / 18.2.2), the
 messages waiting in a bounded backlog.
 
+TLS (RFC 3261 26.2, ``sips:`` and ``transport=tls``) is the same stream
+code over an :mod:`ssl` context: with a certificate configured the endpoint
+listens on ``tls_port`` (5061) too, and ``connect(..., tls=True)`` opens a
+TLS connection whose peer certificate is verified against the configured CA
+file (else the system's) and the name asked for, unless verification is
+turned off (:func:`client_tls_context`).
+
 A response to a request that came over a connection which has since closed
 is sent over a new connection to the port in the request's Via (RFC 3261
-18.2.2, :func:`reconnect_address`), never over UDP. When a connection cannot
+18.2.2, :func:`reconnect_target`), over TLS if the request came over TLS,
+never over UDP. When a connection cannot
 be opened, what waited for it is lost and the transaction layer is told
 (17.1.4, 17.2.4), which reports ``TransactionFailed(reason="transport
 error")`` to the transaction user.
@@ -34,12 +42,14 @@ import errno
 import logging
 import re
 import socket
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol
 
-from callwhisper.errors import SipParseError
+from callwhisper.errors import ConfigError, SipParseError
 from callwhisper.sip.message import (
     SipMessage,
     SipResponse,
@@ -59,10 +69,13 @@ __all__ = [
     "SipCore",
     "SipEndpoint",
     "SourceRateLimiter",
+    "StreamTarget",
     "TcpStreams",
     "TransportConfig",
     "TransportCounters",
-    "reconnect_address",
+    "client_tls_context",
+    "reconnect_target",
+    "server_tls_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,25 +86,35 @@ _MAX_WRITE_BUFFER: Final = 1 << 20
 """Bytes a TCP peer may leave unread before its connection is closed (it stopped reading)."""
 _MAX_BACKLOG: Final = 64
 """Messages held for a TCP destination while its connection opens; more are dropped."""
-_STREAM_PORTS: Final = {"TCP": 5060}
+_STREAM_PORTS: Final = {"TCP": 5060, "TLS": 5061}
 """Stream transports by Via sent-protocol, with their default port (RFC 3261 18.2.2, 19.1.2)."""
 # A cheap filter before parsing: most responses go over UDP, and say so in every Via.
 _STREAM_VIA: Final = re.compile(
-    rb"\r\nVia:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*TCP\b", re.IGNORECASE
+    rb"\r\nVia:[ \t]*SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*(?:TCP|TLS)\b", re.IGNORECASE
 )
 
 
-def reconnect_address(data: bytes, source: Address) -> Address | None:
+@dataclass(frozen=True, slots=True)
+class StreamTarget:
+    """Where a stream connection goes: an address, and over TLS the name its certificate bears."""
+
+    address: Address
+    tls_name: str | None = None
+    """None for plain TCP; else the host name (or address) the peer's certificate is checked for."""
+
+
+def reconnect_target(data: bytes, source: Address) -> StreamTarget | None:
     """Where a response goes when the connection its request came on is gone, else None.
 
     RFC 3261 18.2.2: when the top Via names a stream transport, the server
     opens a new connection to the ``received`` address with the sent-by
-    port (default 5060). ``source`` is where the request came from: this
-    stack does not write ``received`` into requests, and 18.2.1 would put
-    exactly that address there whenever it differs from the sent-by host; a
-    ``received`` already in the request was written by the peer itself and
-    is not followed. None for a request, a response to a request that came
-    over UDP, or bytes that do not parse.
+    port (default 5060, 5061 for TLS). ``source`` is where the request came
+    from: this stack does not write ``received`` into requests, and 18.2.1
+    would put exactly that address there whenever it differs from the
+    sent-by host; a ``received`` already in the request was written by the
+    peer itself and is not followed. Over TLS the peer's certificate must
+    name the sent-by host. None for a request, a response to a request that
+    came over UDP, or bytes that do not parse.
     """
     if not data.startswith(b"SIP/2.0 ") or _STREAM_VIA.search(data) is None:
         return None
@@ -102,7 +125,8 @@ def reconnect_address(data: bytes, source: Address) -> Address | None:
     default = _STREAM_PORTS.get(via.transport)
     if default is None:
         return None
-    return (source[0], via.port or default)
+    tls_name = via.host.strip("[]") if via.transport == "TLS" else None
+    return StreamTarget((source[0], via.port or default), tls_name)
 
 
 class SipCore(Protocol):
@@ -166,7 +190,84 @@ class TransportConfig:
     max_tcp_connections: int = 1024
     """Inbound connections beyond this are closed at once."""
     connect_timeout: float = 5.0
-    """Seconds an outbound TCP connection may take to open before the send fails."""
+    """Seconds an outbound TCP connection (or a TLS handshake) may take before the send fails."""
+    tls_port: int = 5061
+    """Port of the TLS listener, opened when ``tls_certificate`` is set (0 picks a free one)."""
+    tls_certificate: Path | None = None
+    """PEM certificate (chain) shown to TLS peers, in and out; without it no TLS listener."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_certificate``; unset when the certificate file holds it."""
+    tls_ca_file: Path | None = None
+    """PEM CA certificates that outbound TLS peers are verified against; the system's when unset."""
+    tls_verify: bool = True
+    """Verify the certificate and name of the peers connected to over TLS (RFC 3261 26.3.1).
+
+    Off, any certificate is accepted and TLS only hides the signalling from
+    onlookers: for a test bed, never for a trunk on the internet.
+    """
+
+
+def server_tls_context(config: TransportConfig) -> ssl.SSLContext | None:
+    """The context of the TLS listener, None without a certificate.
+
+    Raises :class:`ConfigError` naming the file that cannot be used.
+    """
+    if config.tls_certificate is None:
+        if config.tls_key is not None:
+            raise ConfigError([f"TLS key {config.tls_key}: no TLS certificate is configured"])
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_certificate(context, config)
+    return context
+
+
+def client_tls_context(config: TransportConfig) -> ssl.SSLContext:
+    """The context of outbound TLS connections: the peer's certificate is verified by default.
+
+    It presents ``tls_certificate`` when set (peers that authenticate their
+    clients, RFC 3261 26.3.2.2). Raises :class:`ConfigError` naming the file
+    that cannot be used. Loading the system's CA certificates takes tens of
+    milliseconds: call it off the event loop.
+    """
+    try:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH,
+            cafile=None if config.tls_ca_file is None else str(config.tls_ca_file),
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"TLS CA file {config.tls_ca_file}: {_reason(exc)}"]) from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not config.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.tls_certificate is not None:
+        _load_certificate(context, config)
+    return context
+
+
+def _load_certificate(context: ssl.SSLContext, config: TransportConfig) -> None:
+    assert config.tls_certificate is not None
+    try:
+        context.load_cert_chain(config.tls_certificate, config.tls_key)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        files = " and key ".join(str(p) for p in (config.tls_certificate, config.tls_key) if p)
+        raise ConfigError([f"TLS certificate {files}: {_reason(exc)}"]) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """What is wrong with a TLS file, in words (OpenSSL's say "PEM lib")."""
+    if isinstance(exc, ssl.SSLError):
+        return _SSL_REASONS.get(exc.reason or "", "not PEM, or without the matching private key")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
+_SSL_REASONS: Final = {
+    "KEY_VALUES_MISMATCH": "the private key does not match the certificate",
+    "NO_CERTIFICATE_OR_CRL_FOUND": "no PEM certificate in it",
+}
 
 
 @dataclass(slots=True)
@@ -186,9 +287,10 @@ class TransportCounters:
     tcp_refused: int = 0
     """Connections closed at once for exceeding ``max_tcp_connections``."""
     tcp_connects: int = 0
-    """Outbound TCP connections opened."""
+    """Outbound TCP (and TLS) connections opened."""
     tcp_connect_failed: int = 0
-    """Outbound TCP connections that could not be opened (refused, unreachable, timed out)."""
+    """Outbound TCP (and TLS) connections that could not be opened (refused, unreachable,
+    timed out, or a TLS handshake or certificate that failed)."""
     tcp_reconnects: int = 0
     """Responses sent towards a new connection because their request's connection closed."""
 
@@ -219,7 +321,7 @@ class SourceRateLimiter:
 
 
 class SipEndpoint:
-    """Runs a SIP core on UDP and TCP sockets of the running loop.
+    """Runs a SIP core on UDP, TCP and TLS sockets of the running loop.
 
     ``on_event`` receives every transaction event; it may call the core's
     ``send_*`` methods, and must then call :meth:`flush` (it is called for it
@@ -241,9 +343,12 @@ class SipEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._udp: socket.socket | None = None
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
+        self._client_tls: asyncio.Future[ssl.SSLContext] | None = None
         self._streams: dict[Address, asyncio.StreamWriter] = {}
-        self._tcp_destinations: set[Address] = set()
-        """Addresses the transaction user reaches over TCP (:meth:`connect`, :meth:`use_tcp`)."""
+        self._stream_destinations: dict[Address, str | None] = {}
+        """Addresses the transaction user reaches over TCP or TLS (:meth:`connect`,
+        :meth:`use_tcp`), with the name a TLS peer's certificate must bear (None for TCP)."""
         self._connecting: dict[Address, asyncio.Future[None]] = {}
         self._backlog: dict[Address, list[bytes]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -266,9 +371,31 @@ class SipEndpoint:
         host, port = self._server.sockets[0].getsockname()[:2]
         return (host, port)
 
+    @property
+    def tls_address(self) -> Address:
+        """The bound TLS listening address (with a certificate configured)."""
+        if self._tls_server is None:
+            raise RuntimeError("SIP endpoint has no TLS listener")
+        host, port = self._tls_server.sockets[0].getsockname()[:2]
+        return (host, port)
+
     async def start(self) -> None:
-        """Bind the UDP socket and the TCP listener on the configured address and port."""
+        """Bind the UDP socket and the TCP listener on the configured address and port.
+
+        With a certificate configured, also the TLS listener on ``tls_port``;
+        a certificate, key or CA file that cannot be used raises
+        :class:`ConfigError` before anything is opened. Without any TLS file
+        configured, the outbound TLS context is made on the first TLS
+        connection.
+        """
+        config = self.config
         loop = self._loop = asyncio.get_running_loop()
+        server_tls = None
+        if config.tls_certificate or config.tls_key or config.tls_ca_file:
+            server_tls = await asyncio.to_thread(server_tls_context, config)
+            client_tls = await asyncio.to_thread(client_tls_context, config)
+            self._client_tls = loop.create_future()
+            self._client_tls.set_result(client_tls)
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -282,6 +409,14 @@ class SipEndpoint:
         port = sock.getsockname()[1]
         try:
             self._server = await asyncio.start_server(self._serve_tcp, self.config.host, port)
+            if server_tls is not None:
+                self._tls_server = await asyncio.start_server(
+                    self._serve_tcp,
+                    self.config.host,
+                    self.config.tls_port,
+                    ssl=server_tls,
+                    ssl_handshake_timeout=self.config.connect_timeout,
+                )
         except OSError:
             await self.stop()
             raise
@@ -291,8 +426,9 @@ class SipEndpoint:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
         for writer in list(self._streams.values()):
             writer.close()
         for pending in list(self._connecting.values()):
@@ -304,41 +440,62 @@ class SipEndpoint:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        if self._tls_server is not None:
+            await self._tls_server.wait_closed()
+            self._tls_server = None
         if self._udp is not None and self._loop is not None:
             self._loop.remove_reader(self._udp.fileno())
             self._udp.close()
             self._udp = None
 
-    # -- outbound TCP ---------------------------------------------------------------
+    # -- outbound TCP and TLS ----------------------------------------------------
 
     def use_tcp(self, destination: Address) -> None:
-        """Send to ``destination`` over TCP from now on, opening a connection when needed."""
-        self._tcp_destinations.add(destination)
+        """Send to ``destination`` over a stream from now on, opening a connection when needed.
 
-    async def connect(self, destination: Address) -> None:
-        """Open a TCP connection to ``destination``, or reuse the open one.
-
-        Later sends to ``destination`` use it. Raises :class:`OSError` when
-        the connection cannot be opened within ``connect_timeout`` (the
-        caller reports a transport error, RFC 3261 8.1.3.1).
+        TCP, unless :meth:`connect` or :meth:`use_tls` chose TLS for it.
         """
-        self.use_tcp(destination)
+        self._stream_destinations.setdefault(destination, None)
+
+    def use_tls(self, destination: Address, server_name: str | None = None) -> None:
+        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``
+        (the address itself when None)."""
+        self._stream_destinations[destination] = server_name or destination[0]
+
+    async def connect(
+        self, destination: Address, *, tls: bool = False, server_name: str | None = None
+    ) -> None:
+        """Open a TCP (or TLS) connection to ``destination``, or reuse the open one.
+
+        Later sends to ``destination`` use it. Over TLS the peer's
+        certificate must name ``server_name`` (the host of the ``sips:`` URI;
+        the address itself when None). Raises :class:`OSError` when the
+        connection cannot be opened within ``connect_timeout``, or the TLS
+        handshake or the certificate fails (the caller reports a transport
+        error, RFC 3261 8.1.3.1).
+        """
+        if tls:
+            self.use_tls(destination, server_name)
+        else:
+            self.use_tcp(destination)
         writer = self._streams.get(destination)
         if writer is not None and not writer.is_closing():
             return
         pending = self._connecting.get(destination)
         if pending is None:
-            pending = self._open(destination)
+            pending = self._open(StreamTarget(destination, self._stream_destinations[destination]))
         await asyncio.shield(pending)
 
-    def _open(self, destination: Address) -> asyncio.Future[None]:
-        """Start opening a connection to ``destination``; one attempt per address at a time."""
+    def _open(self, target: StreamTarget) -> asyncio.Future[None]:
+        """Start opening a connection to ``target``; one attempt per address at a time."""
         assert self._loop is not None
+        destination = target.address
         opened: asyncio.Future[None] = self._loop.create_future()
         self._connecting[destination] = opened
+        kind = "tcp" if target.tls_name is None else "tls"
         task = self._loop.create_task(
-            self._run_outbound(destination, opened),
-            name=f"sip-tcp-{destination[0]}:{destination[1]}",
+            self._run_outbound(target, opened),
+            name=f"sip-{kind}-{destination[0]}:{destination[1]}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -346,18 +503,29 @@ class SipEndpoint:
         opened.add_done_callback(lambda done: done.cancelled() or done.exception())
         return opened
 
-    async def _run_outbound(self, destination: Address, opened: asyncio.Future[None]) -> None:
+    async def _run_outbound(self, target: StreamTarget, opened: asyncio.Future[None]) -> None:
+        destination = target.address
+        kind = "TCP" if target.tls_name is None else "TLS"
         try:
             async with asyncio.timeout(self.config.connect_timeout):
-                reader, writer = await asyncio.open_connection(destination[0], destination[1])
-        except OSError as exc:  # TimeoutError included
+                tls = None if target.tls_name is None else await self._client_context()
+                reader, writer = await asyncio.open_connection(
+                    destination[0],
+                    destination[1],
+                    ssl=tls,
+                    server_hostname=target.tls_name,
+                    ssl_handshake_timeout=None if tls is None else self.config.connect_timeout,
+                )
+        except (OSError, ConfigError) as exc:  # TimeoutError and ssl.SSLError included
             self._connecting.pop(destination, None)
             lost = self._backlog.pop(destination, [])
             self.counters.tcp_connect_failed += 1
             reason = str(exc) or "timed out"
-            log.warning("SIP over TCP to %s:%d failed: %s", *destination, reason)
+            log.warning("SIP over %s to %s:%d failed: %s", kind, *destination, reason)
             if not opened.done():
-                opened.set_exception(OSError(f"TCP to {destination[0]}:{destination[1]}: {reason}"))
+                opened.set_exception(
+                    OSError(f"{kind} to {destination[0]}:{destination[1]}: {reason}")
+                )
             self._undelivered(lost)
             self.flush()
             return
@@ -379,6 +547,16 @@ class SipEndpoint:
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+    async def _client_context(self) -> ssl.SSLContext:
+        """The outbound TLS context, made once, in a thread (it reads the system's CAs)."""
+        if self._client_tls is None:
+            made = self._client_tls = asyncio.ensure_future(
+                asyncio.to_thread(client_tls_context, self.config)
+            )
+            # Every connection waiting for it reports its failure; none may be left unread.
+            made.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(self._client_tls)
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -483,10 +661,12 @@ class SipEndpoint:
             self._write(writer, data, destination)
             return
         if self._loop is not None:
-            if destination in self._tcp_destinations:
-                self._send_stream(data, destination)
+            if destination in self._stream_destinations:
+                self._send_stream(
+                    data, StreamTarget(destination, self._stream_destinations[destination])
+                )
                 return
-            elsewhere = reconnect_address(data, destination)
+            elsewhere = reconnect_target(data, destination)
             if elsewhere is not None:
                 self._reconnect(data, destination, elsewhere)
                 return
@@ -503,8 +683,9 @@ class SipEndpoint:
             return
         self.counters.datagrams_out += 1
 
-    def _send_stream(self, data: bytes, destination: Address) -> None:
-        """Write on the open connection to ``destination``, else hold ``data`` while one opens."""
+    def _send_stream(self, data: bytes, target: StreamTarget) -> None:
+        """Write on the open connection to ``target``, else hold ``data`` while one opens."""
+        destination = target.address
         writer = self._streams.get(destination)
         if writer is not None and not writer.is_closing():
             self._write(writer, data, destination)
@@ -515,10 +696,11 @@ class SipEndpoint:
             return
         backlog.append(data)
         if destination not in self._connecting:
-            self._open(destination)
+            self._open(target)
 
-    def _reconnect(self, data: bytes, source: Address, destination: Address) -> None:
+    def _reconnect(self, data: bytes, source: Address, target: StreamTarget) -> None:
         """RFC 3261 18.2.2: the request's connection closed; its response takes a new one."""
+        destination = target.address
         writer = self._streams.get(destination)
         opening = destination in self._connecting or (
             writer is not None and not writer.is_closing()
@@ -533,7 +715,7 @@ class SipEndpoint:
             return
         log.info("SIP connection from %s:%d closed; answering on %s:%d", *source, *destination)
         self.counters.tcp_reconnects += 1
-        self._send_stream(data, destination)
+        self._send_stream(data, target)
 
     def _undelivered(self, messages: list[bytes]) -> None:
         """Tell the transaction layer of messages that could not be sent (17.1.4, 17.2.4).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -202,8 +203,9 @@ class TcpPeer:
         self.arrived = asyncio.Queue[tuple[int, bytes]]()
         self.server: asyncio.Server | None = None
 
-    async def start(self) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> tuple[str, int]:
+        """Listen on a free loopback port, over TLS with ``tls``."""
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=tls)
         host, port = self.server.sockets[0].getsockname()[:2]
         return host, port
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from callwhisper.engine.transport import SourceRateLimiter, reconnect_address
+import ssl
+from pathlib import Path
+
+import pytest
+
+from callwhisper.engine.transport import (
+    SourceRateLimiter,
+    StreamTarget,
+    TransportConfig,
+    client_tls_context,
+    reconnect_target,
+    server_tls_context,
+)
+from callwhisper.errors import ConfigError
 
 
 def test_a_source_gets_its_burst_then_is_refused() -> None:
@@ -57,27 +70,33 @@ SOURCE = ("192.0.2.7", 40312)
 def test_a_response_over_tcp_goes_to_the_sent_by_port_of_the_source_address() -> None:
     """RFC 3261 18.2.2: the source address stands for received, the port is sent-by's."""
     via = "SIP/2.0/TCP pbx.example.com:5080;branch=z9hG4bKa"
-    assert reconnect_address(response(via), SOURCE) == ("192.0.2.7", 5080)
+    assert reconnect_target(response(via), SOURCE) == StreamTarget(("192.0.2.7", 5080))
 
 
 def test_a_response_over_tcp_without_a_sent_by_port_goes_to_5060() -> None:
-    assert reconnect_address(response("SIP/2.0/tcp 192.0.2.7;branch=z9hG4bKa"), SOURCE) == (
-        "192.0.2.7",
-        5060,
-    )
+    data = response("SIP/2.0/tcp 192.0.2.7;branch=z9hG4bKa")
+    assert reconnect_target(data, SOURCE) == StreamTarget(("192.0.2.7", 5060))
+
+
+def test_a_response_over_tls_goes_over_tls_to_5061_checking_the_sent_by_name() -> None:
+    """RFC 3261 18.2.2 and 26.2: a request over TLS has its response on a TLS connection."""
+    data = response("SIP/2.0/TLS pbx.example.com;branch=z9hG4bKa")
+    assert reconnect_target(data, SOURCE) == StreamTarget(("192.0.2.7", 5061), "pbx.example.com")
+    data = response("SIP/2.0/TLS [2001:db8::7]:5071;branch=z9hG4bKa")
+    assert reconnect_target(data, SOURCE) == StreamTarget(("192.0.2.7", 5071), "2001:db8::7")
 
 
 def test_a_received_parameter_the_peer_wrote_is_not_followed() -> None:
     """Only this hop writes received (18.2.1): one in the request came from the peer."""
     via = "SIP/2.0/TCP 192.0.2.7:5070;received=203.0.113.66;branch=z9hG4bKa"
-    assert reconnect_address(response(via), SOURCE) == ("192.0.2.7", 5070)
+    assert reconnect_target(response(via), SOURCE) == StreamTarget(("192.0.2.7", 5070))
 
 
 def test_a_response_over_udp_has_no_new_connection() -> None:
     """The proxy's TCP Via below the top one does not count."""
     via = "SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKa"
     data = response(via).replace(b"SIP/2.0/UDP 198", b"SIP/2.0/TCP 198")
-    assert reconnect_address(data, SOURCE) is None
+    assert reconnect_target(data, SOURCE) is None
 
 
 def test_a_request_has_no_new_connection() -> None:
@@ -87,9 +106,41 @@ def test_a_request_has_no_new_connection() -> None:
         b"From: <sip:buyer@example.com>;tag=b2\r\nTo: <sip:caller@example.com>;tag=a1\r\n"
         b"Call-ID: c1@example.com\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
-    assert reconnect_address(request, SOURCE) is None
+    assert reconnect_target(request, SOURCE) is None
 
 
 def test_a_response_that_does_not_parse_has_no_new_connection() -> None:
     data = response("SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKa").replace(b"CSeq: 1", b"CSeq: x")
-    assert reconnect_address(data, SOURCE) is None
+    assert reconnect_target(data, SOURCE) is None
+
+
+def test_without_tls_files_there_is_no_tls_listener() -> None:
+    assert server_tls_context(TransportConfig()) is None
+
+
+def test_a_tls_key_without_a_certificate_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match=r"TLS key key\.pem: no TLS certificate is configured"):
+        server_tls_context(TransportConfig(tls_key=Path("key.pem")))
+
+
+def test_a_missing_or_unreadable_certificate_names_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ConfigError, match=r"missing\.pem: no such file or directory"):
+        server_tls_context(TransportConfig(tls_certificate=missing))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(
+        ConfigError, match=r"garbage\.pem: not PEM, or without the matching private"
+    ):
+        server_tls_context(TransportConfig(tls_certificate=garbage))
+    with pytest.raises(ConfigError, match=r"TLS CA file .*garbage\.pem: no PEM certificate in it"):
+        client_tls_context(TransportConfig(tls_ca_file=garbage))
+
+
+def test_outbound_tls_verifies_the_peer_by_default() -> None:
+    """RFC 3261 26.3.1: the certificate must chain to a trusted CA and bear the name asked."""
+    context = client_tls_context(TransportConfig())
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert context.minimum_version is ssl.TLSVersion.TLSv1_2
+    unverified = client_tls_context(TransportConfig(tls_verify=False))
+    assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
