@@ -10,6 +10,10 @@ import click
 
 from callwhisper.cli.common import read_configuration
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
+from callwhisper.engine.transport import client_tls_context, server_tls_context
+from callwhisper.errors import ConfigError
+
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command("serve")
@@ -30,6 +34,28 @@ from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, Tra
 )
 @click.option("--sip-host", default="127.0.0.1", show_default=True, help="SIP listen address.")
 @click.option("--sip-port", type=int, default=5060, show_default=True, help="SIP port (UDP+TCP).")
+@click.option(
+    "--sip-tls-port", type=int, default=5061, show_default=True, help="SIP over TLS port."
+)
+@click.option(
+    "--sip-tls-certificate",
+    type=_PEM,
+    help="PEM certificate (chain) for SIP over TLS; set, the server listens on --sip-tls-port.",
+)
+@click.option(
+    "--sip-tls-key", type=_PEM, help="Its PEM private key, if not in the certificate file."
+)
+@click.option(
+    "--sip-tls-ca-file",
+    type=_PEM,
+    help="PEM CA certificates that TLS peers we connect to are checked against "
+    "(default: the system's).",
+)
+@click.option(
+    "--sip-tls-no-verify",
+    is_flag=True,
+    help="Accept any certificate from TLS peers we connect to (test beds only).",
+)
 @click.option("--media-host", default="127.0.0.1", show_default=True, help="RTP address.")
 @click.option(
     "--rtp-ports",
@@ -68,6 +94,11 @@ def command(
     data_dir: Path,
     sip_host: str,
     sip_port: int,
+    sip_tls_port: int,
+    sip_tls_certificate: Path | None,
+    sip_tls_key: Path | None,
+    sip_tls_ca_file: Path | None,
+    sip_tls_no_verify: bool,
     media_host: str,
     rtp_ports: str,
     sip_rate_per_source: float,
@@ -79,6 +110,22 @@ def command(
     low, separator, high = rtp_ports.partition("-")
     if not (separator and low.isdigit() and high.isdigit() and int(low) < int(high)):
         raise click.BadParameter("expected LOW-HIGH, e.g. 20000-30000", param_hint="--rtp-ports")
+    sip = TransportConfig(
+        host=sip_host,
+        port=sip_port,
+        rate_per_source=sip_rate_per_source,
+        burst_per_source=int(2 * sip_rate_per_source),
+        tls_port=sip_tls_port,
+        tls_certificate=sip_tls_certificate,
+        tls_key=sip_tls_key,
+        tls_ca_file=sip_tls_ca_file,
+        tls_verify=not sip_tls_no_verify,
+    )
+    try:
+        server_tls_context(sip)
+        client_tls_context(sip)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     if config_file is not None:
         read_configuration(config_file)  # every problem is reported before anything starts
     logging.basicConfig(
@@ -89,12 +136,7 @@ def command(
         database_url=database_url,
         data_dir=data_dir,
         configuration_file=config_file,
-        sip=TransportConfig(
-            host=sip_host,
-            port=sip_port,
-            rate_per_source=sip_rate_per_source,
-            burst_per_source=int(2 * sip_rate_per_source),
-        ),
+        sip=sip,
         media=MediaConfig(address=media_host, port_min=int(low), port_max=int(high)),
         drain_timeout=drain_timeout,
         resident_counters=_RESIDENT_COUNTERS[counters],

@@ -146,6 +146,8 @@ class CallwhisperServer:
         self.started = True
         host, port = endpoint.udp_address
         log.info("callwhisper listening for SIP on %s:%d (UDP and TCP)", host, port)
+        if config.sip.tls_certificate is not None:
+            log.info("callwhisper listening for SIP over TLS on %s:%d", *endpoint.tls_address)
 
     def _resident_counters(self, store: Store) -> bool:
         chosen = self.config.resident_counters

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cli.helpers import EXAMPLE
+from tests.integration.peers.tls import make_certificate
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +80,56 @@ def test_serve_answers_options_and_drains_on_sigterm(tmp_path: Path) -> None:
     assert server.returncode == 0, stderr
     assert f"listening for SIP on 127.0.0.1:{port}" in stderr
     assert (tmp_path / "var" / "callwhisper.db").exists()
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_answers_options_over_tls_with_its_certificate(tmp_path: Path) -> None:
+    """``--sip-tls-certificate``: a TLS client that checks the certificate gets its 200."""
+    made = make_certificate(tmp_path / "tls")
+    port, tls_port = free_udp_port(), free_tcp_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "callwhisper.cli", "serve",
+            "--config", str(EXAMPLE),
+            "--data-dir", str(tmp_path / "var"),
+            "--sip-port", str(port),
+            "--sip-tls-port", str(tls_port),
+            "--sip-tls-certificate", str(made.certificate),
+            "--sip-tls-key", str(made.key),
+            "--rtp-ports", "31100-31200",
+            "--drain-timeout", "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        ask_options(port, time.monotonic() + 30)  # started
+        context = ssl.create_default_context(cafile=str(made.certificate))
+        with (
+            socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            # Another branch: the same one would be a retransmission of the UDP probe's OPTIONS.
+            request = options(tls_port).replace(
+                b"SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-serve-test",
+                b"SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK-serve-tls",
+            )
+            tls.sendall(request)
+            answer = tls.recv(65535)
+        assert answer.startswith(b"SIP/2.0 200 OK\r\n")
+        assert b"Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK-serve-tls\r\n" in answer
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, stderr
+    assert f"listening for SIP over TLS on 127.0.0.1:{tls_port}" in stderr
