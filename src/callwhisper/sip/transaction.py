@@ -357,27 +357,35 @@ def build_cancel(request: SipRequest) -> SipRequest:
     return SipRequest("CANCEL", request.uri, headers)
 
 
+# The states in which a transaction still sends its request or first response.
+_LIVE: Final = frozenset({State.CALLING, State.TRYING, State.PROCEEDING})
+
+
 class _Transaction(ABC):
-    """State, timers and retransmission buffer shared by the four machines."""
+    """State, timers and retransmission buffer shared by the four machines.
+
+    A transaction keeps its request only while it may still build from it
+    (CANCEL, the ACK of an error response, 100 Trying, 487); once it has a
+    final response it keeps only bytes to resend and what matches the peer's
+    retransmissions, so the 64*T1 it may wait in Accepted or Completed holds
+    a few small objects, not the parsed messages.
+    """
+
+    __slots__ = ("interval", "key", "layer", "peer", "reliable", "state", "timers")
 
     kind: ClassVar[Kind]
 
     def __init__(
-        self,
-        layer: TransactionLayer,
-        key: TransactionKey,
-        request: SipRequest,
-        peer: Address,
-        reliable: bool,
+        self, layer: TransactionLayer, key: TransactionKey, peer: Address, reliable: bool
     ) -> None:
         self.layer = layer
         self.key = key
-        self.request = request
         self.peer = peer
         self.reliable = reliable
         self.state = _INITIAL[self.kind]
         self.timers: dict[Input, float] = {}
-        self.intervals: dict[Input, float] = {}
+        # A transaction runs at most one retransmission timer (A, E, G or 2xx).
+        self.interval = layer.config.t1
 
     @property
     def config(self) -> TimerConfig:
@@ -391,10 +399,16 @@ class _Transaction(ABC):
                 f"{self.kind} transaction: event {event} is not allowed in state {self.state}"
             )
         old, self.state = self.state, new
+        if new not in _LIVE:
+            self._settle()
         if new is State.TERMINATED:
             self.timers.clear()
             self.layer._forget(self)
         return old
+
+    @abstractmethod
+    def _settle(self) -> None:
+        """Drop what only a live transaction needs (see the class docstring)."""
 
     def _start(self, name: Input, delay: float, now: float) -> None:
         if delay <= 0:
@@ -411,12 +425,12 @@ class _Transaction(ABC):
     def _send(self, data: bytes) -> None:
         self.layer._outbox.append((data, self.peer))
 
-    def _double(self, name: Input, cap: float | None) -> float:
+    def _double(self, cap: float | None) -> float:
         """The next retransmission interval: doubled, capped at ``cap`` (T2)."""
-        interval = self.intervals.get(name, self.config.t1) * 2
+        interval = self.interval * 2
         if cap is not None:
             interval = min(interval, cap)
-        self.intervals[name] = interval
+        self.interval = interval
         return interval
 
     def transport_error(self) -> None:
@@ -430,6 +444,8 @@ class _Transaction(ABC):
 
 
 class _ClientTransaction(_Transaction):
+    __slots__ = ("data",)
+
     retransmit_timer: ClassVar[Input]
     """Timer A or E: resends the request on unreliable transports."""
     timeout_timer: ClassVar[Input]
@@ -443,14 +459,19 @@ class _ClientTransaction(_Transaction):
         peer: Address,
         reliable: bool,
     ) -> None:
-        super().__init__(layer, key, request, peer, reliable)
-        self.data = bytes(request)
-        self.pending_cancel: SipRequest | None = None
-        self.ack: bytes | None = None
+        super().__init__(layer, key, peer, reliable)
+        self.data: bytes | None = bytes(request)
+
+    def _settle(self) -> None:
+        self.data = None
+
+    def _send_request(self) -> None:
+        assert self.data is not None  # sent and resent only while live
+        self._send(self.data)
 
     def start(self, now: float) -> None:
         """Send the request and start the initial timers."""
-        self._send(self.data)
+        self._send_request()
         if not self.reliable:
             # RFC 3261 17.1.1.2, 17.1.2.2: the first retransmission is T1 later.
             self._start(self.retransmit_timer, self.config.t1, now)
@@ -464,12 +485,33 @@ class _ClientTransaction(_Transaction):
 class InviteClientTransaction(_ClientTransaction):
     """RFC 3261 17.1.1 (Figure 5) with the RFC 6026 Accepted state."""
 
+    __slots__ = ("ack", "pending_cancel", "request")
+
     kind = Kind.INVITE_CLIENT
     retransmit_timer = "timer_A"
     timeout_timer = "timer_B"
 
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        key: TransactionKey,
+        request: SipRequest,
+        peer: Address,
+        reliable: bool,
+    ) -> None:
+        super().__init__(layer, key, request, peer, reliable)
+        self.request: SipRequest | None = request
+        self.pending_cancel: SipRequest | None = None
+        self.ack: bytes | None = None
+
+    def _settle(self) -> None:
+        super()._settle()
+        self.request = None
+        self.pending_cancel = None
+
     def receive_response(self, response: SipResponse, now: float) -> None:
         status = _status_class(response.status)
+        request = self.request  # a final response settles the transaction, which drops it
         old = self._transition(_RECV[status])
         live = old in (State.CALLING, State.PROCEEDING)
         if status == "1xx":
@@ -487,8 +529,9 @@ class InviteClientTransaction(_ClientTransaction):
                 self._stop("timer_A", "timer_B", "timer_cancel")
                 self._start("timer_M", self.config.timeout, now)
         elif live:
+            assert request is not None  # kept while live
             self._stop("timer_A", "timer_B", "timer_cancel")
-            self.ack = bytes(build_ack_for_error(self.request, response))
+            self.ack = bytes(build_ack_for_error(request, response))
             self._send(self.ack)
             self.layer._events.append(ResponseReceived(response, self.key))
             self._start("timer_D", self.config.timer_d(self.reliable), now)
@@ -499,9 +542,9 @@ class InviteClientTransaction(_ClientTransaction):
     def handle_timer(self, name: Input, now: float) -> None:
         self._transition(name)
         if name == "timer_A":
-            self._send(self.data)
+            self._send_request()
             # RFC 3261 17.1.1.2: Timer A doubles, unbounded (Timer B ends it).
-            self._start("timer_A", self._double("timer_A", None), now)
+            self._start("timer_A", self._double(None), now)
         elif name == "timer_B":
             self.layer._events.append(TransactionFailed(self.key, "Timer B"))
         elif name == "timer_cancel":
@@ -510,6 +553,8 @@ class InviteClientTransaction(_ClientTransaction):
 
 class NonInviteClientTransaction(_ClientTransaction):
     """RFC 3261 17.1.2 (Figure 6)."""
+
+    __slots__ = ()
 
     kind = Kind.NON_INVITE_CLIENT
     retransmit_timer = "timer_E"
@@ -528,27 +573,24 @@ class NonInviteClientTransaction(_ClientTransaction):
     def handle_timer(self, name: Input, now: float) -> None:
         self._transition(name)
         if name == "timer_E":
-            self._send(self.data)
+            self._send_request()
             # RFC 3261 17.1.2.2: doubles up to T2 in Trying, stays at T2 in Proceeding.
             if self.state is State.PROCEEDING:
                 interval = self.config.t2
             else:
-                interval = self._double("timer_E", self.config.t2)
+                interval = self._double(self.config.t2)
             self._start("timer_E", interval, now)
         elif name == "timer_F":
             self.layer._events.append(TransactionFailed(self.key, "Timer F"))
 
 
 class _ServerTransaction(_Transaction):
+    __slots__ = ("last_response", "to_tag")
+
     def __init__(
-        self,
-        layer: TransactionLayer,
-        key: TransactionKey,
-        request: SipRequest,
-        peer: Address,
-        reliable: bool,
+        self, layer: TransactionLayer, key: TransactionKey, peer: Address, reliable: bool
     ) -> None:
-        super().__init__(layer, key, request, peer, reliable)
+        super().__init__(layer, key, peer, reliable)
         self.last_response: bytes | None = None
         self.to_tag: str | None = None
 
@@ -569,6 +611,8 @@ class _ServerTransaction(_Transaction):
 class InviteServerTransaction(_ServerTransaction):
     """RFC 3261 17.2.1 (Figure 7) with the RFC 6026 Accepted state and 13.3.1.4."""
 
+    __slots__ = ("ack_key", "acked", "request")
+
     kind = Kind.INVITE_SERVER
 
     def __init__(
@@ -579,14 +623,20 @@ class InviteServerTransaction(_ServerTransaction):
         peer: Address,
         reliable: bool,
     ) -> None:
-        super().__init__(layer, key, request, peer, reliable)
+        super().__init__(layer, key, peer, reliable)
+        self.request: SipRequest | None = request
+        self.ack_key = _ack_key(request)
         self.acked = False
+
+    def _settle(self) -> None:
+        self.request = None
 
     def start(self, now: float) -> None:
         """Arm the 100 Trying timer (17.2.1)."""
         self._start("timer_trying", self.config.trying_delay, now)
 
     def _send_trying(self) -> None:
+        assert self.request is not None  # 100 Trying is only sent in Proceeding
         self._remember(make_response(self.request, 100))
 
     def receive_request(self, request: SipRequest, now: float) -> None:
@@ -611,6 +661,7 @@ class InviteServerTransaction(_ServerTransaction):
             # 13.3.1.4: the ACK ends 2xx retransmission; the TU gets the first one.
             self.acked = True
             self._stop("timer_2xx")
+            self.last_response = None
             self.layer._events.append(RequestReceived(ack, source, None))
 
     def send_response(self, response: SipResponse, now: float) -> None:
@@ -619,7 +670,7 @@ class InviteServerTransaction(_ServerTransaction):
         self._stop("timer_trying")
         self._remember(response)
         if status == "2xx" and old is State.PROCEEDING:
-            self.layer._awaiting_ack[_ack_key(self.request)] = self
+            self.layer._awaiting_ack[self.ack_key] = self
             self._start("timer_2xx", self.config.t1, now)
             self._start("timer_L", self.config.timeout, now)
         elif status == "3xx_6xx":
@@ -634,7 +685,7 @@ class InviteServerTransaction(_ServerTransaction):
         elif name in ("timer_G", "timer_2xx") and self.last_response is not None:
             # 17.2.1 and 13.3.1.4: retransmit, doubling up to T2.
             self._send(self.last_response)
-            self._start(name, self._double(name, self.config.t2), now)
+            self._start(name, self._double(self.config.t2), now)
         elif name == "timer_H":
             self.layer._events.append(TransactionFailed(self.key, "Timer H"))
         elif name == "timer_L" and not self.acked:
@@ -644,7 +695,12 @@ class InviteServerTransaction(_ServerTransaction):
 class NonInviteServerTransaction(_ServerTransaction):
     """RFC 3261 17.2.2 (Figure 8)."""
 
+    __slots__ = ()
+
     kind = Kind.NON_INVITE_SERVER
+
+    def _settle(self) -> None:
+        """Nothing to drop: a non-INVITE server transaction never keeps its request."""
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         old = self._transition("recv_request")
@@ -728,12 +784,14 @@ class TransactionLayer:
             if server is not None:
                 server.receive_request(message, now)
                 return
-            cls = InviteServerTransaction if method == "INVITE" else NonInviteServerTransaction
-            server = cls(self, key, message, source, reliable)
-            self._server[key] = server
-            self._events.append(RequestReceived(message, source, key))
-            if isinstance(server, InviteServerTransaction):
-                server.start(now)
+            if method == "INVITE":
+                invite = InviteServerTransaction(self, key, message, source, reliable)
+                self._server[key] = invite
+                self._events.append(RequestReceived(message, source, key))
+                invite.start(now)
+            else:
+                self._server[key] = NonInviteServerTransaction(self, key, source, reliable)
+                self._events.append(RequestReceived(message, source, key))
 
     def _receive_ack(self, ack: SipRequest, source: Address, now: float) -> None:
         server = self._server.get(server_key(ack, "INVITE"))
@@ -753,7 +811,7 @@ class TransactionLayer:
         if existing is not None:
             existing.receive_request(cancel, now)
             return
-        server = NonInviteServerTransaction(self, key, cancel, source, reliable)
+        server = NonInviteServerTransaction(self, key, source, reliable)
         self._server[key] = server
         invite = self._server.get(server_key(cancel, "INVITE"))
         if not isinstance(invite, InviteServerTransaction):
@@ -763,6 +821,7 @@ class TransactionLayer:
         invite.to_tag = invite.to_tag or new_tag()
         server.send_response(make_response(cancel, 200, to_tag=invite.to_tag), now)
         if invite.state is State.PROCEEDING:
+            assert invite.request is not None  # kept until the final response
             invite.send_response(make_response(invite.request, 487, to_tag=invite.to_tag), now)
             self._events.append(InviteCancelled(invite.key, cancel))
 
@@ -818,6 +877,7 @@ class TransactionLayer:
         cancel_key = TransactionKey(key.branch, "CANCEL")
         if cancel_key in self._client or invite.pending_cancel is not None:
             return cancel_key
+        assert invite.request is not None  # kept until the final response
         cancel = build_cancel(invite.request)
         if invite.state is State.CALLING:
             invite.pending_cancel = cancel
@@ -876,6 +936,8 @@ class TransactionLayer:
             self._client.pop(transaction.key, None)
         else:
             self._server.pop(transaction.key, None)
-            ack_key = _ack_key(transaction.request)
-            if self._awaiting_ack.get(ack_key) is transaction:
-                del self._awaiting_ack[ack_key]
+            if (
+                isinstance(transaction, InviteServerTransaction)
+                and self._awaiting_ack.get(transaction.ack_key) is transaction
+            ):
+                del self._awaiting_ack[transaction.ack_key]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+from types import FunctionType, ModuleType
+
 import pytest
 
 from callwhisper.errors import LocalProtocolError
 from callwhisper.sip.headers import NameAddr, Via
 from callwhisper.sip.message import (
+    Headers,
     SipRequest,
     SipResponse,
     make_request,
@@ -557,6 +561,77 @@ def test_transport_error_after_2xx_forgets_the_ack_wait() -> None:
     assert isinstance(event, RequestReceived)
     assert event.key is None
     assert layer.get_timer() is None
+
+
+# What transactions keep while they wait out their timers.
+
+
+def reachable_messages(layer: TransactionLayer) -> list[object]:
+    """The messages and headers the layer still references, however deep."""
+    found: list[object] = []
+    seen: set[int] = set()
+    stack: list[object] = [layer]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | ModuleType | FunctionType):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, SipRequest | SipResponse | Headers):
+            found.append(obj)
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_accepted_and_completed_transactions_keep_no_message() -> None:
+    """For 64*T1 after a final response a transaction holds bytes to resend, not parsed messages."""
+    layer = TransactionLayer()
+    invite, server_key = receive_invite(layer)
+    ours = outgoing()
+    client_key = layer.send_request(ours, BUYER, 0.0)
+    layer.receive_datagram(fx.BYE, CALLER, 0.0)
+    [bye] = [e for e in events(layer) if isinstance(e, RequestReceived)]
+    assert bye.key is not None
+    assert len(reachable_messages(layer)) == 4  # the INVITEs and their Headers: CANCEL needs them
+    layer.send_response(make_response(invite, 200, to_tag="cw-a-1", body=fx.SDP_ANSWER), 0.1)
+    layer.send_response(make_response(bye.request, 200), 0.1)
+    layer.receive_message(make_response(ours, 200, to_tag="b1"), BUYER, 0.1)
+    layer.receive_datagram(fx.ACK, CALLER, 0.2)
+    events(layer)
+    assert layer.state_of(server_key, server=True) is State.ACCEPTED
+    assert layer.state_of(client_key) is State.ACCEPTED
+    assert layer.state_of(bye.key, server=True) is State.COMPLETED
+    assert reachable_messages(layer) == []
+    # They still do their work: a retransmitted BYE gets its 200 again.
+    layer.messages_to_send()
+    layer.receive_datagram(fx.BYE, CALLER, 0.3)
+    [data] = sent(layer)
+    assert data.startswith(b"SIP/2.0 200 OK\r\n")
+
+
+def test_a_finished_call_leaves_no_reference_cycle() -> None:
+    """Everything the layer made is freed by reference counting, never by the cycle collector."""
+    gc.collect()
+    gc.disable()
+    try:
+        layer = TransactionLayer()
+        invite, _ = receive_invite(layer)
+        layer.send_response(make_response(invite, 486, to_tag="cw-a-1"), 0.0)
+        layer.receive_datagram(fx.ACK.replace(b"---ack01", b"---a1b2c3d4e5f6"), CALLER, 0.1)
+        ours = outgoing()
+        layer.send_request(ours, BUYER, 0.0)
+        layer.receive_message(make_response(ours, 200, to_tag="b1"), BUYER, 0.1)
+        layer.receive_datagram(fx.BYE.replace(b"Max-Forwards: 70", b"Max-Forwards: x"), CALLER, 0.2)
+        run_until(layer, 100.0)
+        events(layer)
+        del layer, invite, ours
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        ours_in_garbage = [o for o in gc.garbage if type(o).__module__.startswith("callwhisper")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert ours_in_garbage == []
 
 
 # Builders (9.1, 17.1.1.3).
