@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from callwhisper.audio import TtsCache
 from callwhisper.config.loader import load_configuration_file
@@ -46,6 +47,16 @@ from callwhisper.store import ResidentCounters, Store, create_store
 __all__ = ["CallwhisperServer", "ServerConfig"]
 
 log = logging.getLogger(__name__)
+
+GC_THRESHOLDS: Final = (5_000, 20, 100)
+"""The collector's thresholds while serving (Python's defaults: 700, 10, 10).
+
+A young pass after 5,000 net allocations instead of 700, a middle one every
+20 young ones and a full one every 100 middle ones at most. Measured under
+``python -m bench sip`` at 50 calls/s: 11 young passes in 20 s instead of
+264-570 and no full pass after start-up, where the defaults gave 4-6 full
+passes of 40-220 ms each, every call in progress waiting meanwhile.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +206,18 @@ class CallwhisperServer:
         the numbering and geography data routing reads, the configuration):
         it is frozen out of the garbage collector's full passes, which would
         otherwise walk it all and stall every call for 100 ms and more.
+
+        The collector then runs less often (:data:`GC_THRESHOLDS`): a call's
+        objects are freed by reference counting when it ends, so the default
+        thresholds mostly paid for passes that found nothing, and every pass
+        stalls the calls in progress.
         """
         if not self.started:
             await self.start()
         gc.collect()
         gc.freeze()
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -212,6 +230,7 @@ class CallwhisperServer:
             for signum in installed:
                 loop.remove_signal_handler(signum)
             await self.shutdown()
+            gc.set_threshold(*thresholds)
 
     async def shutdown(self) -> None:
         """Stop taking calls, drain the calls in progress, then close everything."""
