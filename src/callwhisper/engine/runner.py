@@ -844,6 +844,14 @@ class CallRunner:
                     # RFC 3261 13.3.1.4: no ACK means the session must be ended with BYE.
                     self._hang_up_caller()
                     return [LegHungUp(CALLER)]
+                case TransactionFailed(reason=reason) if (
+                    reason == "transport error" and not caller.hung_up
+                ):
+                    # RFC 3261 18.2.2: the caller's connection closed and a new one to it
+                    # failed. Nothing we send reaches it any more: it is gone.
+                    caller.final_sent = caller.hung_up = True
+                    self._close_media(caller.media)
+                    return [LegHungUp(CALLER)]
                 case RequestReceived(request=request):
                     return self._leg_request(CALLER, caller, request)
             return []

@@ -17,6 +17,7 @@ from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
 from callwhisper.engine.runner import TimerInput
 from callwhisper.media.sdp import SessionDescription
 from callwhisper.sip.message import SipMessage, SipRequest, SipResponse
+from callwhisper.sip.transaction import TransactionKey
 from tests.unit.engine.b2bua_harness import (
     BUYER,
     BUYER_SDP,
@@ -392,3 +393,25 @@ async def test_a_server_stop_after_the_bridge_hangs_up_both_sides(harness: Harne
     assert statuses([m for m, _ in sent]) == []
     assert harness.backend.finished == [f"{runner.call_id}/B1"]
     assert harness.backend.ended == ["interrupted"]
+
+
+async def test_a_caller_our_responses_cannot_reach_any_more_has_hung_up(
+    harness: Harness,
+) -> None:
+    """RFC 3261 18.2.2: its connection closed and a new one failed, so the buyer is cancelled."""
+    buyer_invite = await harness.dial()
+    harness.receive(response_to(buyer_invite, 180, "Ringing"), BUYER)
+    await harness.settle()
+    harness.endpoint.take()
+
+    harness.core.transport_error(
+        TransactionKey("z9hG4bK-caller-1", "INVITE", "127.0.0.1:5071"), server=True
+    )
+    harness.endpoint.flush()
+    await harness.settle()
+
+    sent = harness.endpoint.take()
+    assert [m for m, d in sent if d == CALLER] == []
+    assert requests([m for m, d in sent if d == BUYER]) == ["CANCEL"]
+    assert harness.media.legs["A"].closed
+    assert harness.backend.ended == ["caller_hangup"]
