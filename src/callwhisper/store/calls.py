@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from sqlalchemy import Connection, Row, bindparam, select, update
 
+from callwhisper.store.compiled import execute
 from callwhisper.store.engine import Database, defer
 from callwhisper.store.ledger import SqlCapLedger
 from callwhisper.store.sql import utcnow
@@ -161,7 +162,8 @@ class CallRepository:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Record a new inbound call."""
-        connection.execute(
+        execute(
+            connection,
             _INSERT_CALL,
             {
                 "id": call_id,
@@ -232,7 +234,8 @@ class CallRepository:
         reservation_id: str | None = None,
     ) -> None:
         """Record a buyer leg being dialed."""
-        connection.execute(
+        execute(
+            connection,
             _INSERT_LEG,
             {
                 "id": leg_id,
@@ -248,8 +251,7 @@ class CallRepository:
 
     def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
         """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
-        result = connection.execute(_UPDATE_LEG, {**changes, "leg_key": leg_id})
-        if result.rowcount != 1:
+        if execute(connection, _UPDATE_LEG, {**changes, "leg_key": leg_id}) != 1:
             raise KeyError(leg_id)
 
     def append_event_in(
@@ -379,10 +381,8 @@ class CallRepository:
 
 
 def _update_call(connection: Connection, call_id: str, values: Mapping[str, Any]) -> None:
-    result = connection.execute(
-        _UPDATE_CALL, {**values, "updated_at": utcnow(), "call_key": call_id}
-    )
-    if result.rowcount != 1:
+    params = {**values, "updated_at": utcnow(), "call_key": call_id}
+    if execute(connection, _UPDATE_CALL, params) != 1:
         raise KeyError(call_id)
 
 

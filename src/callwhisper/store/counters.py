@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, bindparam, or_, select
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
+from callwhisper.store.compiled import execute
 from callwhisper.store.engine import Database
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import (
@@ -109,7 +110,8 @@ class CounterRepository:
         self, campaign_id: str, tier_index: int, rotation: TierRotation, connection: Connection
     ) -> None:
         """Persist a tier's rotation so round robin and weighted shares survive restarts."""
-        connection.execute(
+        execute(
+            connection,
             self._save_rotation,
             {
                 "campaign_id": campaign_id,
@@ -137,7 +139,8 @@ class CounterRepository:
         One entry per call and buyer: recording it again only ever turns
         ``connected`` and ``converted`` on, so a later correction cannot lose them.
         """
-        connection.execute(
+        execute(
+            connection,
             self._record_history,
             {
                 "caller": caller,

@@ -11,7 +11,9 @@ work per transaction (:meth:`Database.run_write`, :meth:`Database.run_read`):
 on SQLite in the store's own thread with the standard driver, so that a
 transaction of many statements costs one trip to a thread instead of one per
 statement (the async driver's trip costs several times the statement); on
-PostgreSQL through ``run_sync`` on an asyncpg connection.
+PostgreSQL through ``run_sync`` on an asyncpg connection. Its writes go
+through ``store.compiled``, which on SQLite runs each statement compiled
+once on the driver's cursor instead of SQLAlchemy's per-statement machinery.
 
 Writes that nobody needs to wait for one by one (a call's timeline, its
 records, its cap commits) are better still handed to :meth:`Database.submit`:
@@ -44,6 +46,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import Executable
 
 from callwhisper.errors import StoreError
+from callwhisper.store.compiled import execute, execute_many
 from callwhisper.store.sql import is_retryable
 
 DATABASE_URL_ENV = "CALLWHISPER_DATABASE_URL"
@@ -330,7 +333,7 @@ def defer(connection: Connection, statement: Executable, params: Mapping[str, An
     """
     deferred: dict[Executable, list[Mapping[str, Any]]] | None = connection.info.get(_DEFERRED)
     if deferred is None:
-        connection.execute(statement, params)
+        execute(connection, statement, params)
     else:
         deferred.setdefault(statement, []).append(params)
 
@@ -341,7 +344,7 @@ def _deferring(work: Work[_T], connection: Connection) -> _T:
     try:
         result = work(connection)
         for statement, rows in deferred.items():
-            connection.execute(statement, rows)
+            execute_many(connection, statement, rows)
         return result
     finally:
         del connection.info[_DEFERRED]

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric
 from callwhisper.domain.state import ConcurrencyLimit, Reservation, refusal
 from callwhisper.errors import StoreError
+from callwhisper.store.compiled import execute, execute_many, first
 from callwhisper.store.engine import Database, retrying
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
@@ -70,11 +71,6 @@ def _charge_from_json(data: Mapping[str, str]) -> CapCharge:
         data["period_key"],
     )
     return CapCharge(key, Decimal(data["limit"]), Decimal(data["amount"]))
-
-
-def _held_charges(row: Row[Any]) -> list[CapCharge]:
-    """The charges of a ``cap_reservations`` row, in key order (the order rows are locked in)."""
-    return sorted((_charge_from_json(data) for data in row.charges), key=lambda charge: charge.key)
 
 
 # The statements, built once: building one costs several times running it.
@@ -119,7 +115,7 @@ _TAKE_SLOT = (
 )
 _INSERT_RESERVATION = cap_reservations.insert()
 _HELD = (
-    select(cap_reservations)
+    select(cap_reservations.c.charges, cap_reservations.c.concurrency, cap_reservations.c.committed)
     .where(
         cap_reservations.c.id == bindparam("reservation_key"),
         cap_reservations.c.finished_at.is_(None),
@@ -281,16 +277,15 @@ class SqlCapLedger:
     def create_counters_in(self, reservation: Reservation, connection: Connection) -> None:
         """Create the counter rows a reservation touches (PostgreSQL: in a transaction first)."""
         keys = sorted({charge.key for charge in reservation.charges})
-        if keys:
-            connection.execute(
-                self._create_usage,
-                [{**key._asdict(), "used": Decimal(0), "reserved": Decimal(0)} for key in keys],
-            )
+        execute_many(
+            connection,
+            self._create_usage,
+            [{**key._asdict(), "used": Decimal(0), "reserved": Decimal(0)} for key in keys],
+        )
         owners = sorted({slot.owner for slot in reservation.concurrency})
-        if owners:
-            connection.execute(
-                self._create_slots, [{"owner": owner, "in_progress": 0} for owner in owners]
-            )
+        execute_many(
+            connection, self._create_slots, [{"owner": owner, "in_progress": 0} for owner in owners]
+        )
 
     def reserve_in(
         self, reservation: Reservation, call_id: str | None, connection: Connection
@@ -317,20 +312,15 @@ class SqlCapLedger:
         if reason is not None:
             return reason
         for charge in charges:
-            result = connection.execute(
-                _RESERVE_USAGE,
-                {**_key_params(charge.key), "amount": charge.amount, "limit": charge.limit},
-            )
-            if result.rowcount != 1:
+            params = {**_key_params(charge.key), "amount": charge.amount, "limit": charge.limit}
+            if execute(connection, _RESERVE_USAGE, params) != 1:
                 raise StoreError(f"cap counter {charge.key} changed under a lock")
         for slot in slots:
-            result = connection.execute(
-                _TAKE_SLOT, {"slot_owner": slot.owner, "slot_limit": slot.limit}
-            )
-            if result.rowcount != 1:
+            params = {"slot_owner": slot.owner, "slot_limit": slot.limit}
+            if execute(connection, _TAKE_SLOT, params) != 1:
                 raise StoreError(f"concurrency counter {slot.owner} changed under a lock")
         self._touch_owners(connection, reservation)
-        connection.execute(_INSERT_RESERVATION, _reservation_row(reservation, call_id))
+        execute(connection, _INSERT_RESERVATION, _reservation_row(reservation, call_id))
         return None
 
     def record_reservation_in(
@@ -345,25 +335,17 @@ class SqlCapLedger:
         """
         self.create_counters_in(reservation, connection)
         for charge in sorted(reservation.charges, key=lambda charge: charge.key):
-            connection.execute(_ADD_RESERVED, {**_key_params(charge.key), "amount": charge.amount})
+            execute(connection, _ADD_RESERVED, {**_key_params(charge.key), "amount": charge.amount})
         for owner in sorted(slot.owner for slot in reservation.concurrency):
-            connection.execute(_ADD_SLOT, {"slot_owner": owner})
+            execute(connection, _ADD_SLOT, {"slot_owner": owner})
         self._touch_owners(connection, reservation)
-        connection.execute(_INSERT_RESERVATION, _reservation_row(reservation, call_id))
+        execute(connection, _INSERT_RESERVATION, _reservation_row(reservation, call_id))
 
     def _touch_owners(self, connection: Connection, reservation: Reservation) -> None:
         owners = sorted(reservation.owners())
-        if not owners:
-            return
-        connection.execute(
-            self._touch, [{"owner": owner, "at": reservation.at} for owner in owners]
+        execute_many(
+            connection, self._touch, [{"owner": owner, "at": reservation.at} for owner in owners]
         )
-
-    def _held(self, connection: Connection, reservation_id: str) -> Row[Any]:
-        row = connection.execute(_HELD, {"reservation_key": reservation_id}).first()
-        if row is None:
-            raise KeyError(reservation_id)
-        return row
 
     def commit_in(
         self,
@@ -373,34 +355,54 @@ class SqlCapLedger:
         connection: Connection,
     ) -> None:
         """:meth:`commit` in the caller's write transaction."""
-        row = self._held(connection, reservation_id)
-        committed: set[str] = set(row.committed)
-        for charge in _held_charges(row):
+        charges, _, committed = _held(connection, reservation_id)
+        for charge in charges:
             metric = charge.key.metric
             if metric in metrics and metric not in committed:
                 kept = revenue if metric == "revenue" and revenue is not None else charge.amount
-                connection.execute(
+                execute(
+                    connection,
                     _COMMIT_USAGE,
                     {**_key_params(charge.key), "amount": charge.amount, "kept": kept},
                 )
         now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
         if now_committed != committed:
-            connection.execute(
+            execute(
+                connection,
                 _UPDATE_RESERVATION,
                 {"reservation_key": reservation_id, "committed": sorted(now_committed)},
             )
 
     def finish_in(self, reservation_id: str, at: datetime, connection: Connection) -> None:
         """:meth:`finish` in the caller's write transaction."""
-        row = self._held(connection, reservation_id)
-        committed: set[str] = set(row.committed)
-        for charge in _held_charges(row):
+        charges, owners, committed = _held(connection, reservation_id)
+        for charge in charges:
             if charge.key.metric not in committed:
-                connection.execute(
-                    _RELEASE_USAGE, {**_key_params(charge.key), "amount": charge.amount}
-                )
-        for owner in sorted(str(slot["owner"]) for slot in row.concurrency):
-            connection.execute(_RELEASE_SLOT, {"slot_owner": owner})
-        connection.execute(
-            _UPDATE_RESERVATION, {"reservation_key": reservation_id, "finished_at": at}
+                params = {**_key_params(charge.key), "amount": charge.amount}
+                execute(connection, _RELEASE_USAGE, params)
+        for owner in owners:
+            execute(connection, _RELEASE_SLOT, {"slot_owner": owner})
+        execute(
+            connection,
+            _UPDATE_RESERVATION,
+            {"reservation_key": reservation_id, "finished_at": at},
         )
+
+
+def _held(
+    connection: Connection, reservation_id: str
+) -> tuple[list[CapCharge], list[str], set[str]]:
+    """An open reservation's charges and slot owners in key order, and its committed metrics.
+
+    Key order is the order counter rows are locked in. ``KeyError`` if no such
+    reservation is open.
+    """
+    row = first(connection, _HELD, {"reservation_key": reservation_id})
+    if row is None:
+        raise KeyError(reservation_id)
+    charges, concurrency, committed = row
+    return (
+        sorted((_charge_from_json(data) for data in charges), key=lambda charge: charge.key),
+        sorted(str(slot["owner"]) for slot in concurrency),
+        set(committed),
+    )
