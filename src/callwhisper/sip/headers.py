@@ -176,7 +176,7 @@ def header_key(name: str) -> tuple[str, str] | None:
 
 def _split_outside(value: str, sep: str) -> list[str]:
     """Split on ``sep`` where it is outside double quotes and angle brackets."""
-    if '"' not in value and "<" not in value:
+    if '"' not in value and ("<" not in value or sep not in value):
         return value.split(sep)
     parts: list[str] = []
     start = 0
@@ -212,11 +212,28 @@ def split_comma_list(value: str) -> list[str]:
     return [part.strip() for part in _split_outside(value, ",") if part.strip()]
 
 
+# Parameters as nearly every peer writes them (``;branch=z9hG4bK1;rport``): lowercase
+# token names, values without quotes, brackets, semicolons or whitespace. The general
+# path of parse_params would give the same; _usual_params gets there with one split.
+_USUAL_PARAMS: Final = r"(?:;[a-z0-9\-.!%*_+`'~]+(?:=[^;\"<>\s]*)?)*"
+_USUAL_PARAMS_MATCH: Final = re.compile(_USUAL_PARAMS)
+
+
+def _usual_params(text: str) -> Params:
+    params: Params = {}
+    for part in text.split(";")[1:]:
+        name, eq, value = part.partition("=")
+        params[name] = value if eq else None
+    return params
+
+
 def parse_params(text: str) -> Params:
     """Parse ``;name=value;flag`` generic parameters (RFC 3261 25.1 ``generic-param``).
 
     Names are lowercased; values are kept as written (quotes included).
     """
+    if _USUAL_PARAMS_MATCH.fullmatch(text) is not None:
+        return _usual_params(text)
     params: Params = {}
     if not text.strip():
         return params
@@ -335,12 +352,24 @@ class NameAddr:
         return NameAddr(self.uri, self.display, {**self.params, "tag": tag})
 
 
+# ``<sip:uri>;tag=1`` or ``"Name" <sip:uri>``, with usual parameters: one match gives
+# what the general path of parse_name_addr would.
+_USUAL_NAME_ADDR: Final = re.compile(
+    r'(?:("(?:[^"\\]|\\.)*") )?<([A-Za-z][A-Za-z0-9+\-.]*:[^\s<>"]+)>(' + _USUAL_PARAMS + ")",
+    re.DOTALL,
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``"Display" <uri>;params`` or ``uri;params`` (RFC 3261 20.10, 20.20, 20.39).
 
     Without angle brackets, everything after the first ``;`` is a header
     parameter, not a URI parameter (RFC 3261 20).
     """
+    usual = _USUAL_NAME_ADDR.fullmatch(text)
+    if usual is not None:
+        display, uri, params = usual.groups()
+        return NameAddr(uri, display or "", _usual_params(params))
     value = text.strip()
     display = ""
     search_from = 0

@@ -138,3 +138,32 @@ def test_bad_vias_raise_exact_errors(text: str, message: str) -> None:
     with pytest.raises(SipParseError) as info:
         parse_via(text)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("usual", "general"),
+    [
+        (
+            "<sip:+13125550143@203.0.113.10>;tag=as58f4a1",
+            " <sip:+13125550143@203.0.113.10> ;TAG=as58f4a1 ",
+        ),
+        (
+            '"WIRELESS CALLER" <sip:+1312@203.0.113.10;user=phone>;tag=a;x',
+            '"WIRELESS CALLER"  <sip:+1312@203.0.113.10;user=phone>; tag=a ;X',
+        ),
+        ('"A \\"B\\"" <sips:bob@[2001:db8::1]:5061>', '"A \\"B\\""\t<sips:bob@[2001:db8::1]:5061>'),
+    ],
+)
+def test_the_usual_name_addr_forms_parse_as_the_general_ones(usual: str, general: str) -> None:
+    assert parse_name_addr(usual) == parse_name_addr(general)
+
+
+def test_the_usual_parameters_parse_as_the_general_ones() -> None:
+    assert parse_params(";branch=z9hG4bK1;rport;a=b=c") == parse_params(
+        " ; Branch=z9hG4bK1 ; rport;A = b=c "
+    )
+    assert parse_params(";branch=z9hG4bK1;rport;a=b=c") == {
+        "branch": "z9hG4bK1",
+        "rport": None,
+        "a": "b=c",
+    }
