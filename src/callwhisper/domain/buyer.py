@@ -54,11 +54,15 @@ class Trunk(Model):
     """A SIP trunk or outbound proxy used to reach targets."""
 
     id: Identifier = Field(description="Trunk id, referred to by targets.")
-    proxy: str = Field(description="Where requests go, e.g. 'sip:trunk.example.com:5060'.")
-    transport: Literal["udp", "tcp"] = Field(
+    proxy: str = Field(
+        description="Where requests go, e.g. 'sip:trunk.example.com:5060', or "
+        "'sips:trunk.example.com' for TLS (port 5061 by default)."
+    )
+    transport: Literal["udp", "tcp", "tls"] = Field(
         default="udp",
-        description="udp, or tcp: one connection to the proxy, reused by every call. "
-        "A transport parameter in the proxy URI takes precedence.",
+        description="udp, tcp or tls: over tcp and tls, one connection to the proxy, reused "
+        "by every call; over tls the proxy's certificate must name the proxy URI's host. "
+        "A sips: proxy URI, or a transport parameter in it, takes precedence.",
     )
     route_header: bool = Field(
         default=False,

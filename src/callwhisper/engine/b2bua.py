@@ -22,7 +22,15 @@ from typing import Any
 
 from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.engine.backend import CallBackend, Prompts
-from callwhisper.engine.legs import CallerLeg, caller_user, codec_of, dialed_user, new_session_id
+from callwhisper.engine.legs import (
+    CallerLeg,
+    caller_user,
+    codec_of,
+    dialed_user,
+    needs_sips,
+    new_session_id,
+    via_transport,
+)
 from callwhisper.engine.media import MediaEngine
 from callwhisper.engine.runner import (
     ALLOW,
@@ -92,9 +100,10 @@ class B2bua(TransactionUser):
     ) -> None:
         """Serve calls for ``configuration``; nothing is sent before an event arrives.
 
-        ``tcp`` opens connections to TCP trunks and targets (the
+        ``tcp`` opens connections to TCP and TLS trunks and targets and
+        tells our TLS listener (the
         :class:`~callwhisper.engine.transport.SipEndpoint`); without it such
-        legs fail as a transport error.
+        legs fail as a transport error, and callers over TLS are refused.
         """
         super().__init__(core, local=local, user="callwhisper", flush=flush, clock=clock)
         self.media = media
@@ -140,16 +149,35 @@ class B2bua(TransactionUser):
         self._send()
         return key
 
-    async def connect(self, destination: Address) -> None:
-        """Open (or reuse) a TCP connection to ``destination``; raises OSError."""
+    @property
+    def tls_port(self) -> int | None:
+        """The port of our TLS listener, None without one."""
+        return None if self._tcp is None else self._tcp.tls_port
+
+    async def connect(
+        self, destination: Address, *, tls: bool = False, server_name: str | None = None
+    ) -> Address:
+        """Open (or reuse) a TCP or TLS connection to ``destination``; our address on it.
+
+        Raises OSError, also for a TLS certificate that fails for ``server_name``.
+        """
         if self._tcp is None:
             raise OSError("this user agent has no TCP transport")
-        await self._tcp.connect(destination)
+        return await self._tcp.connect(destination, tls=tls, server_name=server_name)
 
     def use_tcp(self, destination: Address) -> None:
         """Send to ``destination`` over TCP from now on."""
         if self._tcp is not None:
             self._tcp.use_tcp(destination)
+
+    def use_tls(self, destination: Address, server_name: str) -> None:
+        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``."""
+        if self._tcp is not None:
+            self._tcp.use_tls(destination, server_name)
+
+    def connected(self, destination: Address) -> bool:
+        """Whether a TCP or TLS connection to ``destination`` is open."""
+        return self._tcp is not None and self._tcp.connected(destination)
 
     def send_ack(self, request: SipRequest, destination: Address) -> None:
         """Send an ACK for a 2xx."""
@@ -228,6 +256,10 @@ class B2bua(TransactionUser):
             log.info("INVITE %s refused: %s", request.call_id, exc)
             self.respond(request, exc.status_hint or 400)
             return
+        signalling = self._caller_signalling(request)
+        if signalling is None:
+            self.respond(request, 416)
+            return
         configuration = self.configuration
         tracking = None
         for user in dialed_user(request):
@@ -286,7 +318,16 @@ class B2bua(TransactionUser):
         self.respond(request, 100)
         to_tag = new_tag()
         caller = CallerLeg(
-            request, source, key, to_tag, answer.serialize(), offer, media, session_id
+            request,
+            source,
+            key,
+            to_tag,
+            answer.serialize(),
+            offer,
+            media,
+            session_id,
+            local=signalling[0],
+            contact=signalling[1],
         )
         runner = CallRunner(
             call_id,
@@ -310,6 +351,29 @@ class B2bua(TransactionUser):
         self.add_dialog(DialogId(request.call_id, to_tag, request.from_.tag or ""), runner, CALLER)
         self._spawn(runner.run(), call_id)
         log.info("call %s: %s -> %s (campaign %s)", call_id, number, tracking.number, campaign.id)
+
+    def _caller_signalling(self, request: SipRequest) -> tuple[Address, str] | None:
+        """Our Via sent-by and Contact towards a caller, None when we cannot be reached securely.
+
+        Over TLS both name our TLS listener, and the Contact says TLS: a
+        ``sips:`` URI when the dialog must be secure (RFC 3261 12.1.1), else
+        ``transport=tls``. A dialog that must be secure but whose INVITE did
+        not come over TLS gets None (RFC 5630 3.1.3: SIPS means TLS up to
+        the last hop; RFC 3261 8.2.2.1 answers an unusable scheme with 416).
+        """
+        transport = via_transport(request)
+        sips = needs_sips(request)
+        if transport != "tls":
+            if sips:
+                log.info("INVITE %s refused: a SIPS request over %s", request.call_id, transport)
+                return None
+            return self.local, self.contact_at(self.local[1], transport)
+        port = self.tls_port
+        if port is None:
+            # Its Via says TLS, yet it came to no TLS listener of ours.
+            log.info("INVITE %s refused: TLS in its Via, and no TLS listener", request.call_id)
+            return None
+        return (self.local[0], port), self.contact_at(port, "tls", sips=sips)
 
     def _spawn(self, work: Coroutine[Any, Any, None], call_id: str) -> None:
         task = asyncio.get_running_loop().create_task(work, name=f"call-{call_id}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from callwhisper.audio import Codec
 from callwhisper.engine.media import MediaLeg
@@ -31,18 +31,25 @@ __all__ = [
     "Transport",
     "caller_user",
     "codec_of",
-    "contact_for",
+    "contact_uri",
     "dialed_user",
     "is_ip_literal",
+    "is_sips",
+    "needs_sips",
     "new_session_id",
     "uri_address",
+    "uri_host",
     "uri_transport",
+    "via_transport",
 ]
 
-DEFAULT_SIP_PORT = 5060
+DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061}
+"""The port a SIP URI without one means, by transport (RFC 3261 19.1.2, RFC 3263)."""
 
-Transport = Literal["udp", "tcp"]
-"""The SIP transports the engine speaks (RFC 3261 18)."""
+Transport = Literal["udp", "tcp", "tls"]
+"""The SIP transports the engine speaks (RFC 3261 18, TLS 26.2)."""
+
+_TRANSPORTS: Final[dict[str, Transport]] = {"udp": "udp", "tcp": "tcp", "tls": "tls"}
 
 
 def codec_of(media: NegotiatedMedia) -> LegCodec:
@@ -65,34 +72,81 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
-def uri_address(uri: str) -> tuple[str, int]:
-    """Host and port a SIP URI names (5060 by default); raises SipParseError."""
+def is_sips(uri: str) -> bool:
+    """Whether ``uri`` is a SIPS URI (RFC 3261 19.1): TLS on every hop (RFC 5630 3.1.3)."""
+    return uri[:5].lower() == "sips:"
+
+
+def uri_address(uri: str, transport: Transport | None = None) -> tuple[str, int]:
+    """Host and port a SIP URI names; raises SipParseError (ValueError for its transport).
+
+    Without a port, the default of ``transport``, else of the URI's own
+    transport: 5061 for ``sips:`` and ``transport=tls``, 5060 otherwise.
+    """
     parsed = parse_uri(uri)
-    return parsed.host.strip("[]"), parsed.port or DEFAULT_SIP_PORT
+    if parsed.port is None:
+        return parsed.host.strip("[]"), DEFAULT_PORTS[transport or uri_transport(uri) or "udp"]
+    return parsed.host.strip("[]"), parsed.port
+
+
+def uri_host(uri: str) -> str:
+    """The host of a SIP URI, as a TLS peer's certificate must name it (RFC 5922 7.2)."""
+    return parse_uri(uri).host.strip("[]")
 
 
 def uri_transport(uri: str) -> Transport | None:
-    """The ``transport`` parameter of a SIP URI (RFC 3261 19.1.1), None when absent.
+    """The transport a SIP URI asks for (RFC 3261 19.1.1), None when it leaves the choice.
 
-    Raises SipParseError for a malformed URI and ValueError for a transport
-    the engine does not speak (TLS, SCTP, WebSocket).
+    A ``sips:`` URI is TLS (``transport=tcp`` is how RFC 3261 writes TLS over
+    TCP); ``transport=tls`` on a ``sip:`` URI, deprecated by RFC 5630 but
+    common, is TLS too. Raises SipParseError for a malformed URI and
+    ValueError for a transport the engine does not speak (SCTP, WebSocket)
+    or a ``sips:`` URI over UDP.
     """
     value = parse_uri(uri).params.get("transport")
-    if value is None:
+    name = None if value is None else value.lower()
+    if is_sips(uri):
+        if name not in (None, "tcp", "tls"):
+            raise ValueError(f"transport {value} cannot carry a sips: URI (TLS over TCP)")
+        return "tls"
+    if name is None:
         return None
-    name = value.lower()
-    if name == "udp":
-        return "udp"
-    if name == "tcp":
-        return "tcp"
-    raise ValueError(f"transport {value} is not supported (udp or tcp)")
+    transport = _TRANSPORTS.get(name)
+    if transport is None:
+        raise ValueError(f"transport {value} is not supported (udp, tcp or tls)")
+    return transport
 
 
-def contact_for(contact: str, transport: Transport) -> str:
-    """Our Contact for a leg: on TCP it says so, so that the peer's requests come back on TCP."""
+def contact_uri(
+    user: str, host: str, port: int, transport: Transport, *, sips: bool = False
+) -> str:
+    """Our Contact on a leg, so that the peer's requests come back the way the leg goes.
+
+    A SIPS dialog gets a ``sips:`` Contact (RFC 3261 8.1.1.8, 12.1.1), which
+    means TLS; otherwise TCP and TLS say so in ``transport``.
+    """
+    if sips:
+        return f"<sips:{user}@{host}:{port}>"
     if transport == "udp":
-        return contact
-    return contact.removesuffix(">") + f";transport={transport}>"
+        return f"<sip:{user}@{host}:{port}>"
+    return f"<sip:{user}@{host}:{port};transport={transport}>"
+
+
+def needs_sips(request: SipRequest) -> bool:
+    """Whether our Contact in the dialog ``request`` creates must be a SIPS URI (RFC 3261 12.1.1).
+
+    It must when the Request-URI is one, or the top Record-Route, or the
+    Contact when nothing was record-routed.
+    """
+    routes = request.record_route
+    contacts = request.contacts
+    first = routes[0].uri if routes else contacts[0].uri if contacts else ""
+    return is_sips(request.uri) or is_sips(first)
+
+
+def via_transport(request: SipRequest) -> Transport:
+    """The transport ``request`` came over, as its top Via says (UDP for any other)."""
+    return _TRANSPORTS.get(request.top_via.transport.lower(), "udp")
 
 
 def dialed_user(request: SipRequest) -> list[str]:
@@ -135,6 +189,10 @@ class CallerLeg:
     offer: SessionDescription
     media: MediaLeg
     session_id: int
+    local: Address
+    """Our address on this leg: the sent-by of our Via (the TLS listener's over TLS)."""
+    contact: str
+    """Our Contact on this leg (:func:`contact_uri`)."""
     session_version: int = 0
     dialog: Dialog | None = None
     early: bool = False
@@ -149,7 +207,7 @@ class CallerLeg:
     @property
     def transport(self) -> Transport:
         """How the caller reached us (the INVITE's top Via); our requests go back the same way."""
-        return "tcp" if self.invite.top_via.transport.upper() == "TCP" else "udp"
+        return via_transport(self.invite)
 
 
 @dataclass(eq=False, slots=True)
@@ -162,6 +220,11 @@ class BuyerLeg:
     offer: SessionDescription
     session_id: int
     request_uri: str
+    local: Address
+    """Our address on this leg: the sent-by of our Via (over TLS, the listener's, else
+    our end of the connection)."""
+    contact: str = ""
+    """Our Contact on this leg (:func:`contact_uri`), set once its transport is known."""
     next_hop: Address | None = None
     """Where the INVITE and in-dialog requests go: the trunk's proxy or the URI's host."""
     invite: SipRequest | None = None
@@ -178,6 +241,8 @@ class BuyerLeg:
     proxied: bool = False
     """A trunk carries this leg: in-dialog requests go through the proxy too."""
     transport: Transport = "udp"
-    """The trunk's transport, else the target URI's ``transport`` parameter."""
+    """The trunk's transport, else the target URI's (``sips:`` or ``transport``)."""
+    tls_name: str | None = None
+    """Over TLS, the name the next hop's certificate must bear: the host of its URI."""
     session_version: int = 0
     """The o= version of our last SDP on this leg (RFC 3264 8: each new one is the next)."""

@@ -36,10 +36,11 @@ from callwhisper.engine.legs import (
     CallerLeg,
     Transport,
     codec_of,
-    contact_for,
     is_ip_literal,
+    is_sips,
     new_session_id,
     uri_address,
+    uri_host,
     uri_transport,
 )
 from callwhisper.engine.media import Bridge as MediaBridge
@@ -146,8 +147,12 @@ class SipSide(Protocol):
         ...
 
     @property
-    def contact(self) -> str:
-        """Our Contact header value."""
+    def tls_port(self) -> int | None:
+        """The port of our TLS listener, None without one."""
+        ...
+
+    def contact_at(self, port: int, transport: Transport = "udp", *, sips: bool = False) -> str:
+        """Our Contact on a leg over ``transport`` reached at ``port`` (SIPS: RFC 3261 8.1.1.8)."""
         ...
 
     def respond(
@@ -173,15 +178,28 @@ class SipSide(Protocol):
     ) -> TransactionKey:
         """Start a client transaction whose responses come back to ``runner`` for ``leg``.
 
-        ``reliable`` says the request goes over TCP (no retransmissions).
+        ``reliable`` says the request goes over TCP or TLS (no retransmissions).
         """
         ...
 
-    async def connect(self, destination: Address) -> None:
-        """Open (or reuse) a TCP connection to ``destination``; raises OSError."""
+    async def connect(
+        self, destination: Address, *, tls: bool = False, server_name: str | None = None
+    ) -> Address:
+        """Open (or reuse) a TCP or TLS connection to ``destination``; our address on it.
+
+        Raises OSError, also when a TLS peer's certificate fails for ``server_name``.
+        """
+        ...
 
     def use_tcp(self, destination: Address) -> None:
         """Send to ``destination`` over TCP from now on."""
+
+    def use_tls(self, destination: Address, server_name: str) -> None:
+        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``."""
+
+    def connected(self, destination: Address) -> bool:
+        """Whether a TCP or TLS connection to ``destination`` is open."""
+        ...
 
     def send_ack(self, request: SipRequest, destination: Address) -> None:
         """Send an ACK for a 2xx, outside any transaction."""
@@ -320,7 +338,7 @@ class CallRunner:
             self._write(
                 lambda: self.backend.call_started(self.call_id, self.attributes, self._arrived_at)
             )
-            await self._learn_first_route(self.caller.invite, uac=False)
+            await self._learn_first_route(self.caller.invite, self.caller.transport, uac=False)
             await self._step(self._arrived_at, CallArrived(self.attributes))
             while not self.session.finished:
                 at, item = await self._inbox.get()
@@ -494,9 +512,7 @@ class CallRunner:
             return
         response = self._respond_with_sdp(200)
         caller.final_sent = caller.answered = True
-        caller.dialog = Dialog.as_uas(
-            caller.invite, response, local_contact=contact_for(self.sip.contact, caller.transport)
-        )
+        caller.dialog = Dialog.as_uas(caller.invite, response, local_contact=caller.contact)
 
     def _respond_with_sdp(self, status: int) -> SipResponse:
         """Our answer to the caller's offer, in a 183 or the 200 (RFC 3261 13.2.1: the same)."""
@@ -506,7 +522,7 @@ class CallRunner:
             status,
             to_tag=caller.to_tag,
             body=caller.answer,
-            extra=self._sdp(caller.transport),
+            extra=self._sdp(caller),
         )
 
     def _reject_caller(self, status: int) -> None:
@@ -572,7 +588,14 @@ class CallRunner:
         )
         trunk = self.trunks.get(command.trunk) if command.trunk else None
         leg = BuyerLeg(
-            command.leg, command, media, offer, session_id, "", proxied=trunk is not None
+            command.leg,
+            command,
+            media,
+            offer,
+            session_id,
+            "",
+            self.sip.local,
+            proxied=trunk is not None,
         )
         self.buyers[command.leg] = leg
         try:
@@ -581,12 +604,25 @@ class CallRunner:
         except (SipParseError, OSError, ValueError) as exc:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
             return self._fail(leg, "failed", "unroutable")
-        if leg.transport == "tcp":
+        if leg.transport != "udp":
             try:
-                await self.sip.connect(leg.next_hop)
+                # RFC 3261 26.3.1 / RFC 5922: a TLS peer's certificate must name the URI's host.
+                on_connection = await self.sip.connect(
+                    leg.next_hop, tls=leg.transport == "tls", server_name=host
+                )
             except OSError as exc:
-                log.warning("call %s: %s over TCP: %s", self.call_id, command.leg, exc)
+                log.warning(
+                    "call %s: %s over %s: %s", self.call_id, command.leg, leg.transport, exc
+                )
                 return self._fail(leg, "failed", "transport error")
+            if leg.transport == "tls":
+                # Peers open TLS connections to our listener; without one, only ours reaches us.
+                leg.local = (local_host, self.sip.tls_port or on_connection[1])
+        # RFC 3261 8.1.1.8: a SIPS Request-URI or first Route asks for a SIPS Contact.
+        route = trunk.proxy if trunk and trunk.route_header else None
+        routes = [loose_route(route)] if route else []
+        sips = is_sips(leg.request_uri) or (route is not None and is_sips(route))
+        leg.contact = self.sip.contact_at(leg.local[1], leg.transport, sips=sips)
         user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
         domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
         leg.invite = make_request(
@@ -594,10 +630,10 @@ class CallRunner:
             leg.request_uri,
             from_=NameAddr(f"sip:{user}@{domain}"),
             to=NameAddr(leg.request_uri),
-            via=self._via(leg.transport, rport=None),
-            contact=contact_for(self.sip.contact, leg.transport),
+            via=self._via(leg, rport=None),
+            contact=leg.contact,
             # RFC 3261 8.1.2: the outbound proxy as a pre-loaded route, when the trunk asks.
-            routes=[loose_route(trunk.proxy)] if trunk and trunk.route_header else [],
+            routes=routes,
             body=offer.serialize(),
             content_type=SDP,
             extra=(("User-Agent", self.config.user_agent), ("Allow", ALLOW)),
@@ -609,33 +645,35 @@ class CallRunner:
         assert leg.invite is not None
         assert leg.next_hop is not None
         leg.key = self.sip.send_request(
-            self, leg.id, leg.invite, leg.next_hop, reliable=leg.transport == "tcp"
+            self, leg.id, leg.invite, leg.next_hop, reliable=leg.transport != "udp"
         )
 
     def _target(self, destination: str, trunk: Trunk | None) -> tuple[str, str, int, Transport]:
-        """Request-URI, next hop and transport of a destination.
+        """Request-URI, next hop (host and port) and transport of a destination.
 
         E.164 numbers go through the trunk. A trunk's proxy is the next hop
         of every request (RFC 3261 8.1.2, an outbound proxy) and its
-        transport is the trunk's ``transport`` (or the proxy URI's
-        ``transport`` parameter); a SIP URI dialed directly says its own.
+        transport is the proxy URI's (``sips:``, ``transport``), else the
+        trunk's ``transport``; a SIP URI dialed directly says its own. A
+        number through a ``sips:`` proxy gets a ``sips:`` Request-URI. A
+        ``sips:`` destination must go over TLS all the way (RFC 5630 3.1.3):
+        through a trunk that is not TLS it is unroutable (ValueError).
         """
-        if destination.startswith("sips:") or (trunk and trunk.proxy.startswith("sips:")):
-            raise ValueError("sips: needs TLS, which the engine does not speak")
-        if destination.startswith("sip:"):
+        if trunk is None:
+            if not destination.startswith(("sip:", "sips:")):
+                raise ValueError(f"{destination} needs a trunk")
+            transport = uri_transport(destination) or "udp"
+            return destination, *uri_address(destination, transport), transport
+        transport = uri_transport(trunk.proxy) or trunk.transport
+        host, port = uri_address(trunk.proxy, transport)
+        if destination.startswith(("sip:", "sips:")):
             uri = destination
-        elif trunk is not None:
-            proxy_host, proxy_port = uri_address(trunk.proxy)
-            host = f"[{proxy_host}]" if ":" in proxy_host else proxy_host
-            uri = f"sip:{destination}@{host}:{proxy_port}"
         else:
-            raise ValueError(f"{destination} needs a trunk")
-        if trunk is not None:
-            host, port = uri_address(trunk.proxy)
-            transport = uri_transport(trunk.proxy) or trunk.transport
-        else:
-            host, port = uri_address(uri)
-            transport = uri_transport(uri) or "udp"
+            bracketed = f"[{host}]" if ":" in host else host
+            scheme = "sips" if is_sips(trunk.proxy) else "sip"
+            uri = f"{scheme}:{destination}@{bracketed}:{port}"
+        if is_sips(uri) and transport != "tls":
+            raise ValueError(f"a sips: URI needs TLS, and trunk {trunk.id} is {transport}")
         return uri, host, port, transport
 
     def _end_buyer(self, leg: BuyerLeg, *, canceled: bool) -> None:
@@ -696,7 +734,7 @@ class CallRunner:
             dialog = Dialog.as_uac(
                 leg.invite,
                 response,
-                local_contact=contact_for(self.sip.contact, leg.transport),
+                local_contact=leg.contact,
                 default_route=leg.invite.headers.get_all("Route"),
             )
         except RemoteProtocolError as exc:
@@ -704,10 +742,7 @@ class CallRunner:
             return self._fail_answered(leg, None, "failed")
         leg.dialog = dialog
         self.sip.add_dialog(dialog.id, self, leg.id)
-        leg.ack = dialog.create_ack(leg.invite.cseq.seq, self._via(leg.transport))
-        if leg.transport == "tcp":
-            # The remote target may be another address than the one connected to (RFC 3261 12.2).
-            self.sip.use_tcp(self._dialog_hop(leg))
+        leg.ack = dialog.create_ack(leg.invite.cseq.seq, self._via(leg))
         self.sip.send_ack(leg.ack, self._dialog_hop(leg))
         if leg.canceled or leg.ended:
             # A 200 that crossed our CANCEL: the call exists, so end it (RFC 3261 9.1).
@@ -740,46 +775,75 @@ class CallRunner:
 
         The first route of the dialog (learned, or the trunk's pre-loaded
         proxy); without one, a trunk's proxy, else the remote target when it
-        is an address, else where the INVITE went.
+        is an address, else where the INVITE went. A hop other than where
+        the INVITE went is reached over the leg's transport (RFC 3261 12.2:
+        the remote target may be another address than the one connected to).
         """
         assert leg.next_hop is not None
         dialog = leg.dialog
-        if dialog is None:
+        if dialog is None or (leg.proxied and not dialog.routes):
             return leg.next_hop
         if dialog.routes:
-            return self._route_hop(dialog, leg.id, leg.next_hop)
-        if leg.proxied:
-            return leg.next_hop
-        return self._address_of(dialog.remote_target) or leg.next_hop
+            uri = dialog.next_hop
+            hop = self._route_hop(dialog, leg.id, leg.next_hop, leg.transport)
+        else:
+            uri = dialog.remote_target
+            hop = self._address_of(uri, leg.transport) or leg.next_hop
+        if hop != leg.next_hop:
+            self._use_stream(leg.transport, hop, uri)
+        return hop
 
     def _caller_hop(self) -> Address:
         """Where our requests to the caller go (RFC 3261 12.2.1.1).
 
         The first route the caller's proxies recorded; without one, back to
         where the INVITE came from (symmetric, RFC 3581), which a caller
-        behind NAT needs rather than its Contact.
+        behind NAT needs rather than its Contact: over TCP or TLS on the
+        caller's connection. When that connection has closed, a new one goes
+        to the caller's Contact, if it names an address (RFC 3261 18.1.1).
         """
         caller = self.caller
         dialog = caller.dialog
-        if dialog is None or not dialog.routes:
+        if dialog is not None and dialog.routes:
+            hop = self._route_hop(dialog, CALLER, caller.source, caller.transport)
+            if hop != caller.source:
+                self._use_stream(caller.transport, hop, dialog.next_hop)
+            return hop
+        if dialog is None or caller.transport == "udp" or self.sip.connected(caller.source):
             return caller.source
-        hop = self._route_hop(dialog, CALLER, caller.source)
-        if hop != caller.source and caller.transport == "tcp":
-            self.sip.use_tcp(hop)
-        return hop
+        target = self._address_of(dialog.remote_target, caller.transport)
+        if target is None:
+            return caller.source
+        self._use_stream(caller.transport, target, dialog.remote_target)
+        return target
 
-    def _route_hop(self, dialog: Dialog, leg: str, fallback: Address) -> Address:
-        hop = self._address_of(dialog.next_hop)
+    def _use_stream(self, transport: Transport, hop: Address, uri: str) -> None:
+        """Send to ``hop`` over a TCP or TLS ``transport``, as named by ``uri``.
+
+        Over TLS the hop's certificate must name the host of ``uri`` (RFC 5922 7.2).
+        """
+        if transport == "tcp":
+            self.sip.use_tcp(hop)
+        elif transport == "tls":
+            self.sip.use_tls(hop, uri_host(uri))
+
+    def _route_hop(
+        self, dialog: Dialog, leg: str, fallback: Address, transport: Transport
+    ) -> Address:
+        hop = self._address_of(dialog.next_hop, transport)
         if hop is None:
             # Its name did not resolve (logged then): where the INVITE went is the best guess.
             log.warning("call %s: %s: no address for route %s", self.call_id, leg, dialog.next_hop)
             return fallback
         return hop
 
-    def _address_of(self, uri: str) -> Address | None:
-        """The address of a URI's host when it is one or was resolved, else None."""
+    def _address_of(self, uri: str, transport: Transport) -> Address | None:
+        """The address of a URI's host when it is one or was resolved, else None.
+
+        A URI without a port means the default port of the leg's ``transport``.
+        """
         try:
-            host, port = uri_address(uri)
+            host, port = uri_address(uri, transport)
         except SipParseError:
             return None
         if is_ip_literal(host):
@@ -805,21 +869,25 @@ class CallRunner:
     async def _learn_route(self, item: SipInput) -> None:
         """Resolve the first route a buyer's 2xx records before the handlers need its address."""
         event = item.event
-        if item.leg == CALLER or not isinstance(event, ResponseReceived):
+        leg = self.buyers.get(item.leg)
+        if leg is None or not isinstance(event, ResponseReceived):
             return
         response = event.response
         if response.cseq.method == "INVITE" and 200 <= response.status < 300:
-            await self._learn_first_route(response, uac=True)
+            await self._learn_first_route(response, leg.transport, uac=True)
 
-    async def _learn_first_route(self, message: SipRequest | SipResponse, *, uac: bool) -> None:
+    async def _learn_first_route(
+        self, message: SipRequest | SipResponse, transport: Transport, *, uac: bool
+    ) -> None:
         """Resolve the host name of the first route ``message`` records, if it has one.
 
         The SIP handlers run without awaiting; a name is resolved here, when
         the INVITE or 2xx that brings it arrives, and kept for the dialog.
+        Without a port the route means the default port of the leg's ``transport``.
         """
         try:
             routes = learned_route_set(message, uac=uac)
-            host, port = uri_address(route_uri(routes[0])) if routes else ("", 0)
+            host, port = uri_address(route_uri(routes[0]), transport) if routes else ("", 0)
         except RemoteProtocolError:
             return  # no dialog will be made of it
         if not routes or is_ip_literal(host) or (host, port) in self._hosts:
@@ -922,7 +990,7 @@ class CallRunner:
                 version,
             )
             leg.session_version = version
-            self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp(leg.transport))
+            self.sip.respond(request, 200, body=offer.serialize(), extra=self._sdp(leg))
             return
         try:
             answer, negotiated = create_answer(
@@ -942,27 +1010,25 @@ class CallRunner:
         remote = (negotiated.remote_address, negotiated.remote_port)
         if remote != media.remote and negotiated.remote_address not in ("0.0.0.0", "::"):
             media.set_remote(remote, relatch=True)
-        self.sip.respond(request, 200, body=answer.serialize(), extra=self._sdp(leg.transport))
+        self.sip.respond(request, 200, body=answer.serialize(), extra=self._sdp(leg))
 
-    def _sdp(self, transport: Transport = "udp") -> tuple[tuple[str, str], ...]:
-        contact = contact_for(self.sip.contact, transport)
-        return (("Contact", contact), ("Content-Type", SDP), ("Allow", ALLOW))
+    @staticmethod
+    def _sdp(leg: CallerLeg | BuyerLeg) -> tuple[tuple[str, str], ...]:
+        return (("Contact", leg.contact), ("Content-Type", SDP), ("Allow", ALLOW))
 
-    def _via(self, transport: Transport, **params: str | None) -> Via:
+    @staticmethod
+    def _via(leg: CallerLeg | BuyerLeg, **params: str | None) -> Via:
         """Our Via for a new request: a fresh branch, the leg's transport (RFC 3261 18.1.1)."""
-        host, port = self.sip.local
-        return Via(transport.upper(), host, port, {"branch": new_branch(), **params})
+        host, port = leg.local
+        return Via(leg.transport.upper(), host, port, {"branch": new_branch(), **params})
 
-    def _transport(self, leg: str) -> Transport:
-        return self.caller.transport if leg == CALLER else self.buyers[leg].transport
-
-    def _bye(self, leg: str, dialog: Dialog, destination: Address) -> None:
+    def _bye(self, leg_id: str, dialog: Dialog, destination: Address) -> None:
         if dialog.state is DialogState.TERMINATED:
             return
-        transport = self._transport(leg)
-        bye = dialog.create_request("BYE", self._via(transport))
+        leg = self.caller if leg_id == CALLER else self.buyers[leg_id]
+        bye = dialog.create_request("BYE", self._via(leg))
         dialog.terminate()
-        self.sip.send_request(self, leg, bye, destination, reliable=transport == "tcp")
+        self.sip.send_request(self, leg_id, bye, destination, reliable=leg.transport != "udp")
 
     # -- media ----------------------------------------------------------------------------
 

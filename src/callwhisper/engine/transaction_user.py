@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar, Final
 
+from callwhisper.engine.legs import Transport, contact_uri
 from callwhisper.errors import LocalProtocolError
 from callwhisper.sip.message import SipRequest, SipResponse, make_response
 from callwhisper.sip.transaction import (
@@ -84,8 +85,15 @@ class TransactionUser(ABC):
 
     @property
     def contact(self) -> str:
-        """Our Contact header value."""
-        return f"<sip:{self._user}@{self.host}:{self._local[1]}>"
+        """Our Contact header value (UDP)."""
+        return self.contact_at(self._local[1])
+
+    def contact_at(self, port: int, transport: Transport = "udp", *, sips: bool = False) -> str:
+        """Our Contact on a leg over ``transport``, reached at ``port`` of our host.
+
+        ``sips`` for a dialog that must be secure (RFC 3261 12.1.1).
+        """
+        return contact_uri(self._user, self.host, port, transport, sips=sips)
 
     def respond(
         self,

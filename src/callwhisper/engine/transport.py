@@ -23,7 +23,10 @@ code over an :mod:`ssl` context: with a certificate configured the endpoint
 listens on ``tls_port`` (5061) too, and ``connect(..., tls=True)`` opens a
 TLS connection whose peer certificate is verified against the configured CA
 file (else the system's) and the name asked for, unless verification is
-turned off (:func:`client_tls_context`).
+turned off (:func:`client_tls_context`). The call legs ask the endpoint
+for its TLS port (their Contact and Via name it), for our address on a
+connection they opened (which names us when there is no listener) and
+whether a connection to a peer is still open (:class:`TcpStreams`).
 
 A response to a request that came over a connection which has since closed
 is sent over a new connection to the port in the request's Via (RFC 3261
@@ -158,13 +161,31 @@ class SipCore(Protocol):
 
 
 class TcpStreams(Protocol):
-    """Outbound TCP, as the user agent asks for it (:class:`SipEndpoint` provides it)."""
+    """Outbound TCP and TLS as the user agent asks for them (:class:`SipEndpoint` has them)."""
 
-    async def connect(self, destination: Address) -> None:
-        """Open (or reuse) a connection to ``destination``; raise OSError if it fails."""
+    @property
+    def tls_port(self) -> int | None:
+        """The port of our TLS listener, None without one (no certificate configured)."""
+
+    async def connect(
+        self, destination: Address, *, tls: bool = False, server_name: str | None = None
+    ) -> Address:
+        """Open (or reuse) a connection to ``destination``; our address on it.
+
+        Raise OSError if it fails (over TLS: also a handshake or certificate
+        that fails for ``server_name``).
+        """
+        ...
 
     def use_tcp(self, destination: Address) -> None:
         """Send to ``destination`` over TCP from now on, connecting when needed."""
+
+    def use_tls(self, destination: Address, server_name: str | None = None) -> None:
+        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``."""
+
+    def connected(self, destination: Address) -> bool:
+        """Whether a connection to ``destination`` (opened by either side) is open."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +400,11 @@ class SipEndpoint:
         host, port = self._tls_server.sockets[0].getsockname()[:2]
         return (host, port)
 
+    @property
+    def tls_port(self) -> int | None:
+        """The port of the TLS listener, None without one."""
+        return None if self._tls_server is None else self.tls_address[1]
+
     async def start(self) -> None:
         """Bind the UDP socket and the TCP listener on the configured address and port.
 
@@ -464,27 +490,38 @@ class SipEndpoint:
 
     async def connect(
         self, destination: Address, *, tls: bool = False, server_name: str | None = None
-    ) -> None:
+    ) -> Address:
         """Open a TCP (or TLS) connection to ``destination``, or reuse the open one.
 
         Later sends to ``destination`` use it. Over TLS the peer's
         certificate must name ``server_name`` (the host of the ``sips:`` URI;
-        the address itself when None). Raises :class:`OSError` when the
-        connection cannot be opened within ``connect_timeout``, or the TLS
-        handshake or the certificate fails (the caller reports a transport
-        error, RFC 3261 8.1.3.1).
+        the address itself when None). Returns our address on the
+        connection. Raises :class:`OSError` when the connection cannot be
+        opened within ``connect_timeout``, or the TLS handshake or the
+        certificate fails (the caller reports a transport error, RFC 3261
+        8.1.3.1).
         """
         if tls:
             self.use_tls(destination, server_name)
         else:
             self.use_tcp(destination)
         writer = self._streams.get(destination)
-        if writer is not None and not writer.is_closing():
-            return
-        pending = self._connecting.get(destination)
-        if pending is None:
-            pending = self._open(StreamTarget(destination, self._stream_destinations[destination]))
-        await asyncio.shield(pending)
+        if writer is None or writer.is_closing():
+            pending = self._connecting.get(destination)
+            if pending is None:
+                target = StreamTarget(destination, self._stream_destinations[destination])
+                pending = self._open(target)
+            await asyncio.shield(pending)
+            writer = self._streams.get(destination)
+            if writer is None:
+                raise OSError(f"connection to {destination[0]}:{destination[1]} closed at once")
+        local = writer.get_extra_info("sockname")
+        return (local[0], local[1])
+
+    def connected(self, destination: Address) -> bool:
+        """Whether a connection to ``destination``, opened by either side, is open."""
+        writer = self._streams.get(destination)
+        return writer is not None and not writer.is_closing()
 
     def _open(self, target: StreamTarget) -> asyncio.Future[None]:
         """Start opening a connection to ``target``; one attempt per address at a time."""

@@ -35,6 +35,8 @@ BUYER_URI = "sip:buyer@127.0.0.1:5080"
 BUYER: Address = ("127.0.0.1", 5080)
 PROXY: Address = ("127.0.0.1", 5090)
 """A trunk's outbound proxy."""
+LOCAL_END: Address = ("127.0.0.1", 40123)
+"""Our end of a connection the B2BUA opens (FakeTcp)."""
 NUMBER = "+14155550100"
 """A buyer's number, dialed through a trunk."""
 NOW = 1_750_000_000.0
@@ -184,21 +186,46 @@ class FakePrompts(Prompts):
 
 
 class FakeTcp:
-    """Outbound TCP as the endpoint offers it: records connections, or refuses them."""
+    """Outbound TCP and TLS as the endpoint offers them: records connections, or refuses them.
 
-    def __init__(self, *, refuse: bool = False) -> None:
+    ``tls_port`` is our TLS listener's (None: no certificate); a connection
+    the B2BUA opens is ``LOCAL_END`` on our side. ``refuse`` fails every
+    connection, as a refused one or a certificate that does not verify would.
+    """
+
+    def __init__(self, *, refuse: bool = False, tls_port: int | None = None) -> None:
         self.refuse = refuse
-        self.connected: list[Address] = []
+        self.tls_port = tls_port
+        self.opened: list[Address] = []
+        """Where connections were opened, in order."""
         self.tcp: set[Address] = set()
+        """Destinations sent to over TCP."""
+        self.tls: dict[Address, str] = {}
+        """Destinations sent to over TLS, with the name their certificate must bear."""
+        self.open: set[Address] = set()
+        """Connections open now, opened by either side (a test closes one by removing it)."""
 
-    async def connect(self, destination: Address) -> None:
+    async def connect(
+        self, destination: Address, *, tls: bool = False, server_name: str | None = None
+    ) -> Address:
+        if tls:
+            self.use_tls(destination, server_name)
+        else:
+            self.use_tcp(destination)
         if self.refuse:
             raise ConnectionRefusedError(f"connection to {destination} refused")
-        self.connected.append(destination)
-        self.tcp.add(destination)
+        self.opened.append(destination)
+        self.open.add(destination)
+        return LOCAL_END
 
     def use_tcp(self, destination: Address) -> None:
         self.tcp.add(destination)
+
+    def use_tls(self, destination: Address, server_name: str | None = None) -> None:
+        self.tls[destination] = server_name or destination[0]
+
+    def connected(self, destination: Address) -> bool:
+        return destination in self.open
 
 
 # -- configuration ------------------------------------------------------------------------

@@ -58,7 +58,7 @@ async def test_a_target_uri_with_a_trunk_goes_to_the_proxy_with_the_target_as_re
     assert request.to.uri == "sip:agent@buyer.example.com"
     assert request.from_.uri == "sip:+14155550123@calls.example.org"
     assert request.top_via.transport == "UDP"
-    assert harness.tcp.connected == []
+    assert harness.tcp.opened == []
 
 
 async def test_a_number_through_a_trunk_is_dialed_at_the_proxy_host(
@@ -99,7 +99,7 @@ async def test_in_dialog_requests_of_a_proxied_leg_go_through_the_proxy(
 async def test_a_tcp_target_is_connected_and_invited_over_tcp(make_harness: MakeHarness) -> None:
     harness = make_harness(document({"destination": "sip:buyer@127.0.0.1:5080;transport=tcp"}))
     request = await harness.dial(BUYER)
-    assert harness.tcp.connected == [BUYER]
+    assert harness.tcp.opened == [BUYER]
     assert request.uri == "sip:buyer@127.0.0.1:5080;transport=tcp"
     assert request.top_via.transport == "TCP"
     assert request.headers.get("Contact") == "<sip:callwhisper@127.0.0.1:5060;transport=tcp>"
@@ -146,7 +146,7 @@ async def test_a_trunk_with_transport_tcp_is_reached_over_tcp(make_harness: Make
         )
     )
     request = await harness.dial(PROXY)
-    assert harness.tcp.connected == [PROXY]
+    assert harness.tcp.opened == [PROXY]
     assert request.top_via.transport == "TCP"
 
 
@@ -168,7 +168,7 @@ async def test_a_refused_tcp_connection_fails_the_leg_as_a_transport_error(
 
 
 @pytest.mark.parametrize(
-    "uri", ["sip:buyer@127.0.0.1:5080;transport=sctp", "sips:buyer@127.0.0.1:5080"]
+    "uri", ["sip:buyer@127.0.0.1:5080;transport=sctp", "sips:buyer@127.0.0.1:5080;transport=udp"]
 )
 async def test_a_transport_the_engine_does_not_speak_is_unroutable(
     make_harness: MakeHarness, uri: str
