@@ -106,8 +106,9 @@ def json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _json_dumps(value: object) -> str:
-    return json.dumps(value, default=json_default, separators=(",", ":"))
+_json_dumps = json.JSONEncoder(default=json_default, separators=(",", ":")).encode
+"""``json.dumps(value, default=json_default, separators=(",", ":"))`` without a new
+encoder for every value."""
 
 
 def make_engine(url: URL, *, pool_size: int = 10, null_pool: bool = False) -> AsyncEngine:

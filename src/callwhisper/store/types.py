@@ -8,12 +8,15 @@ aware UTC ``datetime`` values.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+_BindProcessor = Callable[[Any], Any]
 
 MONEY_SCALE = 4
 _QUANTUM = Decimal(1).scaleb(-MONEY_SCALE)
@@ -62,17 +65,27 @@ class Money(TypeDecorator[Decimal]):
 
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A point in time, stored in UTC; naive values are refused."""
+    """A point in time, stored in UTC; naive values are refused.
+
+    SQLite stores it as text, ``2026-03-02 15:00:00.250000`` (SQLAlchemy's
+    ``DATETIME`` format, microseconds always written).
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def bind_processor(self, dialect: Dialect) -> _BindProcessor | None:
+        # SQLAlchemy would run process_bind_param, then format the naive value with
+        # SQLite's DATETIME processor (a %-format of a dict); the call path binds tens
+        # of times per call, so SQLite gets the same text in one step (tested to match).
+        if dialect.name == "sqlite":
+            return sqlite_text
+        return super().bind_processor(dialect)
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} (give a time zone)")
-        utc = value.astimezone(UTC)
+        utc = _utc(value)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
@@ -81,3 +94,16 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def sqlite_text(value: datetime | None) -> str | None:
+    """How SQLite stores a :class:`UtcDateTime`: naive UTC text with microseconds."""
+    if value is None:
+        return None
+    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} (give a time zone)")
+    return value.astimezone(UTC)
