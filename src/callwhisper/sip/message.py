@@ -490,7 +490,12 @@ def _validate(message: SipMessage, first: dict[str, str], via_lines: list[str]) 
     cseq = parse_cseq(first["cseq"])
     from_ = parse_name_addr(first["from"])
     to = parse_name_addr(first["to"])
-    vias = tuple(parse_via(value) for line in via_lines for value in split_comma_list(line))
+    if len(via_lines) == 1 and "," not in via_lines[0] and '"' not in via_lines[0]:
+        # One Via line without commas or quotes: split_comma_list would only strip it.
+        value = via_lines[0].strip()
+        vias: tuple[Via, ...] = (parse_via(value),) if value else ()
+    else:
+        vias = tuple(parse_via(value) for line in via_lines for value in split_comma_list(line))
     if not vias:
         raise SipParseError("missing Via header")
     if isinstance(message, SipRequest) and cseq.method != message.method:
@@ -502,14 +507,12 @@ def _validate(message: SipMessage, first: dict[str, str], via_lines: list[str]) 
         max_forwards.isascii() and max_forwards.isdigit() and len(max_forwards) <= 3
     ):
         raise SipParseError(f"invalid Max-Forwards: {max_forwards!r}")
-    # The headers are new and nothing has read them yet.
-    message.headers._typed = {
-        "call-id": call_id,
-        "cseq": cseq,
-        "from": from_,
-        "to": to,
-        "via": vias,
-    }
+    typed = message.headers._typed
+    typed["call-id"] = call_id
+    typed["cseq"] = cseq
+    typed["from"] = from_
+    typed["to"] = to
+    typed["via"] = vias
 
 
 class StreamFramer:
