@@ -280,13 +280,15 @@ class CallRepository:
     ) -> None:
         """Add entry ``seq`` of a call's timeline, numbered by the process running the call.
 
+        The process records a call's entries in the order of their numbers.
         The insert and the call's counter are deferred to the end of the
         transaction (``store.engine.defer``): a shared transaction then
-        writes every call's new entries in one statement.
+        writes every call's new entries in one statement, and raises each
+        call's counter once, to its last entry.
         """
         row = {"call_id": call_id, "seq": seq, "at": at, "kind": kind, "leg_id": leg_id}
         defer(connection, _INSERT_EVENT, {**row, "data": dict(data)})
-        defer(connection, _RAISE_EVENT_SEQ, {"call_key": call_id, "seq": seq})
+        defer(connection, _RAISE_EVENT_SEQ, {"call_key": call_id, "seq": seq}, key=call_id)
 
     async def close_interrupted_calls(self, now: datetime) -> int:
         """Close the calls that never ended (after a crash); returns how many.

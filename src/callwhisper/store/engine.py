@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -322,30 +322,41 @@ def _run_all(works: Sequence[Work[Any]], connection: Connection) -> list[Any]:
 
 _DEFERRED = "callwhisper_deferred"
 
+_Deferred = dict[Executable, dict[Hashable, Mapping[str, Any]]]
+"""Each statement's rows, by key (a fresh object for rows without one)."""
 
-def defer(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> None:
+
+def defer(
+    connection: Connection,
+    statement: Executable,
+    params: Mapping[str, Any],
+    *,
+    key: Hashable | None = None,
+) -> None:
     """Run ``statement`` with ``params`` at the end of the :meth:`Database.run_write` under way.
 
     Every deferral of the same statement runs as one ``executemany``, in the
     order deferred, after the unit of work (a whole shared transaction of
     :meth:`Database.submit`): for rows that nothing reads before the commit,
     such as timeline entries, many calls' rows then cost one statement.
-    Outside ``run_write`` the statement runs at once.
+    A later deferral of the same statement with the same ``key`` replaces
+    the earlier one's parameters, for a change of which only the last one
+    matters. Outside ``run_write`` the statement runs at once.
     """
-    deferred: dict[Executable, list[Mapping[str, Any]]] | None = connection.info.get(_DEFERRED)
+    deferred: _Deferred | None = connection.info.get(_DEFERRED)
     if deferred is None:
         execute(connection, statement, params)
     else:
-        deferred.setdefault(statement, []).append(params)
+        deferred.setdefault(statement, {})[object() if key is None else key] = params
 
 
 def _deferring(work: Work[_T], connection: Connection) -> _T:
-    deferred: dict[Executable, list[Mapping[str, Any]]] = {}
+    deferred: _Deferred = {}
     connection.info[_DEFERRED] = deferred
     try:
         result = work(connection)
         for statement, rows in deferred.items():
-            execute_many(connection, statement, rows)
+            execute_many(connection, statement, list(rows.values()))
         return result
     finally:
         del connection.info[_DEFERRED]

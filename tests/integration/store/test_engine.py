@@ -8,10 +8,11 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from callwhisper.store import Store, create_store, database_url, sqlite_file
 from callwhisper.store import engine as store_engine
+from callwhisper.store.tables import calls
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +150,30 @@ async def test_an_urgent_write_commits_at_once_with_those_queued_before_it(
     assert await asyncio.wait_for(appended, 10) == 1
     assert created.done()
     assert created.exception() is None
+
+
+async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_parameters(
+    store: Store,
+) -> None:
+    """Each call's counter is raised by its last deferral only; unkeyed rows all run."""
+    add = (
+        update(calls)
+        .where(calls.c.id == bindparam("call_key"))
+        .values(last_event_seq=calls.c.last_event_seq + bindparam("step"))
+    )
+
+    def work(connection: Connection) -> None:
+        for call_id in ("c1", "c2"):
+            store.calls.create_call_in(call_id, connection, dialed="+18005550123", started_at=START)
+        store_engine.defer(connection, add, {"call_key": "c1", "step": 1}, key="c1")
+        store_engine.defer(connection, add, {"call_key": "c2", "step": 10})
+        store_engine.defer(connection, add, {"call_key": "c1", "step": 100}, key="c1")
+        store_engine.defer(connection, add, {"call_key": "c2", "step": 1000})
+        # Nothing deferred has run yet.
+        assert connection.scalar(select(func.sum(calls.c.last_event_seq))) == 0
+
+    await store.database.run_write(work)
+
+    async with store.database.read() as connection:
+        rows = await connection.execute(select(calls.c.id, calls.c.last_event_seq))
+        assert sorted(tuple(row) for row in rows) == [("c1", 100), ("c2", 1010)]
