@@ -17,8 +17,10 @@ flush, its clock and its RTP ports injected, as
 :class:`~callwhisper.engine.b2bua.B2bua` does. :class:`UserAgent` only binds
 the sockets and starts the clock around them.
 
-It is a test peer, not a softphone: UDP only, IP addresses only, no
-registration or authentication, and a re-INVITE is refused with 488.
+It is a test peer, not a softphone: UDP, or TLS once it has a certificate
+of its own (then it listens for TLS too, and its Contact over TLS names that
+listener), IP addresses only, no registration or authentication, and a
+re-INVITE is refused with 488.
 """
 
 from __future__ import annotations
@@ -32,16 +34,28 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Final, Literal, Protocol
 
 import numpy as np
 
 from callwhisper.audio import FRAME_SAMPLES, Codec
 from callwhisper.engine.clock import PTIME, MediaClock
-from callwhisper.engine.legs import codec_of, is_ip_literal, new_session_id, uri_address
+from callwhisper.engine.legs import (
+    Transport,
+    codec_of,
+    is_ip_literal,
+    is_sips,
+    needs_sips,
+    new_session_id,
+    uri_address,
+    uri_host,
+    uri_transport,
+    via_transport,
+)
 from callwhisper.engine.playback import LegCodec, Playback
 from callwhisper.engine.transaction_user import SDP, TransactionUser
-from callwhisper.engine.transport import SipEndpoint, TransportConfig
+from callwhisper.engine.transport import SipEndpoint, TcpStreams, TransportConfig
 from callwhisper.errors import (
     LocalProtocolError,
     RemoteProtocolError,
@@ -335,6 +349,10 @@ class PhoneCall:
     """Where the INVITE went (outgoing) or came from (incoming)."""
     media: PhoneMedia
     rtp: RtpPort
+    transport: Transport
+    """How the call's SIP goes: the INVITE's transport."""
+    contact: str
+    """Our Contact in the call (over TLS at our TLS listener)."""
     offer: SessionDescription | None = None
     """Our SDP offer (outgoing calls)."""
     answer: bytes = b""
@@ -403,10 +421,16 @@ class Phone(TransactionUser):
         open_rtp: Callable[[], RtpPort],
         script: AnswerScript | None = None,
         voice: ToneSpec | None = None,
+        streams: TcpStreams | None = None,
     ) -> None:
-        """A phone called ``name`` (the user part of its Contact) at SIP address ``local``."""
+        """A phone called ``name`` (the user part of its Contact) at SIP address ``local``.
+
+        ``streams`` (the endpoint) carries calls over TCP and TLS; without it
+        the phone speaks UDP only.
+        """
         super().__init__(core, local=local, user=name, flush=flush, clock=clock)
         self.name = name
+        self._streams = streams
         self.script = script
         """How received calls are answered; None refuses them with 486 Busy Here."""
         self.voice = voice
@@ -418,8 +442,13 @@ class Phone(TransactionUser):
         self._ports: dict[RtpPort, PhoneCall] = {}
         self._talking: dict[PhoneCall, None] = {}
 
-    def uri(self, user: str | None = None) -> str:
-        """A SIP URI that reaches this phone, with ``user`` (else its name) as user part."""
+    def uri(self, user: str | None = None, *, tls: bool = False) -> str:
+        """A SIP URI that reaches this phone, with ``user`` (else its name) as user part.
+
+        With ``tls``, a ``sips:`` URI at its TLS listener.
+        """
+        if tls:
+            return f"sips:{user or self.name}@{self.host}:{self._port('tls')}"
         return f"sip:{user or self.name}@{self.host}:{self.local[1]}"
 
     # -- what the user does --------------------------------------------------------------
@@ -427,12 +456,19 @@ class Phone(TransactionUser):
     def dial(self, uri: str, *, caller: str) -> PhoneCall:
         """Call ``uri`` (a SIP URI with an IP address) showing ``caller`` as the From user.
 
-        Raises :class:`~callwhisper.errors.SipParseError` for a malformed URI and
-        :class:`LocalProtocolError` for a host name.
+        A ``sips:`` or ``transport=tls`` URI is dialed over TLS, the
+        certificate of the phone called checked for the URI's host.
+        Raises :class:`~callwhisper.errors.SipParseError` for a malformed URI,
+        ValueError for a transport the phone does not speak, and
+        :class:`LocalProtocolError` for a host name, or TLS without a
+        certificate of our own.
         """
-        destination = uri_address(uri)
+        transport = uri_transport(uri) or "udp"
+        destination = uri_address(uri, transport)
         if not is_ip_literal(destination[0]):
             raise LocalProtocolError(f"{uri}: a phone dials IP addresses only")
+        contact = self.contact_at(self._port(transport), transport, sips=is_sips(uri))
+        self._use_stream(transport, destination, uri)
         rtp = self._open_rtp()
         offer = create_offer(
             self.local[0], rtp.local_address[1],
@@ -443,14 +479,18 @@ class Phone(TransactionUser):
             uri,
             from_=NameAddr(f"sip:{caller}@{self.host}:{self.local[1]}"),
             to=NameAddr(uri),
-            via=self._via(),
-            contact=self.contact,
+            via=self._via(transport),
+            contact=contact,
             body=offer.serialize(),
             content_type=SDP,
             extra=(("User-Agent", USER_AGENT), ("Allow", ALLOW)),
         )
-        key = self.core.send_request(invite, destination, self._clock())
-        call = PhoneCall("outgoing", invite, key, destination, PhoneMedia(self.voice), rtp, offer)
+        reliable = transport != "udp"
+        key = self.core.send_request(invite, destination, self._clock(), reliable=reliable)
+        call = PhoneCall(
+            "outgoing", invite, key, destination, PhoneMedia(self.voice), rtp,
+            transport, contact, offer,
+        )  # fmt: skip
         self._add(call)
         self._clients[key] = call
         self._note(call, f"INVITE {uri}")
@@ -562,19 +602,21 @@ class Phone(TransactionUser):
         except RemoteProtocolError as exc:  # no dialog could be made (400), or no common codec
             self.respond(invite, exc.status_hint or 488)
             return
+        transport = via_transport(invite)
+        contact = self.contact_at(self._port(transport), transport, sips=needs_sips(invite))
         rtp = self._open_rtp()
         answer, negotiated = create_answer(
             offer, self.local[0], rtp.local_address[1],
             session_id=new_session_id(), codecs=CODECS, username=self.name,
         )  # fmt: skip
         call = PhoneCall(
-            "incoming", invite, key, source, PhoneMedia(self.voice), rtp,
+            "incoming", invite, key, source, PhoneMedia(self.voice), rtp, transport, contact,
             answer=answer.serialize(), negotiated=negotiated, to_tag=new_tag(),
         )  # fmt: skip
         self._add(call)
         self._servers[key] = call
         self._note(call, f"INVITE from {invite.from_.uri}")
-        self.respond(invite, 180, to_tag=call.to_tag, extra=(("Contact", self.contact),))
+        self.respond(invite, 180, to_tag=call.to_tag, extra=(("Contact", contact),))
         self._transition(call, "provisional")
         self._note(call, "180 Ringing sent")
         if self.script.ring_seconds > 0:
@@ -587,10 +629,10 @@ class Phone(TransactionUser):
             return  # cancelled while ringing
         response = self.respond(
             call.invite, 200, to_tag=call.to_tag, body=call.answer,
-            extra=(("Contact", self.contact), ("Content-Type", SDP), ("Allow", ALLOW)),
+            extra=(("Contact", call.contact), ("Content-Type", SDP), ("Allow", ALLOW)),
         )  # fmt: skip
         call.status = 200
-        call.dialog = Dialog.as_uas(call.invite, response, local_contact=self.contact)
+        call.dialog = Dialog.as_uas(call.invite, response, local_contact=call.contact)
         self._dialogs[call.dialog.id] = call
         negotiated = call.negotiated
         self._talk(call, codec_of(negotiated), (negotiated.remote_address, negotiated.remote_port))
@@ -652,13 +694,13 @@ class Phone(TransactionUser):
                 self.core.send_stateless(call.ack, self._hop(call))
             return
         try:
-            dialog = Dialog.as_uac(call.invite, response, local_contact=self.contact)
+            dialog = Dialog.as_uac(call.invite, response, local_contact=call.contact)
         except RemoteProtocolError as exc:
             self._end(call, f"unusable answer: {exc}", by="peer")
             return
         call.dialog = dialog
         self._dialogs[dialog.id] = call
-        call.ack = dialog.create_ack(call.invite.cseq.seq, self._via())
+        call.ack = dialog.create_ack(call.invite.cseq.seq, self._via(call.transport))
         self.core.send_stateless(call.ack, self._hop(call))
         call.status = response.status
         if call.state is CallState.ENDING:
@@ -724,9 +766,12 @@ class Phone(TransactionUser):
     def _bye(self, call: PhoneCall) -> None:
         dialog = call.dialog
         assert dialog is not None
-        bye = dialog.create_request("BYE", self._via())
+        bye = dialog.create_request("BYE", self._via(call.transport))
         dialog.terminate()
-        call.bye_key = self.core.send_request(bye, self._hop(call), self._clock())
+        reliable = call.transport != "udp"
+        call.bye_key = self.core.send_request(
+            bye, self._hop(call), self._clock(), reliable=reliable
+        )
         self._clients[call.bye_key] = call
         self._note(call, "BYE sent")
 
@@ -746,18 +791,47 @@ class Phone(TransactionUser):
     def _hop(self, call: PhoneCall) -> Address:
         """Where in-dialog requests go: the dialog's next hop when it is an address, else the peer.
 
-        The next hop is the first route, else the peer's Contact (RFC 3261 12.2.1.1).
+        The next hop is the first route, else the peer's Contact (RFC 3261
+        12.2.1.1), reached over the call's transport.
         """
         dialog = call.dialog
         if dialog is not None:
             with contextlib.suppress(SipParseError):
-                host, port = uri_address(dialog.next_hop)
+                host, port = uri_address(dialog.next_hop, call.transport)
                 if is_ip_literal(host):
+                    self._use_stream(call.transport, (host, port), dialog.next_hop)
                     return host, port
         return call.peer
 
-    def _via(self) -> Via:
-        return Via("UDP", self.local[0], self.local[1], {"branch": new_branch(), "rport": None})
+    def _port(self, transport: Transport) -> int:
+        """Our port for ``transport``: the TLS listener's over TLS (raises without one)."""
+        if transport == "udp":
+            return self.local[1]
+        if self._streams is None:
+            raise LocalProtocolError(f"phone {self.name} has no {transport.upper()} transport")
+        if transport == "tcp":
+            return self.local[1]
+        port = self._streams.tls_port
+        if port is None:
+            raise LocalProtocolError(f"phone {self.name} has no certificate: no TLS")
+        return port
+
+    def _use_stream(self, transport: Transport, destination: Address, uri: str) -> None:
+        """Send to ``destination`` over TCP or TLS (its certificate naming the host of ``uri``)."""
+        if self._streams is None or transport == "udp":
+            return
+        if transport == "tcp":
+            self._streams.use_tcp(destination)
+        else:
+            self._streams.use_tls(destination, uri_host(uri))
+
+    def _via(self, transport: Transport) -> Via:
+        return Via(
+            transport.upper(),
+            self.local[0],
+            self._port(transport),
+            {"branch": new_branch(), "rport": None},
+        )
 
     def _note(self, call: PhoneCall, what: str) -> None:
         call.log.append((self._clock(), what))
@@ -836,6 +910,11 @@ class UserAgent:
 
         async with UserAgent("buyer", script=AnswerScript(press="1")) as buyer:
             uri = buyer.uri()          # give this to whoever calls it
+
+    With a ``certificate`` (PEM, its ``key`` in it or beside it) the phone
+    also listens for TLS on a free port and can dial ``sips:`` URIs; the
+    peers it connects to over TLS are checked against ``ca_file`` (else the
+    system's CAs).
     """
 
     def __init__(
@@ -846,6 +925,9 @@ class UserAgent:
         script: AnswerScript | None = None,
         voice: ToneSpec | None = None,
         timers: TimerConfig = DEFAULT_TIMERS,
+        certificate: Path | None = None,
+        key: Path | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         """Prepare the phone; nothing is bound before :meth:`start`."""
         self.name = name
@@ -853,6 +935,15 @@ class UserAgent:
         self.script = script
         self.voice = voice
         self.timers = timers
+        self.transport = TransportConfig(
+            host=host,
+            port=0,
+            tls_port=0,
+            tls_certificate=certificate,
+            tls_key=key,
+            tls_ca_file=ca_file,
+        )
+        """Where and how its SIP listens."""
         self._phone: Phone | None = None
         self._endpoint: SipEndpoint | None = None
         self._clock = MediaClock(self._tick)
@@ -876,9 +967,7 @@ class UserAgent:
             raise LocalProtocolError(f"user agent {self.name} is already started")
         loop = asyncio.get_running_loop()
         core = TransactionLayer(self.timers)
-        endpoint = self._endpoint = SipEndpoint(
-            core, self._on_event, TransportConfig(host=self.host, port=0)
-        )
+        endpoint = self._endpoint = SipEndpoint(core, self._on_event, self.transport)
         await endpoint.start()
         self._phone = Phone(
             self.name,
@@ -889,6 +978,7 @@ class UserAgent:
             open_rtp=self._open_rtp,
             script=self.script,
             voice=self.voice,
+            streams=endpoint,
         )
         self._clock.start()
 
@@ -916,9 +1006,9 @@ class UserAgent:
         """Stop the agent."""
         await self.stop()
 
-    def uri(self, user: str | None = None) -> str:
-        """A SIP URI that reaches this phone."""
-        return self.phone.uri(user)
+    def uri(self, user: str | None = None, *, tls: bool = False) -> str:
+        """A SIP URI that reaches this phone (``sips:`` at its TLS listener with ``tls``)."""
+        return self.phone.uri(user, tls=tls)
 
     def dial(self, uri: str, *, caller: str) -> PhoneCall:
         """Call ``uri`` showing ``caller`` as the From user."""

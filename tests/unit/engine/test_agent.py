@@ -33,6 +33,7 @@ from callwhisper.sip.message import (
     make_response,
 )
 from callwhisper.sip.transaction import Address, TransactionLayer
+from tests.unit.engine.b2bua_harness import FakeTcp
 from tests.unit.engine.fakes import FakeEndpoint
 
 PEER: Address = ("127.0.0.1", 5060)
@@ -188,11 +189,12 @@ class FakePort:
 class Harness:
     """A phone on the real transaction layer, with the far side played by hand."""
 
-    def __init__(self, script: AnswerScript | None = None) -> None:
+    def __init__(self, script: AnswerScript | None = None, streams: FakeTcp | None = None) -> None:
         self.now = 100.0
         self.core = TransactionLayer()
         self.endpoint = FakeEndpoint(self.core)
         self.ports: list[FakePort] = []
+        self.streams = streams
         self.phone = Phone(
             "buyer",
             self.core,
@@ -201,6 +203,7 @@ class Harness:
             clock=lambda: self.now,
             open_rtp=self.open_rtp,
             script=script,
+            streams=streams,
         )
         self.endpoint.handler = self.phone.handle_event
 
@@ -572,3 +575,63 @@ def test_a_refused_call_ends_with_the_status() -> None:
 def test_a_phone_dials_ip_addresses_only() -> None:
     with pytest.raises(LocalProtocolError, match="IP addresses only"):
         Harness().phone.dial("sip:sales@example.com", caller="me")
+
+
+# -- Phone: over TLS ---------------------------------------------------------------------------
+
+TLS_PORT = 5081
+"""The phone's TLS listener."""
+
+
+def tls_phone(script: AnswerScript | None = None) -> Harness:
+    return Harness(script, FakeTcp(tls_port=TLS_PORT))
+
+
+def test_a_sips_uri_is_dialed_over_tls_from_our_tls_listener() -> None:
+    h = tls_phone()
+    call = h.phone.dial("sips:sales@127.0.0.1:5061", caller="+14155550123")
+    [(sent, destination)] = h.endpoint.take()
+    assert destination == ("127.0.0.1", 5061)
+    assert isinstance(sent, SipRequest)
+    via = sent.top_via
+    assert (via.transport, via.port) == ("TLS", TLS_PORT)
+    assert sent.headers.get("Contact") == "<sips:buyer@127.0.0.1:5081>"
+    assert h.streams is not None
+    assert h.streams.tls == {("127.0.0.1", 5061): "127.0.0.1"}
+    h.core.handle_timer(h.now + 4.0)  # no Timer A over TLS
+    h.endpoint.flush()
+    assert h.take() == []
+    h.feed(
+        make_response(
+            sent, 200, to_tag="srv", body=answer_sdp(), content_type="application/sdp",
+            contact="<sip:callwhisper@127.0.0.1:5061;transport=tls>",
+        )
+    )  # fmt: skip
+    [(ack, to)] = h.endpoint.take()
+    assert isinstance(ack, SipRequest)
+    assert (ack.method, ack.top_via.transport, to) == ("ACK", "TLS", ("127.0.0.1", 5061))
+    assert state(call) is CallState.CONFIRMED
+
+
+def test_a_call_received_over_tls_is_answered_and_hung_up_over_tls() -> None:
+    h = tls_phone(AnswerScript())
+    over_tls = invite().replace("SIP/2.0/UDP", "SIP/2.0/TLS")
+    h.feed(over_tls.replace("127.0.0.1:5060>", "127.0.0.1:5061;transport=tls>"))
+    responses = [m for m in h.take() if isinstance(m, SipResponse)]
+    assert [r.status for r in responses] == [180, 200]
+    contact = "<sip:buyer@127.0.0.1:5081;transport=tls>"
+    assert [r.headers.get("Contact") for r in responses] == [contact, contact]
+    (call,) = h.phone.calls
+    h.phone.hang_up(call)
+    [(bye, to)] = h.endpoint.take()
+    assert isinstance(bye, SipRequest)
+    assert (bye.method, bye.top_via.transport, to) == ("BYE", "TLS", ("127.0.0.1", 5061))
+    assert h.streams is not None
+    assert h.streams.tls == {("127.0.0.1", 5061): "127.0.0.1"}
+
+
+def test_a_phone_without_a_certificate_cannot_dial_over_tls() -> None:
+    h = Harness(streams=FakeTcp())
+    with pytest.raises(LocalProtocolError, match="no certificate"):
+        h.phone.dial("sips:sales@127.0.0.1", caller="me")
+    assert h.phone.calls == []
