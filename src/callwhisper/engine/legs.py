@@ -2,9 +2,9 @@
 
 A :class:`CallerLeg` is our UAS side (the inbound INVITE we answer late, on
 the bridge); a :class:`BuyerLeg` is one UAC attempt to reach a buyer. Both
-hold their :class:`~callwhisper.engine.media.MediaLeg` and, once established,
-their :class:`~callwhisper.sip.dialog.Dialog`. Only the call's runner changes
-them.
+hold their :class:`~callwhisper.engine.media.MediaLeg`, their transport (UDP,
+TCP or TLS) with our address and Contact on it, and once established their
+:class:`~callwhisper.sip.dialog.Dialog`. Only the call's runner changes them.
 """
 
 from __future__ import annotations
@@ -242,7 +242,5 @@ class BuyerLeg:
     """A trunk carries this leg: in-dialog requests go through the proxy too."""
     transport: Transport = "udp"
     """The trunk's transport, else the target URI's (``sips:`` or ``transport``)."""
-    tls_name: str | None = None
-    """Over TLS, the name the next hop's certificate must bear: the host of its URI."""
     session_version: int = 0
     """The o= version of our last SDP on this leg (RFC 3264 8: each new one is the next)."""

@@ -134,6 +134,25 @@ async def test_two_endpoints_exchange_a_transaction_over_a_verified_tls_connecti
     assert client.endpoint.counters.datagrams_out == server.endpoint.counters.datagrams_out == 0
 
 
+async def test_the_call_legs_learn_our_tls_port_our_end_of_a_connection_and_if_it_is_open(
+    make_side: MakeSide, certificate: Certificate
+) -> None:
+    """What a leg's Via and Contact name over TLS, and where its next request may go."""
+    server = await make_side(**listening(certificate))
+    client = await make_side(tls_ca_file=certificate.certificate)
+    assert server.endpoint.tls_port == server.endpoint.tls_address[1]
+    assert client.endpoint.tls_port is None  # no certificate, no listener
+    destination = server.endpoint.tls_address
+    assert not client.endpoint.connected(destination)
+    local = await client.endpoint.connect(destination, tls=True, server_name="localhost")
+    assert local[0] == "127.0.0.1"
+    assert local[1] not in (0, destination[1], client.endpoint.udp_address[1])
+    assert await client.endpoint.connect(destination, tls=True) == local  # reused
+    assert client.endpoint.connected(destination)
+    await until(lambda: server.endpoint.connected(local))  # seen from the other side too
+    assert client.endpoint.counters.tcp_connects == 1
+
+
 async def test_a_certificate_no_trusted_ca_signed_fails_the_connection(
     make_side: MakeSide, certificate: Certificate
 ) -> None:
