@@ -251,12 +251,12 @@ class B2bua(TransactionUser):
             return
         try:
             check_dialog_request(request)
+            signalling = self._caller_signalling(request)  # reads the Contact: a 400 if broken
         except RemoteProtocolError as exc:
             # RFC 3261 12.1.1: the answer at the bridge would make a dialog we could not keep.
             log.info("INVITE %s refused: %s", request.call_id, exc)
             self.respond(request, exc.status_hint or 400)
             return
-        signalling = self._caller_signalling(request)
         if signalling is None:
             self.respond(request, 416)
             return
@@ -360,6 +360,7 @@ class B2bua(TransactionUser):
         ``transport=tls``. A dialog that must be secure but whose INVITE did
         not come over TLS gets None (RFC 5630 3.1.3: SIPS means TLS up to
         the last hop; RFC 3261 8.2.2.1 answers an unusable scheme with 416).
+        Raises SipParseError (400) for a Contact that does not parse.
         """
         transport = via_transport(request)
         sips = needs_sips(request)

@@ -182,6 +182,18 @@ async def test_a_tls_caller_without_a_tls_listener_of_ours_is_refused_with_416(
     assert not harness.b2bua.tasks
 
 
+async def test_an_invite_whose_contact_does_not_parse_is_refused_with_400_before_any_call(
+    make_harness: MakeHarness,
+) -> None:
+    """Whether the dialog must be secure depends on it (RFC 3261 12.1.1): it is read at once."""
+    harness = tls_harness(make_harness)
+    harness.receive_stream(tls_invite(contact="sip:caller@127.0.0.1:5075;transport=tls>x<"), CALLER)
+    await harness.settle()
+    assert statuses([m for m, _ in harness.endpoint.take()]) == [400]
+    assert harness.media.legs == {}
+    assert not harness.b2bua.tasks
+
+
 async def test_our_bye_to_a_tls_caller_goes_on_its_open_connection_once(
     make_harness: MakeHarness,
 ) -> None:
