@@ -23,6 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect
@@ -40,30 +41,45 @@ class _Plan:
     """A statement compiled for one dialect and one set of parameter names."""
 
     sql: str
-    binds: tuple[tuple[str, _Processor | None], ...]
-    """Each ``?`` of ``sql`` in order: the parameter's name and its bind processor."""
+    take: Callable[[Mapping[str, Any]], Sequence[Any]]
+    """The parameters for the ``?`` of ``sql``, in order."""
+    processors: tuple[tuple[int, _Processor], ...]
+    """The bind processor of each parameter that has one, by position."""
     carried: Mapping[str, Any]
     """Values the statement carries itself (``last_event_seq + 1``), by parameter name."""
     columns: tuple[_Processor | None, ...]
     """A query's result processors, one per column."""
 
-    def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        values: list[Any] = []
-        for name, process in self.binds:
-            if name in params:
-                value = params[name]
-            elif name in self.carried:
-                value = self.carried[name]
-            else:
-                raise InvalidRequestError(f"a value is required for bind parameter {name!r}")
-            values.append(value if process is None else process(value))
-        return tuple(values)
+    def values(self, params: Mapping[str, Any]) -> Sequence[Any]:
+        if self.carried:
+            params = {**self.carried, **params}
+        try:
+            values = self.take(params)
+        except KeyError as missing:
+            name = missing.args[0]
+            raise InvalidRequestError(f"a value is required for bind parameter {name!r}") from None
+        if not self.processors:
+            return values
+        processed = list(values)
+        for index, process in self.processors:
+            processed[index] = process(processed[index])
+        return processed
 
     def row(self, found: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for value, process in zip(found, self.columns, strict=True)
         )
+
+
+def _taker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], Sequence[Any]]:
+    """The values of ``names`` from a mapping, as a tuple (in C for two or more)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda params: (params[name],)
+    return lambda _params: ()
 
 
 _plans: weakref.WeakKeyDictionary[Dialect, dict[tuple[Executable, tuple[str, ...]], _Plan | None]]
@@ -131,9 +147,10 @@ def _compile(dialect: Dialect, statement: Executable, names: tuple[str, ...]) ->
         or any(bind.expanding or bind.callable for bind in compiled.binds.values())
     ):
         return None
-    binds = tuple(
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-        for name in positions
+    processors = tuple(
+        (index, process)
+        for index, name in enumerate(positions)
+        if (process := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
     )
     carried = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
     columns: tuple[_Processor | None, ...] = ()
@@ -142,7 +159,7 @@ def _compile(dialect: Dialect, statement: Executable, names: tuple[str, ...]) ->
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         )
-    return _Plan(compiled.string, binds, carried, columns)
+    return _Plan(compiled.string, _taker(positions), processors, carried, columns)
 
 
 def _run(connection: Connection, plan: _Plan, values: Any, *, many: bool) -> Any:
