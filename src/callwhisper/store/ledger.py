@@ -141,14 +141,6 @@ _UPDATE_RESERVATION = update(cap_reservations).where(
 )
 
 
-_ADD_RESERVED = update(cap_usage).where(_USAGE_ROW).values(reserved=cap_usage.c.reserved + _AMOUNT)
-_ADD_SLOT = (
-    update(cap_concurrency)
-    .where(cap_concurrency.c.owner == bindparam("slot_owner"))
-    .values(in_progress=cap_concurrency.c.in_progress + 1)
-)
-
-
 def reservation_from_row(row: Row[Any]) -> tuple[Reservation, list[CapMetric]]:
     """The reservation a ``cap_reservations`` row holds, and the metrics it committed.
 
@@ -193,6 +185,17 @@ class SqlCapLedger:
         self._db = database
         self._create_usage = upsert(database.dialect, cap_usage).on_conflict_do_nothing()
         self._create_slots = upsert(database.dialect, cap_concurrency).on_conflict_do_nothing()
+        # A granted reservation's counters, created or added to in one statement each.
+        usage = upsert(database.dialect, cap_usage)
+        self._add_reserved = usage.on_conflict_do_update(
+            index_elements=list(CAP_USAGE_KEY.clauses),
+            set_={"reserved": cap_usage.c.reserved + usage.excluded.reserved},
+        )
+        slots = upsert(database.dialect, cap_concurrency)
+        self._add_slots = slots.on_conflict_do_update(
+            index_elements=[cap_concurrency.c.owner],
+            set_={"in_progress": cap_concurrency.c.in_progress + slots.excluded.in_progress},
+        )
         touch = upsert(database.dialect, cap_last_call)
         self._touch = touch.on_conflict_do_update(
             index_elements=[cap_last_call.c.owner], set_={"at": touch.excluded.at}
@@ -333,11 +336,19 @@ class SqlCapLedger:
         rows then follow what it decided instead of deciding again, so a
         write can never disagree with a caller already dialing.
         """
-        self.create_counters_in(reservation, connection)
-        for charge in sorted(reservation.charges, key=lambda charge: charge.key):
-            execute(connection, _ADD_RESERVED, {**_key_params(charge.key), "amount": charge.amount})
-        for owner in sorted(slot.owner for slot in reservation.concurrency):
-            execute(connection, _ADD_SLOT, {"slot_owner": owner})
+        charges = sorted(reservation.charges, key=lambda charge: charge.key)
+        execute_many(
+            connection,
+            self._add_reserved,
+            [
+                {**charge.key._asdict(), "used": Decimal(0), "reserved": charge.amount}
+                for charge in charges
+            ],
+        )
+        owners = sorted(slot.owner for slot in reservation.concurrency)
+        execute_many(
+            connection, self._add_slots, [{"owner": owner, "in_progress": 1} for owner in owners]
+        )
         self._touch_owners(connection, reservation)
         execute(connection, _INSERT_RESERVATION, _reservation_row(reservation, call_id))
 
