@@ -14,7 +14,7 @@ well formed but shares no codec with us raises it with 488 (Not Acceptable Here)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from callwhisper.errors import LocalProtocolError, SdpError
@@ -245,6 +245,31 @@ def _parse_attribute(value: str) -> Attribute:
     return attribute
 
 
+class _MediaLines:
+    """A media description being parsed: its m= line and the lines after it so far."""
+
+    __slots__ = ("attributes", "bandwidths", "connection", "m_line")
+
+    def __init__(self, m_line: Media) -> None:
+        self.m_line = m_line
+        self.connection: Connection | None = None
+        self.bandwidths: list[str] = []
+        self.attributes: list[Attribute] = []
+
+    def media(self) -> Media:
+        m_line = self.m_line
+        return Media(
+            m_line.kind,
+            m_line.port,
+            m_line.proto,
+            m_line.formats,
+            m_line.port_count,
+            self.connection,
+            tuple(self.bandwidths),
+            tuple(self.attributes),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SessionDescription:
     """A session description (RFC 4566): session-level lines and media descriptions."""
@@ -287,22 +312,23 @@ class SessionDescription:
         times: list[tuple[int, int]] = []
         bandwidths: list[str] = []
         attributes: list[Attribute] = []
-        media: list[Media] = []
+        # Each media description's m= line, then its c=, b= and a= lines as they come;
+        # its Media is made once at the end rather than copied at every line.
+        media: list[_MediaLines] = []
         for number, line in enumerate(lines[1:], start=2):
             kind, equals, value = line[:1], line[1:2], line[2:]
             if equals != "=" or not ("a" <= kind <= "z"):
                 raise _error(f"SDP line {number} is not <type>=<value>: {line[:40]!r}")
             if kind == "m":
-                media.append(_parse_media(value))
+                media.append(_MediaLines(_parse_media(value)))
             elif media:
                 current = media[-1]
                 if kind == "c":
-                    media[-1] = replace(current, connection=Connection.parse(value))
+                    current.connection = Connection.parse(value)
                 elif kind == "b":
-                    media[-1] = replace(current, bandwidths=(*current.bandwidths, value))
+                    current.bandwidths.append(value)
                 elif kind == "a":
-                    attribute = _parse_attribute(value)
-                    media[-1] = replace(current, attributes=(*current.attributes, attribute))
+                    current.attributes.append(_parse_attribute(value))
                 elif kind in "vost":
                     raise _error(f"SDP {kind}= line {number} comes after the first m= line")
             elif kind == "v":
@@ -335,7 +361,7 @@ class SessionDescription:
             tuple(times),
             tuple(bandwidths),
             tuple(attributes),
-            tuple(media),
+            tuple(lines.media() for lines in media),
         )
 
     def serialize(self) -> bytes:
