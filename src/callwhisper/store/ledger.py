@@ -136,8 +136,9 @@ _RELEASE_SLOT = (
     .where(cap_concurrency.c.owner == bindparam("slot_owner"))
     .values(in_progress=cap_concurrency.c.in_progress - 1)
 )
-_UPDATE_RESERVATION = update(cap_reservations).where(
-    cap_reservations.c.id == bindparam("reservation_key")
+_UPDATE_OPEN_RESERVATION = update(cap_reservations).where(
+    cap_reservations.c.id == bindparam("reservation_key"),
+    cap_reservations.c.finished_at.is_(None),
 )
 
 
@@ -366,54 +367,108 @@ class SqlCapLedger:
         connection: Connection,
     ) -> None:
         """:meth:`commit` in the caller's write transaction."""
-        charges, _, committed = _held(connection, reservation_id)
-        for charge in charges:
-            metric = charge.key.metric
-            if metric in metrics and metric not in committed:
-                kept = revenue if metric == "revenue" and revenue is not None else charge.amount
-                execute(
-                    connection,
-                    _COMMIT_USAGE,
-                    {**_key_params(charge.key), "amount": charge.amount, "kept": kept},
-                )
-        now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
-        if now_committed != committed:
-            execute(
-                connection,
-                _UPDATE_RESERVATION,
-                {"reservation_key": reservation_id, "committed": sorted(now_committed)},
-            )
+        _commit(connection, _read_held(connection, reservation_id), metrics, revenue)
 
     def finish_in(self, reservation_id: str, at: datetime, connection: Connection) -> None:
         """:meth:`finish` in the caller's write transaction."""
-        charges, owners, committed = _held(connection, reservation_id)
-        for charge in charges:
-            if charge.key.metric not in committed:
-                params = {**_key_params(charge.key), "amount": charge.amount}
-                execute(connection, _RELEASE_USAGE, params)
-        for owner in owners:
-            execute(connection, _RELEASE_SLOT, {"slot_owner": owner})
-        execute(
-            connection,
-            _UPDATE_RESERVATION,
-            {"reservation_key": reservation_id, "finished_at": at},
+        _finish(connection, _read_held(connection, reservation_id), at)
+
+    def record_commit_in(
+        self,
+        reservation: Reservation,
+        committed: Collection[CapMetric],
+        metrics: Collection[CapMetric],
+        revenue: Decimal | None,
+        connection: Connection,
+    ) -> None:
+        """Write a commit another ledger decided, without reading the reservation back.
+
+        ``committed`` holds the metrics the reservation had committed before
+        this commit (see :meth:`record_reservation_in`). Raises ``KeyError``,
+        writing nothing, if the reservation is not open in the database.
+        """
+        _commit(connection, _Held.of(reservation, committed), metrics, revenue)
+
+    def record_finish_in(
+        self,
+        reservation: Reservation,
+        committed: Collection[CapMetric],
+        at: datetime,
+        connection: Connection,
+    ) -> None:
+        """Write a finish another ledger decided, without reading the reservation back.
+
+        ``committed`` holds the metrics the reservation had committed. Raises
+        ``KeyError``, writing nothing, if the reservation is not open in the
+        database.
+        """
+        _finish(connection, _Held.of(reservation, committed), at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """What settling an open reservation needs.
+
+    Charges and slot owners are in key order, the order counter rows are locked in.
+    """
+
+    reservation_id: str
+    charges: tuple[CapCharge, ...]
+    owners: tuple[str, ...]
+    committed: frozenset[str]
+
+    @classmethod
+    def of(cls, reservation: Reservation, committed: Collection[CapMetric]) -> _Held:
+        return cls(
+            reservation.reservation_id,
+            tuple(sorted(reservation.charges, key=lambda charge: charge.key)),
+            tuple(sorted(slot.owner for slot in reservation.concurrency)),
+            frozenset(committed),
         )
 
 
-def _held(
-    connection: Connection, reservation_id: str
-) -> tuple[list[CapCharge], list[str], set[str]]:
-    """An open reservation's charges and slot owners in key order, and its committed metrics.
-
-    Key order is the order counter rows are locked in. ``KeyError`` if no such
-    reservation is open.
-    """
+def _read_held(connection: Connection, reservation_id: str) -> _Held:
+    """An open reservation as its row holds it; ``KeyError`` if none is open."""
     row = first(connection, _HELD, {"reservation_key": reservation_id})
     if row is None:
         raise KeyError(reservation_id)
     charges, concurrency, committed = row
-    return (
-        sorted((_charge_from_json(data) for data in charges), key=lambda charge: charge.key),
-        sorted(str(slot["owner"]) for slot in concurrency),
-        set(committed),
+    return _Held(
+        reservation_id,
+        tuple(sorted((_charge_from_json(data) for data in charges), key=lambda c: c.key)),
+        tuple(sorted(str(slot["owner"]) for slot in concurrency)),
+        frozenset(committed),
     )
+
+
+def _commit(
+    connection: Connection, held: _Held, metrics: Collection[CapMetric], revenue: Decimal | None
+) -> None:
+    committed = held.committed | {metric for metric in metrics if metric in CAP_METRICS}
+    if committed == held.committed:
+        return
+    params = {"reservation_key": held.reservation_id, "committed": sorted(committed)}
+    if execute(connection, _UPDATE_OPEN_RESERVATION, params) != 1:
+        raise KeyError(held.reservation_id)
+    for charge in held.charges:
+        metric = charge.key.metric
+        if metric in metrics and metric not in held.committed:
+            kept = revenue if metric == "revenue" and revenue is not None else charge.amount
+            execute(
+                connection,
+                _COMMIT_USAGE,
+                {**_key_params(charge.key), "amount": charge.amount, "kept": kept},
+            )
+
+
+def _finish(connection: Connection, held: _Held, at: datetime) -> None:
+    params = {"reservation_key": held.reservation_id, "finished_at": at}
+    if execute(connection, _UPDATE_OPEN_RESERVATION, params) != 1:
+        raise KeyError(held.reservation_id)
+    for charge in held.charges:
+        if charge.key.metric not in held.committed:
+            execute(
+                connection, _RELEASE_USAGE, {**_key_params(charge.key), "amount": charge.amount}
+            )
+    for owner in held.owners:
+        execute(connection, _RELEASE_SLOT, {"slot_owner": owner})

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from callwhisper.domain.caps import CapCharge, CapKey
+from callwhisper.domain.caps import CapCharge, CapKey, CapMetric
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.store import CapAmounts, Store, create_store
+from callwhisper.store.tables import cap_reservations
 
 pytestmark = pytest.mark.integration
 
@@ -216,3 +220,81 @@ async def test_concurrent_finish_and_reserve_keep_counts_exact(
     counters = await store.counters.load_counters("auto", owners=["target:acme/main"], now=AT)
     assert counters.in_progress == {"target:acme/main": accepted}
     assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(accepted))
+
+
+def owned(owner: str) -> Reservation:
+    """A reservation of every metric, and a slot, for ``owner``."""
+    charges = (
+        CapCharge(CapKey(owner, "calls", "day", "2026-03-02"), Decimal(50), Decimal(1)),
+        CapCharge(CapKey(owner, "revenue", "month", "2026-03"), Decimal(1000), Decimal(40)),
+        CapCharge(CapKey(owner, "conversions", "total", "all"), Decimal(10), Decimal(1)),
+    )
+    return Reservation(f"{owner}/r", charges, (ConcurrencyLimit(owner, 3),), AT)
+
+
+async def settled(store: Store, owner: str) -> tuple[list[CapAmounts], int, tuple[Any, ...]]:
+    """The counters of :func:`owned` and its reservation row (charges without the owner)."""
+    amounts = [await store.ledger.amounts(charge.key) for charge in owned(owner).charges]
+    counters = await store.counters.load_counters("auto", owners=[owner], now=AT)
+    query = select(
+        cap_reservations.c.charges, cap_reservations.c.committed, cap_reservations.c.finished_at
+    ).where(cap_reservations.c.id == f"{owner}/r")
+    async with store.database.read() as connection:
+        row = (await connection.execute(query)).one()
+    charges = [{**charge, "owner": None} for charge in row.charges]
+    return amounts, counters.in_progress[owner], (charges, row.committed, row.finished_at)
+
+
+async def test_a_commit_and_finish_written_behind_leave_the_rows_the_ledger_leaves(
+    store: Store,
+) -> None:
+    """What memory decided, written without reading its reservation back, as the ledger does."""
+    ledger, write = store.ledger, store.database.run_write
+    assert await ledger.reserve(owned("sql")) is None
+    await ledger.commit("sql/r", ["calls"])
+    await ledger.commit("sql/r", ["calls"])
+    await ledger.commit("sql/r", ["revenue"], revenue=Decimal("35.1234"))
+    await ledger.finish("sql/r", at=AT)
+    memory = owned("memory")
+    calls_only: set[CapMetric] = {"calls"}
+    await write(partial(ledger.record_reservation_in, memory, None))
+    await write(partial(ledger.record_commit_in, memory, set(), ["calls"], None))
+    await write(partial(ledger.record_commit_in, memory, calls_only, ["calls"], None))
+    revenue = Decimal("35.1234")
+    await write(partial(ledger.record_commit_in, memory, calls_only, ["revenue"], revenue))
+    await write(partial(ledger.record_finish_in, memory, {"calls", "revenue"}, AT))
+
+    amounts, in_progress, row = await settled(store, "memory")
+    assert (amounts, in_progress, row) == await settled(store, "sql")
+    assert amounts == [
+        CapAmounts(Decimal(1), Decimal(0)),
+        CapAmounts(Decimal("35.1234"), Decimal(0)),
+        CapAmounts(Decimal(0), Decimal(0)),
+    ]
+    assert in_progress == 0
+    assert row[1:] == (["calls", "revenue"], AT)
+
+
+async def test_a_write_behind_on_a_reservation_that_is_not_open_raises_and_writes_nothing(
+    store: Store,
+) -> None:
+    ledger, write = store.ledger, store.database.run_write
+    decided = reservation("r1", calls_cap(5), concurrency=(ConcurrencyLimit("buyer:acme", 3),))
+    await write(partial(ledger.record_reservation_in, decided, None))
+    await write(partial(ledger.record_finish_in, decided, set(), AT))
+    never_written = reservation(
+        "r2", calls_cap(5), concurrency=(ConcurrencyLimit("buyer:acme", 3),)
+    )
+
+    for settle in (
+        partial(ledger.record_commit_in, decided, set(), ["calls"], None),
+        partial(ledger.record_finish_in, decided, set(), AT),
+        partial(ledger.record_commit_in, never_written, set(), ["calls"], None),
+        partial(ledger.record_finish_in, never_written, set(), AT),
+    ):
+        with pytest.raises(KeyError):
+            await write(settle)
+
+    assert await ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(0))
+    counters = await store.counters.load_counters("auto", owners=["buyer:acme"], now=AT)
+    assert counters.in_progress == {"buyer:acme": 0}
