@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from callwhisper.store.compiled import execute
-from callwhisper.store.engine import Database, defer
+from callwhisper.store.engine import Database, defer, update_deferred
 from callwhisper.store.ledger import SqlCapLedger
 from callwhisper.store.sql import utcnow
 from callwhisper.store.tables import call_events, call_legs, calls, cap_reservations
@@ -77,6 +77,9 @@ class LegChanges(TypedDict, total=False):
     reason: str | None
     cost: Decimal
     reservation_id: str | None
+
+
+_NO_LEG_CHANGES: dict[str, Any] = dict.fromkeys(LegChanges.__annotations__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +236,29 @@ class CallRepository:
         target_id: str | None = None,
         reservation_id: str | None = None,
     ) -> None:
-        """Record a buyer leg being dialed."""
-        execute(
-            connection,
-            _INSERT_LEG,
-            {
-                "id": leg_id,
-                "call_id": call_id,
-                "buyer_id": buyer_id,
-                "target_id": target_id,
-                "destination": destination,
-                "reservation_id": reservation_id,
-                "dialed_at": dialed_at,
-                "cost": Decimal(0),
-            },
-        )
+        """Record a buyer leg being dialed.
+
+        The insert is deferred to the end of the transaction
+        (``store.engine.defer``), so that the leg's changes in the same
+        transaction (it rings, it answers) are written with it.
+        """
+        row = {
+            "id": leg_id,
+            "call_id": call_id,
+            "buyer_id": buyer_id,
+            "target_id": target_id,
+            "destination": destination,
+            "reservation_id": reservation_id,
+            "dialed_at": dialed_at,
+            "cost": Decimal(0),
+        }
+        # Every column a change may set, so that every row of the deferred insert has the same.
+        defer(connection, _INSERT_LEG, {**_NO_LEG_CHANGES, **row}, key=leg_id)
 
     def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
         """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
+        if update_deferred(connection, _INSERT_LEG, leg_id, changes):
+            return
         if execute(connection, _UPDATE_LEG, {**changes, "leg_key": leg_id}) != 1:
             raise KeyError(leg_id)
 
@@ -288,7 +296,9 @@ class CallRepository:
         """
         row = {"call_id": call_id, "seq": seq, "at": at, "kind": kind, "leg_id": leg_id}
         defer(connection, _INSERT_EVENT, {**row, "data": dict(data)})
-        defer(connection, _RAISE_EVENT_SEQ, {"call_key": call_id, "seq": seq}, key=call_id)
+        raised = {"call_key": call_id, "seq": seq}
+        if not update_deferred(connection, _RAISE_EVENT_SEQ, call_id, raised):
+            defer(connection, _RAISE_EVENT_SEQ, raised, key=call_id)
 
     async def close_interrupted_calls(self, now: datetime) -> int:
         """Close the calls that never ended (after a crash); returns how many.

@@ -348,15 +348,38 @@ def defer(
     order deferred, after the unit of work (a whole shared transaction of
     :meth:`Database.submit`): for rows that nothing reads before the commit,
     such as timeline entries, many calls' rows then cost one statement.
-    A later deferral of the same statement with the same ``key`` replaces
-    the earlier one's parameters, for a change of which only the last one
-    matters. Outside ``run_write`` the statement runs at once.
+    A ``key`` names the row for :func:`update_deferred`; the same
+    statement deferred twice under one key is a ``ValueError``. Outside
+    ``run_write`` the statement runs at once.
     """
     deferred: _Deferred | None = connection.info.get(_DEFERRED)
     if deferred is None:
         execute(connection, statement, params)
+        return
+    rows = deferred.setdefault(statement, {})
+    if key is None:
+        rows[object()] = params
+    elif key in rows:
+        raise ValueError(f"{key!r} is deferred already")
     else:
-        deferred.setdefault(statement, {})[object() if key is None else key] = params
+        rows[key] = params
+
+
+def update_deferred(
+    connection: Connection, statement: Executable, key: Hashable, params: Mapping[str, Any]
+) -> bool:
+    """Update the parameters ``statement`` was deferred with under ``key``; the later values win.
+
+    For a row that changes again before the commit: its last values then
+    cost no statement of their own. ``False`` when nothing is deferred under
+    ``key`` in the :meth:`Database.run_write` under way.
+    """
+    deferred: _Deferred | None = connection.info.get(_DEFERRED)
+    rows = None if deferred is None else deferred.get(statement)
+    if rows is None or key not in rows:
+        return False
+    rows[key] = {**rows[key], **params}
+    return True
 
 
 def _deferring(work: Work[_T], connection: Connection) -> _T:

@@ -123,6 +123,50 @@ async def test_timeline_sequence_is_monotonic_under_concurrent_appends(store: St
     assert [event.seq for event in call.events] == list(range(1, 31))
 
 
+async def test_a_leg_that_changes_in_the_transaction_dialing_it_is_stored_with_its_last_values(
+    store: Store,
+) -> None:
+    calls = store.calls
+
+    def dial_ring_answer(connection: Connection) -> None:
+        calls.create_call_in("c1", connection, dialed="+18005550123", started_at=START)
+        calls.create_leg_in(
+            "c1-l1", "c1", connection, destination="sip:desk@acme", dialed_at=later(1)
+        )
+        calls.create_leg_in(
+            "c1-l2", "c1", connection, destination="sip:desk@zeta", dialed_at=later(1)
+        )
+        calls.update_leg_in("c1-l1", {"ringing_at": later(2), "cost": Decimal(1)}, connection)
+        calls.update_leg_in("c1-l1", {"answered_at": later(3), "cost": Decimal(2)}, connection)
+        with pytest.raises(KeyError, match="c1-l3"):
+            calls.update_leg_in("c1-l3", {"answered_at": later(3)}, connection)
+        with pytest.raises(ValueError, match="'c1-l2' is deferred already"):
+            calls.create_leg_in(
+                "c1-l2", "c1", connection, destination="sip:desk@zeta", dialed_at=later(9)
+            )
+
+    await store.submit(dial_ring_answer)
+    await store.database.run_write(
+        partial(calls.update_leg_in, "c1-l2", {"ended_at": later(4), "outcome": "busy"})
+    )
+
+    call = await calls.get_call("c1")
+    assert call is not None
+    first_leg, second_leg = call.legs
+    assert (first_leg.dialed_at, first_leg.ringing_at, first_leg.answered_at) == (
+        later(1),
+        later(2),
+        later(3),
+    )
+    assert (first_leg.cost, first_leg.ended_at, first_leg.outcome) == (Decimal(2), None, None)
+    assert (second_leg.ringing_at, second_leg.ended_at, second_leg.outcome) == (
+        None,
+        later(4),
+        "busy",
+    )
+    assert second_leg.cost == Decimal(0)
+
+
 async def test_unknown_calls_and_legs_raise_key_error(store: Store) -> None:
     write = store.database.run_write
     with pytest.raises(KeyError, match="missing-call"):

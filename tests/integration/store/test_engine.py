@@ -155,7 +155,7 @@ async def test_an_urgent_write_commits_at_once_with_those_queued_before_it(
 async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_parameters(
     store: Store,
 ) -> None:
-    """Each call's counter is raised by its last deferral only; unkeyed rows all run."""
+    """A keyed row runs once, with the parameters it was last updated with; unkeyed rows all run."""
     add = (
         update(calls)
         .where(calls.c.id == bindparam("call_key"))
@@ -167,8 +167,11 @@ async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_p
             store.calls.create_call_in(call_id, connection, dialed="+18005550123", started_at=START)
         store_engine.defer(connection, add, {"call_key": "c1", "step": 1}, key="c1")
         store_engine.defer(connection, add, {"call_key": "c2", "step": 10})
-        store_engine.defer(connection, add, {"call_key": "c1", "step": 100}, key="c1")
+        assert store_engine.update_deferred(connection, add, "c1", {"step": 100})
         store_engine.defer(connection, add, {"call_key": "c2", "step": 1000})
+        assert not store_engine.update_deferred(connection, add, "c2", {"step": 1})
+        with pytest.raises(ValueError, match="'c1' is deferred already"):
+            store_engine.defer(connection, add, {"call_key": "c1", "step": 1}, key="c1")
         # Nothing deferred has run yet.
         assert connection.scalar(select(func.sum(calls.c.last_event_seq))) == 0
 
