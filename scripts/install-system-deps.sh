@@ -13,6 +13,10 @@ have sox        || need+=(sox)
 have redis-server || need+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ldconfig -p 2>/dev/null | grep -q libsndfile.so.1 || need+=(libsndfile1)
+# Kernel forwarding of bridged RTP (media.kernel_forwarding): the library the engine
+# loads, and nft, which its tests read the ruleset with.
+ldconfig -p 2>/dev/null | grep -q libnftables.so.1 || need+=(libnftables1)
+have nft || [ -x /usr/sbin/nft ] || need+=(nftables)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

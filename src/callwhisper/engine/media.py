@@ -14,27 +14,46 @@ packets) the general one, :meth:`MediaLeg._receive`.
 
 Everything a leg *plays* (ringback, whisper, silence) is sent from the one
 shared :class:`~callwhisper.engine.clock.MediaClock`.
+
+With ``kernel_forwarding`` on, a bridge that only relays (no recording, no
+transcoding) is handed to the kernel once both peers have sent and any key
+press begun before it has ended (:mod:`callwhisper.engine.offload`): its
+packets are then forwarded by nftables rules without reaching us. The
+sockets stay open and read; whatever the kernel does not forward (a
+stranger, a peer that moved) still arrives here, and the bridge comes back
+to user space when it ends, a peer holds or moves, or the kernel stops
+forwarding it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import secrets
 import select
 import socket
 import struct
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from callwhisper.audio import FRAME_SAMPLES, Codec
 from callwhisper.engine.clock import PTIME, MediaClock
+from callwhisper.engine.nftables import KernelForwardingUnavailable, NftablesForwarder
+from callwhisper.engine.offload import (
+    KERNEL_FORWARDING_MODES,
+    KernelForwarding,
+    LegState,
+    Offload,
+    Refusal,
+    plan,
+)
 from callwhisper.engine.playback import LegCodec, Playback, PlaybackSource, silence_frame
 from callwhisper.engine.recording import BUYER, CALLER, CallRecorder, Channel
-from callwhisper.errors import LocalProtocolError, RtpError
+from callwhisper.errors import ConfigError, LocalProtocolError, RtpError
 from callwhisper.media.dtmf import DigitStarted, DtmfReceiver
 from callwhisper.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW, alaw_encode, ulaw_encode
 from callwhisper.media.rtp import (
@@ -51,6 +70,7 @@ __all__ = [
     "Bridge",
     "DigitReceived",
     "EpollPoller",
+    "KernelForwarder",
     "LegCounters",
     "LegRecording",
     "LegStats",
@@ -78,6 +98,14 @@ _PLAIN_RTP: Final = 0x80
 _SEQ_TS_SSRC: Final = struct.Struct("!HII")
 RECORDING_FLUSH_INTERVAL: Final = 0.5
 """Seconds between two writes of the recordings in progress."""
+OFFLOAD_CHECK_INTERVAL: Final = 0.2
+"""Seconds between two looks at the bridges waiting for kernel forwarding."""
+LEAK_GRACE: Final = 1.0
+"""Seconds after the kernel took a bridge over during which packets from its peers may still
+reach us: those that were queued on the sockets before."""
+LEAK_PACKETS: Final = 50
+"""Packets from a latched peer that reach us after :data:`LEAK_GRACE` before the kernel is
+deemed to have stopped forwarding the bridge (one second of 20 ms audio)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +120,20 @@ class MediaConfig:
     """Highest RTP port (inclusive)."""
     relatch_after: int | None = None
     """Consecutive packets from a new address that move the latch; None never moves it."""
+    kernel_forwarding: KernelForwarding = "off"
+    """Whether bridged calls are forwarded by the kernel (nftables, needs CAP_NET_ADMIN):
+    ``off``; ``auto``, where the host allows it, else in user space after one warning; ``on``,
+    or the engine does not start."""
 
     def __post_init__(self) -> None:
-        """Reject an empty or out-of-range port range."""
+        """Reject an empty or out-of-range port range or an unknown forwarding mode."""
         if not 0 < self.port_min <= self.port_max <= 65535:
             raise ValueError(f"invalid RTP port range {self.port_min}-{self.port_max}")
+        if self.kernel_forwarding not in KERNEL_FORWARDING_MODES:
+            raise ValueError(
+                f"kernel_forwarding must be one of {', '.join(KERNEL_FORWARDING_MODES)}, "
+                f"not {self.kernel_forwarding!r}"
+            )
 
 
 class PortAllocator:
@@ -205,6 +242,11 @@ class _Route:
     audio payload type cannot be mistaken for RTCP (RFC 5761 4)."""
     held_event: int | None = None
     """RTP timestamp of an event begun before the bridge: the rest of it is not relayed."""
+    held_seen: float = 0.0
+    """Loop time of the held event's last packet, or of the bridge: until it has been quiet
+    for a while, the kernel must not take over (it would relay the rest)."""
+    offloaded: bool = False
+    """Whether the kernel forwards this direction: what still reaches us is watched."""
 
     def forward(self, data: bytes, address: Address, now: float) -> bool:
         """Relay plain audio from the latched peer; False leaves the datagram to the general path.
@@ -256,9 +298,26 @@ class _Route:
         # The accept key's own updates and end packets come after the bridge it caused:
         # relayed, they would reach the caller as a key press (call-flow.md 1.2).
         if self.held_event is not None and int.from_bytes(data[4:8]) == self.held_event:
+            self.held_seen = now
             return
         target = self.target
         target._send(target.outgoing.relay(data, now, payload_type=self.event_pt))
+
+
+def _leg_state(leg: MediaLeg) -> LegState:
+    route = leg._route
+    assert route is not None
+    return LegState(
+        port=leg.local_address[1],
+        peer=leg.incoming.latched,
+        sends=leg._sends,
+        codec=leg.codec,
+        key_press_seen=None if route.held_event is None else route.held_seen,
+    )
+
+
+def _name(bridge: Bridge) -> str:
+    return f"the bridge of {bridge.caller.ident} and {bridge.buyer.ident}"
 
 
 def _record(
@@ -275,6 +334,7 @@ def _route(
     recorder: CallRecorder | None,
     channel: Channel,
     held_event: int | None,
+    now: float,
 ) -> _Route:
     translate: bytes | None = None
     if source.codec.encoding != target.codec.encoding:
@@ -291,8 +351,17 @@ def _route(
         translate=translate,
         recorder=recorder,
         channel=channel,
-        fast=source.incoming.relatch_after is None and (source_pt | 0x80) not in RTCP_PACKET_TYPES,
+        fast=_fast(source),
         held_event=held_event,
+        held_seen=now,
+    )
+
+
+def _fast(source: MediaLeg) -> bool:
+    """Whether the plain audio of ``source`` may take :meth:`_Route.forward`."""
+    return (
+        source.incoming.relatch_after is None
+        and (source.codec.payload_type | 0x80) not in RTCP_PACKET_TYPES
     )
 
 
@@ -324,6 +393,32 @@ class _Recorded:
             raise self._error
 
 
+KernelState = Literal["waiting", "installing", "active", "idle"]
+"""A bridge and kernel forwarding: the engine asks the planner every
+:data:`OFFLOAD_CHECK_INTERVAL` (``waiting``), the forwarder adds its elements
+(``installing``), the kernel forwards it (``active``), or it stays in user
+space for good (``idle``)."""
+
+
+class _Kernel:
+    """Where one bridge stands with kernel forwarding."""
+
+    __slots__ = ("cancelled", "leaked", "offload", "retry", "since", "state")
+
+    def __init__(self) -> None:
+        self.state: KernelState = "waiting"
+        self.offload: Offload | None = None
+        """The elements in the kernel or on their way there."""
+        self.cancelled = False
+        """Taken back while installing: remove the elements once they are in."""
+        self.retry = False
+        """After a removal, wait to be forwarded again (a peer held or moved)."""
+        self.since = 0.0
+        """Loop time the kernel took over."""
+        self.leaked = 0
+        """Packets from the latched peers that reached us after :data:`LEAK_GRACE`."""
+
+
 class Bridge(_Recorded):
     """Two legs relaying RTP to each other, optionally recorded (caller left, buyer right)."""
 
@@ -332,6 +427,12 @@ class Bridge(_Recorded):
         super().__init__(recorder)
         self.caller = caller
         self.buyer = buyer
+        self._kernel: _Kernel | None = None
+
+    @property
+    def kernel_forwarded(self) -> bool:
+        """Whether the kernel forwards the bridge's packets now (they no longer reach us)."""
+        return self._kernel is not None and self._kernel.state == "active"
 
     def _drop_recorder(self) -> None:
         super()._drop_recorder()
@@ -431,6 +532,28 @@ def _poller(loop: asyncio.AbstractEventLoop) -> _Poller:
     return EpollPoller(loop) if hasattr(select, "epoll") else LoopPoller(loop)
 
 
+Done = Callable[[str | None], None]
+"""Called on the loop when the kernel has done what was asked: None, or why it failed."""
+
+
+class KernelForwarder(Protocol):
+    """Forwards bridges in the kernel (:class:`~callwhisper.engine.nftables.NftablesForwarder`)."""
+
+    def install(self, offload: Offload, done: Done) -> None:
+        """Start forwarding a bridge; returns at once."""
+
+    def remove(self, offload: Offload, done: Done) -> None:
+        """Stop forwarding a bridge; returns at once."""
+
+    async def close(self) -> None:
+        """Stop forwarding everything."""
+
+
+OpenForwarder = Callable[[str, int, int], Awaitable[KernelForwarder]]
+"""Opens a forwarder for RTP to an address and port range; raises
+:class:`~callwhisper.engine.nftables.KernelForwardingUnavailable` naming what is missing."""
+
+
 class MediaLeg:
     """The RTP endpoint of one call leg: a UDP socket, our outgoing stream and the peer's.
 
@@ -444,6 +567,7 @@ class MediaLeg:
         "_on_event",
         "_playback",
         "_route",
+        "_sends",
         "_sock",
         "_tap",
         "bridge",
@@ -455,7 +579,6 @@ class MediaLeg:
         "local_address",
         "outgoing",
         "remote",
-        "sends",
     )
 
     def __init__(
@@ -474,9 +597,7 @@ class MediaLeg:
         self.ident = ident
         self.codec = codec
         self.remote = remote
-        # False while the peer's SDP says sendonly or inactive (on hold): RFC 3264 6.1
-        # forbids sending to it then. Our stream's numbering still advances, as in a pause.
-        self.sends = True
+        self._sends = True
         self._on_event = on_event
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
@@ -506,11 +627,28 @@ class MediaLeg:
         """Where our packets go: the latched source of the peer's packets, else its SDP address."""
         return self.incoming.latched or self.remote
 
+    @property
+    def sends(self) -> bool:
+        """False while the peer's SDP says sendonly or inactive (on hold).
+
+        RFC 3264 6.1 forbids sending to it then; our stream's numbering still
+        advances, as in a pause. A held bridge comes back from the kernel.
+        """
+        return self._sends
+
+    @sends.setter
+    def sends(self, sends: bool) -> None:
+        self._sends = sends
+        if not sends and self.bridge is not None:
+            self._engine._take_back(self.bridge, retry=True)
+
     def set_remote(self, address: Address, *, relatch: bool = False) -> None:
         """Set the peer's address from its SDP; ``relatch`` after a re-INVITE moved it."""
         self.remote = address
         if relatch:
             self.incoming.unlatch()
+            if self.bridge is not None:
+                self._engine._take_back(self.bridge, retry=True)
 
     def stats(self) -> LegStats:
         """Counters and reception statistics at this moment."""
@@ -578,7 +716,7 @@ class MediaLeg:
     # -- socket I/O -----------------------------------------------------------------
 
     def _send(self, packet: bytes | bytearray) -> None:
-        if not self.sends:
+        if not self._sends:
             return
         destination = self.incoming.latched or self.remote
         if destination is None:
@@ -603,8 +741,25 @@ class MediaLeg:
             return True
         route = self._route
         if route is None or not route.forward(data, address, now):
-            self._receive(data, address, now)
+            if route is not None and route.offloaded:
+                self._receive_offloaded(data, address, now)
+            else:
+                self._receive(data, address, now)
         return True
+
+    def _receive_offloaded(self, data: bytes, address: Address, now: float) -> None:
+        """Handle as usual what reached us though the kernel forwards the bridge; watch it."""
+        latched = self.incoming.latched
+        self._receive(data, address, now)
+        bridge = self.bridge
+        route = self._route
+        if bridge is None or route is None or not route.offloaded:
+            return  # the event handler ended the bridge
+        if self.incoming.latched != latched:
+            # The peer moved (relatch_after): the kernel would go on with the old address.
+            self._engine._take_back(bridge, retry=True)
+        elif address == latched:
+            self._engine._leaked(bridge, now)
 
     def _receive(self, data: bytes, address: Address, now: float) -> None:
         counters = self.counters
@@ -663,9 +818,17 @@ class MediaEngine:
     closes every leg, finishes every recording and cancels the engine's tasks.
     """
 
-    def __init__(self, config: MediaConfig | None = None) -> None:
-        """Prepare the engine; no socket is opened and no task started before :meth:`start`."""
+    def __init__(
+        self, config: MediaConfig | None = None, *, open_forwarder: OpenForwarder | None = None
+    ) -> None:
+        """Prepare the engine; no socket is opened and no task started before :meth:`start`.
+
+        ``open_forwarder`` replaces nftables as the kernel forwarder.
+        """
         self.config = config or MediaConfig()
+        self._open_forwarder: OpenForwarder = open_forwarder or NftablesForwarder.open
+        self._forwarder: KernelForwarder | None = None
+        self._waiting: dict[Bridge, None] = {}
         self.ports = PortAllocator(self.config.port_min, self.config.port_max)
         self.clock = MediaClock(self._tick)
         self.legs: dict[str, MediaLeg] = {}
@@ -693,13 +856,34 @@ class MediaEngine:
         return self._watcher
 
     async def start(self) -> None:
-        """Start the media clock and the recording writer on the running loop."""
+        """Start the media clock and the recording writer on the running loop.
+
+        With kernel forwarding ``on``, raises :class:`ConfigError` when the
+        host or the process cannot do it (``auto`` logs why and goes on).
+        """
         if self._loop is not None:
             raise LocalProtocolError("media engine already started")
+        forwarder = await self._start_forwarder()
         self._loop = asyncio.get_running_loop()
         self._watcher = _poller(self._loop)
         self.clock.start()
         self._spawn(self._flush_recordings(), "media-recording-flush")
+        if forwarder is not None:
+            self._forwarder = forwarder
+            self._spawn(self._watch_bridges(), "media-kernel-forwarding")
+
+    async def _start_forwarder(self) -> KernelForwarder | None:
+        config = self.config
+        if config.kernel_forwarding == "off":
+            return None
+        try:
+            return await self._open_forwarder(config.address, config.port_min, config.port_max)
+        except KernelForwardingUnavailable as exc:
+            if config.kernel_forwarding == "on":
+                problem = f"media kernel forwarding is on but unavailable: {exc}"
+                raise ConfigError([problem]) from exc
+            log.warning("media kernel forwarding unavailable, relaying in user space: %s", exc)
+            return None
 
     async def stop(self, grace: float = 5.0) -> None:
         """Close every leg, wait up to ``grace`` seconds for recordings to close, cancel tasks."""
@@ -714,6 +898,9 @@ class MediaEngine:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._forwarder is not None:
+            forwarder, self._forwarder = self._forwarder, None
+            await forwarder.close()
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
@@ -807,6 +994,12 @@ class MediaEngine:
         the same SSRC and continuous numbering, the first relayed packet
         carrying the marker bit. Key presses are relayed, but not the rest of
         one begun before the bridge (the accept key that caused it).
+
+        With kernel forwarding, an unrecorded bridge between legs of the same
+        format goes to the kernel once both peers have sent and that key
+        press is over (:attr:`Bridge.kernel_forwarded`): the kernel then
+        relays the peers' packets unchanged, and key presses are no longer
+        reported.
         """
         for leg in (caller, buyer):
             if leg.bridge is not None:
@@ -821,9 +1014,12 @@ class MediaEngine:
         for leg in (caller, buyer):
             leg.stop_playback()
             leg.bridge = bridge
-        caller._route = _route(caller, buyer, recorder, CALLER, caller.dtmf.last_timestamp)
-        buyer._route = _route(buyer, caller, recorder, BUYER, buyer.dtmf.last_timestamp)
+        caller._route = _route(caller, buyer, recorder, CALLER, caller.dtmf.last_timestamp, now)
+        buyer._route = _route(buyer, caller, recorder, BUYER, buyer.dtmf.last_timestamp, now)
         self.bridges.add(bridge)
+        if self._forwarder is not None:
+            bridge._kernel = _Kernel()
+            self._waiting[bridge] = None
         return bridge
 
     def unbridge(self, bridge: Bridge) -> None:
@@ -833,6 +1029,7 @@ class MediaEngine:
         """
         if bridge not in self.bridges:
             return
+        self._take_back(bridge, retry=False)
         self.bridges.discard(bridge)
         for leg in (bridge.caller, bridge.buyer):
             leg._route = None
@@ -843,6 +1040,120 @@ class MediaEngine:
             self._spawn(
                 self._close_recording(bridge), f"media-recording-close-{bridge.caller.ident}"
             )
+
+    # -- kernel forwarding ----------------------------------------------------------
+
+    async def _watch_bridges(self) -> None:
+        while True:
+            await asyncio.sleep(OFFLOAD_CHECK_INTERVAL)
+            if self._waiting:
+                self._offload(self.loop.time())
+
+    def _offload(self, now: float) -> None:
+        """Hand the waiting bridges that the planner accepts to the kernel."""
+        forwarder = self._forwarder
+        if forwarder is None:
+            return
+        for bridge in list(self._waiting):
+            kernel = bridge._kernel
+            assert kernel is not None
+            decision = plan(
+                _leg_state(bridge.caller),
+                _leg_state(bridge.buyer),
+                recorded=bridge.recorder is not None,
+                now=now,
+            )
+            if isinstance(decision, Refusal):
+                if decision.final:
+                    del self._waiting[bridge]
+                    kernel.state = "idle"
+                    log.debug("%s stays in user space: %s", _name(bridge), decision.reason)
+                continue
+            del self._waiting[bridge]
+            kernel.state = "installing"
+            kernel.offload = decision
+            forwarder.install(decision, functools.partial(self._installed, bridge))
+
+    def _installed(self, bridge: Bridge, error: str | None) -> None:
+        kernel = bridge._kernel
+        assert kernel is not None
+        if self._forwarder is None:
+            return  # stopped meanwhile: the table is gone
+        if error is not None:
+            kernel.state = "idle"
+            log.warning(
+                "kernel forwarding of %s failed, relaying in user space: %s", _name(bridge), error
+            )
+            return
+        if kernel.cancelled:
+            kernel.cancelled = False
+            kernel.state = "active"  # for the removal to undo
+            self._take_back(bridge, retry=kernel.retry)
+            return
+        kernel.state = "active"
+        kernel.since = self.loop.time()
+        kernel.leaked = 0
+        for leg in (bridge.caller, bridge.buyer):
+            route = leg._route
+            assert route is not None
+            route.offloaded = True
+            route.fast = False  # what still arrives takes the general path, which watches it
+        log.debug("%s is forwarded by the kernel", _name(bridge))
+
+    def _take_back(self, bridge: Bridge, *, retry: bool) -> None:
+        """Relay ``bridge`` in user space again; with ``retry``, offload it again when it can."""
+        kernel = bridge._kernel
+        if kernel is None:
+            return
+        match kernel.state:
+            case "waiting" if not retry:
+                kernel.state = "idle"
+                self._waiting.pop(bridge, None)
+            case "installing":
+                kernel.cancelled = True
+                kernel.retry = retry
+            case "active":
+                for leg in (bridge.caller, bridge.buyer):
+                    route = leg._route
+                    if route is not None:
+                        route.offloaded = False
+                        route.fast = _fast(leg)
+                assert kernel.offload is not None
+                if self._forwarder is not None:
+                    self._forwarder.remove(
+                        kernel.offload, functools.partial(self._removed, bridge, kernel.offload)
+                    )
+                kernel.state = "idle"
+                if retry and bridge in self.bridges:
+                    kernel.state = "waiting"
+                    self._waiting[bridge] = None
+
+    @staticmethod
+    def _removed(bridge: Bridge, offload: Offload, error: str | None) -> None:
+        if error is not None:
+            # The kernel may go on relaying those ports until the engine stops.
+            log.error(
+                "kernel forwarding of %s could not be removed: %s; ports %d and %d",
+                _name(bridge),
+                error,
+                offload.caller_port,
+                offload.buyer_port,
+            )
+
+    def _leaked(self, bridge: Bridge, now: float) -> None:
+        """A packet from a latched peer reached us though the kernel should have forwarded it."""
+        kernel = bridge._kernel
+        assert kernel is not None
+        if now - kernel.since < LEAK_GRACE:
+            return  # queued on the socket before the kernel took over
+        kernel.leaked += 1
+        if kernel.leaked >= LEAK_PACKETS:
+            log.warning(
+                "the kernel no longer forwards %s (its peers' packets reach the engine), "
+                "relaying in user space",
+                _name(bridge),
+            )
+            self._take_back(bridge, retry=False)
 
     # -- one leg recorded alone -----------------------------------------------------
 
