@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import cast
 
 import click
 
 from callwhisper.cli.common import read_configuration
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
+from callwhisper.engine.offload import KERNEL_FORWARDING_MODES, KernelForwarding
 from callwhisper.engine.transport import client_tls_context, server_tls_context
 from callwhisper.errors import ConfigError
 
@@ -64,6 +66,15 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="Range of RTP ports, e.g. 20000-30000.",
 )
 @click.option(
+    "--media-kernel-forwarding",
+    type=click.Choice(KERNEL_FORWARDING_MODES),
+    default="off",
+    show_default=True,
+    help="Let the kernel (nftables) forward the RTP of bridged calls that are not recorded; "
+    "needs CAP_NET_ADMIN. auto: where this host allows it, else relay as usual after a "
+    "warning; on: refuse to start without it.",
+)
+@click.option(
     "--sip-rate-per-source",
     type=click.FloatRange(min=1.0),
     default=TransportConfig().rate_per_source,
@@ -101,6 +112,7 @@ def command(
     sip_tls_no_verify: bool,
     media_host: str,
     rtp_ports: str,
+    media_kernel_forwarding: str,
     sip_rate_per_source: float,
     drain_timeout: float,
     counters: str,
@@ -137,11 +149,19 @@ def command(
         data_dir=data_dir,
         configuration_file=config_file,
         sip=sip,
-        media=MediaConfig(address=media_host, port_min=int(low), port_max=int(high)),
+        media=MediaConfig(
+            address=media_host,
+            port_min=int(low),
+            port_max=int(high),
+            kernel_forwarding=cast(KernelForwarding, media_kernel_forwarding),
+        ),
         drain_timeout=drain_timeout,
         resident_counters=_RESIDENT_COUNTERS[counters],
     )
-    _run(CallwhisperServer(config))
+    try:
+        _run(CallwhisperServer(config))
+    except ConfigError as exc:  # e.g. kernel forwarding "on" where the host cannot do it
+        raise click.ClickException(str(exc)) from exc
 
 
 _RESIDENT_COUNTERS: dict[str, bool | None] = {"auto": None, "memory": True, "database": False}
