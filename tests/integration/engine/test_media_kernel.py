@@ -280,3 +280,120 @@ def test_without_cap_net_admin_auto_relays_in_user_space_and_on_refuses(
             "WARNING media kernel forwarding unavailable, relaying in user space: "
         )
         assert REASONS[how] in warnings[0]
+
+
+BETWEEN_HOSTS = textwrap.dedent(
+    """
+    import asyncio, ctypes, os, socket, subprocess
+    from pathlib import Path
+    from callwhisper.engine.media import MediaConfig, MediaEngine
+    from callwhisper.engine.playback import PCMU
+    from callwhisper.errors import ConfigError
+    from callwhisper.media.rtp import RtpPacket
+
+    US, PHONES = "10.77.0.1", "10.77.0.2"
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setns(fd):
+        if libc.setns(fd, 0x40000000):  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), "setns")
+
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, pass_fds=(phones_ns,))
+
+    def conf(name, value):
+        Path("/proc/sys/net/ipv4/conf", name).write_text(value)
+
+    # This process has a network namespace of its own (unshare --net): ours. The phones get
+    # another one, behind a veth pair: their packets are forwarded, as from another host.
+    ours = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    if libc.unshare(0x40000000):
+        raise OSError(ctypes.get_errno(), "unshare")
+    phones_ns = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    setns(ours)
+    there = f"/proc/self/fd/{phones_ns}"
+    ip("link", "set", "lo", "up")
+    ip("link", "add", "cw0", "type", "veth", "peer", "name", "cw1", "netns", there)
+    ip("addr", "add", US + "/24", "dev", "cw0")
+    ip("link", "set", "cw0", "up")
+    conf("all/send_redirects", "0")
+    conf("cw0/send_redirects", "0")
+    setns(phones_ns)  # the programs run from here on run there too
+    ip("addr", "add", PHONES + "/24", "dev", "cw1")
+    ip("link", "set", "cw1", "up")
+    phones = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for phone in phones:
+        phone.bind((PHONES, 0))
+        phone.setblocking(False)
+    setns(ours)
+
+    async def main():
+        config = MediaConfig(US, 36000, 36999, kernel_forwarding="on")
+        conf("cw0/forwarding", "0")
+        try:
+            await MediaEngine(config).start()
+        except ConfigError as exc:
+            print("refused:", exc)
+        conf("cw0/forwarding", "1")
+        engine = MediaEngine(config)
+        await engine.start()
+        loop = asyncio.get_running_loop()
+        legs = [engine.open_leg(PCMU, remote=phone.getsockname()) for phone in phones]
+        bridge = engine.bridge(*legs)
+        seq = 0
+        async with asyncio.timeout(5):
+            while not bridge.kernel_forwarded:
+                seq += 1
+                for phone, leg in zip(phones, legs):
+                    phone.sendto(RtpPacket(0, seq, 0, 1, bytes(160)).serialize(),
+                                 leg.local_address)
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+        for phone in phones:
+            while True:
+                try:
+                    phone.recv(2048)
+                except BlockingIOError:
+                    break
+        counted = [leg.stats() for leg in legs]
+        sent = [[RtpPacket(0, 100 + n, 0, 7 + i, bytes([n]) * 160).serialize()
+                 for n in range(10)] for i in range(2)]
+        for n in range(10):
+            for i in range(2):
+                phones[i].sendto(sent[i][n], legs[i].local_address)
+        async with asyncio.timeout(3):
+            for i in range(2):
+                got = [await loop.sock_recvfrom(phones[1 - i], 2048) for _ in range(10)]
+                print("byte for byte", [data for data, _ in got] == sent[i],
+                      "from", {source for _, source in got} == {legs[1 - i].local_address})
+        print("counters still", [leg.stats() for leg in legs] == counted)
+        await engine.stop()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to make network namespaces")
+@pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
+def test_between_hosts_the_kernel_forwards_from_our_address_once_the_interface_forwards() -> None:
+    """The path of a real server, in throwaway network namespaces: the host's stays untouched."""
+    for program in ("unshare", "ip"):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed (Debian packages util-linux, iproute2)")
+    result = subprocess.run(
+        ["unshare", "--net", "--", sys.executable, "-c", BETWEEN_HOSTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "refused: media kernel forwarding is on but unavailable: "
+        "net.ipv4.conf.cw0.forwarding is not 1: the kernel would drop the RTP it forwards "
+        "(sysctl -w net.ipv4.conf.cw0.forwarding=1)",
+        "byte for byte True from True",
+        "byte for byte True from True",
+        "counters still True",
+    ]
