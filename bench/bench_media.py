@@ -3,7 +3,7 @@
 For each number of concurrent calls, a load generator written in C
 (``bench/rtp_phones.c``, compiled with ``gcc`` on first use) plays both
 phones of every call on loopback: a 172-byte RTP packet every 20 ms each way,
-so 100 packets/s through the relay per call. Three relays carry them in turn:
+so 100 packets/s through the relay per call. Four relays carry them in turn:
 
 * ``bare``: the baseline, in this process on the same event loop as the
   engine: per leg an ``add_reader`` drain loop forwarding datagrams unchanged;
@@ -12,7 +12,12 @@ so 100 packets/s through the relay per call. Three relays carry them in turn:
   installed);
 * ``C``: ``bench/udp_relay.c``, the least a relay with one socket per leg
   does (epoll, one recvfrom and one sendto per packet): the kernel's price on
-  this machine, which no relay in any language avoids.
+  this machine, which no relay in any language avoids;
+* ``kernel``: the engine with kernel forwarding on (nftables: needs root or
+  CAP_NET_ADMIN, else the run says why and is skipped). Each leg is latched
+  on its phone before the phones start, as the phone's first packet would
+  do, and the run starts once the kernel forwards every call: it measures
+  calls long past their bridge, not the hand-over.
 
 Reported per relay: loss; transit time through the relay (send time carried
 in the payload, arrival stamped by the kernel) at p50, p99 and p99.9; the
@@ -21,15 +26,18 @@ process's user and system time while the phones send, plus half the
 machine's softirq time meanwhile. On loopback the kernel delivers each
 datagram to its receiver in softirq context, charged to no process; half of
 the deliveries are the relay's packets to the phones, the other half the
-phones' to the relay. Calls per core = 1,000,000 / (100 x microseconds of
-relay CPU per packet). Nothing is pinned: on a shared machine a pinned
+phones' to the relay. Kernel forwarding delivers each packet once, rewritten
+on the way straight to the other phone: all the softirq time is charged to
+it, the same one delivery per packet as the others (an upper bound: a call
+without any relay would pay that delivery too). Calls per core = 1,000,000
+/ (100 x microseconds of relay CPU per packet). Nothing is pinned: on a shared machine a pinned
 process waits for its CPU while the other one idles.
 
 The generator reports how late it sent (packets more than 1 ms behind their
 schedule): a run where it often fell behind measured the generator as much as
 the relay, and says so.
 Run with ``python -m bench media``, or ``python bench/bench_media.py 2000
-3000`` for chosen call counts; about 20 s per call count.
+3000`` for chosen call counts; about 30 s per call count.
 """
 
 from __future__ import annotations
@@ -48,9 +56,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from callwhisper.engine import PCMU, MediaConfig, MediaEngine
+from callwhisper.engine.media import Bridge, MediaLeg
+from callwhisper.errors import ConfigError
+from callwhisper.media.rtp import RtpPacket
 
 CALL_COUNTS = (100, 500, 1000, 2000, 3000)
 SECONDS = 5.0
@@ -121,7 +132,8 @@ class RunResult:
     relay_cpu: float
     """Seconds of the relay process's CPU while the phones were sending."""
     relay_softirq: float
-    """Half the machine's softirq seconds meanwhile: the delivery of the relay's packets."""
+    """The machine's softirq seconds meanwhile that deliver the relay's packets: half of them
+    for a relay in a process, all for kernel forwarding."""
     wall: float
 
     @property
@@ -170,11 +182,17 @@ class Phones:
         """Address of phone ``index``: 2i is call i's caller, 2i + 1 its buyer."""
         return self.sockets[index % len(self.sockets)]
 
-    def run(self, targets: list[Address], relay_cpu: CpuClock = time.process_time) -> RunResult:
+    def run(
+        self,
+        targets: list[Address],
+        relay_cpu: CpuClock = time.process_time,
+        softirq_share: float = 0.5,
+    ) -> RunResult:
         """Send every phone's packets to its relay port; blocking, run it in a thread.
 
         ``relay_cpu`` is read when the phones start and stop sending; the
         default counts every thread of this process, the relay's loop too.
+        ``softirq_share`` of the machine's softirq time is the relay's.
         """
         assert self.process.stdin is not None
         self.process.stdin.write(" ".join(str(port) for _, port in targets) + "\n")
@@ -184,7 +202,7 @@ class Phones:
         for line in self._stdout:
             word, _, value = line.strip().partition(" ")
             if word in ("start", "stop"):
-                marks[word] = (relay_cpu(), _softirq_seconds() / 2, time.monotonic())
+                marks[word] = (relay_cpu(), _softirq_seconds() * softirq_share, time.monotonic())
             elif word == "end":
                 break
             else:
@@ -240,12 +258,14 @@ class BareRelay:
 Setup = Callable[[Phones], Awaitable[list[Address]]]
 
 
-async def measure(helpers: Helpers, calls: int, setup: Setup) -> RunResult:
+async def measure(
+    helpers: Helpers, calls: int, setup: Setup, softirq_share: float = 0.5
+) -> RunResult:
     """Start the phones, let ``setup`` open the relay for them, and run the calls."""
     phones = Phones(helpers.phones, calls)
     try:
         targets = await setup(phones)
-        return await asyncio.to_thread(phones.run, targets)
+        return await asyncio.to_thread(phones.run, targets, time.process_time, softirq_share)
     finally:
         phones.close()
 
@@ -282,6 +302,57 @@ async def run_engine(helpers: Helpers, calls: int) -> RunResult:
         return await measure(helpers, calls, setup)
     finally:
         await engine.stop()
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    """The engine with kernel forwarding at one call count."""
+
+    result: RunResult
+    handover: float
+    """Seconds from the first bridge until the kernel forwarded every call."""
+    reached_engine: int
+    """Packets that reached the engine's sockets all the same."""
+
+
+HANDOVER_TIMEOUT = 60.0
+_FIRST_PACKET = RtpPacket(0, 0, 0, 0, bytes(160)).serialize()
+
+
+async def run_kernel(helpers: Helpers, calls: int) -> KernelRun | str:
+    """The engine's bridges forwarded by the kernel; why not, where this host cannot."""
+    engine = MediaEngine(MediaConfig(HOST, 20000, 60999, kernel_forwarding="on"))
+    try:
+        await engine.start()
+    except ConfigError as exc:
+        return str(exc)
+    legs: list[MediaLeg] = []
+    handover: list[float] = []
+
+    async def setup(phones: Phones) -> list[Address]:
+        loop = asyncio.get_running_loop()
+        bridges: list[Bridge] = []
+        started = time.monotonic()
+        for call in range(calls):
+            pair = [engine.open_leg(PCMU, remote=phones.phone(2 * call + n)) for n in (0, 1)]
+            for leg in pair:
+                assert leg.remote is not None
+                # The phone's first packet would latch its leg: the kernel forwards latched peers.
+                leg.incoming.receive(_FIRST_PACKET, leg.remote, loop.time())
+            bridges.append(engine.bridge(*pair))
+            legs.extend(pair)
+        async with asyncio.timeout(HANDOVER_TIMEOUT):
+            # The engine's state, not awaitable: the offloads complete in its worker thread.
+            while not all(bridge.kernel_forwarded for bridge in bridges):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        handover.append(time.monotonic() - started)
+        return [leg.local_address for leg in legs]
+
+    try:
+        result = await measure(helpers, calls, setup, softirq_share=1.0)
+    finally:
+        await engine.stop()
+    return KernelRun(result, handover[0], sum(leg.counters.packets_in for leg in legs))
 
 
 class FloorRelay:
@@ -335,17 +406,20 @@ def run_floor(helpers: Helpers, calls: int) -> RunResult:
         relay.close()
 
 
-def _run(coroutine: Awaitable[RunResult]) -> RunResult:
+Result = TypeVar("Result")
+
+
+def _run(coroutine: Awaitable[Result]) -> Result:
     """Run on the loop ``callwhisper serve`` uses: uvloop when installed."""
 
-    async def main() -> RunResult:
+    async def main() -> Result:
         return await coroutine
 
     try:
         import uvloop
     except ImportError:
         return asyncio.run(main())
-    result: RunResult = uvloop.run(main())
+    result: Result = uvloop.run(main())
     return result
 
 
@@ -379,15 +453,15 @@ def report(label: str, result: RunResult) -> None:
     )
 
 
-def compare(engine: RunResult, baseline: RunResult, floor: RunResult) -> None:
-    """Print the engine's cost and jitter against the other relays of the same call count."""
-    queued = engine.phones["transit_p50_us"] > QUEUE_LIMIT_US
-    holds = engine.loss < TARGET_LOSS and not queued
+def compare(label: str, relay: RunResult, baseline: RunResult, floor: RunResult) -> None:
+    """Print a relay's cost and jitter against the other relays of the same call count."""
+    queued = relay.phones["transit_p50_us"] > QUEUE_LIMIT_US
+    holds = relay.loss < TARGET_LOSS and not queued
     print(
-        f"  engine: x{engine.per_packet / baseline.per_packet:.2f} the bare relay's CPU per "
-        f"packet (x{engine.per_packet / floor.per_packet:.2f} the C floor's), jitter "
-        f"{engine.phones['jitter_us'] - baseline.phones['jitter_us']:+.0f} us against the bare "
-        f"relay; {engine.calls} calls "
+        f"  {label}: x{relay.per_packet / baseline.per_packet:.2f} the bare relay's CPU per "
+        f"packet (x{relay.per_packet / floor.per_packet:.2f} the C floor's), jitter "
+        f"{relay.phones['jitter_us'] - baseline.phones['jitter_us']:+.0f} us against the bare "
+        f"relay; {relay.calls} calls "
         + ("hold" if holds else "do not hold")
         + f" (loss < {TARGET_LOSS} %, median transit < {QUEUE_LIMIT_US / 1000:.0f} ms)",
         flush=True,
@@ -403,7 +477,7 @@ def _raise_file_limit(calls: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Relay each call count with the bare relay, the engine and the C floor, and compare."""
+    """Relay each call count with the bare relay, the engine, the C floor and the kernel."""
     counts = [int(arg) for arg in argv] if argv else list(CALL_COUNTS)
     helpers = Helpers.build()
     load = os.getloadavg()[0]
@@ -421,7 +495,19 @@ def main(argv: list[str] | None = None) -> None:
         report("engine", engine)
         floor = run_floor(helpers, calls)
         report("C", floor)
-        compare(engine, baseline, floor)
+        kernel = _run(run_kernel(helpers, calls))
+        if isinstance(kernel, str):
+            print(f"  kernel: not run: {kernel}", flush=True)
+        else:
+            report("kernel", kernel.result)
+        compare("engine", engine, baseline, floor)
+        if not isinstance(kernel, str):
+            compare("kernel", kernel.result, baseline, floor)
+            print(
+                f"  kernel: every call forwarded {kernel.handover:.2f} s after the first bridge; "
+                f"{kernel.reached_engine} packets reached the engine's sockets all the same",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
