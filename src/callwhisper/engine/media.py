@@ -45,6 +45,7 @@ from callwhisper.engine.clock import PTIME, MediaClock
 from callwhisper.engine.nftables import KernelForwardingUnavailable, NftablesForwarder
 from callwhisper.engine.offload import (
     KERNEL_FORWARDING_MODES,
+    Forwarded,
     KernelForwarding,
     LegState,
     Offload,
@@ -201,6 +202,9 @@ class LegCounters:
     """Dropped: a payload type that was not negotiated."""
     send_failed: int = 0
     """Not sent: no destination yet, socket buffer full or a socket error."""
+    kernel_forwarded: int = 0
+    """Datagrams from the peer that the kernel forwarded to the other leg's peer without us
+    (kernel forwarding), added when the engine takes the bridge back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,7 @@ class LegStats:
     rtcp: int
     unknown_payload: int
     send_failed: int
+    kernel_forwarded: int
     lost: int
     """Packets missing by sequence number from the current source (RFC 3550 A.3)."""
     jitter_ms: float
@@ -534,6 +539,9 @@ def _poller(loop: asyncio.AbstractEventLoop) -> _Poller:
 
 Done = Callable[[str | None], None]
 """Called on the loop when the kernel has done what was asked: None, or why it failed."""
+Removed = Callable[[Forwarded | None, str | None], None]
+"""Called on the loop once a bridge is back: what the kernel forwarded (None if unknown), and
+None or why the removal failed."""
 
 
 class KernelForwarder(Protocol):
@@ -542,7 +550,7 @@ class KernelForwarder(Protocol):
     def install(self, offload: Offload, done: Done) -> None:
         """Start forwarding a bridge; returns at once."""
 
-    def remove(self, offload: Offload, done: Done) -> None:
+    def remove(self, offload: Offload, done: Removed) -> None:
         """Stop forwarding a bridge; returns at once."""
 
     async def close(self) -> None:
@@ -1129,7 +1137,12 @@ class MediaEngine:
                     self._waiting[bridge] = None
 
     @staticmethod
-    def _removed(bridge: Bridge, offload: Offload, error: str | None) -> None:
+    def _removed(
+        bridge: Bridge, offload: Offload, forwarded: Forwarded | None, error: str | None
+    ) -> None:
+        if forwarded is not None:
+            bridge.caller.counters.kernel_forwarded += forwarded.caller
+            bridge.buyer.counters.kernel_forwarded += forwarded.buyer
         if error is not None:
             # The kernel may go on relaying those ports until the engine stops.
             log.error(

@@ -9,7 +9,10 @@ runs in one worker thread on that one context, so the event loop never
 waits for the kernel; each bridge costs two commands (its elements added,
 then deleted), each a fraction of a millisecond even with thousands of
 calls in the table, where running the ``nft`` program would cost a process
-each.
+each. What the kernel forwarded of a bridge is read just before its elements
+go, from the element counters of one map, over nf_tables netlink
+(:class:`SetElements`): libnftables would first read every element of the
+map, which takes tens of milliseconds with thousands of calls.
 
 Debian's ``python3-nftables`` wraps the same library, but a virtualenv does
 not see it; the six functions used here are bound directly.
@@ -21,17 +24,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import itertools
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from callwhisper.engine.offload import (
+    Forwarded,
     Offload,
     add_commands,
     address_problem,
@@ -44,6 +49,8 @@ __all__ = [
     "Libnftables",
     "NftablesError",
     "NftablesForwarder",
+    "SetElements",
+    "element_packets",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,6 +126,10 @@ class Libnftables:
 
 Done = Callable[[str | None], None]
 """Called on the loop when a command finished: None, or why it failed."""
+Removed = Callable[[Forwarded | None, str | None], None]
+"""Called on the loop once a bridge's elements are gone: what the kernel forwarded (None if
+that could not be read), and None or why the removal failed."""
+Result = TypeVar("Result")
 
 
 class NftablesForwarder:
@@ -139,6 +150,7 @@ class NftablesForwarder:
         self._loop = loop
         self._executor = executor
         self._nft = nft
+        self._elements: SetElements | None = None
         self.table = table
 
     @classmethod
@@ -173,27 +185,57 @@ class NftablesForwarder:
 
     def install(self, offload: Offload, done: Done) -> None:
         """Hand the bridge to the kernel; ``done`` says when the kernel forwards it."""
-        self._submit(add_commands(self.table, offload), done)
+        commands = add_commands(self.table, offload)
+        self._submit(lambda: self._nft.run(commands), lambda _, error: done(error))
 
-    def remove(self, offload: Offload, done: Done) -> None:
+    def remove(self, offload: Offload, done: Removed) -> None:
         """Take the bridge back from the kernel; ``done`` says when its packets reach us."""
-        self._submit(remove_commands(self.table, offload), done)
+        self._submit(lambda: self._remove(offload), done)
 
-    def _submit(self, commands: str, done: Done) -> None:
-        future = self._executor.submit(self._nft.run, commands)
+    def _remove(self, offload: Offload) -> Forwarded | None:
+        ports = (offload.caller_port, offload.buyer_port)
+        try:
+            if self._elements is None:
+                self._elements = SetElements()
+            counted = self._elements.packets(self.table, "to_addr", ports)
+        except OSError as exc:
+            log.debug("the kernel's counts of ports %d and %d are lost: %s", *ports, exc)
+            counted = {}
+            if self._elements is not None:  # a fresh socket next time, no reply left over
+                self._elements.close()
+                self._elements = None
+        self._nft.run(remove_commands(self.table, offload))
+        if set(counted) != set(ports):
+            return None
+        return Forwarded(counted[offload.caller_port], counted[offload.buyer_port])
+
+    def _submit(
+        self, work: Callable[[], Result], done: Callable[[Result | None, str | None], None]
+    ) -> None:
+        future = self._executor.submit(work)
         future.add_done_callback(lambda finished: self._report(finished, done))
 
-    def _report(self, finished: concurrent.futures.Future[str], done: Done) -> None:
+    def _report(
+        self,
+        finished: concurrent.futures.Future[Result],
+        done: Callable[[Result | None, str | None], None],
+    ) -> None:
         error = finished.exception()
+        result = None if error is not None else finished.result()
         message = None if error is None else str(error) or type(error).__name__
         # A command finishing while the loop closes has nobody left to tell.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(done, message)
+            self._loop.call_soon_threadsafe(done, result, message)
 
     async def close(self) -> None:
         """Run the commands queued, then delete the table with the context."""
-        await self._loop.run_in_executor(self._executor, self._nft.close)
+        await self._loop.run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._elements is not None:
+            self._elements.close()
+        self._nft.close()
 
 
 def _create_table(table: str, definition: str) -> Libnftables:
@@ -278,14 +320,132 @@ def _interface_of(address: str) -> str | None:
                 if kind in (_NLMSG_DONE, _NLMSG_ERROR) or length < _NLMSG_HEADER.size:
                     return None
                 if kind == _RTM_NEWADDR:
-                    index = _IFADDRMSG.unpack_from(data, offset + _NLMSG_HEADER.size)[4]
-                    attribute = offset + _NLMSG_HEADER.size + _IFADDRMSG.size
-                    while attribute + _RTATTR.size <= offset + length:
-                        size, kind = _RTATTR.unpack_from(data, attribute)
-                        if size < _RTATTR.size:
-                            break
-                        value = data[attribute + _RTATTR.size : attribute + size]
-                        if kind == _IFA_LOCAL and value == wanted:
-                            return socket.if_indextoname(index)
-                        attribute += (size + 3) & ~3
+                    message = data[offset + _NLMSG_HEADER.size : offset + length]
+                    index = _IFADDRMSG.unpack_from(message)[4]
+                    if dict(_attributes(message[_IFADDRMSG.size :])).get(_IFA_LOCAL) == wanted:
+                        return socket.if_indextoname(index)
                 offset += (length + 3) & ~3
+
+
+_NETLINK_NETFILTER: Final = 12
+_NFT_MSG_NEWSETELEM: Final = (10 << 8) | 12  # NFNL_SUBSYS_NFTABLES, nf_tables.h
+_NFT_MSG_GETSETELEM: Final = (10 << 8) | 13
+_NLM_F_REQUEST_ACK: Final = 0x1 | 0x4
+_NLA_F_NESTED: Final = 0x8000
+_NLA_TYPE_MASK: Final = 0x3FFF
+_NFGENMSG: Final = struct.Struct("=BBH")
+_SET_ELEM_LIST_TABLE, _SET_ELEM_LIST_SET, _SET_ELEM_LIST_ELEMENTS = 1, 2, 3
+_LIST_ELEM: Final = 1
+_SET_ELEM_KEY, _SET_ELEM_EXPR, _SET_ELEM_EXPRESSIONS = 1, 7, 11
+_DATA_VALUE: Final = 1
+_EXPR_NAME, _EXPR_DATA = 1, 2
+_COUNTER_PACKETS: Final = 2
+_U64: Final = struct.Struct("!Q")
+_PORT: Final = struct.Struct("!H")
+
+
+class SetElements:
+    """Reads element counters of an ``inet_service`` map over nf_tables netlink, one at a time.
+
+    A lookup by key (``NFT_MSG_GETSETELEM``) costs the same with two
+    elements in the map as with twenty thousand.
+    """
+
+    def __init__(self) -> None:
+        """Open the netlink socket; raise :class:`OSError` where that is refused."""
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_NETFILTER)
+        self._sock.settimeout(1.0)  # the worker must not hang on a lost reply
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def packets(self, table: str, name: str, ports: Iterable[int]) -> dict[int, int]:
+        """The packet counters of the elements of ``ports`` that exist, by port.
+
+        Raises :class:`OSError` for an error other than a missing element.
+        """
+        elements = b"".join(
+            _nla(_LIST_ELEM | _NLA_F_NESTED, _nla(_SET_ELEM_KEY | _NLA_F_NESTED,
+                                                  _nla(_DATA_VALUE, _PORT.pack(port))))
+            for port in ports
+        )  # fmt: skip
+        payload = (
+            _NFGENMSG.pack(socket.AF_INET, 0, 0)
+            + _nla(_SET_ELEM_LIST_TABLE, table.encode() + b"\0")
+            + _nla(_SET_ELEM_LIST_SET, name.encode() + b"\0")
+            + _nla(_SET_ELEM_LIST_ELEMENTS | _NLA_F_NESTED, elements)
+        )
+        self._seq += 1
+        header = _NLMSG_HEADER.size + len(payload)
+        self._sock.send(
+            _NLMSG_HEADER.pack(header, _NFT_MSG_GETSETELEM, _NLM_F_REQUEST_ACK, self._seq, 0)
+            + payload
+        )
+        # One NEWSETELEM message per element found, then the acknowledgement (or an error).
+        counted: dict[int, int] = {}
+        while True:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset + _NLMSG_HEADER.size <= len(data):
+                length, kind, _, seq, _ = _NLMSG_HEADER.unpack_from(data, offset)
+                if length < _NLMSG_HEADER.size:
+                    raise OSError(errno.EPROTO, "truncated netlink message")
+                message = data[offset + _NLMSG_HEADER.size : offset + length]
+                offset += (length + 3) & ~3
+                if seq != self._seq:
+                    continue
+                if kind == _NLMSG_ERROR:
+                    (code,) = struct.unpack_from("=i", message)
+                    if code in (0, -errno.ENOENT):
+                        return counted
+                    raise OSError(-code, os.strerror(-code))
+                if kind == _NFT_MSG_NEWSETELEM:
+                    counted.update(element_packets(message[_NFGENMSG.size :]))
+
+    def close(self) -> None:
+        """Close the netlink socket."""
+        self._sock.close()
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    return _RTATTR.pack(_RTATTR.size + len(payload), kind) + payload + bytes(-len(payload) % 4)
+
+
+def _attributes(data: bytes) -> Iterable[tuple[int, bytes]]:
+    """The (type, payload) of each whole netlink attribute in ``data``."""
+    offset = 0
+    while offset + _RTATTR.size <= len(data):
+        size, kind = _RTATTR.unpack_from(data, offset)
+        if size < _RTATTR.size or offset + size > len(data):
+            return
+        yield kind & _NLA_TYPE_MASK, data[offset + _RTATTR.size : offset + size]
+        offset += (size + 3) & ~3
+
+
+def element_packets(attributes: bytes) -> dict[int, int]:
+    """The packet counter of each element of a NEWSETELEM message, by port.
+
+    ``attributes``: the message after its netlink and nfgenmsg headers;
+    elements without a key or a counter are left out.
+    """
+    counted: dict[int, int] = {}
+    for kind, elements in _attributes(attributes):
+        if kind != _SET_ELEM_LIST_ELEMENTS:
+            continue
+        for _, element in _attributes(elements):
+            fields = dict(_attributes(element))
+            key = dict(_attributes(fields.get(_SET_ELEM_KEY, b""))).get(_DATA_VALUE, b"")
+            # One expression is sent alone, several as a list (nft_set_elem_expr_dump).
+            expressions = [fields.get(_SET_ELEM_EXPR, b"")]
+            expressions += [e for _, e in _attributes(fields.get(_SET_ELEM_EXPRESSIONS, b""))]
+            packets = [p for p in map(_counter_packets, expressions) if p is not None]
+            if len(key) == _PORT.size and packets:
+                counted[_PORT.unpack(key)[0]] = packets[0]
+    return counted
+
+
+def _counter_packets(expression: bytes) -> int | None:
+    fields = dict(_attributes(expression))
+    if fields.get(_EXPR_NAME, b"").rstrip(b"\0") != b"counter":
+        return None
+    packets = dict(_attributes(fields.get(_EXPR_DATA, b""))).get(_COUNTER_PACKETS, b"")
+    return _U64.unpack(packets)[0] if len(packets) == _U64.size else None

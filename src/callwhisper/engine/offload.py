@@ -18,7 +18,8 @@ latched caller and buyer, Ra and Rb our legs' ports):
 * set ``offloaded`` of (peer address . peer port . our port): ``A . pa . Ra``
   and ``B . pb . Rb``, the packets to forward;
 * maps keyed by our leg's port: ``to_addr`` (Ra: B), ``to_port`` (Ra: pb),
-  ``from_port`` (Ra: Rb), and the same for Rb;
+  ``from_port`` (Ra: Rb), and the same for Rb; each ``to_addr`` element
+  counts the packets it forwarded (:class:`Forwarded`);
 * chain ``prerouting`` (hook prerouting, priority raw, so before conntrack):
   a UDP packet to M:P whose key is in ``offloaded`` goes to ``relay``, which
   marks it untracked (no conntrack entry: the forwarding is stateless) and
@@ -36,8 +37,9 @@ latched caller and buyer, Ra and Rb our legs' ports):
 RTP passes through unchanged: SSRC, sequence numbers and timestamps are the
 other peer's, so each peer sees the SSRC change once, which RFC 3550
 receivers take as a new source. Telephone-events are forwarded as any
-packet, and no longer reported to the engine; the legs' counters and
-reception statistics stand still meanwhile.
+packet, and no longer reported to the engine. The legs' reception
+statistics stand still meanwhile; the packets the kernel forwarded are
+counted when the engine takes the bridge back.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from callwhisper.engine.playback import LegCodec
 __all__ = [
     "KERNEL_FORWARDING_MODES",
     "KEY_PRESS_QUIET",
+    "Forwarded",
     "KernelForwarding",
     "LegState",
     "Offload",
@@ -98,6 +101,16 @@ class Offload:
     caller_peer: Address
     buyer_port: int
     buyer_peer: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What the kernel forwarded of one offloaded bridge, read before its elements went."""
+
+    caller: int
+    """Packets from the caller's peer, sent on to the buyer's."""
+    buyer: int
+    """Packets from the buyer's peer, sent on to the caller's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +170,7 @@ def table_definition(table: str, address: str, port_min: int, port_max: int) -> 
     return f"""table ip {table} {{
   flags owner
   set offloaded {{ type ipv4_addr . inet_service . inet_service; size 65535; }}
-  map to_addr {{ type inet_service : ipv4_addr; size 65535; }}
+  map to_addr {{ type inet_service : ipv4_addr; size 65535; counter; }}
   map to_port {{ type inet_service : inet_service; size 65535; }}
   map from_port {{ type inet_service : inet_service; size 65535; }}
   chain prerouting {{

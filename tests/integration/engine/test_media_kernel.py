@@ -108,8 +108,8 @@ async def receive(sock: socket.socket, count: int) -> list[tuple[bytes, Address]
 
 async def forwarded(
     engine: MediaEngine, phone_a: socket.socket, phone_b: socket.socket
-) -> tuple[MediaLeg, MediaLeg, Bridge]:
-    """A bridged call whose phones talk until the kernel has taken it over."""
+) -> tuple[MediaLeg, MediaLeg, Bridge, int]:
+    """A bridged call whose phones talk until the kernel has taken it over; what each sent."""
     caller = engine.open_leg(PCMU, remote=address(phone_a))
     buyer = engine.open_leg(PCMU, remote=address(phone_b))
     bridge = engine.bridge(caller, buyer)
@@ -122,7 +122,7 @@ async def forwarded(
             await asyncio.sleep(0.02)
     await asyncio.sleep(0.05)  # what user space relayed before has arrived
     drain(phone_a, phone_b)
-    return caller, buyer, bridge
+    return caller, buyer, bridge, seq
 
 
 @needs_kernel
@@ -130,7 +130,7 @@ async def test_the_kernel_forwards_a_bridged_call_byte_for_byte_from_our_ports(
     engine: MediaEngine, peers: tuple[socket.socket, socket.socket]
 ) -> None:
     phone_a, phone_b = peers
-    caller, buyer, _ = await forwarded(engine, phone_a, phone_b)
+    caller, buyer, bridge, sent = await forwarded(engine, phone_a, phone_b)
     before = (caller.stats(), buyer.stats())
     from_a = [audio(0xA, 1000 + n) for n in range(20)]
     from_b = [audio(0xB, 3000 + n) for n in range(20)]
@@ -140,6 +140,13 @@ async def test_the_kernel_forwards_a_bridged_call_byte_for_byte_from_our_ports(
     assert await receive(phone_b, 20) == [(data, buyer.local_address) for data in from_a]
     assert await receive(phone_a, 20) == [(data, caller.local_address) for data in from_b]
     assert (caller.stats(), buyer.stats()) == before  # user space saw none of it
+    engine.unbridge(bridge)
+    async with asyncio.timeout(3):
+        # Counted in the engine's worker thread as it takes the bridge back.
+        while caller.counters.kernel_forwarded == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    for leg in (caller, buyer):
+        assert leg.counters.packets_in + leg.counters.kernel_forwarded == sent + 20
 
 
 @needs_kernel
@@ -147,7 +154,7 @@ async def test_after_unbridge_the_packets_reach_the_engine_again(
     engine: MediaEngine, peers: tuple[socket.socket, socket.socket]
 ) -> None:
     phone_a, phone_b = peers
-    caller, _, bridge = await forwarded(engine, phone_a, phone_b)
+    caller, _, bridge, _ = await forwarded(engine, phone_a, phone_b)
     engine.unbridge(bridge)
     assert not bridge.kernel_forwarded
     packets_in = caller.counters.packets_in
@@ -193,7 +200,7 @@ async def test_hang_up_empties_the_table_and_the_table_goes_with_the_engine(
     try:
         (table,) = _our_tables()
         phone_a, phone_b = peers
-        caller, buyer, _ = await forwarded(media, phone_a, phone_b)
+        caller, buyer, _, _ = await forwarded(media, phone_a, phone_b)
         port_a, port_b = phone_a.getsockname()[1], phone_b.getsockname()[1]
         listed = _nft("list", "set", "ip", table, "offloaded")
         assert f"127.0.0.1 . {port_a} . {caller.local_address[1]}" in listed

@@ -15,9 +15,10 @@ from callwhisper.engine.media import (
     MediaConfig,
     MediaEngine,
     MediaLeg,
+    Removed,
 )
 from callwhisper.engine.nftables import KernelForwardingUnavailable
-from callwhisper.engine.offload import KEY_PRESS_QUIET, KernelForwarding, Offload
+from callwhisper.engine.offload import KEY_PRESS_QUIET, Forwarded, KernelForwarding, Offload
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec
 from callwhisper.errors import ConfigError, LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
@@ -36,14 +37,16 @@ class FakeForwarder:
         self.asked: list[tuple[str, Offload]] = []
         self._pending: list[Done] = []
         self.closed = False
+        self.forwarded: Forwarded | None = None
+        """What the kernel says it forwarded of each bridge taken back."""
 
     def install(self, offload: Offload, done: Done) -> None:
         self.asked.append(("install", offload))
         self._pending.append(done)
 
-    def remove(self, offload: Offload, done: Done) -> None:
+    def remove(self, offload: Offload, done: Removed) -> None:
         self.asked.append(("remove", offload))
-        self._pending.append(done)
+        self._pending.append(lambda error: done(self.forwarded, error))
 
     async def close(self) -> None:
         self.closed = True
@@ -177,13 +180,18 @@ def test_strangers_on_an_offloaded_leg_are_rejected_and_do_not_count_as_leaks() 
     assert call.relayed == (1, 1)
 
 
-def test_hanging_up_takes_the_bridge_back_from_the_kernel() -> None:
+def test_hanging_up_takes_the_bridge_back_from_the_kernel_and_counts_what_it_forwarded() -> None:
     call = Call()
     bridge = call.engine.bridge(call.caller, call.buyer)
     call.offloaded()
     call.engine.close_leg(call.caller)
     assert not bridge.kernel_forwarded
     assert call.forwarder.take() == [("remove", OFFLOAD)]
+    call.forwarder.forwarded = Forwarded(caller=1500, buyer=1498)
+    call.forwarder.finish()
+    counted = (call.caller.stats().kernel_forwarded, call.buyer.stats().kernel_forwarded)
+    assert counted == (1500, 1498)
+    assert (call.caller.stats().packets_in, call.buyer.stats().packets_out) == (1, 1)
     call.check(10.0)
     assert call.forwarder.take() == []
 

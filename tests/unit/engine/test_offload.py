@@ -110,6 +110,7 @@ def test_the_table_matches_only_our_address_and_port_range_and_is_owned() -> Non
     table = table_definition("cw", "203.0.113.5", 20000, 30000)
     lines = [line.strip() for line in table.splitlines()]
     assert lines[:2] == ["table ip cw {", "flags owner"]
+    assert "map to_addr { type inet_service : ipv4_addr; size 65535; counter; }" in lines
     assert (
         "ip daddr 203.0.113.5 udp dport 20000-30000 ip saddr . udp sport . udp dport @offloaded "
         "goto relay" in lines
