@@ -313,6 +313,8 @@ class KernelRun:
     """Seconds from the first bridge until the kernel forwarded every call."""
     reached_engine: int
     """Packets that reached the engine's sockets all the same."""
+    counted: int
+    """Packets the kernel counted as forwarded, read as the engine took the calls back."""
 
 
 HANDOVER_TIMEOUT = 60.0
@@ -352,7 +354,12 @@ async def run_kernel(helpers: Helpers, calls: int) -> KernelRun | str:
         result = await measure(helpers, calls, setup, softirq_share=1.0)
     finally:
         await engine.stop()
-    return KernelRun(result, handover[0], sum(leg.counters.packets_in for leg in legs))
+    return KernelRun(
+        result,
+        handover[0],
+        sum(leg.counters.packets_in for leg in legs),
+        sum(leg.counters.kernel_forwarded for leg in legs),
+    )
 
 
 class FloorRelay:
@@ -505,7 +512,9 @@ def main(argv: list[str] | None = None) -> None:
             compare("kernel", kernel.result, baseline, floor)
             print(
                 f"  kernel: every call forwarded {kernel.handover:.2f} s after the first bridge; "
-                f"{kernel.reached_engine} packets reached the engine's sockets all the same",
+                f"{kernel.reached_engine} packets reached the engine's sockets all the same; "
+                f"it counted {kernel.counted} forwarded, the phones received "
+                f"{kernel.result.phones['received']:.0f}",
                 flush=True,
             )
 
