@@ -576,14 +576,7 @@ class SipEndpoint:
         for data in self._backlog.pop(destination, []):
             self._write(writer, data, destination)
         opened.set_result(None)
-        try:
-            await self._read_stream(reader, writer, destination)
-        finally:
-            if self._streams.get(destination) is writer:
-                del self._streams[destination]
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+        await self._read_stream(reader, writer, destination)
 
     async def _client_context(self) -> ssl.SSLContext:
         """The outbound TLS context, made once, in a thread (it reads the system's CAs)."""
@@ -636,17 +629,25 @@ class SipEndpoint:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         self._streams[address] = writer
+        await self._read_stream(reader, writer, address)
+
+    async def _read_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Address
+    ) -> None:
+        """Feed a connection (either side opened it) to the core until it ends, then close it."""
         try:
-            await self._read_stream(reader, writer, address)
+            await self._feed_stream(reader, writer, address)
         finally:
-            self._tasks.discard(task)
-            self._streams.pop(address, None)
+            # Only this connection: another may have been registered for the address since.
+            if self._streams.get(address) is writer:
+                del self._streams[address]
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    async def _read_stream(
+    async def _feed_stream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, address: Address
     ) -> None:
         framer = StreamFramer()
@@ -738,10 +739,7 @@ class SipEndpoint:
     def _reconnect(self, data: bytes, source: Address, target: StreamTarget) -> None:
         """RFC 3261 18.2.2: the request's connection closed; its response takes a new one."""
         destination = target.address
-        writer = self._streams.get(destination)
-        opening = destination in self._connecting or (
-            writer is not None and not writer.is_closing()
-        )
+        opening = destination in self._connecting or self.connected(destination)
         if (
             not opening
             and len(self._streams) + len(self._connecting) >= self.config.max_tcp_connections
