@@ -320,10 +320,8 @@ class B2bua(TransactionUser):
         caller = CallerLeg(
             request,
             source,
-            key,
             to_tag,
             answer.serialize(),
-            offer,
             media,
             session_id,
             local=signalling[0],

@@ -182,11 +182,9 @@ class CallerLeg:
     invite: SipRequest
     source: Address
     """Where the INVITE came from: in-dialog requests go back there (symmetric, RFC 3581)."""
-    server_key: TransactionKey
     to_tag: str
     answer: bytes
     """Our SDP, sent in the 183 and again in the 200 (RFC 3261 13.2.1: the same answer)."""
-    offer: SessionDescription
     media: MediaLeg
     session_id: int
     local: Address
