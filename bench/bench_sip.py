@@ -86,6 +86,7 @@ from tests.integration.peers.net import LOOPBACK, free_port, free_port_block, ud
 from tests.integration.peers.sipp import last_row, prepare_pcap_dir
 
 from bench.bench_routing import AREA_CODES
+from callwhisper.cli.serve import _RESIDENT_COUNTERS
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.media import DigitReceived, MediaEngine, MediaEvent, MediaLeg, _Route
 from callwhisper.engine.runner import CALLER
@@ -345,14 +346,15 @@ class ServeSettings:
 
 COUNTERS_ENV = "BENCH_SIP_COUNTERS"
 """``auto`` (the default), ``memory`` or ``database``: as ``callwhisper serve --counters``."""
-_RESIDENT = {"auto": None, "memory": True, "database": False}
 
 
 def counters_mode() -> str:
     """The counters mode asked for in the environment (checked before anything starts)."""
     mode = os.environ.get(COUNTERS_ENV, "auto")
-    if mode not in _RESIDENT:
-        raise SystemExit(f"{COUNTERS_ENV} must be one of {', '.join(_RESIDENT)}, not {mode!r}")
+    if mode not in _RESIDENT_COUNTERS:
+        raise SystemExit(
+            f"{COUNTERS_ENV} must be one of {', '.join(_RESIDENT_COUNTERS)}, not {mode!r}"
+        )
     return mode
 
 
@@ -379,7 +381,7 @@ def serve(conn: Connection, settings: ServeSettings) -> None:
             ),
             media=MediaConfig(address=LOOPBACK, port_min=RTP_PORTS[0], port_max=RTP_PORTS[1]),
             drain_timeout=5.0,
-            resident_counters=_RESIDENT[counters_mode()],
+            resident_counters=_RESIDENT_COUNTERS[counters_mode()],
         )
     )
 
