@@ -77,7 +77,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
@@ -574,7 +574,7 @@ class Step:
     wall_seconds: float
     server_cpu_seconds: float | None
     """None when SIPp called SIPp directly (the baseline)."""
-    post_dial: list[float] = field(default_factory=list)
+    post_dial: list[float]
     """Seconds from the caller's INVITE out to the buyer's INVITE in, call by call."""
 
     @property
