@@ -38,6 +38,7 @@ from callwhisper.flow import Entry, format_timeline
 from callwhisper.flow.record import EntryKind
 from callwhisper.media.tones import ToneSource, ToneSpec
 from callwhisper.store import CallRecord
+from callwhisper.store.engine import json_default
 
 EXIT_NOT_SCRIPTED: Final = 1
 """Exit status when the call did not go as the script says."""
@@ -337,14 +338,6 @@ def _announce(cast_: Cast) -> None:
         click.echo(cast_.note)
 
 
-def _json_value(value: object) -> object:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def result_document(result: DemoResult) -> dict[str, Any]:
     """The JSON document ``demo --json`` prints."""
     return {
@@ -430,7 +423,7 @@ def command(
             fail([f"error: the demo could not run: {error}"], EXIT_NOT_RUN)
         kept = keep or data_dir is not None
         if as_json:
-            click.echo(json.dumps(result_document(result), indent=2, default=_json_value))
+            click.echo(json.dumps(result_document(result), indent=2, default=json_default))
         else:
             print_report(result, directory, kept)
     if result.problems:
