@@ -2,27 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.cli.helpers import EXAMPLE
+from tests.integration.peers.net import free_port, free_tcp_port
 from tests.integration.peers.tls import make_certificate
 
 pytestmark = pytest.mark.integration
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+@contextlib.contextmanager
+def serving(tmp_path: Path, port: int, *options: str) -> Iterator[subprocess.Popen[str]]:
+    """``callwhisper serve`` on the example configuration with SIP on ``port``, as a process
+    (killed on the way out if it is still running)."""
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "callwhisper.cli", "serve",
+            "--config", str(EXAMPLE),
+            "--data-dir", str(tmp_path / "var"),
+            "--sip-port", str(port),
+            "--drain-timeout", "2",
+            *options,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def stop(server: subprocess.Popen[str]) -> str:
+    """SIGTERM: the server drains and exits with status 0; returns what it logged."""
+    server.send_signal(signal.SIGTERM)
+    _, stderr = server.communicate(timeout=20)
+    assert server.returncode == 0, stderr
+    return stderr
 
 
 def options(port: int) -> bytes:
@@ -53,63 +82,27 @@ def ask_options(port: int, deadline: float) -> bytes:
 
 
 def test_serve_answers_options_and_drains_on_sigterm(tmp_path: Path) -> None:
-    port = free_udp_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "callwhisper.cli", "serve",
-            "--config", str(EXAMPLE),
-            "--data-dir", str(tmp_path / "var"),
-            "--sip-port", str(port),
-            "--rtp-ports", "31000-31100",
-            "--drain-timeout", "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
+    port = free_port(tcp_too=True)  # serve binds UDP and TCP
+    with serving(tmp_path, port, "--rtp-ports", "31000-31100") as server:
         answer = ask_options(port, time.monotonic() + 30)
         assert answer.startswith(b"SIP/2.0 200 OK\r\n")
         assert b"CSeq: 1 OPTIONS" in answer
-        server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=20)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
-    assert server.returncode == 0, stderr
+        stderr = stop(server)
     assert f"listening for SIP on 127.0.0.1:{port}" in stderr
     assert (tmp_path / "var" / "callwhisper.db").exists()
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def test_serve_answers_options_over_tls_with_its_certificate(tmp_path: Path) -> None:
     """``--sip-tls-certificate``: a TLS client that checks the certificate gets its 200."""
     made = make_certificate(tmp_path / "tls")
-    port, tls_port = free_udp_port(), free_tcp_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "callwhisper.cli", "serve",
-            "--config", str(EXAMPLE),
-            "--data-dir", str(tmp_path / "var"),
-            "--sip-port", str(port),
-            "--sip-tls-port", str(tls_port),
-            "--sip-tls-certificate", str(made.certificate),
-            "--sip-tls-key", str(made.key),
-            "--rtp-ports", "31100-31200",
-            "--drain-timeout", "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
+    port, tls_port = free_port(tcp_too=True), free_tcp_port()
+    with serving(
+        tmp_path, port,
+        "--sip-tls-port", str(tls_port),
+        "--sip-tls-certificate", str(made.certificate),
+        "--sip-tls-key", str(made.key),
+        "--rtp-ports", "31100-31200",
+    ) as server:  # fmt: skip
         ask_options(port, time.monotonic() + 30)  # started
         context = ssl.create_default_context(cafile=str(made.certificate))
         with (
@@ -125,11 +118,5 @@ def test_serve_answers_options_over_tls_with_its_certificate(tmp_path: Path) -> 
             answer = tls.recv(65535)
         assert answer.startswith(b"SIP/2.0 200 OK\r\n")
         assert b"Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bK-serve-tls\r\n" in answer
-        server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=20)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.communicate()
-    assert server.returncode == 0, stderr
+        stderr = stop(server)
     assert f"listening for SIP over TLS on 127.0.0.1:{tls_port}" in stderr
