@@ -23,7 +23,7 @@ from callwhisper.sip.transaction import (
     State,
     TransactionLayer,
 )
-from tests.integration.engine.test_sip_transport import Answering, TcpPeer, request
+from tests.integration.engine.test_sip_transport import Answering, TcpPeer, request, until
 from tests.integration.peers.tls import Certificate, make_certificate
 
 pytestmark = pytest.mark.integration
@@ -79,12 +79,6 @@ def trusting(certificate: Certificate) -> ssl.SSLContext:
 
 def tls_request(method: str, branch: str, sent_by_port: int = 5999) -> bytes:
     return request(method, branch, "TLS").replace(b":5999;", f":{sent_by_port};".encode())
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(3):
-        while not condition():  # noqa: ASYNC110 - polls the endpoint, which has nothing to await
-            await asyncio.sleep(0.01)
 
 
 async def test_a_request_over_tls_is_answered_on_its_connection(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
@@ -26,6 +26,7 @@ from callwhisper.sip.transaction import (
     TransactionLayer,
     server_key,
 )
+from tests.integration.peers.net import free_tcp_port
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,13 @@ def phone() -> Iterator[socket.socket]:
     sock.close()
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` until it holds: the endpoint and the core have nothing to await."""
+    async with asyncio.timeout(3):
+        while not condition():  # noqa: ASYNC110 - nothing to await
+            await asyncio.sleep(0.01)
+
+
 async def next_response(sock: socket.socket) -> SipResponse:
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(3):
@@ -123,9 +131,7 @@ async def test_oversized_and_flooding_datagrams_are_dropped_and_counted(
     phone.sendto(b"X" * 5000, endpoint.udp_address)
     for n in range(15):
         phone.sendto(request("OPTIONS", f"flood{n}"), endpoint.udp_address)
-    async with asyncio.timeout(3):
-        while endpoint.counters.datagrams_in < 16:  # noqa: ASYNC110 - counters are not awaitable
-            await asyncio.sleep(0.01)
+    await until(lambda: endpoint.counters.datagrams_in >= 16)
     assert endpoint.counters.oversized == 1
     assert endpoint.counters.flooded == 5
     assert [(await next_response(phone)).status for _ in range(10)] == [200] * 10
@@ -261,9 +267,7 @@ async def test_requests_to_a_tcp_destination_share_one_connection_and_get_answer
     assert endpoint.counters.tcp_connects == 1
     # The answer comes back on the same connection and completes the transaction.
     tcp_peer.connections[0][1].write(bytes(make_response(first[1], 200)))
-    async with asyncio.timeout(3):
-        while layer.state_of(key) is not State.TERMINATED:  # noqa: ASYNC110 - polls the core
-            await asyncio.sleep(0.01)
+    await until(lambda: layer.state_of(key) is State.TERMINATED)
     assert endpoint.counters.datagrams_out == 0
 
 
@@ -279,9 +283,7 @@ async def test_a_closed_tcp_connection_is_opened_again_on_the_next_send(
     writer = tcp_peer.connections[0][1]
     writer.close()
     await writer.wait_closed()
-    async with asyncio.timeout(3):
-        while endpoint._streams:  # noqa: ASYNC110 - the endpoint notices the close by itself
-            await asyncio.sleep(0.01)
+    await until(lambda: not endpoint._streams)  # the endpoint notices the close by itself
     layer.send_request(outgoing("OPTIONS", "again2"), destination, loop.time(), reliable=True)
     endpoint.flush()
     index, message = await tcp_peer.next()
@@ -300,14 +302,6 @@ async def test_a_refused_tcp_connection_raises_and_is_counted(endpoint: SipEndpo
     assert endpoint.counters.tcp_connects == 0
 
 
-def free_tcp_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def invite_via_tcp(branch: str, sent_by_port: int) -> bytes:
     return request("INVITE", branch, "TCP").replace(b":5999;", f":{sent_by_port};".encode())
 
@@ -318,14 +312,10 @@ async def send_and_close(endpoint: SipEndpoint, data: bytes) -> None:
     _, writer = await asyncio.open_connection(*endpoint.tcp_address)
     writer.write(data)
     await writer.drain()
-    async with asyncio.timeout(3):
-        while not endpoint.counters.tcp_messages_in:  # noqa: ASYNC110 - counters are not awaitable
-            await asyncio.sleep(0.01)
+    await until(lambda: endpoint.counters.tcp_messages_in > 0)
     writer.close()
     await writer.wait_closed()
-    async with asyncio.timeout(3):
-        while endpoint._streams:  # noqa: ASYNC110 - the endpoint notices the close by itself
-            await asyncio.sleep(0.01)
+    await until(lambda: not endpoint._streams)
 
 
 async def next_response_on(peer: TcpPeer) -> tuple[int, SipResponse]:
@@ -366,9 +356,7 @@ async def test_a_response_whose_new_connection_is_refused_is_a_transport_error(
     """RFC 3261 18.2.2 / 17.2.4: the response is lost, nothing goes over UDP, the transaction
     ends and the transaction user hears of it."""
     await send_and_close(endpoint, invite_via_tcp("gone2", free_tcp_port()))
-    async with asyncio.timeout(3):
-        while not any(isinstance(e, TransactionFailed) for e in answering.events):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    await until(lambda: any(isinstance(e, TransactionFailed) for e in answering.events))
     invite = answering.events[0]
     assert isinstance(invite, RequestReceived)
     assert invite.key is not None
