@@ -183,21 +183,23 @@ async def test_with_verification_off_any_certificate_is_accepted(
 
 
 async def test_a_response_whose_tls_connection_closed_goes_over_a_new_tls_connection(
-    make_side: MakeSide, certificate: Certificate
+    make_side: MakeSide, certificate: Certificate, tmp_path: Path
 ) -> None:
     """RFC 3261 18.2.2: over TLS to the Via's port, the peer's certificate checked for the
-    Via's host (localhost), never over plain TCP or UDP."""
-    server = await make_side(**listening(certificate))
+    Via's host, never over plain TCP or UDP. The peer's certificate bears that name and not
+    the address the connection goes to: checked for the address, it would be refused."""
+    caller = make_certificate(tmp_path / "caller", name="caller.example", ip="192.0.2.1")
+    server = await make_side(**{**listening(certificate), "tls_ca_file": caller.certificate})
     peer = TcpPeer()
     peer_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    peer_tls.load_cert_chain(certificate.certificate, certificate.key)
+    peer_tls.load_cert_chain(caller.certificate, caller.key)
     try:
         _, listening_port = await peer.start(peer_tls)
         invite = tls_request("INVITE", "tls3", listening_port).replace(
             b"127.0.0.1:" + str(listening_port).encode(),
-            b"localhost:" + str(listening_port).encode(),
+            b"caller.example:" + str(listening_port).encode(),
         )
-        assert re.search(rb"Via: SIP/2.0/TLS localhost:\d+;", invite)
+        assert re.search(rb"Via: SIP/2.0/TLS caller\.example:\d+;", invite)
         host, port = server.endpoint.tls_address
         _, writer = await asyncio.open_connection(
             host, port, ssl=trusting(certificate), server_hostname="localhost"
