@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from callwhisper.audio import Codec
+from callwhisper.domain.buyer import Trunk
 from callwhisper.engine.media import MediaLeg
 from callwhisper.engine.playback import LegCodec
 from callwhisper.errors import SipParseError
-from callwhisper.flow import DialLeg
 from callwhisper.media.sdp import NegotiatedMedia, SessionDescription
 from callwhisper.sip.dialog import Dialog
 from callwhisper.sip.headers import parse_name_addr, parse_uri
@@ -213,14 +213,14 @@ class BuyerLeg:
     """One attempt to reach a buyer (a flow leg ``B1``, ``B2``...)."""
 
     id: str
-    command: DialLeg
     media: MediaLeg
     offer: SessionDescription
     session_id: int
-    request_uri: str
     local: Address
     """Our address on this leg: the sent-by of our Via (over TLS, the listener's, else
     our end of the connection)."""
+    trunk: Trunk | None
+    """The trunk that carries this leg: its proxy takes the in-dialog requests too."""
     contact: str = ""
     """Our Contact on this leg (:func:`contact_uri`), set once its transport is known."""
     next_hop: Address | None = None
@@ -236,8 +236,6 @@ class BuyerLeg:
     final: bool = False
     """A final response (or a transaction failure) ended the INVITE transaction."""
     ended: bool = False
-    proxied: bool = False
-    """A trunk carries this leg: in-dialog requests go through the proxy too."""
     transport: Transport = "udp"
     """The trunk's transport, else the target URI's (``sips:`` or ``transport``)."""
     session_version: int = 0

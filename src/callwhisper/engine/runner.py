@@ -20,7 +20,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
 from typing import Final, Protocol, cast
@@ -418,9 +418,7 @@ class CallRunner:
                 self._answer_caller()
             case RejectCaller(sip_code, _reason):
                 self._reject_caller(sip_code)
-            case ForwardCaller():
-                return await self._forward_caller(command)
-            case DialLeg():
+            case DialLeg() | ForwardCaller():
                 return await self._dial(command)
             case CancelLeg(leg) | HangupLeg(leg):
                 if leg == CALLER:
@@ -532,26 +530,6 @@ class CallRunner:
             caller.final_sent = True
         self._close_media(caller.media)
 
-    async def _forward_caller(self, command: ForwardCaller) -> list[Command]:
-        """call-flow 14: dial the overflow line ourselves, as a buyer leg without a whisper.
-
-        A redirect (302) would not do: a number is reached only through our
-        trunk, and a caller answered for an IVR can no longer be redirected.
-        The leg's SIP events go to the session as a buyer leg's do; the
-        session answers the caller and bridges, or lets the caller go, and
-        ends the call when either side hangs up.
-        """
-        dial = DialLeg(
-            command.leg,
-            command.destination,
-            command.trunk,
-            command.caller_id,
-            command.timeout_seconds,
-            command.leg,
-            None,
-        )
-        return await self._dial(dial)
-
     def _hang_up_caller(self, status: int = 480) -> None:
         """End the caller's leg: ``status`` while its INVITE is unanswered, else BYE."""
         caller = self.caller
@@ -565,14 +543,24 @@ class CallRunner:
 
     # -- buyer legs (UAC) --------------------------------------------------------------------
 
-    async def _dial(self, command: DialLeg) -> list[Command]:
-        trunk = dialing_trunk(command.destination, command.trunk, self.trunks)
-        if trunk != command.trunk:
-            command = replace(command, trunk=trunk)
-        failure = await self._start_leg(command)
+    async def _dial(self, command: DialLeg | ForwardCaller) -> list[Command]:
+        """Dial a buyer, or the overflow line for the caller (call-flow 14).
+
+        The overflow line is dialed by us as a buyer leg without a whisper: a
+        redirect (302) would not do, as a number is reached only through our
+        trunk and a caller answered for an IVR can no longer be redirected.
+        Its SIP events go to the session as a buyer leg's do; the session
+        answers the caller and bridges, or lets the caller go, and ends the
+        call when either side hangs up. The session keeps the ring timeout.
+        """
+        trunk_id = dialing_trunk(command.destination, command.trunk, self.trunks)
+        trunk = self.trunks.get(trunk_id) if trunk_id else None
+        failure = await self._start_leg(command, trunk)
         return [] if failure is None else self._answer(failure)
 
-    async def _start_leg(self, command: DialLeg) -> LegFailed | None:
+    async def _start_leg(
+        self, command: DialLeg | ForwardCaller, trunk: Trunk | None
+    ) -> LegFailed | None:
         """Open the leg's media and send its INVITE; the failure if it cannot be dialed."""
         local_host = self.sip.local[0]
         try:
@@ -586,20 +574,10 @@ class CallRunner:
         offer = _offer(
             self.sip.media_address, media.local_address[1], session_id, self.config.codecs
         )
-        trunk = self.trunks.get(command.trunk) if command.trunk else None
-        leg = BuyerLeg(
-            command.leg,
-            command,
-            media,
-            offer,
-            session_id,
-            "",
-            self.sip.local,
-            proxied=trunk is not None,
-        )
+        leg = BuyerLeg(command.leg, media, offer, session_id, self.sip.local, trunk)
         self.buyers[command.leg] = leg
         try:
-            leg.request_uri, host, port, leg.transport = self._target(command.destination, trunk)
+            request_uri, host, port, leg.transport = self._target(command.destination, trunk)
             leg.next_hop = await self._lookup(host, port)
         except (SipParseError, OSError, ValueError) as exc:
             log.warning("call %s: cannot reach %s: %s", self.call_id, command.destination, exc)
@@ -621,15 +599,15 @@ class CallRunner:
         # RFC 3261 8.1.1.8: a SIPS Request-URI or first Route asks for a SIPS Contact.
         route = trunk.proxy if trunk and trunk.route_header else None
         routes = [loose_route(route)] if route else []
-        sips = is_sips(leg.request_uri) or (route is not None and is_sips(route))
+        sips = is_sips(request_uri) or (route is not None and is_sips(route))
         leg.contact = self.sip.contact_at(leg.local[1], leg.transport, sips=sips)
         user = (trunk.caller_id if trunk and trunk.caller_id else command.caller_id) or "anonymous"
         domain = (trunk.from_domain if trunk else None) or self.config.from_domain or local_host
         leg.invite = make_request(
             "INVITE",
-            leg.request_uri,
+            request_uri,
             from_=NameAddr(f"sip:{user}@{domain}"),
-            to=NameAddr(leg.request_uri),
+            to=NameAddr(request_uri),
             via=self._via(leg, rport=None),
             contact=leg.contact,
             # RFC 3261 8.1.2: the outbound proxy as a pre-loaded route, when the trunk asks.
@@ -707,7 +685,7 @@ class CallRunner:
         return [self._fail(leg, reason_for_sip_status(status), status)]
 
     def _authorize(self, leg: BuyerLeg, challenge: SipResponse) -> bool:
-        trunk = self.trunks.get(leg.command.trunk or "")
+        trunk = leg.trunk
         if trunk is None or trunk.username is None or leg.invite is None:
             return False
         if leg.auth_attempts >= MAX_AUTH_ATTEMPTS or leg.next_hop is None:
@@ -781,7 +759,7 @@ class CallRunner:
         """
         assert leg.next_hop is not None
         dialog = leg.dialog
-        if dialog is None or (leg.proxied and not dialog.routes):
+        if dialog is None or (leg.trunk is not None and not dialog.routes):
             return leg.next_hop
         if dialog.routes:
             uri = dialog.next_hop
