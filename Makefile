@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench fuzz system-deps clean help
+.PHONY: run test lint typecheck bench fuzz system-deps clean help
 
 help:
 	@echo "make run    - install what is missing and start the server on embedded defaults"
