@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from callwhisper.errors import LocalProtocolError, SipParseError
-from callwhisper.sip.headers import NameAddr, Via
+from callwhisper.sip.headers import NameAddr, Via, parse_cseq, parse_name_addr, parse_via
 from callwhisper.sip.message import (
     Headers,
     SipMessage,
@@ -84,6 +84,13 @@ def test_parser_raises_only_sip_parse_error(data: bytes) -> None:
             assert reply.status == result.status_hint
     else:
         assert parse_message(bytes(result)) == result
+        # The typed values the parser kept are those its header lines give.
+        lines = result.headers
+        assert result.vias == [parse_via(value) for value in lines.values("Via")]
+        assert result.cseq == parse_cseq(lines.get_all("CSeq")[0])
+        assert result.from_ == parse_name_addr(lines.get_all("From")[0])
+        assert result.to == parse_name_addr(lines.get_all("To")[0])
+        assert result.call_id == lines.get_all("Call-ID")[0].strip()
 
 
 @FUZZ

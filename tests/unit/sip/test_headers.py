@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+from collections.abc import Callable, Iterator
+from unittest import mock
+
 import pytest
 
 from callwhisper.errors import SipParseError
+from callwhisper.sip import headers
 from callwhisper.sip.headers import (
     HEADER_SPELLINGS,
     CSeq,
+    NameAddr,
+    Params,
+    Via,
     canonical_name,
     header_key,
+    is_token,
     parse_cseq,
     parse_name_addr,
     parse_params,
@@ -108,6 +118,13 @@ def test_header_key_reads_any_case_of_a_known_name_without_growing_its_table() -
     assert len(HEADER_SPELLINGS) == size
 
 
+def test_every_spelling_the_parser_looks_up_names_what_the_general_lookup_would() -> None:
+    """parse_message reads known names from HEADER_SPELLINGS before trying header_key's checks."""
+    for spelling, names in HEADER_SPELLINGS.items():
+        full = canonical_name(spelling)
+        assert (is_token(spelling), names) == (True, (full.lower(), full)), spelling
+
+
 @pytest.mark.parametrize(
     ("usual", "general"),
     [
@@ -167,3 +184,63 @@ def test_the_usual_parameters_parse_as_the_general_ones() -> None:
         "rport": None,
         "a": "b=c",
     }
+
+
+# Via, name-addr and parameter values in parts, each part with its usual spellings
+# (read by the parsers' one-match shortcuts) and unusual ones (which must send the
+# value the general way, to the same result).
+_EDGE = (("",), (" ", "\t", "\r\n "))
+_PARAMS = (
+    ("", ";branch=z9hG4bK1;rport", ";tag=a", ";lr;transport=tcp", ";a=b=c;x"),
+    (";TAG=a", ";", "; x", ";x ", ';q="a;b"', ";v=<x>", ";=v", ";a\x1c=b", ";a=\xa0", ",x", "x"),
+)
+_VIA = (
+    _EDGE,
+    (("SIP/2.0/",), ("sip/2.0/", "SIP / 2.0 / ", "SIP/2.1/", "SIP/2.0")),
+    (("UDP", "tcp", "TLS"), ("", "U-DP", "UDP2")),
+    ((" ",), ("  ", "\t", "")),
+    (("192.0.2.1", "host.example.com"), ("[2001:db8::1]", "", "a b", "é.example", "h@x")),
+    (("", ":5060", ":00080", ":65535"), (":65536", ":", ":5o60", ": 5060")),
+    _PARAMS,
+    _EDGE,
+)
+_NAME_ADDR = (
+    _EDGE,
+    (("", '"Al" ', '"A, <b> \\"c\\"" '), ('"x"', '"open ', "Al ", '"a\\\\" ', '"a\\" ')),
+    (("<",), ("",)),
+    (("sip:a@b", "sips:+1312@[::1]:5061;user=phone", "tel:+1312"), ("sip:a b", "", "1:a", "a>b")),
+    ((">",), ("", ">>")),
+    _PARAMS,
+    _EDGE,
+)
+
+
+def _variants(parts: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> Iterator[str]:
+    """Every usual spelling of the parts, and each with one part made unusual."""
+    for base in itertools.product(*(usual for usual, _ in parts)):
+        yield "".join(base)
+        for i, (_, unusual) in enumerate(parts):
+            for odd in unusual:
+                yield "".join((*base[:i], odd, *base[i + 1 :]))
+
+
+def _outcome(parse: Callable[[str], Via | NameAddr | Params], text: str) -> object:
+    try:
+        return parse(text)
+    except SipParseError as exc:
+        return str(exc)
+
+
+def test_the_usual_form_shortcuts_agree_with_the_general_parsers() -> None:
+    """Each value gives the same Via, name-addr or parameters, or the same error, without them."""
+    texts = list(dict.fromkeys(itertools.chain(*map(_variants, (_VIA, _NAME_ADDR, (_PARAMS,))))))
+    for shortcut in (headers._USUAL_VIA, headers._USUAL_NAME_ADDR, headers._USUAL_PARAMS_MATCH):
+        assert any(shortcut.fullmatch(text) for text in texts), shortcut.pattern
+    parsers = (parse_via, parse_name_addr, parse_params)
+    fast = [[_outcome(parse, text) for parse in parsers] for text in texts]
+    never = re.compile(r"(?!)")
+    with mock.patch.multiple(
+        headers, _USUAL_VIA=never, _USUAL_NAME_ADDR=never, _USUAL_PARAMS_MATCH=never
+    ):
+        general = [[_outcome(parse, text) for parse in parsers] for text in texts]
+    assert [text for text, a, b in zip(texts, fast, general, strict=True) if a != b] == []
