@@ -1,4 +1,5 @@
-"""``callwhisper serve`` refuses bad options before starting anything."""
+"""``callwhisper serve``'s options: bad ones are refused before anything starts, the others
+reach the server's configuration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from callwhisper.cli import main
+from callwhisper.cli import main, serve
+from callwhisper.engine import CallwhisperServer, TransportConfig
 
 
 @pytest.mark.parametrize(
@@ -38,3 +40,33 @@ def test_a_tls_file_that_cannot_be_used_is_a_usage_error_that_names_it(tmp_path:
         assert result.exit_code == 2, result.output
         assert f"{garbage}: {message}" in result.output
         assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize(
+    ("counters", "resident"), [("auto", None), ("memory", True), ("database", False)]
+)
+def test_the_sip_and_counter_options_reach_the_server_configuration(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, counters: str, resident: bool | None
+) -> None:
+    """The flood guard's burst is twice its rate; --counters chooses where counters live."""
+    servers: list[CallwhisperServer] = []
+    monkeypatch.setattr(serve, "_run", servers.append)
+    result = CliRunner().invoke(
+        main,
+        [
+            "serve", "--data-dir", str(tmp_path),
+            "--sip-host", "127.0.0.2", "--sip-port", "5070", "--sip-tls-port", "5071",
+            "--sip-tls-no-verify", "--sip-rate-per-source", "500", "--counters", counters,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [server] = servers
+    assert server.config.sip == TransportConfig(
+        host="127.0.0.2",
+        port=5070,
+        rate_per_source=500.0,
+        burst_per_source=1000,
+        tls_port=5071,
+        tls_verify=False,
+    )
+    assert server.config.resident_counters is resident
