@@ -169,6 +169,17 @@ def test_a_bridge_whose_peers_keep_reaching_us_comes_back_to_user_space(
     assert call.forwarder.take() == []
 
 
+def test_packets_queued_before_the_kernel_took_over_do_not_count_as_leaks() -> None:
+    call = Call()
+    bridge = call.engine.bridge(call.caller, call.buyer)
+    call.offloaded()
+    call.loop.now += LEAK_GRACE / 2
+    call.send(call.caller, CALLER_PEER, *call.audio(LEAK_PACKETS))
+    assert bridge.kernel_forwarded
+    assert call.forwarder.take() == []
+    assert call.relayed == (1, 1 + LEAK_PACKETS)  # relayed all the same
+
+
 def test_strangers_on_an_offloaded_leg_are_rejected_and_do_not_count_as_leaks() -> None:
     call = Call()
     bridge = call.engine.bridge(call.caller, call.buyer)
@@ -209,12 +220,24 @@ def test_a_bridge_ended_while_the_kernel_took_it_is_removed_once_it_is_in() -> N
     assert call.forwarder.take() == []
 
 
+def test_a_bridge_ended_before_its_peers_sent_is_never_offered_to_the_kernel() -> None:
+    call = Call()
+    bridge = call.engine.bridge(call.caller, call.buyer)
+    call.engine.unbridge(bridge)
+    call.latch_both()
+    call.check()
+    assert call.forwarder.take() == []
+    assert call.engine._waiting == {}
+
+
 def test_a_call_on_hold_comes_back_and_goes_to_the_kernel_again_when_resumed() -> None:
     call = Call()
     bridge = call.engine.bridge(call.caller, call.buyer)
     call.offloaded()
     call.buyer.sends = False
     assert call.forwarder.take() == [("remove", OFFLOAD)]
+    routes = (call.caller._route, call.buyer._route)
+    assert [route is not None and route.fast for route in routes] == [True, True]
     call.send(call.caller, CALLER_PEER, *call.audio())
     assert call.relayed == (1, 1)  # not to the buyer that holds (RFC 3264 6.1)
     call.check(10.0)
@@ -223,6 +246,37 @@ def test_a_call_on_hold_comes_back_and_goes_to_the_kernel_again_when_resumed() -
     call.check()
     assert call.forwarder.take() == [("install", OFFLOAD)]
     call.forwarder.finish()
+    assert bridge.kernel_forwarded
+
+
+def test_a_call_held_while_the_kernel_took_it_comes_back_and_goes_again_when_resumed() -> None:
+    call = Call()
+    bridge = call.engine.bridge(call.caller, call.buyer)
+    call.latch_both()
+    call.check()
+    call.buyer.sends = False
+    call.forwarder.finish()
+    assert not bridge.kernel_forwarded
+    assert call.forwarder.take() == [("install", OFFLOAD), ("remove", OFFLOAD)]
+    call.forwarder.finish()
+    call.buyer.sends = True
+    call.check()
+    assert call.forwarder.take() == [("install", OFFLOAD)]
+
+
+def test_leaks_are_counted_afresh_each_time_the_kernel_takes_the_bridge() -> None:
+    call = Call()
+    bridge = call.engine.bridge(call.caller, call.buyer)
+    call.offloaded()
+    call.loop.now += LEAK_GRACE
+    call.send(call.caller, CALLER_PEER, *call.audio(LEAK_PACKETS - 1))
+    call.buyer.sends = False
+    call.buyer.sends = True
+    call.check()
+    assert call.forwarder.take() == [("remove", OFFLOAD), ("install", OFFLOAD)]
+    call.forwarder.finish()
+    call.loop.now += LEAK_GRACE
+    call.send(call.caller, CALLER_PEER, *call.audio())
     assert bridge.kernel_forwarded
 
 
