@@ -493,14 +493,15 @@ class Sipp:
             "-trace_stat", "-stf", "stats.csv",
             "-trace_err", "-error_file", "errors.log",
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / "stderr.txt").open("wb"),
-            start_new_session=True,
-        )
+        with (workdir / "stderr.txt").open("wb") as stderr:  # SIPp holds its own copy
+            self.process = subprocess.Popen(
+                command,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
 
     def wait_listening(self, timeout: float = 5.0) -> None:
         """Return once SIPp has bound its SIP port."""
