@@ -2,8 +2,8 @@
 
 A :class:`Dialog` is pure state: it is created from the request and response
 that establish it, builds the requests we send inside it (BYE, re-INVITE,
-ACK for 2xx) and checks the requests the peer sends. :class:`DialogTable`
-finds the dialog a message belongs to.
+ACK for 2xx) and checks the requests the peer sends. :class:`DialogId`
+names the dialog a request belongs to.
 
 Where a request goes is the dialog's to say too (:attr:`Dialog.next_hop`):
 the first route of the route set the proxies recorded, else the remote
@@ -26,7 +26,6 @@ __all__ = [
     "Dialog",
     "DialogId",
     "DialogState",
-    "DialogTable",
     "check_dialog_request",
     "learned_route_set",
     "loose_route",
@@ -73,11 +72,6 @@ class DialogId:
     def of_incoming_request(cls, request: SipMessage) -> DialogId:
         """The id seen from our side for a request the peer sent (To tag is ours)."""
         return cls(request.call_id, request.to.tag or "", request.from_.tag or "")
-
-    @classmethod
-    def of_response(cls, response: SipMessage) -> DialogId:
-        """The id seen from our side for a response to our request (From tag is ours)."""
-        return cls(response.call_id, response.from_.tag or "", response.to.tag or "")
 
 
 def _contact_uri(message: SipMessage) -> str | None:
@@ -358,35 +352,3 @@ class Dialog:
             self._apply("error")
         else:
             self._apply("bye")
-
-
-class DialogTable:
-    """The dialogs of one user agent, found by Call-ID and tags (RFC 3261 12.2.2)."""
-
-    def __init__(self) -> None:
-        self._dialogs: dict[DialogId, Dialog] = {}
-
-    def add(self, dialog: Dialog) -> None:
-        """Register a dialog."""
-        self._dialogs[dialog.id] = dialog
-
-    def remove(self, dialog: Dialog) -> None:
-        """Forget a dialog."""
-        self._dialogs.pop(dialog.id, None)
-
-    def get(self, dialog_id: DialogId) -> Dialog | None:
-        """The dialog with this id, or None."""
-        return self._dialogs.get(dialog_id)
-
-    def match_request(self, request: SipRequest) -> Dialog | None:
-        """The dialog an incoming request belongs to; None if it is out of dialog."""
-        if request.to.tag is None:
-            return None
-        return self._dialogs.get(DialogId.of_incoming_request(request))
-
-    def match_response(self, response: SipResponse) -> Dialog | None:
-        """The dialog a response to our request belongs to (one per To tag when forked)."""
-        return self._dialogs.get(DialogId.of_response(response))
-
-    def __len__(self) -> int:
-        return len(self._dialogs)
