@@ -49,7 +49,6 @@ from callwhisper.engine.legs import (
     needs_sips,
     new_session_id,
     uri_address,
-    uri_host,
     uri_transport,
     via_transport,
 )
@@ -428,9 +427,8 @@ class Phone(TransactionUser):
         ``streams`` (the endpoint) carries calls over TCP and TLS; without it
         the phone speaks UDP only.
         """
-        super().__init__(core, local=local, user=name, flush=flush, clock=clock)
+        super().__init__(core, local=local, user=name, flush=flush, clock=clock, streams=streams)
         self.name = name
-        self._streams = streams
         self.script = script
         """How received calls are answered; None refuses them with 486 Busy Here."""
         self.voice = voice
@@ -468,7 +466,7 @@ class Phone(TransactionUser):
         if not is_ip_literal(destination[0]):
             raise LocalProtocolError(f"{uri}: a phone dials IP addresses only")
         contact = self.contact_at(self._port(transport), transport, sips=is_sips(uri))
-        self._use_stream(transport, destination, uri)
+        self.use_stream(transport, destination, uri)
         rtp = self._open_rtp()
         offer = create_offer(
             self.local[0], rtp.local_address[1],
@@ -799,7 +797,7 @@ class Phone(TransactionUser):
             with contextlib.suppress(SipParseError):
                 host, port = uri_address(dialog.next_hop, call.transport)
                 if is_ip_literal(host):
-                    self._use_stream(call.transport, (host, port), dialog.next_hop)
+                    self.use_stream(call.transport, (host, port), dialog.next_hop)
                     return host, port
         return call.peer
 
@@ -815,15 +813,6 @@ class Phone(TransactionUser):
         if port is None:
             raise LocalProtocolError(f"phone {self.name} has no certificate: no TLS")
         return port
-
-    def _use_stream(self, transport: Transport, destination: Address, uri: str) -> None:
-        """Send to ``destination`` over TCP or TLS (its certificate naming the host of ``uri``)."""
-        if self._streams is None or transport == "udp":
-            return
-        if transport == "tcp":
-            self._streams.use_tcp(destination)
-        else:
-            self._streams.use_tls(destination, uri_host(uri))
 
     def _via(self, transport: Transport) -> Via:
         return Via(

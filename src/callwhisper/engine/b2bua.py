@@ -105,7 +105,9 @@ class B2bua(TransactionUser):
         :class:`~callwhisper.engine.transport.SipEndpoint`); without it such
         legs fail as a transport error, and callers over TLS are refused.
         """
-        super().__init__(core, local=local, user="callwhisper", flush=flush, clock=clock)
+        super().__init__(
+            core, local=local, user="callwhisper", flush=flush, clock=clock, streams=tcp
+        )
         self.media = media
         self.backend = backend
         self.prompts = prompts
@@ -113,7 +115,6 @@ class B2bua(TransactionUser):
         self.settings = settings
         self._media_address = media_address
         self._wall = wall
-        self._tcp = tcp
         self.accepting = True
         """False while draining: new INVITEs get 503."""
         self.runners: set[CallRunner] = set()
@@ -126,7 +127,7 @@ class B2bua(TransactionUser):
     server = "callwhisper"
     allow = ALLOW
 
-    # -- SipSide, for the runners (local, contact and respond come with TransactionUser) ---
+    # -- SipSide, for the runners (the rest of it comes with TransactionUser) -------------
 
     @property
     def media_address(self) -> str:
@@ -152,7 +153,7 @@ class B2bua(TransactionUser):
     @property
     def tls_port(self) -> int | None:
         """The port of our TLS listener, None without one."""
-        return None if self._tcp is None else self._tcp.tls_port
+        return None if self._streams is None else self._streams.tls_port
 
     async def connect(
         self, destination: Address, *, tls: bool = False, server_name: str | None = None
@@ -161,23 +162,13 @@ class B2bua(TransactionUser):
 
         Raises OSError, also for a TLS certificate that fails for ``server_name``.
         """
-        if self._tcp is None:
+        if self._streams is None:
             raise OSError("this user agent has no TCP transport")
-        return await self._tcp.connect(destination, tls=tls, server_name=server_name)
-
-    def use_tcp(self, destination: Address) -> None:
-        """Send to ``destination`` over TCP from now on."""
-        if self._tcp is not None:
-            self._tcp.use_tcp(destination)
-
-    def use_tls(self, destination: Address, server_name: str) -> None:
-        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``."""
-        if self._tcp is not None:
-            self._tcp.use_tls(destination, server_name)
+        return await self._streams.connect(destination, tls=tls, server_name=server_name)
 
     def connected(self, destination: Address) -> bool:
         """Whether a TCP or TLS connection to ``destination`` is open."""
-        return self._tcp is not None and self._tcp.connected(destination)
+        return self._streams is not None and self._streams.connected(destination)
 
     def send_ack(self, request: SipRequest, destination: Address) -> None:
         """Send an ACK for a 2xx."""

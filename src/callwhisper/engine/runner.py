@@ -40,7 +40,6 @@ from callwhisper.engine.legs import (
     is_sips,
     new_session_id,
     uri_address,
-    uri_host,
     uri_transport,
 )
 from callwhisper.engine.media import Bridge as MediaBridge
@@ -191,11 +190,12 @@ class SipSide(Protocol):
         """
         ...
 
-    def use_tcp(self, destination: Address) -> None:
-        """Send to ``destination`` over TCP from now on."""
+    def use_stream(self, transport: Transport, destination: Address, uri: str) -> None:
+        """Send to ``destination`` over TCP or TLS from now on, as ``uri`` names it.
 
-    def use_tls(self, destination: Address, server_name: str) -> None:
-        """Send to ``destination`` over TLS from now on, its certificate naming ``server_name``."""
+        Over TLS the certificate must name the host of ``uri`` (RFC 5922 7.2);
+        over UDP nothing changes.
+        """
 
     def connected(self, destination: Address) -> bool:
         """Whether a TCP or TLS connection to ``destination`` is open."""
@@ -768,7 +768,7 @@ class CallRunner:
             uri = dialog.remote_target
             hop = self._address_of(uri, leg.transport) or leg.next_hop
         if hop != leg.next_hop:
-            self._use_stream(leg.transport, hop, uri)
+            self.sip.use_stream(leg.transport, hop, uri)
         return hop
 
     def _caller_hop(self) -> Address:
@@ -785,25 +785,15 @@ class CallRunner:
         if dialog is not None and dialog.routes:
             hop = self._route_hop(dialog, CALLER, caller.source, caller.transport)
             if hop != caller.source:
-                self._use_stream(caller.transport, hop, dialog.next_hop)
+                self.sip.use_stream(caller.transport, hop, dialog.next_hop)
             return hop
         if dialog is None or caller.transport == "udp" or self.sip.connected(caller.source):
             return caller.source
         target = self._address_of(dialog.remote_target, caller.transport)
         if target is None:
             return caller.source
-        self._use_stream(caller.transport, target, dialog.remote_target)
+        self.sip.use_stream(caller.transport, target, dialog.remote_target)
         return target
-
-    def _use_stream(self, transport: Transport, hop: Address, uri: str) -> None:
-        """Send to ``hop`` over a TCP or TLS ``transport``, as named by ``uri``.
-
-        Over TLS the hop's certificate must name the host of ``uri`` (RFC 5922 7.2).
-        """
-        if transport == "tcp":
-            self.sip.use_tcp(hop)
-        elif transport == "tls":
-            self.sip.use_tls(hop, uri_host(uri))
 
     def _route_hop(
         self, dialog: Dialog, leg: str, fallback: Address, transport: Transport

@@ -19,7 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar, Final
 
-from callwhisper.engine.legs import Transport, contact_uri
+from callwhisper.engine.legs import Transport, contact_uri, uri_host
+from callwhisper.engine.transport import TcpStreams
 from callwhisper.errors import LocalProtocolError
 from callwhisper.sip.message import SipRequest, SipResponse, make_response
 from callwhisper.sip.transaction import (
@@ -45,9 +46,11 @@ class TransactionUser(ABC):
 
     ``core`` is the transaction layer, ``local`` our SIP address and ``user``
     the user part of our Contact; ``flush`` sends what the core queued
-    (``SipEndpoint.flush``) and ``clock`` is the core's clock. While an event
-    is handled, sends are left to the endpoint, which flushes once the
-    handler returns; outside of one (a timer, a task) each is flushed at once.
+    (``SipEndpoint.flush``) and ``clock`` is the core's clock. ``streams``
+    (the endpoint too) carries TCP and TLS; without it the TU speaks UDP
+    only. While an event is handled, sends are left to the endpoint, which
+    flushes once the handler returns; outside of one (a timer, a task) each
+    is flushed at once.
     """
 
     server: ClassVar[str]
@@ -63,6 +66,7 @@ class TransactionUser(ABC):
         user: str,
         flush: Callable[[], None],
         clock: Callable[[], float],
+        streams: TcpStreams | None = None,
     ) -> None:
         """A TU at SIP address ``local``; nothing is sent before it is asked to."""
         self.core = core
@@ -70,6 +74,7 @@ class TransactionUser(ABC):
         self._user = user
         self._flush = flush
         self._clock = clock
+        self._streams = streams
         self._dispatching = False
 
     @property
@@ -94,6 +99,20 @@ class TransactionUser(ABC):
         ``sips`` for a dialog that must be secure (RFC 3261 12.1.1).
         """
         return contact_uri(self._user, self.host, port, transport, sips=sips)
+
+    def use_stream(self, transport: Transport, destination: Address, uri: str) -> None:
+        """Send to ``destination`` over ``transport`` from now on, if it is TCP or TLS.
+
+        ``uri`` is what named the destination: over TLS, the certificate must
+        name its host (RFC 5922 7.2).
+        """
+        streams = self._streams
+        if streams is None or transport == "udp":
+            return
+        if transport == "tcp":
+            streams.use_tcp(destination)
+        else:
+            streams.use_tls(destination, uri_host(uri))
 
     def respond(
         self,

@@ -13,6 +13,7 @@ from callwhisper.sip.transaction import (
     TransactionKey,
     TransactionLayer,
 )
+from tests.unit.engine.b2bua_harness import FakeTcp
 
 PEER: Address = ("127.0.0.1", 5071)
 
@@ -23,11 +24,16 @@ class Recorder(TransactionUser):
     server = "recorder"
     allow = "INVITE, ACK, BYE, OPTIONS"
 
-    def __init__(self) -> None:
+    def __init__(self, streams: FakeTcp | None = None) -> None:
         self.sent: list[SipMessage] = []
         self.seen: list[str] = []
         super().__init__(
-            TransactionLayer(), local=("::1", 5062), user="rec", flush=self.flush, clock=lambda: 0.0
+            TransactionLayer(),
+            local=("::1", 5062),
+            user="rec",
+            flush=self.flush,
+            clock=lambda: 0.0,
+            streams=streams,
         )
 
     def flush(self) -> None:
@@ -107,3 +113,14 @@ def test_a_new_invite_goes_to_the_subclass_with_its_source() -> None:
     tu = Recorder()
     assert [m.status for m in tu.receive("INVITE") if isinstance(m, SipResponse)] == [486]
     assert tu.seen == ["invite from 5071"]
+
+
+def test_a_tcp_or_tls_destination_is_sent_to_over_its_stream_and_udp_stays_a_datagram() -> None:
+    """RFC 5922 7.2: over TLS the certificate must name the URI's host, not the address."""
+    streams = FakeTcp()
+    tu = Recorder(streams)
+    tu.use_stream("udp", ("192.0.2.1", 5060), "sip:a@192.0.2.1")
+    tu.use_stream("tcp", ("192.0.2.2", 5060), "sip:b@192.0.2.2;transport=tcp")
+    tu.use_stream("tls", ("192.0.2.3", 5061), "sips:c@Edge.Example:5061;lr")
+    assert streams.tcp == {("192.0.2.2", 5060)}
+    assert streams.tls == {("192.0.2.3", 5061): "Edge.Example"}
