@@ -304,6 +304,11 @@ class AcceptProbe:
             self.first_relayed[watched] = time.perf_counter()
             del self.watching[leg]
 
+    def forget(self) -> None:
+        """Forget every call seen so far (the warm-up's): only those after are measured."""
+        for seen in (self.keys, self.bridged, self.watching, self.next_packet, self.first_relayed):
+            seen.clear()
+
     def results(self) -> ProbeResults:
         """Delays after each key, per direction."""
 
@@ -362,7 +367,8 @@ def serve(conn: Connection, settings: ServeSettings) -> None:
     """Server process: run a :class:`CallwhisperServer` as ``callwhisper serve`` does.
 
     Sends the bound SIP address once started, serves until SIGTERM, then
-    sends the probe's results (or None).
+    sends the probe's results (or None). With the probe, SIGUSR1 makes it
+    forget what it saw, which is acknowledged with None.
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -385,8 +391,15 @@ def serve(conn: Connection, settings: ServeSettings) -> None:
         )
     )
 
+    def forget() -> None:
+        assert probe is not None
+        probe.forget()
+        conn.send(None)
+
     async def run() -> None:
         await server.start()
+        if probe is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, forget)
         conn.send(server.sip_address)
         await server.serve_forever()
 
@@ -424,6 +437,13 @@ class ServerProcess:
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far."""
         return process_cpu_seconds(self.pid)
+
+    def forget_calls(self) -> None:
+        """Make the probe forget the calls so far; returns once it has."""
+        os.kill(self.pid, signal.SIGUSR1)
+        if not self._conn.poll(10):
+            raise RuntimeError("the server's probe did not answer")
+        self._conn.recv()
 
     def stop(self) -> ProbeResults | None:
         """SIGTERM (graceful shutdown), then the probe's results."""
@@ -686,6 +706,8 @@ class Bench:
             warm = self.run(LATENCY_RATE, WARM_UP_CALLS, server)
             if warm.completed < WARM_UP_CALLS * 0.9:
                 raise RuntimeError(f"warm-up: only {warm.completed} calls completed")
+            if probe:
+                server.forget_calls()
         except BaseException:
             server.stop()
             raise
