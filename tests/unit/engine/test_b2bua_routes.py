@@ -1,7 +1,7 @@
 """In-dialog requests follow the dialog's route set (RFC 3261 8.1.2, 12.2.1.1, 16.12).
 
 The B2BUA runs on the real transaction layer with the fakes of
-``test_b2bua``: each test reads where the ACK, BYE and CANCEL were sent, and
+``b2bua_harness``: each test reads where the ACK, BYE and CANCEL were sent, and
 with which Request-URI and Route headers. Host names are resolved from a
 table instead of the system's resolver.
 """

@@ -30,6 +30,7 @@ from tests.unit.engine.b2bua_harness import (
     Harness,
     MakeHarness,
     buyer_bye,
+    caller_bye,
     caller_cancel,
     challenge,
     document,
@@ -321,14 +322,7 @@ async def test_a_tls_leg_is_acked_at_its_contact_over_tls_and_hung_up_there(
     harness.media.legs["B1"].on_event(DigitEvent("B1", "1", 0.0))
     await harness.settle()
     [(answer, _)] = picked(harness.endpoint.take(), "200")
-    harness.receive(
-        "BYE sip:callwhisper@127.0.0.1:5060 SIP/2.0\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-caller-bye\n"
-        "From: <sip:+14155550123@127.0.0.1:5071>;tag=caller\n"
-        f"To: <sip:sales@127.0.0.1:5060>;tag={answer.to.tag}\n"
-        "Call-ID: call-1\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
-        CALLER,
-    )
+    harness.receive(caller_bye(answer.to.tag), CALLER)
     await harness.settle()
     [(bye, to)] = picked(harness.endpoint.take(), "BYE")
     assert to == elsewhere

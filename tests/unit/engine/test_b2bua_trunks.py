@@ -41,6 +41,14 @@ def auth_params(value: str) -> dict[str, str]:
     }
 
 
+def trunked(**trunk: Any) -> dict[str, Any]:
+    """The buyer's number, through the trunk ``carrier`` whose proxy is at ``PROXY``."""
+    return document(
+        {"destination": NUMBER, "trunk": "carrier"},
+        {"id": "carrier", "proxy": "sip:127.0.0.1:5090", **trunk},
+    )
+
+
 # -- outbound proxy ---------------------------------------------------------------------
 
 
@@ -64,12 +72,7 @@ async def test_a_target_uri_with_a_trunk_goes_to_the_proxy_with_the_target_as_re
 async def test_a_number_through_a_trunk_is_dialed_at_the_proxy_host(
     make_harness: MakeHarness,
 ) -> None:
-    harness = make_harness(
-        document(
-            {"destination": NUMBER, "trunk": "carrier"},
-            {"id": "carrier", "proxy": "sip:127.0.0.1:5090", "caller_id": "+18005550199"},
-        )
-    )
+    harness = make_harness(trunked(caller_id="+18005550199"))
     request = await harness.dial(PROXY)
     assert request.uri == f"sip:{NUMBER}@127.0.0.1:5090"
     assert request.from_.uri == "sip:+18005550199@127.0.0.1"
@@ -79,12 +82,7 @@ async def test_in_dialog_requests_of_a_proxied_leg_go_through_the_proxy(
     make_harness: MakeHarness,
 ) -> None:
     """The buyer's Contact names another host; the ACK still goes to the trunk's proxy."""
-    harness = make_harness(
-        document(
-            {"destination": NUMBER, "trunk": "carrier"},
-            {"id": "carrier", "proxy": "sip:127.0.0.1:5090"},
-        )
-    )
+    harness = make_harness(trunked())
     request = await harness.dial(PROXY)
     harness.receive(response_to(request, 200, "OK", BUYER_SDP), PROXY)
     await harness.settle()
@@ -139,12 +137,7 @@ async def test_a_tcp_leg_is_acked_and_hung_up_over_tcp(make_harness: MakeHarness
 
 
 async def test_a_trunk_with_transport_tcp_is_reached_over_tcp(make_harness: MakeHarness) -> None:
-    harness = make_harness(
-        document(
-            {"destination": NUMBER, "trunk": "carrier"},
-            {"id": "carrier", "proxy": "sip:127.0.0.1:5090", "transport": "tcp"},
-        )
-    )
+    harness = make_harness(trunked(transport="tcp"))
     request = await harness.dial(PROXY)
     assert harness.tcp.opened == [PROXY]
     assert request.top_via.transport == "TCP"
@@ -182,13 +175,6 @@ async def test_a_transport_the_engine_does_not_speak_is_unroutable(
 
 
 # -- digest authentication ---------------------------------------------------------------
-
-
-def trunked(**trunk: Any) -> dict[str, Any]:
-    return document(
-        {"destination": NUMBER, "trunk": "carrier"},
-        {"id": "carrier", "proxy": "sip:127.0.0.1:5090", **trunk},
-    )
 
 
 @pytest.mark.parametrize(
