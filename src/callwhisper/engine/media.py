@@ -45,11 +45,13 @@ from callwhisper.engine.clock import PTIME, MediaClock
 from callwhisper.engine.nftables import KernelForwardingUnavailable, NftablesForwarder
 from callwhisper.engine.offload import (
     KERNEL_FORWARDING_MODES,
+    Done,
     Forwarded,
     KernelForwarding,
     LegState,
     Offload,
     Refusal,
+    Removed,
     plan,
 )
 from callwhisper.engine.playback import LegCodec, Playback, PlaybackSource, silence_frame
@@ -535,13 +537,6 @@ class EpollPoller:
 
 def _poller(loop: asyncio.AbstractEventLoop) -> _Poller:
     return EpollPoller(loop) if hasattr(select, "epoll") else LoopPoller(loop)
-
-
-Done = Callable[[str | None], None]
-"""Called on the loop when the kernel has done what was asked: None, or why it failed."""
-Removed = Callable[[Forwarded | None, str | None], None]
-"""Called on the loop once a bridge is back: what the kernel forwarded (None if unknown), and
-None or why the removal failed."""
 
 
 class KernelForwarder(Protocol):

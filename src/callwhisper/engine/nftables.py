@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from callwhisper.engine.offload import (
+    Done,
     Forwarded,
     Offload,
+    Removed,
     add_commands,
     address_problem,
     remove_commands,
@@ -124,11 +126,6 @@ class Libnftables:
             self._context = None
 
 
-Done = Callable[[str | None], None]
-"""Called on the loop when a command finished: None, or why it failed."""
-Removed = Callable[[Forwarded | None, str | None], None]
-"""Called on the loop once a bridge's elements are gone: what the kernel forwarded (None if
-that could not be read), and None or why the removal failed."""
 Result = TypeVar("Result")
 
 

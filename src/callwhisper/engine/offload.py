@@ -45,6 +45,7 @@ counted when the engine takes the bridge back.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -53,11 +54,13 @@ from callwhisper.engine.playback import LegCodec
 __all__ = [
     "KERNEL_FORWARDING_MODES",
     "KEY_PRESS_QUIET",
+    "Done",
     "Forwarded",
     "KernelForwarding",
     "LegState",
     "Offload",
     "Refusal",
+    "Removed",
     "add_commands",
     "address_problem",
     "plan",
@@ -111,6 +114,13 @@ class Forwarded:
     """Packets from the caller's peer, sent on to the buyer's."""
     buyer: int
     """Packets from the buyer's peer, sent on to the caller's."""
+
+
+Done = Callable[[str | None], None]
+"""Called on the loop when the kernel has done what was asked: None, or why it failed."""
+Removed = Callable[[Forwarded | None, str | None], None]
+"""Called on the loop once a bridge is back: what the kernel forwarded (None if unknown), and
+None or why the removal failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,15 +10,20 @@ import pytest
 from callwhisper.engine.media import (
     LEAK_GRACE,
     LEAK_PACKETS,
-    Done,
     KernelForwarder,
     MediaConfig,
     MediaEngine,
     MediaLeg,
-    Removed,
 )
 from callwhisper.engine.nftables import KernelForwardingUnavailable
-from callwhisper.engine.offload import KEY_PRESS_QUIET, Forwarded, KernelForwarding, Offload
+from callwhisper.engine.offload import (
+    KEY_PRESS_QUIET,
+    Done,
+    Forwarded,
+    KernelForwarding,
+    Offload,
+    Removed,
+)
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec
 from callwhisper.errors import ConfigError, LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
