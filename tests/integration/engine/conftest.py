@@ -22,7 +22,15 @@ StartServer = Callable[[dict[str, Any]], Awaitable[CallwhisperServer]]
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
+def sip_transport() -> TransportConfig:
+    """How the servers of ``start_server`` listen for SIP; a test module may override it."""
+    return TransportConfig(host=LOOPBACK, port=0)
+
+
+@pytest.fixture
+async def start_server(
+    tmp_path: Path, sip_transport: TransportConfig
+) -> AsyncIterator[StartServer]:
     """A factory starting a server on a configuration (SQLite in tmp_path); shut down at teardown.
 
     The SIP port is chosen by the system (``server.sip_address`` tells it).
@@ -36,7 +44,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
             ServerConfig(
                 data_dir=tmp_path / f"var-{len(servers)}",
                 configuration_file=path,
-                sip=TransportConfig(host=LOOPBACK, port=0),
+                sip=sip_transport,
                 media=MediaConfig(address=LOOPBACK, port_min=42000, port_max=42999),
                 drain_timeout=5.0,
             )

@@ -11,7 +11,6 @@ name is trusted by nobody.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from typing import Any
 import pytest
 
 from callwhisper.engine.agent import AnswerScript, PhoneCall, UserAgent
-from callwhisper.engine.media import MediaConfig
-from callwhisper.engine.server import CallwhisperServer, ServerConfig
+from callwhisper.engine.server import CallwhisperServer
 from callwhisper.engine.transport import TransportConfig
 from callwhisper.media.tones import ToneSpec
 from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.net import LOOPBACK
 from tests.integration.peers.tls import Certificate, make_certificate
 
@@ -34,7 +33,6 @@ VOICE = ToneSpec((440.0,), (1000, 0), level_dbm0=-20.0)
 """What the caller and the buyers say: a steady tone, heard as sound across the bridge."""
 CALL_DEADLINE = 25.0
 
-StartServer = Callable[[dict[str, Any]], Awaitable[CallwhisperServer]]
 Phones = Callable[..., Awaitable[UserAgent]]
 
 
@@ -54,36 +52,16 @@ def tls_files(certificate: Certificate) -> dict[str, Path]:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, certificate: Certificate) -> AsyncIterator[StartServer]:
-    """A server on a configuration, listening for TLS with the test's certificate, trusting it."""
-    servers: list[CallwhisperServer] = []
-
-    async def start(document: dict[str, Any]) -> CallwhisperServer:
-        path = tmp_path / "callwhisper.yaml"
-        path.write_text(json.dumps(document))  # JSON is YAML
-        server = CallwhisperServer(
-            ServerConfig(
-                data_dir=tmp_path / "var",
-                configuration_file=path,
-                sip=TransportConfig(
-                    host=LOOPBACK,
-                    port=0,
-                    tls_port=0,
-                    tls_certificate=certificate.certificate,
-                    tls_key=certificate.key,
-                    tls_ca_file=certificate.certificate,
-                ),
-                media=MediaConfig(address=LOOPBACK, port_min=43000, port_max=43999),
-                drain_timeout=5.0,
-            )
-        )
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.shutdown()
+def sip_transport(certificate: Certificate) -> TransportConfig:
+    """The servers of ``start_server`` listen for TLS with the test's certificate, trusting it."""
+    return TransportConfig(
+        host=LOOPBACK,
+        port=0,
+        tls_port=0,
+        tls_certificate=certificate.certificate,
+        tls_key=certificate.key,
+        tls_ca_file=certificate.certificate,
+    )
 
 
 @pytest.fixture
