@@ -639,6 +639,9 @@ class SipEndpoint:
         """Feed a connection (either side opened it) to the core until it ends, then close it."""
         try:
             await self._feed_stream(reader, writer, address)
+        except OSError as exc:
+            # Reset by the peer, or (TLS) a record that does not decrypt: the stream has ended.
+            log.debug("SIP connection with %s:%d ended: %s", *address, exc)
         finally:
             # Only this connection: another may have been registered for the address since.
             if self._streams.get(address) is writer:

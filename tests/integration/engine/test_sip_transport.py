@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import socket
 import ssl
+import struct
+from asyncio.trsock import TransportSocket
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -169,6 +173,44 @@ async def test_tcp_stream_without_framing_is_closed(endpoint: SipEndpoint) -> No
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+def reset_on_close(sock: socket.socket | TransportSocket) -> None:
+    """Have ``sock`` close with a TCP reset, as a phone that crashed or a NAT that forgot it."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_a_connection_the_peer_resets_ends_like_one_it_closes(
+    endpoint: SipEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reset is the end of the stream, not an unhandled exception in the connection's task."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as peer:
+        peer.setblocking(False)
+        await loop.sock_connect(peer, endpoint.tcp_address)
+        await until(lambda: bool(endpoint._streams))
+        reset_on_close(peer)
+    await until(lambda: not endpoint._streams and not endpoint._tasks)
+    assert errors_logged(caplog) == []
+
+
+async def test_an_outbound_connection_the_peer_resets_ends_quietly(
+    endpoint: SipEndpoint, tcp_peer: TcpPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its task ends without an exception that nobody would retrieve."""
+    destination = await tcp_peer.start()
+    await endpoint.connect(destination)
+    await until(lambda: bool(tcp_peer.connections))
+    writer = tcp_peer.connections[0][1]
+    reset_on_close(writer.get_extra_info("socket"))
+    writer.transport.abort()
+    await until(lambda: not endpoint._streams and not endpoint._tasks)
+    gc.collect()  # a task whose exception was never retrieved says so when it is collected
+    assert errors_logged(caplog) == []
 
 
 async def test_a_tcp_peer_leaving_its_error_answers_unread_is_disconnected(
