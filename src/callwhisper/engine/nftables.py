@@ -333,7 +333,7 @@ _NLA_TYPE_MASK: Final = 0x3FFF
 _NFGENMSG: Final = struct.Struct("=BBH")
 _SET_ELEM_LIST_TABLE, _SET_ELEM_LIST_SET, _SET_ELEM_LIST_ELEMENTS = 1, 2, 3
 _LIST_ELEM: Final = 1
-_SET_ELEM_KEY, _SET_ELEM_EXPR, _SET_ELEM_EXPRESSIONS = 1, 7, 11
+_SET_ELEM_KEY, _SET_ELEM_EXPR = 1, 7
 _DATA_VALUE: Final = 1
 _EXPR_NAME, _EXPR_DATA = 1, 2
 _COUNTER_PACKETS: Final = 2
@@ -431,12 +431,10 @@ def element_packets(attributes: bytes) -> dict[int, int]:
         for _, element in _attributes(elements):
             fields = dict(_attributes(element))
             key = dict(_attributes(fields.get(_SET_ELEM_KEY, b""))).get(_DATA_VALUE, b"")
-            # One expression is sent alone, several as a list (nft_set_elem_expr_dump).
-            expressions = [fields.get(_SET_ELEM_EXPR, b"")]
-            expressions += [e for _, e in _attributes(fields.get(_SET_ELEM_EXPRESSIONS, b""))]
-            packets = [p for p in map(_counter_packets, expressions) if p is not None]
-            if len(key) == _PORT.size and packets:
-                counted[_PORT.unpack(key)[0]] = packets[0]
+            # The map's one expression, its counter, is sent alone (nft_set_elem_expr_dump).
+            packets = _counter_packets(fields.get(_SET_ELEM_EXPR, b""))
+            if len(key) == _PORT.size and packets is not None:
+                counted[_PORT.unpack(key)[0]] = packets
     return counted
 
 
