@@ -18,9 +18,9 @@ import pytest
 from callwhisper.engine.media import MediaLeg
 from callwhisper.engine.runner import CallRunner
 from callwhisper.flow.session import CallSession
-from tests.integration.engine.calls import NUMBER, configuration, finished_call
+from tests.integration.engine.calls import buyer, caller, configuration, finished_call
 from tests.integration.engine.conftest import StartServer
-from tests.integration.peers.sipp import SippLauncher, SippOptions
+from tests.integration.peers.sipp import SippLauncher
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,12 @@ def saved_garbage() -> Iterator[list[object]]:
 async def test_a_declined_then_bridged_call_is_freed_without_the_garbage_collector(
     sipp: SippLauncher, start_server: StartServer, saved_garbage: list[object]
 ) -> None:
-    voicemail = sipp.uas("buyer-voicemail-silent", SippOptions(timeout=20.0))
-    accepting = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
+    voicemail = buyer(sipp, "buyer-voicemail-silent")
+    accepting = buyer(sipp, "buyer-accepts", pause_ms=300)
     server = await start_server(
         configuration([("voicemail", voicemail.uri()), ("acme", accepting.uri())])
     )
-    caller = sipp.uac("caller-basic", server.sip_address, SippOptions(pause_ms=500, service=NUMBER))
-    (await caller.wait_async()).assert_succeeded()
+    (await caller(sipp, server, pause_ms=500).wait_async()).assert_succeeded()
     call = await finished_call(server)
     assert call.outcome == "connected"
 

@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds
+from tests.integration.engine.calls import buyer, caller, configuration, finished_call, kinds
 from tests.integration.engine.conftest import StartServer
-from tests.integration.peers.sipp import SippLauncher, SippOptions
+from tests.integration.peers.sipp import SippLauncher
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,8 @@ async def test_options_is_answered_200_with_allow_and_no_call(
     sipp: SippLauncher, start_server: StartServer, transport: str
 ) -> None:
     server = await start_server(configuration([("acme", "sip:buyer@127.0.0.1:9")]))
-    probe = sipp.uac(
-        "caller-sends-options",
-        server.sip_address,
-        SippOptions(service=NUMBER, timeout=10.0, transport="tcp" if transport == "tcp" else "udp"),
+    probe = caller(
+        sipp, server, "caller-sends-options", transport="tcp" if transport == "tcp" else "udp"
     )
     result = await probe.wait_async()
     result.assert_succeeded()
@@ -41,17 +39,13 @@ async def test_a_bridged_caller_holds_resumes_and_offers_an_unknown_codec(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """sendonly -> 200 recvonly, sendrecv -> 200 sendrecv, G.729 only -> 488; the call goes on."""
-    buyer = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=25.0))
-    server = await start_server(configuration([("acme", buyer.uri())]))
-    caller = sipp.uac(
-        "caller-holds-and-resumes",
-        server.sip_address,
-        SippOptions(pause_ms=500, service=NUMBER, timeout=25.0),
-    )
+    accepting = buyer(sipp, "buyer-accepts", pause_ms=300)
+    server = await start_server(configuration([("acme", accepting.uri())]))
+    calling = caller(sipp, server, "caller-holds-and-resumes", pause_ms=500)
 
-    caller_result = await caller.wait_async()
+    caller_result = await calling.wait_async()
     caller_result.assert_succeeded()
-    (await buyer.wait_async()).assert_succeeded()
+    (await accepting.wait_async()).assert_succeeded()
     answers = [m for m in caller_result.messages if m.direction == "received"]
     finals = [m.kind for m in answers if m.kind not in ("100", "180", "183")]
     assert finals == ["200", "200", "200", "488", "200"]

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.calls import (
+    buyer,
+    caller,
+    configuration,
+    finished_call,
+    kinds,
+    leg_ends,
+)
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.net import LOOPBACK
 from tests.integration.peers.sipp import SipMessageSeen, SippLauncher, SippOptions, SippPeer
@@ -43,26 +50,22 @@ async def test_the_ack_and_bye_to_a_record_routed_buyer_reach_its_proxy(
 ) -> None:
     """The buyer's 2xx records a proxy: our ACK and BYE go there, not to the buyer's address."""
     edge = proxy(sipp)
-    buyer = sipp.uas(
+    routed = sipp.uas(
         "buyer-behind-record-routing-proxy",
         SippOptions(pause_ms=300, timeout=PEER_TIMEOUT, extra_args=routed_through(edge)),
     )
-    server = await start_server(configuration([("acme", buyer.uri())]))
-    calling = sipp.uac(
-        "caller-basic",
-        server.sip_address,
-        SippOptions(pause_ms=1500, service=NUMBER, timeout=PEER_TIMEOUT),
-    )
+    server = await start_server(configuration([("acme", routed.uri())]))
+    calling = caller(sipp, server, pause_ms=1500)
 
     (await calling.wait_async()).assert_succeeded()
-    buyer_result = await buyer.wait_async()
+    buyer_result = await routed.wait_async()
     buyer_result.assert_succeeded()
     edge_result = await edge.wait_async()
     edge_result.assert_succeeded()
     assert buyer_result.seen("received") == ["INVITE"]
     requests = received(edge_result.messages)
     assert [m.kind for m in requests] == ["ACK", "BYE"], edge_result.describe()
-    contact = f"sip:buyer@{LOOPBACK}:{buyer.port};transport=UDP"
+    contact = f"sip:buyer@{LOOPBACK}:{routed.port};transport=UDP"
     for request in requests:
         assert request.start_line == f"{request.kind} {contact} SIP/2.0"
         assert request.header("Route") == f"<sip:{LOOPBACK}:{edge.port};lr>"
@@ -77,18 +80,18 @@ async def test_a_record_routed_caller_gets_the_route_echoed_and_our_bye_through_
 ) -> None:
     """Nobody accepts; the fallback message answers the caller, then our BYE goes to its proxy."""
     edge = proxy(sipp)
-    busy = sipp.uas("buyer-busy", SippOptions(timeout=PEER_TIMEOUT))
+    busy = buyer(sipp, "buyer-busy")
     fallback = {"action": "message", "message": "Goodbye."}
     server = await start_server(
         configuration([("busy", busy.uri())], campaign={"fallback": fallback})
     )
-    calling = sipp.uac(
+    # Still on the call well after the message: a BYE coming here would fail it.
+    calling = caller(
+        sipp,
+        server,
         "caller-record-routed-by-its-proxy",
-        server.sip_address,
-        # Still on the call well after the message: a BYE coming here would fail it.
-        SippOptions(
-            pause_ms=4000, service=NUMBER, timeout=PEER_TIMEOUT, extra_args=routed_through(edge)
-        ),
+        pause_ms=4000,
+        extra_args=routed_through(edge),
     )
 
     caller_result = await calling.wait_async()

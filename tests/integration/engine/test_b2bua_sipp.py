@@ -10,30 +10,30 @@ from __future__ import annotations
 
 import pytest
 
-from callwhisper.engine.server import CallwhisperServer
-from tests.integration.engine.calls import NUMBER, configuration, finished_call, kinds, leg_ends
+from tests.integration.engine.calls import (
+    buyer,
+    caller,
+    configuration,
+    finished_call,
+    kinds,
+    leg_ends,
+)
 from tests.integration.engine.conftest import StartServer
-from tests.integration.peers.sipp import SippLauncher, SippOptions, SippPeer
+from tests.integration.peers.sipp import SippLauncher
 
 pytestmark = pytest.mark.integration
-
-
-async def place_call(sipp: SippLauncher, server: CallwhisperServer, hold_ms: int) -> SippPeer:
-    """Start SIPp's basic caller dialing the tracking number."""
-    options = SippOptions(pause_ms=hold_ms, service=NUMBER, timeout=20.0)
-    return sipp.uac("caller-basic", server.sip_address, options)
 
 
 async def test_caller_is_bridged_to_a_buyer_who_presses_1(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """SIPp caller -> callwhisper -> SIPp buyer pressing 1: 200 OK, accept and bridge stored."""
-    buyer = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
-    server = await start_server(configuration([("acme", buyer.uri())]))
-    caller = await place_call(sipp, server, hold_ms=1500)
+    accepting = buyer(sipp, "buyer-accepts", pause_ms=300)
+    server = await start_server(configuration([("acme", accepting.uri())]))
+    calling = caller(sipp, server, pause_ms=1500)
 
-    caller_result = await caller.wait_async()
-    buyer_result = await buyer.wait_async()
+    caller_result = await calling.wait_async()
+    buyer_result = await accepting.wait_async()
     caller_result.assert_succeeded()
     buyer_result.assert_succeeded()
     assert caller_result.count("183") >= 1
@@ -53,13 +53,13 @@ async def test_silent_voicemail_buyer_is_declined_and_the_next_buyer_takes_the_c
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """call-flow 10: a voicemail box presses nothing, is declined by timeout, the hunt goes on."""
-    voicemail = sipp.uas("buyer-voicemail-silent", SippOptions(timeout=20.0))
-    accepting = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
+    voicemail = buyer(sipp, "buyer-voicemail-silent")
+    accepting = buyer(sipp, "buyer-accepts", pause_ms=300)
     document = configuration([("voicemail", voicemail.uri()), ("acme", accepting.uri())])
     server = await start_server(document)
-    caller = await place_call(sipp, server, hold_ms=1000)
+    calling = caller(sipp, server, pause_ms=1000)
 
-    (await caller.wait_async()).assert_succeeded()
+    (await calling.wait_async()).assert_succeeded()
     (await voicemail.wait_async()).assert_succeeded()
     (await accepting.wait_async()).assert_succeeded()
 
@@ -75,12 +75,12 @@ async def test_busy_buyer_cascades_to_the_next(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """call-flow 6 and 11: 486 ends the leg as busy and the next buyer is dialed."""
-    busy = sipp.uas("buyer-busy", SippOptions(timeout=20.0))
-    accepting = sipp.uas("buyer-accepts", SippOptions(pause_ms=300, timeout=20.0))
+    busy = buyer(sipp, "buyer-busy")
+    accepting = buyer(sipp, "buyer-accepts", pause_ms=300)
     server = await start_server(configuration([("busy", busy.uri()), ("acme", accepting.uri())]))
-    caller = await place_call(sipp, server, hold_ms=1000)
+    calling = caller(sipp, server, pause_ms=1000)
 
-    (await caller.wait_async()).assert_succeeded()
+    (await calling.wait_async()).assert_succeeded()
     (await busy.wait_async()).assert_succeeded()
     (await accepting.wait_async()).assert_succeeded()
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.engine.calls import (
-    NUMBER,
+    buyer,
+    caller,
     configuration,
     event_time,
     finished_call,
@@ -23,7 +24,7 @@ from tests.integration.engine.calls import (
 )
 from tests.integration.engine.conftest import StartServer
 from tests.integration.peers.audio import is_speech_like, load_wav
-from tests.integration.peers.sipp import SippLauncher, SippOptions
+from tests.integration.peers.sipp import SippLauncher
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +35,14 @@ HOLD_MS = 6000
 async def test_a_caller_nobody_takes_leaves_a_voicemail_recorded_to_a_mono_wav(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
-    busy = sipp.uas("buyer-busy", SippOptions(timeout=20.0))
+    busy = buyer(sipp, "buyer-busy")
     fallback = {"action": "voicemail", "message": "Please leave a message."}
     server = await start_server(
         configuration([("busy", busy.uri())], campaign={"fallback": fallback})
     )
-    caller = sipp.uac(
-        "caller-basic",
-        server.sip_address,
-        SippOptions(pause_ms=HOLD_MS, service=NUMBER, timeout=25.0),
-    )
+    calling = caller(sipp, server, pause_ms=HOLD_MS)
 
-    caller_result = await caller.wait_async()
+    caller_result = await calling.wait_async()
     caller_result.assert_succeeded()
     (await busy.wait_async()).assert_succeeded()
     assert caller_result.count("200") == 2  # answered for the voicemail; its BYE answered
