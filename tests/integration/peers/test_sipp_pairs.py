@@ -72,8 +72,9 @@ def test_the_cancel_timer_is_the_recv_timeout(sipp: SippLauncher) -> None:
 
 
 def test_caller_loses_half_of_200_is_saved_by_2xx_retransmission(sipp: SippLauncher) -> None:
-    # A 200 is sent again until 64*T1 (32 s): the peers get longer than that,
-    # so only eleven copies of one 200 all lost (1 call in 2,048) fail the test.
+    # SIPp sends a 200 ten times in 28 s (T1 doubling up to T2): the peers get
+    # longer than that, so only ten copies of one 200 all lost (1 call in 1,024)
+    # fail the test.
     calls = 4
     buyer = sipp.uas("buyer-voicemail-silent", SippOptions(calls=calls, timeout=40.0))
     caller = sipp.uac(
