@@ -19,7 +19,7 @@ from callwhisper.engine.media import (
     PortAllocator,
 )
 from callwhisper.engine.playback import PCMA, PCMU, LegCodec
-from callwhisper.engine.recording import RecordingBatch
+from callwhisper.engine.recording import CallRecorder, RecordingBatch
 from callwhisper.errors import LocalProtocolError
 from callwhisper.media.dtmf import TelephoneEvent
 from callwhisper.media.g711 import alaw_encode, ulaw_encode, ulaw_to_alaw
@@ -434,12 +434,8 @@ async def test_closing_a_bridged_leg_tears_the_bridge_down() -> None:
     assert engine.bridges == set()
 
 
-async def test_a_failed_recording_write_closes_the_file_and_the_bridge_relays_on(
-    tmp_path: Path,
-) -> None:
-    engine, loop, sockets, caller, buyer = bridged()
-    bridge = engine.bridge(caller, buyer, record_to=tmp_path / "call.wav")
-    recorder = bridge.recorder
+def fill_the_disk(recorder: CallRecorder | None) -> CallRecorder:
+    """Make each write of ``recorder`` write its batch, then fail as a full disk does."""
     assert recorder is not None
     write = recorder.write
 
@@ -448,6 +444,15 @@ async def test_a_failed_recording_write_closes_the_file_and_the_bridge_relays_on
         raise OSError(errno.ENOSPC, "No space left on device")
 
     recorder.write = disk_full  # type: ignore[method-assign]
+    return recorder
+
+
+async def test_a_failed_recording_write_closes_the_file_and_the_bridge_relays_on(
+    tmp_path: Path,
+) -> None:
+    engine, loop, sockets, caller, buyer = bridged()
+    bridge = engine.bridge(caller, buyer, record_to=tmp_path / "call.wav")
+    recorder = fill_the_disk(bridge.recorder)
     deliver(loop, caller, sockets[0], (rtp(1, 160), CALLER_PEER))
     loop.now += 1.0
     await engine._flush_recording(bridge)
@@ -469,15 +474,7 @@ async def test_a_failed_leg_recording_write_closes_the_file_and_the_leg_goes_on(
     engine, loop, sockets = fake_engine()
     leg = engine.open_leg(PCMU, remote=CALLER_PEER, name="caller")
     recording = engine.record(leg, tmp_path / "voicemail.wav")
-    recorder = recording.recorder
-    assert recorder is not None
-    write = recorder.write
-
-    def disk_full(batch: RecordingBatch) -> None:
-        write(batch)
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    recorder.write = disk_full  # type: ignore[method-assign]
+    recorder = fill_the_disk(recording.recorder)
     deliver(loop, leg, sockets[0], (rtp(1, 160), CALLER_PEER))
     loop.now += 1.0
     await engine._flush_recording(recording)
