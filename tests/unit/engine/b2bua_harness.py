@@ -272,8 +272,12 @@ class Harness:
         *,
         media: FakeMedia | None = None,
         tcp: FakeTcp | None = None,
+        cancel_linger_seconds: float = 0.0,
     ) -> None:
-        """A B2BUA serving ``configuration`` (the default one when None)."""
+        """A B2BUA serving ``configuration`` (the default one when None).
+
+        By default an ended call waits for no final response to its CANCELs.
+        """
         if isinstance(configuration, dict):
             configuration = Configuration.model_validate(configuration)
         self.clock = NOW
@@ -289,7 +293,7 @@ class Harness:
             self.backend,
             FakePrompts(),
             self.backend.configuration,
-            RunnerSettings(tmp_path, cancel_linger_seconds=0.0),
+            RunnerSettings(tmp_path, cancel_linger_seconds=cancel_linger_seconds),
             local=("127.0.0.1", 5060),
             media_address="127.0.0.1",
             flush=self.endpoint.flush,

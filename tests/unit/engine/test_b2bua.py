@@ -317,6 +317,23 @@ async def test_caller_cancel_while_ringing_cancels_the_buyer_leg(harness: Harnes
     assert harness.backend.ended == ["caller_hangup"]
 
 
+async def test_a_200_crossing_our_cancel_after_the_call_ended_is_acked_and_hung_up(
+    tmp_path: Path,
+) -> None:
+    """RFC 3261 9.1: the ended call waits for the buyer's answer, else its phone stays off hook."""
+    async with Harness(tmp_path, cancel_linger_seconds=4.0) as harness:
+        buyer_invite = await harness.dial()
+        harness.receive(response_to(buyer_invite, 180, "Ringing"), BUYER)
+        harness.receive(caller_cancel(), CALLER)
+        await harness.settle()
+        assert requests(harness.sent_to(BUYER)) == ["CANCEL"]
+        harness.receive(response_to(buyer_invite, 200, "OK", BUYER_SDP), BUYER)
+        await harness.settle()
+        assert requests(harness.sent_to(BUYER)) == ["ACK", "BYE"]
+        assert harness.backend.ended == ["caller_hangup"]
+        assert not harness.b2bua.tasks
+
+
 async def test_options_is_answered_without_a_call(harness: Harness) -> None:
     harness.receive(
         "OPTIONS sip:127.0.0.1:5060 SIP/2.0\n"
