@@ -174,12 +174,6 @@ class Headers:
         self._items = [item for item in self._items if item[0] != key]
         self._typed.pop(key, None)
 
-    def copy(self) -> Headers:
-        """A shallow copy."""
-        new = Headers()
-        new._items = list(self._items)
-        return new
-
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
