@@ -625,6 +625,8 @@ class CallRunner:
         leg.key = self.sip.send_request(
             self, leg.id, leg.invite, leg.next_hop, reliable=leg.transport != "udp"
         )
+        # Sent again with credentials, it is a new transaction still waiting for its answer.
+        leg.final = False
 
     def _target(self, destination: str, trunk: Trunk | None) -> tuple[str, str, int, Transport]:
         """Request-URI, next hop (host and port) and transport of a destination.

@@ -8,6 +8,7 @@ The B2BUA runs on the real transaction layer with the fakes of
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +23,14 @@ from tests.unit.engine.b2bua_harness import (
     NUMBER,
     PROXY,
     FakeTcp,
+    Harness,
     MakeHarness,
     caller_bye,
+    caller_cancel,
     challenge,
     document,
     invite,
+    requests,
     response_to,
     statuses,
 )
@@ -265,6 +269,27 @@ async def test_an_unsupported_challenge_fails_the_leg(make_harness: MakeHarness)
     assert [m.method for m in harness.sent_to(PROXY) if isinstance(m, SipRequest)] == ["ACK"]
     leg_end = harness.leg_end("B1")
     assert leg_end["status"] == "401"
+
+
+async def test_a_200_to_the_authorized_invite_crossing_our_cancel_is_acked_and_hung_up(
+    tmp_path: Path,
+) -> None:
+    """The INVITE sent again is a new transaction: the ended call waits for its answer too."""
+    configuration = trunked(username="acct-1234", password="s3cret")
+    async with Harness(tmp_path, configuration, cancel_linger_seconds=4.0) as harness:
+        first = await harness.dial(PROXY)
+        harness.receive(challenge(first, 407, 'Digest realm="carrier", nonce="n-1"'), PROXY)
+        await harness.settle()
+        second = harness.sent_to(PROXY)[-1]
+        assert isinstance(second, SipRequest)
+        harness.receive(response_to(second, 180, "Ringing"), PROXY)
+        harness.receive(caller_cancel(), CALLER)
+        await harness.settle()
+        assert requests(harness.sent_to(PROXY)) == ["CANCEL"]
+        harness.receive(response_to(second, 200, "OK", BUYER_SDP), PROXY)
+        await harness.settle()
+        assert requests(harness.sent_to(PROXY)) == ["ACK", "BYE"]
+        assert not harness.b2bua.tasks
 
 
 async def test_a_challenge_over_tcp_is_answered_on_tcp(make_harness: MakeHarness) -> None:
