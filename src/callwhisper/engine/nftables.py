@@ -15,7 +15,7 @@ go, from the element counters of one map, over nf_tables netlink
 map, which takes tens of milliseconds with thousands of calls.
 
 Debian's ``python3-nftables`` wraps the same library, but a virtualenv does
-not see it; the six functions used here are bound directly.
+not see it; the seven functions used here are bound directly.
 """
 
 from __future__ import annotations
