@@ -757,3 +757,19 @@ def test_counter_scope_names_every_counter_and_owner_the_decision_reads() -> Non
     assert keys == {decision_key}
     assert owners == {"buyer:b1"}
     assert counter_scope(config, replace(call(), campaign_id="c9"), NOW) == (set(), set())
+
+
+def test_counter_scope_names_the_publishers_counters_too() -> None:
+    config = configuration(
+        [buyer("b1", caps={"calls": {"daily": 5}})],
+        publishers=[
+            {"id": "p1", "timezone": "Europe/London", "caps": {"calls": {"hourly": 3}}},
+            {"id": "p2", "caps": {"concurrency": 2}},
+        ],
+    )
+    for publisher_id, publisher_owners in [("p1", {"publisher:p1"}), ("p2", {"publisher:p2"})]:
+        attributes = call(publisher_id=publisher_id)
+        keys, owners = counter_scope(config, attributes, NOW)
+        [candidate] = route(config, attributes).candidates
+        assert keys == {charge.key for charge in candidate.charges}
+        assert owners == {"buyer:b1", *publisher_owners}
