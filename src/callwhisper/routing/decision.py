@@ -242,12 +242,8 @@ def decide(
     blocked = _blocked(campaign_plan, attributes.caller)
     if blocked is not None:
         return refused(blocked)
-    publisher_owners = NO_OWNERS
-    if attributes.publisher_id is not None:
-        publisher = plan.publishers.get(attributes.publisher_id)
-        if publisher is not None:
-            publisher_owners = publisher.owner_set
-    return _Decider(campaign_plan, enrich(attributes), counters, now, publisher_owners).run()
+    publisher = plan.publishers.get(attributes.publisher_id or "", NO_OWNERS)
+    return _Decider(campaign_plan, enrich(attributes), counters, now, publisher).run()
 
 
 def _blocked(plan: CampaignPlan, caller: str | None) -> str | None:

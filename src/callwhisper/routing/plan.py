@@ -28,7 +28,6 @@ from callwhisper.domain import (
     ConversionRule,
     DuplicateRule,
     Filters,
-    Publisher,
     RouteEntry,
     Schedule,
     TagRule,
@@ -521,20 +520,12 @@ class CampaignPlan:
 
 
 @dataclass(frozen=True, slots=True)
-class PublisherPlan:
-    """A publisher and its caps."""
-
-    publisher: Publisher
-    limits: OwnerLimits | None
-    owner_set: OwnerSet = NO_OWNERS
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything routing needs from one configuration, indexed by id."""
 
     campaigns: dict[str, CampaignPlan]
-    publishers: dict[str, PublisherPlan]
+    # Each publisher's caps, checked with every target (``NO_OWNERS`` when it sets none).
+    publishers: dict[str, OwnerSet]
 
 
 _PLANS: dict[int, Plan] = {}
@@ -593,9 +584,7 @@ def _compile(configuration: Configuration) -> Plan:
             publisher.timezone,
             target_level=False,
         )
-        publishers[publisher.id] = PublisherPlan(
-            publisher, limits, NO_OWNERS if limits is None else OwnerSet.of((limits,))
-        )
+        publishers[publisher.id] = NO_OWNERS if limits is None else OwnerSet.of((limits,))
     compiler = _Compiler(configuration.buyers_by_id)
     campaigns = {campaign.id: compiler.campaign(campaign) for campaign in configuration.campaigns}
     return Plan(campaigns, publishers)
@@ -787,9 +776,7 @@ def counter_scope(
             for owner in target.owner_set.owners
         ]
     )
-    publisher = plan.publishers.get(attributes.publisher_id or "")
-    if publisher is not None and publisher.limits is not None:
-        owners.append(publisher.limits)
+    owners += plan.publishers.get(attributes.publisher_id or "", NO_OWNERS).owners
     # The counters of the periods the decision will look up (``OwnerSet.caps``).
     quarter = quarter_of(now)
     keys = {
