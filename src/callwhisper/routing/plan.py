@@ -146,15 +146,6 @@ class OwnerLimits:
             )
         return found
 
-    def charges_at(self, keys: PeriodKeys, revenue: Decimal) -> tuple[CapCharge, ...]:
-        """What one call paying ``revenue`` reserves when the owner's periods have ``keys``."""
-        return tuple(
-            CapCharge(counter, limit, amount)
-            for counter, (_, _, limit), amount in zip(
-                self.counters_at(keys), self.limits, self.amounts(revenue), strict=True
-            )
-        )
-
     def full(self, index: int, used: Decimal) -> str:
         """Why the ``index``-th limit takes no more calls with ``used`` counted (``describe_cap``).
 

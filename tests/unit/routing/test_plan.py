@@ -16,7 +16,6 @@ from callwhisper.routing.plan import (
     OwnerSet,
     compile_plan,
     quarter_of,
-    zone_keys,
 )
 from tests.unit.routing.helpers import buyer, configuration
 
@@ -50,10 +49,8 @@ def test_charges_match_the_domain_at_every_moment(
     now = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     limits = OwnerLimits.of("buyer:b1", "", CAPS, zone, target_level=False)
     assert limits is not None
-    keys = zone_keys(zone, quarter_of(now))
-    assert list(limits.charges_at(keys, revenue)) == charges_for(
-        "buyer:b1", CAPS, now, zone, revenue
-    )
+    caps = OwnerSet.of((limits,)).caps(quarter_of(now), revenue)
+    assert list(caps.charges()) == charges_for("buyer:b1", CAPS, now, zone, revenue)
 
 
 ROUTE_CAPS = Caps.model_validate({"calls": {"hourly": 2}, "revenue": {"monthly": "300"}})
