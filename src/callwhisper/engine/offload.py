@@ -37,9 +37,10 @@ latched caller and buyer, Ra and Rb our legs' ports):
 RTP passes through unchanged: SSRC, sequence numbers and timestamps are the
 other peer's, so each peer sees the SSRC change once, which RFC 3550
 receivers take as a new source. Telephone-events are forwarded as any
-packet, and no longer reported to the engine. The legs' reception
-statistics stand still meanwhile; the packets the kernel forwarded are
-counted when the engine takes the bridge back.
+packet, and no longer reported to the engine. RTCP that a peer sends to our
+RTP port (RFC 5761) is forwarded too, where user space consumes it. The
+legs' reception statistics stand still meanwhile; the packets the kernel
+forwarded are counted when the engine takes the bridge back.
 """
 
 from __future__ import annotations
