@@ -157,6 +157,20 @@ def test_one_compiled_schedule_asked_again_and_again_says_what_schedule_says(
         assert hours.closed_reason(now) == schedule.closed_reason(now, NEW_YORK)
 
 
+@settings(max_examples=25, deadline=None)
+@given(schedules(), st.integers(min_value=0, max_value=40 * 24 * 60), closed_days)
+def test_a_compiled_schedule_asked_minute_after_minute_says_what_schedule_says(
+    schedule: Schedule, start: int, days: list[int]
+) -> None:
+    """Walked a day forward then back: a kept answer ends exactly where the schedule's does."""
+    first = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(minutes=start)
+    schedule = closed_around(schedule, first, days)
+    hours = Hours.compile(schedule, NEW_YORK)
+    walk = [first + timedelta(minutes=minute, seconds=minute % 60) for minute in range(24 * 60)]
+    for now in walk + walk[::-1]:
+        assert hours.closed_reason(now) == schedule.closed_reason(now, NEW_YORK), now
+
+
 def test_a_kept_answer_follows_the_clock_changes() -> None:
     """Asked minute after minute across both US clock changes, as a fresh schedule answers."""
     schedule = Schedule(hours={day: ["00:30-03:30", "22:00-23:00"] for day in WEEKDAYS})
