@@ -123,8 +123,9 @@ def test_targets_are_checked_alike_only_without_filters_caps_or_revenue_of_their
             "conversion": {"revenue": "30", "buffer_seconds": 60},
         },
         {"id": "t6", "destination": "sip:t6@b.example", "filters": {"states": ["NY"]}},
+        {"id": "t7", "destination": "sip:t7@b.example", "filters": {"states": ["TX"]}},
     ]
     config = configuration([buyer("b1", targets=targets, filters={"states": ["CA", "NY"]})])
     [entry] = compile_plan(config).campaigns["c1"].tiers[0].entries
-    # t2's own schedule is settled before these checks; t6's filters equal t3's.
-    assert entry.alike == (None, 0, None, None, None, 2)
+    # t2's own schedule is settled before these checks; t6's filters equal t3's, t7's do not.
+    assert entry.alike == (None, 0, None, None, None, 2, None)
