@@ -286,13 +286,10 @@ class B2bua(TransactionUser):
             self._spawn(self._record_refused(call_id, campaign.id, attributes, status), call_id)
             return
         remote = (negotiated.remote_address, negotiated.remote_port)
-        runner_box: list[CallRunner] = []
         try:
+            # Its events go to the call's runner, made below: none arrive before we return.
             media = self.media.open_leg(
-                codec_of(negotiated),
-                remote=remote,
-                on_event=lambda item: runner_box[0].media_handler(CALLER)(item),
-                name=f"{call_id}/{CALLER}",
+                codec_of(negotiated), remote=remote, name=f"{call_id}/{CALLER}"
             )
         except OSError as exc:
             log.error("no RTP port for a new call: %s", exc)
@@ -333,7 +330,7 @@ class B2bua(TransactionUser):
             config=self.settings,
             wall=self._wall,
         )
-        runner_box.append(runner)
+        media.on_event = runner.media_handler(CALLER)
         self.runners.add(runner)
         self._invites[key] = runner
         self._keys_of(runner).invite = key

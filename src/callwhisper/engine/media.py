@@ -567,7 +567,6 @@ class MediaLeg:
 
     __slots__ = (
         "_engine",
-        "_on_event",
         "_playback",
         "_route",
         "_sends",
@@ -580,6 +579,7 @@ class MediaLeg:
         "ident",
         "incoming",
         "local_address",
+        "on_event",
         "outgoing",
         "remote",
     )
@@ -601,7 +601,8 @@ class MediaLeg:
         self.codec = codec
         self.remote = remote
         self._sends = True
-        self._on_event = on_event
+        self.on_event = on_event
+        """Called with the leg's events (a key press, a playback's end); None drops them."""
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
         self.counters = LegCounters()
@@ -799,10 +800,10 @@ class MediaLeg:
                 self._emit(DigitReceived(self.ident, event.digit, now))
 
     def _emit(self, event: MediaEvent) -> None:
-        if self._on_event is None:
+        if self.on_event is None:
             return
         try:
-            self._on_event(event)
+            self.on_event(event)
         except Exception:
             # The handler's bug must not break the reader callback or the shared clock.
             log.exception("media event handler failed on %r", event)
@@ -985,7 +986,7 @@ class MediaEngine:
         leg._close_socket()
         # The handler leads back to the call that owns the leg: dropping it lets the
         # call's objects go when the call does, not at the next full collection.
-        leg._on_event = None
+        leg.on_event = None
         self.legs.pop(leg.ident, None)
 
     # -- bridges --------------------------------------------------------------------
