@@ -630,6 +630,20 @@ def test_a_buyer_in_two_tiers_is_offered_once() -> None:
     assert decision.skipped == (Skipped("b1", "t1", 1, "already a candidate in tier 1"),)
 
 
+def test_already_a_candidate_comes_before_the_checks_of_the_later_tier() -> None:
+    """b1 is chosen in tier 1: in tier 2 that is its reason, not its route's full cap there."""
+    config = configuration(
+        [buyer("b1"), buyer("b2")],
+        tiers=[
+            {"buyers": [{"buyer": "b1"}]},
+            {"buyers": [{"buyer": "b2"}, {"buyer": "b1", "caps": {"calls": {"daily": 0}}}]},
+        ],
+    )
+    decision = route(config)
+    assert chosen(decision) == ["b1/t1", "b2/t1"]
+    assert decision.skipped == (Skipped("b1", "t1", 1, "already a candidate in tier 1"),)
+
+
 def test_max_candidates_caps_the_list_and_says_who_was_not_tried() -> None:
     config = configuration([buyer("b1"), buyer("b2"), buyer("b3")], routing={"max_candidates": 2})
     decision = route(config)
