@@ -9,7 +9,19 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, bindparam, create_engine, event, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from callwhisper.store.compiled import execute, execute_many, first
@@ -178,6 +190,30 @@ def test_statements_the_cursor_cannot_run_go_sqlalchemys_route(
         "active",
         "ended",
     ]
+
+
+def test_defaults_computed_in_python_and_callable_values_go_sqlalchemys_route(
+    connection: Connection, statements: list[str]
+) -> None:
+    """Column defaults and callable values are SQLAlchemy's to compute."""
+    notes = Table(
+        "notes",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("text", String),
+        Column("made", Integer, default=7),
+        Column("edits", Integer, default=0, onupdate=lambda: 1),
+    )
+    notes.create(connection)
+    statements.clear()
+    edit = update(notes).where(notes.c.id == bindparam("note"))
+    by_callable = select(notes.c.text).where(notes.c.id == bindparam("note", callable_=lambda: 1))
+
+    assert execute(connection, notes.insert(), {"id": 1, "text": "a"}) == 1
+    assert execute(connection, edit, {"note": 1, "text": "b"}) == 1
+    assert first(connection, by_callable, {}) == ("b",)
+    assert len(statements) == 3
+    assert stored(connection, "notes") == [("b", 7, 1)]
 
 
 def test_money_arithmetic_in_sql_stays_exact(connection: Connection) -> None:
