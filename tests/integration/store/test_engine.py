@@ -101,6 +101,21 @@ async def test_submitted_writes_share_one_transaction_in_order(store: Store) -> 
     assert [(e.seq, e.kind) for e in call.events] == [(1, "inbound"), (2, "route")]
 
 
+async def test_a_long_queue_is_committed_max_batch_units_of_work_at_a_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_engine, "MAX_BATCH", 2)
+
+    def transaction(connection: Connection) -> object:
+        return connection.get_transaction()
+
+    ran = await asyncio.gather(*(store.submit(transaction) for _ in range(5)))
+
+    assert ran[0] is ran[1]
+    assert ran[2] is ran[3]
+    assert len({id(each) for each in ran}) == 3
+
+
 async def test_a_failing_submitted_write_gets_its_error_and_the_others_commit(store: Store) -> None:
     created = store.submit(
         partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START)
