@@ -862,16 +862,14 @@ class _UdpPort:
         self._deliver = deliver
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
-        self.send_failed = 0
         loop.add_reader(sock.fileno(), self._on_readable)
 
     def send(self, packet: bytes, destination: Address) -> None:
         if self._sock.fileno() < 0:
             return
-        try:
+        # A datagram the kernel refuses is a datagram lost, which RTP lives with.
+        with contextlib.suppress(OSError):
             self._sock.sendto(packet, destination)
-        except OSError:
-            self.send_failed += 1
 
     def close(self) -> None:
         if self._sock.fileno() >= 0:

@@ -223,6 +223,7 @@ class RunnerSettings:
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     """Codecs offered to buyers, in order of preference."""
     user_agent: str = "callwhisper"
+    """The User-Agent header of our requests to buyers (RFC 3261 20.41)."""
     from_domain: str | None = None
     """Host part of our From header towards buyers; our SIP address when unset."""
     cancel_linger_seconds: float = 4.0
