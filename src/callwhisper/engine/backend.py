@@ -220,8 +220,9 @@ class StoreBackend:
     ) -> Awaitable[None]:
         """Commit in memory when resident, and in the SQL ledger.
 
-        A commit that bills (a conversion, revenue) is committed to the
-        database at once; others ride with the next batch of writes.
+        When resident, a commit that bills (a conversion, revenue) is
+        committed to the database at once; other commits, and every commit
+        when the SQL ledger decides, ride with the next batch of writes.
         """
         ledger = self.store.ledger
         work: Callable[[Connection], None] = partial(

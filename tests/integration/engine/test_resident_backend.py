@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import select
 
 from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.domain.caps import CapCharge, CapKey, CapMetric
 from callwhisper.domain.state import ConcurrencyLimit, MemoryCapLedger, Reservation
 from callwhisper.engine import StoreBackend
-from callwhisper.store import ResidentCounters, Store, create_store
+from callwhisper.store import CapAmounts, ResidentCounters, Store, create_store
+from callwhisper.store import engine as store_engine
+from callwhisper.store.tables import cap_reservations
 from tests.integration.engine.conftest import StartServer
 
 pytestmark = pytest.mark.integration
@@ -155,6 +158,31 @@ async def test_concurrent_reservations_never_exceed_a_cap(
     assert sql.in_progress == {SLOT: 0}
     if calls == len(granted):
         assert await store.ledger.reserve(reservation(99, calls=calls)) == "daily calls cap 7/7"
+
+
+@pytest.mark.parametrize(
+    ("metric", "revenue"),
+    [
+        ("conversions", CapAmounts(Decimal(0), Decimal("45.5"))),
+        ("revenue", CapAmounts(Decimal(40), Decimal(0))),
+    ],
+)
+async def test_a_commit_that_bills_is_written_at_once(
+    open_backend: Open, monkeypatch: pytest.MonkeyPatch, metric: CapMetric, revenue: CapAmounts
+) -> None:
+    """Without the bill, the commit would wait an hour for company."""
+    monkeypatch.setattr(store_engine, "COMMIT_DELAY", 3600.0)
+    store, backend = await open_backend()
+    await start_call(backend, 0)
+    assert await backend.reserve("call-0", reservation(0)) is None
+
+    await asyncio.wait_for(backend.commit("call-0/B1", (metric,), Decimal("40")), 10)
+
+    assert await store.ledger.amounts(REVENUE) == revenue
+    committed = await store.database.run_read(
+        lambda connection: connection.scalar(select(cap_reservations.c.committed))
+    )
+    assert committed == [metric]
 
 
 async def test_a_server_on_sqlite_decides_in_memory(start_server: StartServer) -> None:
