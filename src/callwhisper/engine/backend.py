@@ -315,11 +315,12 @@ class StoreBackend:
         """Close the call row with its money; record the caller for duplicate rules."""
         self._tags.pop(call_id, None)
         self._seqs.pop(call_id, None)
-        history = _caller_history(call_id, attributes, record)
+        ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
+        history = _caller_history(call_id, attributes, record, ended_at)
         if self.resident is not None and attributes.caller is not None:
             self.resident.record_caller_history(caller=attributes.caller, **history)
         return self.store.submit(
-            partial(self._ended_in, call_id, attributes, record, outcome, history)
+            partial(self._ended_in, call_id, attributes, record, outcome, ended_at, history)
         )
 
     def _ended_in(
@@ -328,10 +329,10 @@ class StoreBackend:
         attributes: CallAttributes,
         record: CallRecord,
         outcome: str,
+        ended_at: datetime,
         history: _HistoryEntry,
         connection: Connection,
     ) -> None:
-        ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
         converted = record.converted_leg is not None
         self.store.calls.finish_call_in(
             call_id,
@@ -359,9 +360,10 @@ class _HistoryEntry(TypedDict):
     converted: bool
 
 
-def _caller_history(call_id: str, attributes: CallAttributes, record: CallRecord) -> _HistoryEntry:
+def _caller_history(
+    call_id: str, attributes: CallAttributes, record: CallRecord, ended_at: datetime
+) -> _HistoryEntry:
     """What the caller history remembers of an ended call (duplicate rules read it)."""
-    ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
     arrived = utc(record.arrived_at) if record.arrived_at is not None else ended_at
     bridged = record.bridged_legs[-1] if record.bridged_legs else None
     buyer = record.legs[bridged].buyer_id if bridged in record.legs else None

@@ -15,7 +15,7 @@ from callwhisper.domain import CallAttributes, Configuration
 from callwhisper.domain.caps import CapCharge, CapKey
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.engine import StoreBackend
-from callwhisper.flow import Entry
+from callwhisper.flow import CallRecord, Entry
 from callwhisper.store import ResidentCounters, Store, create_store
 
 pytestmark = pytest.mark.integration
@@ -89,3 +89,20 @@ async def test_a_reservation_write_that_fails_is_logged_and_the_rest_of_its_batc
     usage = await store.ledger.amounts(DAY)
     assert (usage.used, usage.reserved) == (Decimal(0), Decimal(1))
     assert resident.ledger.usage(DAY) == Decimal(2)
+
+
+async def test_a_call_that_ends_without_times_is_closed_and_remembered_at_one_time(
+    store: Store,
+) -> None:
+    """The record knows neither arrival nor end: both rows take the time the call ended."""
+    backend = StoreBackend(store, Configuration())
+    attributes = CallAttributes("auto", "+18005550100", "+14155550101")
+    await backend.call_started("call-1", attributes, NOW.timestamp())
+
+    await backend.call_ended("call-1", attributes, CallRecord("call-1"), outcome="failed")
+
+    call = await store.calls.get_call("call-1")
+    assert call is not None
+    assert call.ended_at is not None
+    counters = await store.counters.load_counters("auto", caller="+14155550101", now=call.ended_at)
+    assert [past.at for past in counters.caller_history] == [call.ended_at]
