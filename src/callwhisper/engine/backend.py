@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
@@ -26,7 +26,7 @@ from sqlalchemy import Connection
 
 from callwhisper.audio import Audio, TtsCache, get_engine, import_recording
 from callwhisper.domain import CallAttributes, Configuration
-from callwhisper.domain.caps import CAP_METRICS, CapMetric
+from callwhisper.domain.caps import CapMetric
 from callwhisper.domain.state import Reservation
 from callwhisper.domain.whisper import TtsVoice
 from callwhisper.flow import CallRecord, Entry
@@ -137,9 +137,6 @@ class StoreBackend:
         """The tags of each call in progress: an IVR answer is stored without reading the call."""
         self._seqs: dict[str, int] = {}
         """The last timeline entry number of each call in progress: this process numbers them."""
-        self._granted: dict[str, tuple[Reservation, frozenset[CapMetric]]] = {}
-        """The reservations memory granted and not finished, with the metrics they committed:
-        their commits and finish are written without reading the reservation back."""
 
     def use_configuration(self, configuration: Configuration) -> None:
         """Route the next calls with ``configuration`` (calls in progress keep their offers).
@@ -209,7 +206,6 @@ class StoreBackend:
             return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
         refused = self.resident.reserve(reservation)
         if refused is None:
-            self._granted[reservation.reservation_id] = (reservation, frozenset())
             ledger = self.store.ledger
             written = self.store.submit(partial(ledger.record_reservation_in, reservation, call_id))
             written.add_done_callback(partial(_log_failed_write, reservation.reservation_id))
@@ -220,42 +216,32 @@ class StoreBackend:
     ) -> Awaitable[None]:
         """Commit in memory when resident, and in the SQL ledger.
 
-        When resident, a commit that bills (a conversion, revenue) is
+        When resident, the commit memory made is written without reading the
+        reservation back, and one that bills (a conversion, revenue) is
         committed to the database at once; other commits, and every commit
         when the SQL ledger decides, ride with the next batch of writes.
         """
         ledger = self.store.ledger
-        work: Callable[[Connection], None] = partial(
-            ledger.commit_in, reservation_id, metrics, revenue
-        )
-        if self.resident is not None:
-            try:
-                self.resident.commit(reservation_id, metrics, revenue)
-            except KeyError as error:
-                return _failed(error)
-            granted = self._granted.get(reservation_id)
-            if granted is not None:
-                reservation, committed = granted
-                work = partial(ledger.record_commit_in, reservation, committed, metrics, revenue)
-                now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
-                self._granted[reservation_id] = (reservation, now_committed)
-        urgent = self.resident is not None and not _URGENT_METRICS.isdisjoint(metrics)
-        return self.store.submit(work, urgent=urgent)
+        if self.resident is None:
+            return self.store.submit(partial(ledger.commit_in, reservation_id, metrics, revenue))
+        try:
+            reservation, committed = self.resident.commit(reservation_id, metrics, revenue)
+        except KeyError as error:
+            return _failed(error)
+        work = partial(ledger.record_commit_in, reservation, committed, metrics, revenue)
+        return self.store.submit(work, urgent=not _URGENT_METRICS.isdisjoint(metrics))
 
     def finish(self, reservation_id: str) -> Awaitable[None]:
-        """Finish in memory when resident, and in the SQL ledger."""
+        """Finish in memory when resident (written without reading back), and in the SQL ledger."""
         ledger = self.store.ledger
         now = datetime.now(UTC)
-        work: Callable[[Connection], None] = partial(ledger.finish_in, reservation_id, now)
-        if self.resident is not None:
-            try:
-                self.resident.finish(reservation_id)
-            except KeyError as error:
-                return _failed(error)
-            granted = self._granted.pop(reservation_id, None)
-            if granted is not None:
-                work = partial(ledger.record_finish_in, *granted, now)
-        return self.store.submit(work)
+        if self.resident is None:
+            return self.store.submit(partial(ledger.finish_in, reservation_id, now))
+        try:
+            reservation, committed = self.resident.finish(reservation_id)
+        except KeyError as error:
+            return _failed(error)
+        return self.store.submit(partial(ledger.record_finish_in, reservation, committed, now))
 
     def persist(self, call_id: str, entry: Entry) -> Awaitable[None]:
         """Append the entry, then mirror leg milestones onto the call and leg rows."""

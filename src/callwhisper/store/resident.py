@@ -36,7 +36,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
-from callwhisper.domain.caps import CapKey, CapMetric
+from callwhisper.domain.caps import CAP_METRICS, CapKey, CapMetric
 from callwhisper.domain.state import (
     MemoryCapLedger,
     PastCall,
@@ -127,8 +127,10 @@ class ResidentCounters:
         """Every entry of the history once, oldest recorded first: what to forget next."""
         self._ending: list[tuple[datetime, CapKey]] = []
         """A heap of every cap counter with a period, by :func:`forget_after`."""
-        self._held: dict[str, tuple[CapKey, ...]] = {}
-        """The counters each open reservation charges: its commit and finish change them."""
+        self._open: dict[str, tuple[Reservation, frozenset[CapMetric]]] = {}
+        """Each open reservation and the metrics it committed: the counters its commit and
+        finish change, and what ``SqlCapLedger.record_commit_in`` and
+        ``record_finish_in`` write them with."""
         self._holders: dict[CapKey, int] = {}
         """How many open reservations charge each counter; those are never forgotten."""
         self._ended: set[CapKey] = set()
@@ -166,7 +168,7 @@ class ResidentCounters:
         for row in connection.execute(open_reservations):
             reservation, committed = reservation_from_row(row)
             ledger.hold(reservation, committed)
-            self._hold(reservation)
+            self._hold(reservation, frozenset(committed))
         for row in connection.execute(select(cap_usage)):
             key = cap_key(row)
             ending = forget_after(key)
@@ -257,21 +259,34 @@ class ResidentCounters:
                 ending = forget_after(key)
                 if ending is not None:
                     heapq.heappush(self._ending, (ending, key))
-            self._hold(reservation)
+            self._hold(reservation, frozenset())
         self._forget_counters(reservation.at, len(reservation.charges) + FORGET_COUNTERS_AT_MOST)
         return refused
 
     def commit(
         self, reservation_id: str, metrics: Collection[CapMetric], revenue: Decimal | None = None
-    ) -> None:
-        """Keep ``metrics`` of a reservation for good."""
-        self.ledger.commit(reservation_id, metrics, revenue)
+    ) -> tuple[Reservation, frozenset[CapMetric]]:
+        """Keep ``metrics`` of a reservation for good.
 
-    def finish(self, reservation_id: str) -> None:
-        """Release what a reservation did not commit, and its concurrency slots."""
+        Returns the reservation and the metrics it had committed before: what
+        ``SqlCapLedger.record_commit_in`` writes this commit with.
+        """
+        self.ledger.commit(reservation_id, metrics, revenue)
+        reservation, committed = self._open[reservation_id]
+        now_committed = committed | {metric for metric in metrics if metric in CAP_METRICS}
+        self._open[reservation_id] = (reservation, now_committed)
+        return reservation, committed
+
+    def finish(self, reservation_id: str) -> tuple[Reservation, frozenset[CapMetric]]:
+        """Release what a reservation did not commit, and its concurrency slots.
+
+        Returns the reservation and the metrics it committed: what
+        ``SqlCapLedger.record_finish_in`` writes this finish with.
+        """
         self.ledger.finish(reservation_id)
+        reservation, committed = self._open.pop(reservation_id)
         holders = self._holders
-        for key in self._held.pop(reservation_id, ()):
+        for key in {charge.key for charge in reservation.charges}:
             if holders[key] > 1:
                 holders[key] -= 1
                 continue
@@ -279,12 +294,12 @@ class ResidentCounters:
             if key in self._ended:
                 self._ended.discard(key)
                 self._drop(key)
+        return reservation, committed
 
-    def _hold(self, reservation: Reservation) -> None:
-        keys = tuple({charge.key: None for charge in reservation.charges})
-        self._held[reservation.reservation_id] = keys
+    def _hold(self, reservation: Reservation, committed: frozenset[CapMetric]) -> None:
+        self._open[reservation.reservation_id] = (reservation, committed)
         holders = self._holders
-        for key in keys:
+        for key in {charge.key for charge in reservation.charges}:
             holders[key] = holders.get(key, 0) + 1
 
     def _forget_counters(self, now: datetime, at_most: int) -> None:

@@ -160,6 +160,32 @@ async def test_concurrent_reservations_never_exceed_a_cap(
         assert await store.ledger.reserve(reservation(99, calls=calls)) == "daily calls cap 7/7"
 
 
+async def test_a_reservation_open_at_start_up_settles_in_memory_and_in_the_store_alike(
+    open_backend: Open,
+) -> None:
+    """Its commits and finish are written from what memory loaded, as for one memory granted."""
+    store, _ = await open_backend()
+    reference = MemoryCapLedger()
+    assert await store.ledger.reserve(reservation(0)) is None
+    await store.ledger.commit("call-0/B1", CALLS)
+    assert reference.reserve(reservation(0)) is None
+    reference.commit("call-0/B1", CALLS)
+
+    store, backend = await open_backend()
+    assert backend.resident is not None
+    await backend.commit("call-0/B1", ("calls", "revenue"), Decimal("40"))
+    await backend.finish("call-0/B1")
+    reference.commit("call-0/B1", ("calls", "revenue"), Decimal("40"))
+    reference.finish("call-0/B1")
+
+    assert_same_counters(backend.resident, reference)
+    sql = await store.counters.load_counters("auto", keys=KEYS, owners=OWNERS, now=NOW)
+    assert sql == backend.resident.counters("auto", keys=KEYS, owners=OWNERS, now=NOW)
+    assert sql.cap_usage == {DAY: Decimal(1), REVENUE: Decimal(40)}
+    assert await store.ledger.amounts(DAY) == CapAmounts(Decimal(1), Decimal(0))
+    assert await store.ledger.open_reservations() == []
+
+
 @pytest.mark.parametrize(
     ("metric", "revenue"),
     [
