@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import phonenumbers
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,9 @@ from callwhisper.domain import (
 )
 from callwhisper.domain.caps import period_key
 from callwhisper.routing import decide
+from callwhisper.routing import decision as routing_decision
+from callwhisper.routing import geo as routing_geo
+from callwhisper.routing import plan as routing_plan
 from callwhisper.routing.geo import UNKNOWN, geo_for_number, normalize_number
 from callwhisper.routing.plan import FilterPlan, GeoPlan, RulePlan
 from tests.unit.routing.helpers import AUSTIN, NEW_YORK, NOW, SAN_FRANCISCO, buyer, call
@@ -34,7 +38,15 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 
 def busy_configuration() -> Configuration:
-    """Three tiers of buyers with schedules, filters, caps, spacing and several targets."""
+    """Four tiers of buyers with schedules, filters, caps, spacing, duplicates and targets.
+
+    Laid out so that a decision takes every path its shortcuts have: a target
+    checked alike to another (b7's t3 as t2, b8's t2 as t1), a target with its
+    own limit alone in an entry (b7/t1, also named with all of b7's targets in
+    the same tier), a tier whose every target fails on its switch or schedule
+    (tier 4, but on Saturdays), publishers with caps or a concurrency limit
+    only, and duplicate rules that skip or do not convert.
+    """
     three_targets = [
         {"id": "t1", "destination": "sip:one@b.example"},
         {"id": "t2", "destination": "sip:two@b.example", "caps": {"concurrency": 1}},
@@ -47,7 +59,12 @@ def busy_configuration() -> Configuration:
     ]
     buyers: list[dict[str, Any]] = [
         buyer("b1", schedule={"hours": {d: ["09:00-17:00"] for d in WEEKDAYS}}),
-        buyer("b2", filters={"states": ["CA", "TX"]}, caps={"calls": {"daily": 3}}),
+        buyer(
+            "b2",
+            filters={"states": ["CA", "TX"]},
+            caps={"calls": {"daily": 3}},
+            duplicates={"window_days": 2, "action": "no_convert"},
+        ),
         buyer(
             "b3",
             targets=three_targets,
@@ -73,20 +90,53 @@ def busy_configuration() -> Configuration:
             ],
             duplicates={"window_days": 2, "scope": "buyer"},
         ),
+        buyer(
+            "b7",
+            targets=[
+                {"id": "t1", "destination": "sip:b7t1@b.example", "caps": {"concurrency": 1}},
+                {
+                    "id": "t2",
+                    "destination": "sip:b7t2@b.example",
+                    "schedule": {"hours": {d: ["12:00-18:00"] for d in WEEKDAYS}},
+                },
+                {"id": "t3", "destination": "sip:b7t3@b.example"},
+            ],
+            caps={"calls": {"daily": 4}},
+            duplicates={"window_days": 1},
+        ),
+        buyer(
+            "b8",
+            targets=[
+                {"id": "t1", "destination": "sip:b8t1@b.example"},
+                {"id": "t2", "destination": "sip:b8t2@b.example"},
+            ],
+            filters={"tags": [{"tag": "age", "op": ">", "value": 40}]},
+        ),
     ]
     tiers: list[dict[str, Any]] = [
         {"buyers": [{"buyer": "b1"}, {"buyer": "b2"}]},
         {"method": "round_robin", "buyers": [{"buyer": "b3"}, {"buyer": "b4"}, {"buyer": "b1"}]},
         {
             "method": "weighted",
-            "buyers": [{"buyer": "b5"}, {"buyer": "b6", "weight": 3}, {"buyer": "b3", "weight": 2}],
+            "buyers": [
+                {"buyer": "b5"},
+                {"buyer": "b6", "weight": 3},
+                {"buyer": "b3", "weight": 2},
+                {"buyer": "b7"},
+                {"buyer": "b7", "target": "t1"},
+                {"buyer": "b8"},
+            ],
         },
+        {"buyers": [{"buyer": "b5"}, {"buyer": "b6"}]},
     ]
     return build(
         buyers,
         tiers,
         routing={"max_candidates": 3},
-        publishers=[{"id": "p1", "caps": {"calls": {"hourly": 40}}}],
+        publishers=[
+            {"id": "p1", "caps": {"calls": {"hourly": 40}}},
+            {"id": "p2", "caps": {"concurrency": 2}},
+        ],
     )
 
 
@@ -94,17 +144,27 @@ def counters_at(minutes: int) -> RoutingCounters:
     """Counters that change with the moment, so cached answers would show if they were stale."""
     now = NOW + timedelta(minutes=minutes)
     day = period_key("day", now, "America/New_York")
+    ago = now - timedelta(hours=minutes % 72)
     return RoutingCounters(
         cap_usage={
             CapKey("buyer:b2", "calls", "day", day): Decimal(minutes % 5),
             CapKey(
                 "buyer:b3", "revenue", "day", period_key("day", now, "America/Los_Angeles")
             ): Decimal(minutes % 10),
+            CapKey("buyer:b7", "calls", "day", day): Decimal(minutes % 6),
+            CapKey(
+                "publisher:p1", "calls", "hour", period_key("hour", now, "America/New_York")
+            ): Decimal(40 if minutes % 11 == 0 else minutes % 40),
         },
-        in_progress={"buyer:b3": minutes % 3, "target:b3/t2": minutes % 2},
+        in_progress={
+            "buyer:b3": minutes % 3,
+            "target:b3/t2": minutes % 2,
+            "publisher:p2": minutes % 3,
+            "target:b7/t1": minutes % 2,
+        },
         last_call_at={"buyer:b4": now - timedelta(seconds=minutes % 90)},
         caller_history=(
-            (PastCall("c1", "b6", now - timedelta(hours=minutes % 72), True, True),)
+            tuple(PastCall("c1", b, ago, True, True) for b in ("b2", "b6", "b7"))
             if minutes % 4 == 0
             else ()
         ),
@@ -112,28 +172,66 @@ def counters_at(minutes: int) -> RoutingCounters:
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=8 * 24 * 60),
-            st.sampled_from([SAN_FRANCISCO, NEW_YORK, AUSTIN, None]),
-            st.sampled_from(["25", "45", None]),
-        ),
-        min_size=1,
-        max_size=25,
-    )
+# A call: minutes after NOW, the caller, an age tag and the publisher.
+Call = tuple[int, str | None, str | None, str | None]
+calls_in_turn = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=8 * 24 * 60),
+        st.sampled_from([SAN_FRANCISCO, NEW_YORK, AUSTIN, None]),
+        st.sampled_from(["25", "45", None]),
+        st.sampled_from(["p1", "p2", None]),
+    ),
+    min_size=1,
+    max_size=25,
 )
-def test_a_configuration_decided_again_and_again_decides_like_a_fresh_one(
-    calls: list[tuple[int, str | None, str | None]],
-) -> None:
+
+
+# The bound of every memo routing keeps, each emptied when full.
+BOUNDS = [
+    (routing_plan, "_MEMO_SIZE"),
+    (routing_plan, "_REVENUES_KEPT"),
+    (routing_decision, "_ROWS_PER_ENTRY"),
+    (routing_decision, "_GATES_PER_CAMPAIGN"),
+    (routing_geo, "GEO_CACHE_SIZE"),
+]
+
+
+def decide_again_and_again(calls: list[Call], memo_bound: int | None = None) -> None:
+    """Decide ``calls`` in turn on one configuration, each as a fresh copy decides it alone.
+
+    With ``memo_bound``, the configuration decided again and again keeps that
+    many answers in each memo; the fresh copies keep their usual bounds, which
+    one decision never fills.
+    """
     warm = busy_configuration()
-    for minutes, caller, age in calls:
-        attributes = call(caller, publisher_id="p1", tags={} if age is None else {"age": age})
+    for minutes, caller, age, publisher in calls:
+        tags = {} if age is None else {"age": age}
+        attributes = call(caller, publisher_id=publisher, tags=tags)
         now = NOW + timedelta(minutes=minutes)
         counters = counters_at(minutes)
+        with pytest.MonkeyPatch.context() as patch:
+            if memo_bound is not None:
+                for module, name in BOUNDS:
+                    patch.setattr(module, name, memo_bound)
+            # First, so that the caller's geography is not already known from the fresh copy.
+            decided = decide(warm, attributes, counters, now)
         expected = decide(busy_configuration(), attributes, counters, now)
-        assert decide(warm, attributes, counters, now).to_dict() == expected.to_dict()
+        assert decided.to_dict() == expected.to_dict()
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls_in_turn)
+def test_a_configuration_decided_again_and_again_decides_like_a_fresh_one(
+    calls: list[Call],
+) -> None:
+    decide_again_and_again(calls)
+
+
+@settings(max_examples=30, deadline=None)
+@given(calls_in_turn)
+def test_memos_emptied_when_full_leave_decisions_unchanged(calls: list[Call]) -> None:
+    """With room for one answer, every memo is emptied again and again, within a decision too."""
+    decide_again_and_again(calls, memo_bound=1)
 
 
 @settings(max_examples=300, deadline=None)
