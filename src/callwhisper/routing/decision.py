@@ -532,13 +532,12 @@ class _Decider:
         caps = owners.caps(self.quarter, revenue), publisher.caps(self.quarter, revenue)
         if plan.latest:
             # Candidates are immutable: the latest one serves again when made of the same.
+            # A target plan is its entry's, in one tier: its tier and ring never change.
             latest_publisher, latest_reason, latest_caps, latest = plan.latest[0]
             if (
                 latest_publisher is publisher
                 and latest_reason == no_convert_reason
                 and latest_caps == caps
-                and latest.tier_index == tier_index
-                and latest.ring == ring
             ):
                 return latest
         candidate = Candidate(
