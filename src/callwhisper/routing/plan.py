@@ -335,67 +335,35 @@ class RulePlan:
         return answer
 
 
-@dataclass(frozen=True, slots=True)
-class FilterPlan:
-    """Filters split into their geography and their tag rules, each with a memo of answers.
+def filter_parts(
+    filters: Filters, geo_plans: dict[str, GeoPlan], rule_plans: dict[str, RulePlan]
+) -> tuple[FilterPart, ...]:
+    """``filters`` split into their geography, then each tag rule, each with a memo of answers.
 
     ``Filters.rejection`` checks the geography, then each rule in order, and
-    the first to fail is the reason. The geography depends only on the call's
-    state, area code and ZIP, a rule only on its tag's value, so answers are
-    kept per value (up to ``_MEMO_SIZE`` each, then started afresh). Buyers
-    share equal rules (``age > 64``), and with them their answers.
+    the first to fail is the reason: the parts are checked in this order. The
+    geography depends only on the call's state, area code and ZIP, a rule only
+    on its tag's value, so answers are kept per value (up to ``_MEMO_SIZE``
+    each, then started afresh). Equal parts are compiled once, through
+    ``geo_plans`` and ``rule_plans``: buyers share equal rules (``age > 64``),
+    and with them their answers.
     """
-
-    filters: Filters
-    geo: GeoPlan | None
-    rules: tuple[RulePlan, ...]
-
-    @classmethod
-    def of(
-        cls,
-        filters: Filters,
-        geo_plans: dict[str, GeoPlan] | None = None,
-        rule_plans: dict[str, RulePlan] | None = None,
-    ) -> FilterPlan:
-        """The plan of ``filters``, sharing equal parts through ``geo_plans`` and ``rule_plans``."""
-        geo_plans = {} if geo_plans is None else geo_plans
-        rule_plans = {} if rule_plans is None else rule_plans
-        geo: GeoPlan | None = None
-        if (
-            filters.states
-            or filters.exclude_states
-            or filters.area_codes
-            or filters.exclude_area_codes
-            or filters.zips
-        ):
-            # The same filters without their tag rules: only the geography is left.
-            place_only = filters.model_copy(update={"tags": []})
-            key = place_only.model_dump_json()
-            geo = geo_plans.get(key) or geo_plans.setdefault(key, GeoPlan(place_only))
-        rules = tuple(
-            rule_plans.get(key) or rule_plans.setdefault(key, RulePlan.of(rule))
-            for rule, key in ((rule, rule.model_dump_json()) for rule in filters.tags)
-        )
-        return cls(filters, geo, rules)
-
-    def rejection(
-        self, state: str | None, area_code: str | None, zip_code: str | None, tags: dict[str, str]
-    ) -> str | None:
-        """What ``Filters.rejection`` answers for these values."""
-        return self.check((state, area_code, zip_code), tags) or None
-
-    def check(self, place: Place, tags: dict[str, str]) -> str:
-        """The rejection of a call from ``place`` (state, area code, ZIP) with ``tags``, or ""."""
-        for part in self.parts:
-            answer = part.check(place, tags)
-            if answer:
-                return answer
-        return _PASSES
-
-    @property
-    def parts(self) -> tuple[FilterPart, ...]:
-        """The geography, then each tag rule: checked in this order, the first failure wins."""
-        return self.rules if self.geo is None else (self.geo, *self.rules)
+    parts: list[FilterPart] = []
+    if (
+        filters.states
+        or filters.exclude_states
+        or filters.area_codes
+        or filters.exclude_area_codes
+        or filters.zips
+    ):
+        # The same filters without their tag rules: only the geography is left.
+        place_only = filters.model_copy(update={"tags": []})
+        key = place_only.model_dump_json()
+        parts.append(geo_plans.get(key) or geo_plans.setdefault(key, GeoPlan(place_only)))
+    for rule in filters.tags:
+        key = rule.model_dump_json()
+        parts.append(rule_plans.get(key) or rule_plans.setdefault(key, RulePlan.of(rule)))
+    return tuple(parts)
 
 
 _MEMO_SIZE = 4096
@@ -408,7 +376,7 @@ class TargetPlan:
     Checks that can fail carry whether the failure concerns the target alone
     (``True``) or its buyer: ``disabled`` is the (reason, target-level) of a
     switched-off buyer or target, ``filters`` the parts of the buyer's filters
-    then the target's (``FilterPlan.parts``), laid end to end so that a call
+    then the target's (``filter_parts``), laid end to end so that a call
     checks them in one loop. ``pair`` is (buyer id, target id), which a call
     is offered at most once.
     """
@@ -587,7 +555,7 @@ class _OwnerParts:
 
     limits: OwnerLimits | None
     hours: Hours | None
-    filters: FilterPlan | None
+    filters: tuple[FilterPart, ...]
 
 
 class _Compiler:
@@ -664,9 +632,7 @@ class _Compiler:
             parts = self.parts[key] = _OwnerParts(
                 OwnerLimits.of(owner, label, caps, buyer.timezone, target_level=target is not None),
                 None if schedule is None else self.compile_hours(schedule, buyer.timezone),
-                None
-                if filters is None
-                else FilterPlan.of(filters, self.geo_plans, self.rule_plans),
+                () if filters is None else filter_parts(filters, self.geo_plans, self.rule_plans),
             )
         return parts
 
@@ -706,12 +672,11 @@ class _Compiler:
                     hours_target_level=target_parts.hours is not None,
                     filters=tuple(
                         (part, target_level)
-                        for filters, target_level in (
+                        for parts, target_level in (
                             (buyer_parts.filters, False),
                             (target_parts.filters, True),
                         )
-                        if filters is not None
-                        for part in filters.parts
+                        for part in parts
                     ),
                     duplicates=buyer.duplicates,
                     owner_set=owner_set,

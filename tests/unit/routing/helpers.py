@@ -7,6 +7,7 @@ from typing import Any
 
 from callwhisper.config import validate_configuration
 from callwhisper.domain import CallAttributes, Configuration
+from callwhisper.routing.plan import FilterPart
 
 # Wednesday 4 March 2026, 10:00 in New York (EST, UTC-5).
 NOW = datetime(2026, 3, 4, 15, 0, tzinfo=UTC)
@@ -49,3 +50,18 @@ def configuration(
 def call(caller: str | None = SAN_FRANCISCO, **fields: Any) -> CallAttributes:
     """A call to campaign ``c1`` from ``caller``."""
     return CallAttributes(campaign_id="c1", dialed="+18005550199", caller=caller, **fields)
+
+
+def rejection(
+    parts: tuple[FilterPart, ...],
+    state: str | None,
+    area_code: str | None,
+    zip_code: str | None,
+    tags: dict[str, str],
+) -> str | None:
+    """What filter ``parts`` answer, checked in order as a decision does (``Filters.rejection``)."""
+    for part in parts:
+        answer = part.check((state, area_code, zip_code), tags)
+        if answer:
+            return answer
+    return None

@@ -30,8 +30,16 @@ from callwhisper.routing import decision as routing_decision
 from callwhisper.routing import geo as routing_geo
 from callwhisper.routing import plan as routing_plan
 from callwhisper.routing.geo import UNKNOWN, geo_for_number, normalize_number
-from callwhisper.routing.plan import FilterPlan, GeoPlan, RulePlan
-from tests.unit.routing.helpers import AUSTIN, NEW_YORK, NOW, SAN_FRANCISCO, buyer, call
+from callwhisper.routing.plan import GeoPlan, RulePlan, filter_parts
+from tests.unit.routing.helpers import (
+    AUSTIN,
+    NEW_YORK,
+    NOW,
+    SAN_FRANCISCO,
+    buyer,
+    call,
+    rejection,
+)
 from tests.unit.routing.helpers import configuration as build
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
@@ -321,7 +329,7 @@ def test_filter_plans_sharing_parts_answer_like_filters(calls: list[dict[str, st
             {"area_codes": ["415"], "tags": [{"tag": "insured", "op": "~", "value": "^y"}]},
         )
     ]
-    plans = [FilterPlan.of(filters, geo_plans, rule_plans) for filters in every]
+    plans = [filter_parts(filters, geo_plans, rule_plans) for filters in every]
     places = [
         (state, area_code, zip_code)
         for state in ("CA", "TX", "NY", None)
@@ -331,7 +339,7 @@ def test_filter_plans_sharing_parts_answer_like_filters(calls: list[dict[str, st
     for tags in calls + calls:
         for place in places:
             for filters, plan in zip(every, plans, strict=True):
-                assert plan.rejection(*place, tags) == filters.rejection(*place, tags)
+                assert rejection(plan, *place, tags) == filters.rejection(*place, tags)
 
 
 def test_a_candidate_made_again_follows_the_callers_history() -> None:
