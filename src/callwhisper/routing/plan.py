@@ -11,6 +11,7 @@ goes with its configuration.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
@@ -462,6 +463,11 @@ class TierGate:
 Gates = tuple[TierGate, ...]
 
 
+# What a routing decision reads: the cap counters, and the owners whose calls in
+# progress and latest calls it looks at.
+Scope = tuple[frozenset[CapKey], frozenset[str]]
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignPlan:
     """A campaign's routing, compiled."""
@@ -476,6 +482,9 @@ class CampaignPlan:
     gates: dict[tuple[str | None, ...], Gates] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # What ``counter_scope`` answered last with each publisher (by its owner set's
+    # identity), and the quarter hour it holds for: every call then gets the same.
+    scopes: dict[int, tuple[int, Scope]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -715,27 +724,38 @@ def checked_alike(first: TargetPlan, second: TargetPlan) -> bool:
     )
 
 
-def counter_scope(
-    configuration: Configuration, attributes: CallAttributes, now: datetime
-) -> tuple[set[CapKey], set[str]]:
-    """The cap counters and the owners a routing decision for this call reads."""
+def counter_scope(configuration: Configuration, attributes: CallAttributes, now: datetime) -> Scope:
+    """The cap counters and the owners a routing decision for this call reads.
+
+    The owners of every target of the campaign and the publisher's: they only
+    change with the periods' keys, so each campaign keeps its latest answer
+    with each publisher for the quarter hour it was asked in.
+    """
     plan = compile_plan(configuration)
+    publisher = plan.publishers.get(attributes.publisher_id or "", NO_OWNERS)
+    quarter = quarter_of(now)
     campaign = plan.campaigns.get(attributes.campaign_id)
-    owners = (
-        []
-        if campaign is None
-        else [
+    if campaign is None:
+        return _scope(publisher.owners, quarter)
+    latest = campaign.scopes.get(id(publisher))
+    if latest is None or latest[0] != quarter:
+        owners = [
             owner
             for tier in campaign.tiers
             for entry in tier.entries
             for target in entry.targets
             for owner in target.owner_set.owners
         ]
-    )
-    owners += plan.publishers.get(attributes.publisher_id or "", NO_OWNERS).owners
-    # The counters of the periods the decision will look up (``OwnerSet.caps``).
-    quarter = quarter_of(now)
-    keys = {
+        latest = campaign.scopes[id(publisher)] = (
+            quarter,
+            _scope([*owners, *publisher.owners], quarter),
+        )
+    return latest[1]
+
+
+def _scope(owners: Sequence[OwnerLimits], quarter: int) -> Scope:
+    """The counters of ``owners`` in the periods of ``quarter`` (as ``OwnerSet.caps``), and them."""
+    keys = frozenset(
         key for owner in owners for key in owner.counters_at(zone_keys(owner.timezone, quarter))
-    }
-    return keys, {owner.owner for owner in owners}
+    )
+    return keys, frozenset(owner.owner for owner in owners)

@@ -770,7 +770,20 @@ def test_counter_scope_names_every_counter_and_owner_the_decision_reads() -> Non
     [decision_key] = [charge.key for charge in route(config).candidates[0].charges]
     assert keys == {decision_key}
     assert owners == {"buyer:b1"}
-    assert counter_scope(config, replace(call(), campaign_id="c9"), NOW) == (set(), set())
+    assert counter_scope(config, replace(call(), campaign_id="c9"), NOW) == (
+        frozenset(),
+        frozenset(),
+    )
+
+
+def test_counter_scope_asked_again_follows_the_periods() -> None:
+    """Each call names the counters of its own hour, day and month, whatever came before."""
+    config = configuration([buyer("b1", caps={"calls": {"hourly": 5, "daily": 50}})])
+    for minutes in (0, 14, 59, 60, -1, 24 * 60, 0):
+        now = NOW + timedelta(minutes=minutes)
+        keys, _ = counter_scope(config, call(), now)
+        [candidate] = route(config, now=now).candidates
+        assert keys == {charge.key for charge in candidate.charges}, now
 
 
 def test_counter_scope_names_the_publishers_counters_too() -> None:
