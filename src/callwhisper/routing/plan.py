@@ -46,6 +46,7 @@ from callwhisper.domain.caps import (
     metric_amount,
     period_keys,
 )
+from callwhisper.domain.configuration import format_location
 from callwhisper.domain.state import buyer_owner, publisher_owner, route_owner, target_owner
 from callwhisper.errors import ConfigError
 from callwhisper.routing.geo import normalize_number
@@ -542,7 +543,7 @@ def compile_plan(configuration: Configuration) -> Plan:
 def _compile(configuration: Configuration) -> Plan:
     problems = configuration.reference_problems()
     if problems:
-        raise ConfigError([f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems])
+        raise ConfigError([f"{format_location(loc)}: {message}" for loc, message in problems])
     publishers = {}
     for publisher in configuration.publishers:
         limits = OwnerLimits.of(

@@ -760,8 +760,12 @@ def test_plan_refuses_broken_references() -> None:
     config = Configuration.model_validate(
         {"campaigns": [{"id": "c1", "routing": {"tiers": [{"buyers": [{"buyer": "nobody"}]}]}}]}
     )
-    with pytest.raises(ConfigError, match="unknown buyer 'nobody'"):
+    with pytest.raises(ConfigError) as raised:
         compile_plan(config)
+    # In the words of the configuration check.
+    assert raised.value.problems == [
+        "campaigns[0].routing.tiers[0].buyers[0].buyer: unknown buyer 'nobody'"
+    ]
 
 
 def test_counter_scope_names_every_counter_and_owner_the_decision_reads() -> None:
