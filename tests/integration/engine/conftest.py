@@ -12,6 +12,7 @@ import pytest
 from callwhisper.engine.media import MediaConfig
 from callwhisper.engine.server import CallwhisperServer, ServerConfig
 from callwhisper.engine.transport import TransportConfig
+from callwhisper.sip.timers import DEFAULT_TIMERS, TimerConfig
 from tests.integration.peers.fixtures import baresip, rtp_sink, sipp
 from tests.integration.peers.net import LOOPBACK
 
@@ -28,8 +29,14 @@ def sip_transport() -> TransportConfig:
 
 
 @pytest.fixture
+def sip_timers() -> TimerConfig:
+    """The SIP timers of the servers of ``start_server``; a test may parametrize it."""
+    return DEFAULT_TIMERS
+
+
+@pytest.fixture
 async def start_server(
-    tmp_path: Path, sip_transport: TransportConfig
+    tmp_path: Path, sip_transport: TransportConfig, sip_timers: TimerConfig
 ) -> AsyncIterator[StartServer]:
     """A factory starting a server on a configuration (SQLite in tmp_path); shut down at teardown.
 
@@ -47,6 +54,7 @@ async def start_server(
                 sip=sip_transport,
                 media=MediaConfig(address=LOOPBACK, port_min=42000, port_max=42999),
                 drain_timeout=5.0,
+                sip_timers=sip_timers,
             )
         )
         await server.start()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from callwhisper.sip.timers import TimerConfig
 from callwhisper.store import CallRecord
 from tests.integration.engine.caller_media import (
     PCMA,
@@ -262,15 +263,19 @@ AUTO_ACCEPT = {"text": "Hello.", "accept_mode": "auto", "plays": 1}
 """A plain announcement: the bridge follows the whisper, no key needed (call-flow 8)."""
 
 
+@pytest.mark.parametrize("sip_timers", [TimerConfig(t2=0.5)])
 async def test_lost_200s_to_the_caller_are_retransmitted_until_the_ack(
     sipp: SippLauncher, start_server: StartServer
 ) -> None:
     """RFC 3261 13.3.1.4: our 2xx is sent again until the caller's ACK; every call survives.
 
     SIPp drops each 200 OK it receives with probability 1/2, so with this
-    many calls at least one is dropped in all but about 1 run in 16,000.
+    many calls at least one is dropped in all but about 1 run in 1,000,000.
+    With T2 at T1 our 2xx goes out every 0.5 s for 64*T1, 64 copies: all of
+    one call's lost (which ends it, as RFC 3261 says) would take 2**-64.
+    With the default T2 (4 s) it is 11 copies, and about 1 call in 2,048 failed.
     """
-    calls = 14
+    calls = 20
     buyers = sipp.uas("buyer-voicemail-silent", SippOptions(calls=calls, timeout=PEER_TIMEOUT))
     server = await start_server(configuration([("acme", buyers.uri())], whisper=AUTO_ACCEPT))
     callers = caller(sipp, server, "caller-loses-half-of-200", calls=calls, pause_ms=300)
