@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from bench.stats import percentile
 from callwhisper.config import validate_configuration
 from callwhisper.domain import (
     CallAttributes,
@@ -156,12 +157,6 @@ def build_calls(rng: random.Random) -> list[tuple[CallAttributes, tuple[PastCall
         attributes = CallAttributes("c1", "+18005550199", caller, "p1", tags=tags)
         calls.append((attributes, history, now))
     return calls
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The sample below which ``fraction`` of the samples lie (nearest rank)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:

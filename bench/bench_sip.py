@@ -86,6 +86,7 @@ from tests.integration.peers.net import LOOPBACK, free_port, free_port_block, ud
 from tests.integration.peers.sipp import last_row, prepare_pcap_dir
 
 from bench.bench_routing import AREA_CODES
+from bench.stats import percentile
 from callwhisper.cli.serve import _RESIDENT_COUNTERS
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.media import DigitReceived, MediaEngine, MediaEvent, MediaLeg, _Route
@@ -118,14 +119,6 @@ ACCEPT_KEY: Final = "1"
 TARGET_PDD_P99_MS: Final = 5.0
 TARGET_ACCEPT_P99_MS: Final = 20.0
 TARGET_SETUPS: Final = 300.0
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile of ``values`` (``share`` in 0..1); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 def load_average() -> str:

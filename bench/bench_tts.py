@@ -14,17 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.stats import percentile
 from callwhisper.audio import TtsCache, TtsOptions, cache_key, get_engine
 
 WHISPER = "Auto insurance lead from California, press 1 to accept."
 COLD_RENDERS = 20
 LOOKUPS = 200
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The sample below which ``fraction`` of the samples lie (nearest rank)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def time_calls(call: Callable[[], object], count: int) -> list[float]:
