@@ -15,6 +15,7 @@ well formed but shares no codec with us raises it with 488 (Not Acceptable Here)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 from callwhisper.errors import LocalProtocolError, SdpError
@@ -48,6 +49,8 @@ _CLOCK_RATE: Final = 8000
 _DEFAULT_PTIME: Final = 20
 _STATIC_PAYLOAD_TYPES: Final = {0: "PCMU", 8: "PCMA"}
 _UNSPECIFIED_ADDRESSES: Final = frozenset({"0.0.0.0", "::"})
+_CACHED_VALUE_LENGTH: Final = 64
+"""Longest a=rtpmap value whose parse is kept (real ones are about 20 characters)."""
 
 
 def _error(message: str) -> SdpError:
@@ -191,7 +194,7 @@ class Media:
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
         """The a=rtpmap lines by payload type."""
-        maps = (RtpMap.parse(a.value) for a in self.attributes if a.name == "rtpmap" and a.value)
+        maps = (_rtpmap(a.value) for a in self.attributes if a.name == "rtpmap" and a.value)
         return {m.payload_type: m for m in maps}
 
     def fmtp(self, payload_type: int) -> str | None:
@@ -235,11 +238,23 @@ def _parse_media(value: str) -> Media:
     return Media(kind, port, proto, tuple(formats), count)
 
 
+@lru_cache(maxsize=256)
+def _cached_rtpmap(value: str) -> RtpMap:
+    return RtpMap.parse(value)
+
+
+def _rtpmap(value: str) -> RtpMap:
+    """``RtpMap.parse``, kept for the few values peers really send (a bounded cache)."""
+    if len(value) > _CACHED_VALUE_LENGTH:
+        return RtpMap.parse(value)
+    return _cached_rtpmap(value)
+
+
 def _parse_attribute(value: str) -> Attribute:
     name, colon, rest = value.partition(":")
     attribute = Attribute(name, rest if colon else None)
     if name == "rtpmap":
-        RtpMap.parse(rest)  # validate now, so later lookups cannot fail
+        _rtpmap(rest)  # validate now, so later lookups cannot fail
     elif name == "ptime":
         _number(rest.split(".")[0], "a=ptime")
     return attribute
@@ -436,15 +451,23 @@ def _codec_of(rtpmaps: dict[int, RtpMap], payload_type: int) -> tuple[str, int, 
     return None if static is None else (static, _CLOCK_RATE, None)
 
 
+_PAYLOAD_TYPES: Final = {str(number): number for number in range(128)}
+"""Every payload type in its usual spelling (no leading zeros), for a dictionary lookup."""
+
+
 def _payload_type(fmt: str) -> int:
+    known = _PAYLOAD_TYPES.get(fmt)
+    if known is not None:
+        return known
     if not (fmt.isascii() and fmt.isdigit()) or int(fmt) > 127:
         raise _error(f"SDP m= format {fmt!r} is not an RTP payload type")
     return int(fmt)
 
 
-def _pick_codec(media: Media, codecs: tuple[str, ...]) -> tuple[str, int] | None:
+def _pick_codec(
+    media: Media, rtpmaps: dict[int, RtpMap], codecs: tuple[str, ...]
+) -> tuple[str, int] | None:
     """The first format of ``media`` that is one of ``codecs`` (G.711 at 8 kHz, mono)."""
-    rtpmaps = media.rtpmaps
     for fmt in media.formats:
         payload_type = _payload_type(fmt)
         codec = _codec_of(rtpmaps, payload_type)
@@ -456,8 +479,7 @@ def _pick_codec(media: Media, codecs: tuple[str, ...]) -> tuple[str, int] | None
     return None
 
 
-def _dtmf_payload_type(media: Media) -> int | None:
-    rtpmaps = media.rtpmaps
+def _dtmf_payload_type(media: Media, rtpmaps: dict[int, RtpMap]) -> int | None:
     for fmt in media.formats:
         codec = _codec_of(rtpmaps, _payload_type(fmt))
         if codec is not None and codec[0].lower() == "telephone-event" and codec[1] == _CLOCK_RATE:
@@ -473,11 +495,23 @@ def _check_codecs(codecs: tuple[str, ...]) -> None:
 
 def _audio_media(
     port: int,
-    codecs: list[tuple[str, int]],
+    codecs: tuple[tuple[str, int], ...],
     dtmf_payload_type: int | None,
     ptime: int,
     direction: Direction,
 ) -> Media:
+    formats, attributes = _audio_lines(codecs, dtmf_payload_type, ptime, direction)
+    return Media("audio", port, RTP_AVP, formats, attributes=attributes)
+
+
+@lru_cache(maxsize=64)
+def _audio_lines(
+    codecs: tuple[tuple[str, int], ...],
+    dtmf_payload_type: int | None,
+    ptime: int,
+    direction: Direction,
+) -> tuple[tuple[str, ...], tuple[Attribute, ...]]:
+    """Our m= line's formats and a= lines: the same few for every call, so made once each."""
     formats = [str(pt) for _, pt in codecs]
     attributes = [Attribute("rtpmap", f"{pt} {name}/{_CLOCK_RATE}") for name, pt in codecs]
     if dtmf_payload_type is not None:
@@ -485,14 +519,20 @@ def _audio_media(
         attributes.append(Attribute("rtpmap", f"{dtmf_payload_type} telephone-event/{_CLOCK_RATE}"))
         attributes.append(Attribute("fmtp", f"{dtmf_payload_type} {DTMF_EVENTS}"))
     attributes += [Attribute("ptime", str(ptime)), Attribute(direction)]
-    return Media("audio", port, RTP_AVP, tuple(formats), attributes=tuple(attributes))
+    return tuple(formats), tuple(attributes)
+
+
+@lru_cache(maxsize=16)
+def _connection(address: str) -> Connection:
+    """Our c= line at ``address`` (one of the few addresses we listen on)."""
+    return Connection.for_address(address)
 
 
 def _our_description(
     address: str, session_id: int, session_version: int, username: str, media: tuple[Media, ...]
 ) -> SessionDescription:
     """Our description: origin and connection at ``address``, session name ``username``."""
-    connection = Connection.for_address(address)
+    connection = _connection(address)
     origin = Origin(username, str(session_id), session_version, address, "IN", connection.addrtype)
     return SessionDescription(origin, username, connection, media=media)
 
@@ -515,7 +555,7 @@ def create_offer(
     """
     _check_codecs(codecs)
     media = _audio_media(
-        port, [(c, SUPPORTED_CODECS[c]) for c in codecs], DTMF_PAYLOAD_TYPE, ptime, direction
+        port, tuple((c, SUPPORTED_CODECS[c]) for c in codecs), DTMF_PAYLOAD_TYPE, ptime, direction
     )
     return _our_description(address, session_id, session_version, username, (media,))
 
@@ -547,7 +587,8 @@ def create_answer(
     for media in offer.media:
         choice = None
         if negotiated is None and media.kind == "audio" and media.port and media.proto == RTP_AVP:
-            choice = _pick_codec(media, codecs)
+            rtpmaps = media.rtpmaps
+            choice = _pick_codec(media, rtpmaps, codecs)
         if choice is None:
             # RFC 3264 6: a rejected stream keeps its m= line with port 0.
             answered.append(Media(media.kind, 0, media.proto, media.formats))
@@ -557,8 +598,8 @@ def create_answer(
         want_send, want_receive = _flags(direction)
         ours = _direction(want_send and peer_receive, want_receive and peer_send)
         codec, payload_type = choice
-        dtmf = _dtmf_payload_type(media)
-        answered.append(_audio_media(port, [(codec, payload_type)], dtmf, ptime, ours))
+        dtmf = _dtmf_payload_type(media, rtpmaps)
+        answered.append(_audio_media(port, ((codec, payload_type),), dtmf, ptime, ours))
         negotiated = NegotiatedMedia(
             remote_address,
             media.port,
@@ -598,7 +639,8 @@ def negotiate_answer(offer: SessionDescription, answer: SessionDescription) -> N
             if (mapped := _codec_of(rtpmaps, _payload_type(fmt))) is not None
             and mapped[0].upper() in SUPPORTED_CODECS
         )
-        choice = _pick_codec(theirs, offered)
+        their_maps = theirs.rtpmaps
+        choice = _pick_codec(theirs, their_maps, offered)
         if choice is None:
             raise SdpError(
                 f"SDP answer accepts none of the codecs we offered ({', '.join(offered)})",
@@ -614,7 +656,7 @@ def negotiate_answer(offer: SessionDescription, answer: SessionDescription) -> N
             codec,
             payload_type,
             _CLOCK_RATE,
-            _dtmf_payload_type(theirs),
+            _dtmf_payload_type(theirs, their_maps),
             theirs.ptime or _DEFAULT_PTIME,
             _direction(our_send and peer_receive, our_receive and peer_send),
         )

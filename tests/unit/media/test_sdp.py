@@ -483,3 +483,35 @@ def test_unusable_answers(media: tuple[str, ...], message: str, status: int) -> 
     with pytest.raises(SdpError) as caught:
         negotiate_answer(offer, answer)
     assert (str(caught.value), caught.value.status_hint) == (message, status)
+
+
+def test_payload_types_spelled_with_leading_zeros_mean_the_same() -> None:
+    offer = SessionDescription.parse(
+        sdp(
+            *HEAD,
+            "c=IN IP4 192.0.2.9",
+            "m=audio 6000 RTP/AVP 008 0101",
+            "a=rtpmap:0101 telephone-event/8000",
+        )
+    )
+    _, negotiated = create_answer(offer, "192.0.2.1", 4000, session_id=1)
+    assert (negotiated.codec, negotiated.payload_type, negotiated.dtmf_payload_type) == (
+        "PCMA",
+        8,
+        101,
+    )
+
+
+def test_the_rtpmap_cache_stays_bounded_whatever_a_peer_sends() -> None:
+    from callwhisper.media import sdp as module
+
+    for number in range(2_000):
+        SessionDescription.parse(sdp(*HEAD, "m=audio 6000 RTP/AVP 0", f"a=rtpmap:0 X{number}/8000"))
+    long_name = "Y" * 100
+    parsed = SessionDescription.parse(
+        sdp(*HEAD, "m=audio 6000 RTP/AVP 0", f"a=rtpmap:0 {long_name}/8000")
+    )
+    assert parsed.media[0].rtpmaps[0].encoding == long_name
+    info = module._cached_rtpmap.cache_info()
+    assert info.maxsize is not None
+    assert info.currsize <= info.maxsize
