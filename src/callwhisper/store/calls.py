@@ -294,8 +294,15 @@ class CallRepository:
         writes every call's new entries in one statement, and raises each
         call's counter once, to its last entry.
         """
-        row = {"call_id": call_id, "seq": seq, "at": at, "kind": kind, "leg_id": leg_id}
-        defer(connection, _INSERT_EVENT, {**row, "data": dict(data)})
+        row = {
+            "call_id": call_id,
+            "seq": seq,
+            "at": at,
+            "kind": kind,
+            "leg_id": leg_id,
+            "data": dict(data),
+        }
+        defer(connection, _INSERT_EVENT, row)
         raised = {"call_key": call_id, "seq": seq}
         if not update_deferred(connection, _RAISE_EVENT_SEQ, call_id, raised):
             defer(connection, _RAISE_EVENT_SEQ, raised, key=call_id)

@@ -12,8 +12,7 @@ from sqlalchemy import Connection, Row, bindparam, or_, select
 
 from callwhisper.domain.caps import CapKey
 from callwhisper.domain.state import PastCall, RoutingCounters, TierRotation
-from callwhisper.store.compiled import execute
-from callwhisper.store.engine import Database
+from callwhisper.store.engine import Database, add_deferred, defer
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import (
     caller_history,
@@ -109,18 +108,20 @@ class CounterRepository:
     def save_rotation_in(
         self, campaign_id: str, tier_index: int, rotation: TierRotation, connection: Connection
     ) -> None:
-        """Persist a tier's rotation so round robin and weighted shares survive restarts."""
-        execute(
-            connection,
-            self._save_rotation,
-            {
-                "campaign_id": campaign_id,
-                "tier_index": tier_index,
-                "last_member": rotation.last,
-                "current": dict(rotation.current),
-                "updated_at": utcnow(),
-            },
-        )
+        """Persist a tier's rotation so round robin and weighted shares survive restarts.
+
+        Written at the end of the transaction (``store.engine.add_deferred``):
+        a shared transaction writes each tier's last rotation once.
+        """
+        params = {
+            "campaign_id": campaign_id,
+            "tier_index": tier_index,
+            "last_member": rotation.last,
+            "current": dict(rotation.current),
+            "updated_at": utcnow(),
+        }
+        key = (campaign_id, tier_index)
+        add_deferred(connection, self._save_rotation, params, key=key, sums=())
 
     def record_caller_history_in(
         self,
@@ -138,8 +139,10 @@ class CounterRepository:
 
         One entry per call and buyer: recording it again only ever turns
         ``connected`` and ``converted`` on, so a later correction cannot lose them.
+        Written at the end of the transaction (``store.engine.defer``), with the
+        other entries it records.
         """
-        execute(
+        defer(
             connection,
             self._record_history,
             {

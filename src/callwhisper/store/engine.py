@@ -27,9 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from _json import encode_basestring_ascii, make_encoder
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Hashable,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -115,9 +123,16 @@ def json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_json_dumps = json.JSONEncoder(default=json_default, separators=(",", ":")).encode
-"""``json.dumps(value, default=json_default, separators=(",", ":"))`` without a new
-encoder for every value."""
+_encode_json = make_encoder(
+    None, json_default, encode_basestring_ascii, None, ":", ",", False, False, True
+)
+"""The C encoder ``json.dumps`` builds for every value, built once (no check for circular
+references: the store's values are trees)."""
+
+
+def _json_dumps(value: object) -> str:
+    """``json.dumps(value, default=json_default, separators=(",", ":"))``, a few times cheaper."""
+    return "".join(_encode_json(value, 0))
 
 
 def make_engine(url: URL, *, pool_size: int = 10, null_pool: bool = False) -> AsyncEngine:
@@ -329,16 +344,19 @@ def _run_all(works: Sequence[Work[Any]], connection: Connection) -> list[Any]:
     return [work(connection) for work in works]
 
 
-_DEFERRED = "callwhisper_deferred"
-
-_Deferred = dict[Executable, dict[Hashable, Mapping[str, Any]]]
+_Deferred = dict[Executable, dict[Hashable, dict[str, Any]]]
 """Each statement's rows, by key (a fresh object for rows without one)."""
+
+_deferred: dict[Connection, _Deferred] = {}
+"""What each connection's :meth:`Database.run_write` under way has deferred (a plain
+dictionary: a unit of work looks it up several times per row it writes, and
+``Connection.info`` costs a few property calls each time)."""
 
 
 def defer(
     connection: Connection,
     statement: Executable,
-    params: Mapping[str, Any],
+    params: dict[str, Any],
     *,
     key: Hashable | None = None,
 ) -> None:
@@ -348,11 +366,12 @@ def defer(
     order deferred, after the unit of work (a whole shared transaction of
     :meth:`Database.submit`): for rows that nothing reads before the commit,
     such as timeline entries, many calls' rows then cost one statement.
-    A ``key`` names the row for :func:`update_deferred`; the same
-    statement deferred twice under one key is a ``ValueError``. Outside
-    ``run_write`` the statement runs at once.
+    A ``key`` names the row for :func:`update_deferred` and
+    :func:`run_deferred`; the same statement deferred twice under one key is
+    a ``ValueError``. Outside ``run_write`` the statement runs at once.
+    ``params`` is kept, not copied: the caller hands it over.
     """
-    deferred: _Deferred | None = connection.info.get(_DEFERRED)
+    deferred: _Deferred | None = _deferred.get(connection)
     if deferred is None:
         execute(connection, statement, params)
         return
@@ -374,24 +393,85 @@ def update_deferred(
     cost no statement of their own. ``False`` when nothing is deferred under
     ``key`` in the :meth:`Database.run_write` under way.
     """
-    deferred: _Deferred | None = connection.info.get(_DEFERRED)
+    deferred: _Deferred | None = _deferred.get(connection)
     rows = None if deferred is None else deferred.get(statement)
-    if rows is None or key not in rows:
+    if rows is None:
         return False
-    rows[key] = {**rows[key], **params}
+    row = rows.get(key)
+    if row is None:
+        return False
+    row.update(params)
     return True
+
+
+def add_deferred(
+    connection: Connection,
+    statement: Executable,
+    params: dict[str, Any],
+    *,
+    key: Hashable,
+    sums: Collection[str],
+) -> None:
+    """Defer ``statement`` under ``key``, or fold ``params`` into the row deferred there.
+
+    The parameters named in ``sums`` add to the row's, the others replace
+    them: for counters that many units of work change (an upsert that adds
+    its values), each then costs one row however many changed it.
+    Outside :meth:`Database.run_write` the statement runs at once.
+    """
+    deferred: _Deferred | None = _deferred.get(connection)
+    if deferred is None:
+        execute(connection, statement, params)
+        return
+    rows = deferred.setdefault(statement, {})
+    row = rows.get(key)
+    if row is None:
+        rows[key] = params
+        return
+    summed = {name: row[name] + params[name] for name in sums}
+    row.update(params)
+    row.update(summed)
+
+
+def deferred_row(
+    connection: Connection, statement: Executable, key: Hashable
+) -> Mapping[str, Any] | None:
+    """The parameters ``statement`` is deferred with under ``key``, or ``None``."""
+    deferred: _Deferred | None = _deferred.get(connection)
+    rows = None if deferred is None else deferred.get(statement)
+    return None if rows is None else rows.get(key)
+
+
+def run_deferred(
+    connection: Connection, statement: Executable, key: Hashable | None = None
+) -> None:
+    """Run the row ``statement`` was deferred with under ``key`` now, if there is one.
+
+    For a unit of work that reads or changes the row with statements of its
+    own. Without a ``key``, every row deferred with ``statement`` runs.
+    """
+    deferred: _Deferred | None = _deferred.get(connection)
+    rows = None if deferred is None else deferred.get(statement)
+    if not rows:
+        return
+    if key is None:
+        execute_many(connection, statement, list(rows.values()))
+        rows.clear()
+    elif key in rows:
+        execute(connection, statement, rows.pop(key))
 
 
 def _deferring(work: Work[_T], connection: Connection) -> _T:
     deferred: _Deferred = {}
-    connection.info[_DEFERRED] = deferred
+    _deferred[connection] = deferred
     try:
         result = work(connection)
         for statement, rows in deferred.items():
-            execute_many(connection, statement, list(rows.values()))
+            if rows:
+                execute_many(connection, statement, list(rows.values()))
         return result
     finally:
-        del connection.info[_DEFERRED]
+        del _deferred[connection]
 
 
 async def pause(attempt: int) -> None:

@@ -12,6 +12,12 @@ but async and safe across tasks and processes:
   Serialization failures and deadlocks are retried.
 - SQLite: the same statements inside ``BEGIN IMMEDIATE``, which serializes
   writers on the database file.
+
+What commits and finishes change, and what reservations decided elsewhere
+(``record_*_in``) change, is added up per counter and written at the end of
+the transaction (``store.engine.add_deferred``): a shared transaction of many
+calls then writes each counter once. A reservation decided in SQL writes
+those changes first, so that it counts them.
 """
 
 from __future__ import annotations
@@ -26,14 +32,22 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Row, and_, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
-from callwhisper.domain.caps import CAP_METRICS, CapCharge, CapKey, CapMetric
+from callwhisper.domain.caps import CapCharge, CapKey, CapMetric
 from callwhisper.domain.state import ConcurrencyLimit, Reservation, refusal
 from callwhisper.errors import StoreError
 from callwhisper.store.compiled import execute, execute_many, first
-from callwhisper.store.engine import Database, retrying
+from callwhisper.store.engine import (
+    Database,
+    add_deferred,
+    defer,
+    deferred_row,
+    retrying,
+    run_deferred,
+    update_deferred,
+)
 from callwhisper.store.sql import CAP_USAGE_KEY, cap_key, upsert, utcnow
 from callwhisper.store.tables import cap_concurrency, cap_last_call, cap_reservations, cap_usage
-from callwhisper.store.types import Money
+from callwhisper.store.types import Money, money
 
 _T = TypeVar("_T")
 
@@ -122,24 +136,12 @@ _HELD = (
     )
     .with_for_update()
 )
-_COMMIT_USAGE = (
-    update(cap_usage)
-    .where(_USAGE_ROW)
-    .values(
-        reserved=cap_usage.c.reserved - _AMOUNT,
-        used=cap_usage.c.used + bindparam("kept", type_=Money()),
-    )
-)
-_RELEASE_USAGE = update(cap_usage).where(_USAGE_ROW).values(reserved=cap_usage.c.reserved - _AMOUNT)
-_RELEASE_SLOT = (
-    update(cap_concurrency)
-    .where(cap_concurrency.c.owner == bindparam("slot_owner"))
-    .values(in_progress=cap_concurrency.c.in_progress - 1)
-)
 _UPDATE_OPEN_RESERVATION = update(cap_reservations).where(
     cap_reservations.c.id == bindparam("reservation_key"),
     cap_reservations.c.finished_at.is_(None),
 )
+_USAGE_AMOUNTS = ("used", "reserved")
+_IN_PROGRESS = ("in_progress",)
 
 
 def reservation_from_row(row: Row[Any]) -> tuple[Reservation, list[CapMetric]]:
@@ -167,6 +169,7 @@ def _reservation_row(reservation: Reservation, call_id: str | None) -> dict[str,
         ],
         "committed": [],
         "created_at": utcnow(),
+        "finished_at": None,
     }
 
 
@@ -186,11 +189,15 @@ class SqlCapLedger:
         self._db = database
         self._create_usage = upsert(database.dialect, cap_usage).on_conflict_do_nothing()
         self._create_slots = upsert(database.dialect, cap_concurrency).on_conflict_do_nothing()
-        # A granted reservation's counters, created or added to in one statement each.
+        # Counters created or added to in one statement each: the changes of a shared
+        # transaction are added up per counter and written at its end (add_deferred).
         usage = upsert(database.dialect, cap_usage)
-        self._add_reserved = usage.on_conflict_do_update(
+        self._add_usage = usage.on_conflict_do_update(
             index_elements=list(CAP_USAGE_KEY.clauses),
-            set_={"reserved": cap_usage.c.reserved + usage.excluded.reserved},
+            set_={
+                "used": cap_usage.c.used + usage.excluded.used,
+                "reserved": cap_usage.c.reserved + usage.excluded.reserved,
+            },
         )
         slots = upsert(database.dialect, cap_concurrency)
         self._add_slots = slots.on_conflict_do_update(
@@ -238,8 +245,8 @@ class SqlCapLedger:
     ) -> None:
         """Keep ``metrics`` for good; ``revenue`` replaces the reserved revenue amount.
 
-        Committing a metric twice changes nothing; an unknown or finished
-        reservation raises ``KeyError``.
+        Committing a metric twice, or one the reservation does not charge,
+        changes nothing; an unknown or finished reservation raises ``KeyError``.
         """
         work = partial(self.commit_in, reservation_id, metrics, revenue)
         await self._retrying(partial(self._db.run_write, work))
@@ -295,6 +302,10 @@ class SqlCapLedger:
         self, reservation: Reservation, call_id: str | None, connection: Connection
     ) -> str | None:
         """:meth:`reserve` in the caller's write transaction (on SQLite, counters included)."""
+        # What the transaction's earlier units of work changed counts: it is written first.
+        run_deferred(connection, self._add_usage)
+        run_deferred(connection, self._add_slots)
+        run_deferred(connection, _INSERT_RESERVATION, reservation.reservation_id)
         if self._db.is_sqlite:
             self.create_counters_in(reservation, connection)
         exists = connection.scalar(
@@ -337,27 +348,31 @@ class SqlCapLedger:
         rows then follow what it decided instead of deciding again, so a
         write can never disagree with a caller already dialing.
         """
-        charges = sorted(reservation.charges, key=lambda charge: charge.key)
-        execute_many(
-            connection,
-            self._add_reserved,
-            [
-                {**charge.key._asdict(), "used": Decimal(0), "reserved": charge.amount}
-                for charge in charges
-            ],
-        )
-        owners = sorted(slot.owner for slot in reservation.concurrency)
-        execute_many(
-            connection, self._add_slots, [{"owner": owner, "in_progress": 1} for owner in owners]
-        )
+        for charge in sorted(reservation.charges, key=lambda charge: charge.key):
+            self._add_to_usage(connection, charge.key, Decimal(0), money(charge.amount))
+        for owner in sorted(slot.owner for slot in reservation.concurrency):
+            self._add_to_slots(connection, owner, 1)
         self._touch_owners(connection, reservation)
-        execute(connection, _INSERT_RESERVATION, _reservation_row(reservation, call_id))
+        # Deferred: a commit or finish in the same transaction is written with it.
+        row = _reservation_row(reservation, call_id)
+        defer(connection, _INSERT_RESERVATION, row, key=reservation.reservation_id)
 
     def _touch_owners(self, connection: Connection, reservation: Reservation) -> None:
-        owners = sorted(reservation.owners())
-        execute_many(
-            connection, self._touch, [{"owner": owner, "at": reservation.at} for owner in owners]
-        )
+        for owner in sorted(reservation.owners()):
+            params = {"owner": owner, "at": reservation.at}
+            add_deferred(connection, self._touch, params, key=owner, sums=())
+
+    def _add_to_usage(
+        self, connection: Connection, key: CapKey, used: Decimal, reserved: Decimal
+    ) -> None:
+        """Add to a cap counter at the end of the transaction (``used``, ``reserved``: money)."""
+        params = {**key._asdict(), "used": used, "reserved": reserved}
+        add_deferred(connection, self._add_usage, params, key=key, sums=_USAGE_AMOUNTS)
+
+    def _add_to_slots(self, connection: Connection, owner: str, calls: int) -> None:
+        """Add to an owner's calls in progress at the end of the transaction."""
+        params = {"owner": owner, "in_progress": calls}
+        add_deferred(connection, self._add_slots, params, key=owner, sums=_IN_PROGRESS)
 
     def commit_in(
         self,
@@ -367,11 +382,11 @@ class SqlCapLedger:
         connection: Connection,
     ) -> None:
         """:meth:`commit` in the caller's write transaction."""
-        _commit(connection, _read_held(connection, reservation_id), metrics, revenue)
+        self._commit(connection, _read_held(connection, reservation_id), metrics, revenue)
 
     def finish_in(self, reservation_id: str, at: datetime, connection: Connection) -> None:
         """:meth:`finish` in the caller's write transaction."""
-        _finish(connection, _read_held(connection, reservation_id), at)
+        self._finish(connection, _read_held(connection, reservation_id), at)
 
     def record_commit_in(
         self,
@@ -385,9 +400,10 @@ class SqlCapLedger:
 
         ``committed`` holds the metrics the reservation had committed before
         this commit (see :meth:`record_reservation_in`). Raises ``KeyError``,
-        writing nothing, if the reservation is not open in the database.
+        writing nothing, if the reservation is not open in the database (a
+        commit that moves no counter writes nothing and checks nothing).
         """
-        _commit(connection, _Held.of(reservation, committed), metrics, revenue)
+        self._commit(connection, _Held.of(reservation, committed), metrics, revenue)
 
     def record_finish_in(
         self,
@@ -402,7 +418,35 @@ class SqlCapLedger:
         ``KeyError``, writing nothing, if the reservation is not open in the
         database.
         """
-        _finish(connection, _Held.of(reservation, committed), at)
+        self._finish(connection, _Held.of(reservation, committed), at)
+
+    def _commit(
+        self,
+        connection: Connection,
+        held: _Held,
+        metrics: Collection[CapMetric],
+        revenue: Decimal | None,
+    ) -> None:
+        # A metric the reservation does not charge (connections without a connections cap)
+        # moves no counter, and finishing releases charges only: nothing to write for it.
+        charged = {charge.key.metric for charge in held.charges}
+        committed = (held.committed | set(metrics)) & charged
+        if committed <= held.committed:
+            return
+        _settle(connection, held.reservation_id, {"committed": sorted(committed)})
+        for charge in held.charges:
+            metric = charge.key.metric
+            if metric in metrics and metric not in held.committed:
+                kept = revenue if metric == "revenue" and revenue is not None else charge.amount
+                self._add_to_usage(connection, charge.key, money(kept), -money(charge.amount))
+
+    def _finish(self, connection: Connection, held: _Held, at: datetime) -> None:
+        _settle(connection, held.reservation_id, {"finished_at": at})
+        for charge in held.charges:
+            if charge.key.metric not in held.committed:
+                self._add_to_usage(connection, charge.key, Decimal(0), -money(charge.amount))
+        for owner in held.owners:
+            self._add_to_slots(connection, owner, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +473,7 @@ class _Held:
 
 def _read_held(connection: Connection, reservation_id: str) -> _Held:
     """An open reservation as its row holds it; ``KeyError`` if none is open."""
+    run_deferred(connection, _INSERT_RESERVATION, reservation_id)
     row = first(connection, _HELD, {"reservation_key": reservation_id})
     if row is None:
         raise KeyError(reservation_id)
@@ -441,34 +486,14 @@ def _read_held(connection: Connection, reservation_id: str) -> _Held:
     )
 
 
-def _commit(
-    connection: Connection, held: _Held, metrics: Collection[CapMetric], revenue: Decimal | None
-) -> None:
-    committed = held.committed | {metric for metric in metrics if metric in CAP_METRICS}
-    if committed == held.committed:
-        return
-    params = {"reservation_key": held.reservation_id, "committed": sorted(committed)}
-    if execute(connection, _UPDATE_OPEN_RESERVATION, params) != 1:
-        raise KeyError(held.reservation_id)
-    for charge in held.charges:
-        metric = charge.key.metric
-        if metric in metrics and metric not in held.committed:
-            kept = revenue if metric == "revenue" and revenue is not None else charge.amount
-            execute(
-                connection,
-                _COMMIT_USAGE,
-                {**_key_params(charge.key), "amount": charge.amount, "kept": kept},
-            )
-
-
-def _finish(connection: Connection, held: _Held, at: datetime) -> None:
-    params = {"reservation_key": held.reservation_id, "finished_at": at}
-    if execute(connection, _UPDATE_OPEN_RESERVATION, params) != 1:
-        raise KeyError(held.reservation_id)
-    for charge in held.charges:
-        if charge.key.metric not in held.committed:
-            execute(
-                connection, _RELEASE_USAGE, {**_key_params(charge.key), "amount": charge.amount}
-            )
-    for owner in held.owners:
-        execute(connection, _RELEASE_SLOT, {"slot_owner": owner})
+def _settle(connection: Connection, reservation_id: str, changes: Mapping[str, Any]) -> None:
+    """Change the row of an open reservation; ``KeyError`` if none is open."""
+    deferred = deferred_row(connection, _INSERT_RESERVATION, reservation_id)
+    if deferred is None:
+        params = {**changes, "reservation_key": reservation_id}
+        if execute(connection, _UPDATE_OPEN_RESERVATION, params) != 1:
+            raise KeyError(reservation_id)
+    elif deferred["finished_at"] is not None:
+        raise KeyError(reservation_id)
+    else:
+        update_deferred(connection, _INSERT_RESERVATION, reservation_id, changes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.integration
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 DAY = CapKey("buyer:acme", "calls", "day", "2026-03-02")
 REVENUE = CapKey("buyer:acme", "revenue", "day", "2026-03-02")
+CONVERSIONS = CapKey("buyer:acme", "conversions", "day", "2026-03-02")
 SLOT = "target:acme/desk"
 KEYS = (DAY, REVENUE)
 OWNERS = ("buyer:acme", SLOT)
@@ -187,23 +189,35 @@ async def test_a_reservation_open_at_start_up_settles_in_memory_and_in_the_store
 
 
 @pytest.mark.parametrize(
-    ("metric", "revenue"),
+    ("metric", "conversions", "revenue"),
     [
-        ("conversions", CapAmounts(Decimal(0), Decimal("45.5"))),
-        ("revenue", CapAmounts(Decimal(40), Decimal(0))),
+        (
+            "conversions",
+            CapAmounts(Decimal(1), Decimal(0)),
+            CapAmounts(Decimal(0), Decimal("45.5")),
+        ),
+        ("revenue", CapAmounts(Decimal(0), Decimal(1)), CapAmounts(Decimal(40), Decimal(0))),
     ],
 )
 async def test_a_commit_that_bills_is_written_at_once(
-    open_backend: Open, monkeypatch: pytest.MonkeyPatch, metric: CapMetric, revenue: CapAmounts
+    open_backend: Open,
+    monkeypatch: pytest.MonkeyPatch,
+    metric: CapMetric,
+    conversions: CapAmounts,
+    revenue: CapAmounts,
 ) -> None:
     """Without the bill, the commit would wait an hour for company."""
     monkeypatch.setattr(store_engine, "COMMIT_DELAY", 3600.0)
     store, backend = await open_backend()
     await start_call(backend, 0)
-    assert await backend.reserve("call-0", reservation(0)) is None
+    charged = reservation(0)
+    converting = CapCharge(CONVERSIONS, Decimal(10), Decimal(1))
+    charged = dataclasses.replace(charged, charges=(*charged.charges, converting))
+    assert await backend.reserve("call-0", charged) is None
 
     await asyncio.wait_for(backend.commit("call-0/B1", (metric,), Decimal("40")), 10)
 
+    assert await store.ledger.amounts(CONVERSIONS) == conversions
     assert await store.ledger.amounts(REVENUE) == revenue
     committed = await store.database.run_read(
         lambda connection: connection.scalar(select(cap_reservations.c.committed))

@@ -7,6 +7,7 @@ from decimal import Decimal
 from functools import partial
 
 import pytest
+from sqlalchemy import Connection
 
 from callwhisper.domain.caps import CapCharge, CapKey
 from callwhisper.domain.state import ConcurrencyLimit, PastCall, Reservation, TierRotation
@@ -120,3 +121,37 @@ async def test_rotations_persist_per_campaign_and_tier(store: Store) -> None:
         ("auto", 0): TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2}),
         ("auto", 1): TierRotation("acme/*", {}),
     }
+
+
+async def test_rotations_and_history_written_in_one_transaction_keep_the_last_and_every_flag(
+    store: Store,
+) -> None:
+    """A shared transaction writes them at its end: a tier's last rotation, flags turned on."""
+    save = store.counters.save_rotation_in
+    history = partial(
+        store.counters.record_caller_history_in,
+        caller="+14155550111",
+        campaign_id="auto",
+        call_id="c1",
+        at=NOW,
+        buyer_id="acme",
+    )
+
+    def work(connection: Connection) -> None:
+        save("auto", 0, TierRotation("zeta/main", {"zeta/main": -1}), connection)
+        history(connection, connected=True)
+        save("auto", 0, TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2}), connection)
+        save("auto", 1, TierRotation("acme/*"), connection)
+        history(connection, converted=True)
+        history(connection)
+
+    await store.database.run_write(work)
+
+    counters = await store.counters.load_counters("auto", caller="+14155550111", now=NOW)
+    assert counters.rotation == {
+        ("auto", 0): TierRotation("acme/*", {"zeta/main": 2, "acme/*": -2}),
+        ("auto", 1): TierRotation("acme/*", {}),
+    }
+    assert counters.caller_history == (
+        PastCall("auto", "acme", NOW, connected=True, converted=True),
+    )

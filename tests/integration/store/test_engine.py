@@ -195,3 +195,45 @@ async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_p
     async with store.database.read() as connection:
         rows = await connection.execute(select(calls.c.id, calls.c.last_event_seq))
         assert sorted(tuple(row) for row in rows) == [("c1", 100), ("c2", 1010)]
+
+
+async def test_rows_added_under_one_key_sum_what_they_count_and_keep_the_rest_last(
+    store: Store,
+) -> None:
+    """add_deferred folds a key's rows into one; run_deferred without a key runs them all."""
+    step = (
+        update(calls)
+        .where(calls.c.id == bindparam("call_key"))
+        .values(last_event_seq=calls.c.last_event_seq + bindparam("step"), state=bindparam("to"))
+    )
+
+    def create(connection: Connection) -> None:
+        for call_id in ("c1", "c2", "c3"):
+            store.calls.create_call_in(call_id, connection, dialed="+18005550123", started_at=START)
+
+    def work(connection: Connection) -> None:
+        for call_id, count, state in (("c1", 1, "a"), ("c2", 10, "b"), ("c1", 100, "c")):
+            params = {"call_key": call_id, "step": count, "to": state}
+            store_engine.add_deferred(connection, step, params, key=call_id, sums=("step",))
+        assert store_engine.deferred_row(connection, step, "c1") == {
+            "call_key": "c1",
+            "step": 101,
+            "to": "c",
+        }
+        assert store_engine.deferred_row(connection, step, "c3") is None
+        store_engine.run_deferred(connection, step)
+        assert store_engine.deferred_row(connection, step, "c1") is None
+        params = {"call_key": "c3", "step": 1000, "to": "d"}
+        store_engine.add_deferred(connection, step, params, key="c3", sums=("step",))
+
+    await store.database.run_write(create)
+    await store.database.run_write(work)
+
+    async with store.database.read() as connection:
+        query = select(calls.c.id, calls.c.last_event_seq, calls.c.state)
+        rows = await connection.execute(query)
+        assert sorted(tuple(row) for row in rows) == [
+            ("c1", 101, "c"),
+            ("c2", 10, "b"),
+            ("c3", 1000, "d"),
+        ]

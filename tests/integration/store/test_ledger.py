@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from callwhisper.domain.caps import CapCharge, CapKey, CapMetric
 from callwhisper.domain.state import ConcurrencyLimit, Reservation
 from callwhisper.store import CapAmounts, Store, create_store
+from callwhisper.store.engine import Work
 from callwhisper.store.tables import cap_reservations
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,34 @@ async def test_concurrency_refusal_reason(store: Store) -> None:
     assert await store.ledger.reserve(reservation("r2", concurrency=slot)) == "concurrency 1/1"
     await store.ledger.finish("r1")
     assert await store.ledger.reserve(reservation("r3", concurrency=slot)) is None
+
+
+async def committed_metrics(store: Store, reservation_id: str) -> list[str]:
+    query = select(cap_reservations.c.committed).where(cap_reservations.c.id == reservation_id)
+    async with store.database.read() as connection:
+        return list((await connection.execute(query)).scalar_one())
+
+
+async def test_a_metric_the_reservation_does_not_charge_is_not_written(store: Store) -> None:
+    """Connections without a connections cap move no counter: the row keeps what moved them."""
+    ledger, write = store.ledger, store.database.run_write
+    slot = (ConcurrencyLimit("buyer:acme", 3),)
+    assert await ledger.reserve(reservation("sql", calls_cap(5), concurrency=slot)) is None
+    memory = reservation("memory", calls_cap(5), concurrency=slot)
+    await write(partial(ledger.record_reservation_in, memory, None))
+
+    await ledger.commit("sql", ["connections"])
+    await write(partial(ledger.record_commit_in, memory, set(), ["connections"], None))
+    assert await committed_metrics(store, "sql") == []
+    assert await committed_metrics(store, "memory") == []
+    assert await ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(2))
+
+    await ledger.commit("sql", ["calls", "connections"])
+    connections: set[CapMetric] = {"connections"}
+    await write(partial(ledger.record_commit_in, memory, connections, ["calls"], None))
+    assert await committed_metrics(store, "sql") == ["calls"]
+    assert await committed_metrics(store, "memory") == ["calls"]
+    assert await ledger.amounts(CALLS) == CapAmounts(Decimal(2), Decimal(0))
 
 
 async def test_money_reason_keeps_cents(store: Store) -> None:
@@ -273,6 +303,67 @@ async def test_a_commit_and_finish_written_behind_leave_the_rows_the_ledger_leav
     ]
     assert in_progress == 0
     assert row[1:] == (["calls", "revenue"], AT)
+
+
+async def test_writes_behind_sharing_a_transaction_leave_the_rows_they_leave_one_by_one(
+    store: Store,
+) -> None:
+    """Counters added up per transaction, and a reservation settled where it is written."""
+    ledger, write = store.ledger, store.database.run_write
+    revenue = Decimal("35.12345")  # more places than stored: each amount rounds as it would
+
+    def settle(owner: str, *, number: int) -> list[Work[None]]:
+        first, second = owned(owner), dataclasses.replace(owned(owner), reservation_id=f"{owner}/s")
+        calls_only: set[CapMetric] = {"calls"}
+        return [
+            partial(ledger.record_reservation_in, first, None),
+            partial(ledger.record_commit_in, first, set(), ["calls"], None),
+            partial(ledger.record_reservation_in, second, None),
+            partial(ledger.record_commit_in, first, calls_only, ["revenue"], revenue),
+            partial(ledger.record_finish_in, second, set(), AT),
+            partial(ledger.record_commit_in, second, set(), ["revenue"], Decimal(number)),
+        ]
+
+    for work in settle("alone", number=1)[:-1]:
+        await write(work)
+    with pytest.raises(KeyError, match="alone/s"):
+        await write(settle("alone", number=1)[-1])
+
+    def together(connection: Connection) -> None:
+        works = settle("together", number=2)
+        for work in works[:-1]:
+            work(connection)
+        with pytest.raises(KeyError, match="together/s"):
+            works[-1](connection)
+
+    await write(together)
+
+    assert await settled(store, "together") == await settled(store, "alone")
+    amounts, in_progress, (_, committed, finished_at) = await settled(store, "together")
+    assert amounts == [
+        CapAmounts(Decimal(1), Decimal(0)),
+        CapAmounts(Decimal("35.1234"), Decimal(0)),
+        CapAmounts(Decimal(0), Decimal(1)),
+    ]
+    assert (in_progress, committed, finished_at) == (1, ["calls", "revenue"], None)
+
+
+async def test_a_reservation_counts_what_its_transaction_released_before_it(
+    store: Store,
+) -> None:
+    """The slot a finish queued before it gave back is free, as if committed on its own."""
+    slot = (ConcurrencyLimit("buyer:acme", 1),)
+    assert await store.ledger.reserve(reservation("r1", calls_cap(2), concurrency=slot)) is None
+
+    def finish_then_reserve(connection: Connection) -> str | None:
+        store.ledger.finish_in("r1", AT, connection)
+        return store.ledger.reserve_in(
+            reservation("r2", calls_cap(2), concurrency=slot), None, connection
+        )
+
+    assert await store.database.run_write(finish_then_reserve) is None
+    assert await store.ledger.open_reservations() == ["r2"]
+    assert await store.ledger.amounts(CALLS) == CapAmounts(Decimal(0), Decimal(1))
 
 
 async def test_a_write_behind_on_a_reservation_that_is_not_open_raises_and_writes_nothing(

@@ -38,6 +38,16 @@ def test_sqlite_text_always_writes_microseconds() -> None:
     assert sqlite_text(value.replace(microsecond=250)) == "2026-03-02 15:00:00.000250"
 
 
+def test_sqlite_text_of_one_instant_is_the_same_whatever_its_zone_and_however_often() -> None:
+    """Texts already made are kept: an instant seen in another zone still gets its UTC text."""
+    utc = datetime(2026, 3, 2, 15, 0, 0, 250, tzinfo=UTC)
+    eastern = utc.astimezone(timezone(timedelta(hours=-5)))
+    assert [sqlite_text(value) for value in (eastern, utc, eastern, utc)] == [
+        "2026-03-02 15:00:00.000250"
+    ] * 4
+    assert sqlite_text(utc.replace(microsecond=251)) == "2026-03-02 15:00:00.000251"
+
+
 def test_sqlite_text_refuses_a_naive_time() -> None:
     with pytest.raises(
         ValueError, match=r"naive datetime 2026-03-02T15:00:00 \(give a time zone\)"
