@@ -3,9 +3,9 @@
 The transports only move bytes: what arrives is fed to the core with its
 source address and ``now`` (the loop's monotonic time); after every input the
 :class:`SipEndpoint` sends what the core queued, hands its events to the
-transaction user and re-arms one timer handle for the core's earliest
-deadline (``get_timer()`` / ``handle_timer(now)``), in the style of aioquic's
-asyncio protocol.
+transaction user and keeps one timer handle armed no later than the core's
+earliest deadline (``get_timer()`` / ``handle_timer(now)``), in the style of
+aioquic's asyncio protocol.
 
 Hostile input is bounded: datagrams over ``max_datagram`` bytes and
 datagrams beyond a per-source rate are dropped and counted before any
@@ -328,17 +328,28 @@ class SourceRateLimiter:
         self.rate = rate
         self.burst = burst
         self.max_sources = max_sources
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # Tokens left and the time they were counted, by host, least recently seen first.
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
 
     def allow(self, host: str, now: float) -> bool:
         """Take one token for ``host``; False when its bucket is empty."""
-        tokens, last = self._buckets.pop(host, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[host] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > self.max_sources:
-            self._buckets.popitem(last=False)
-        return allowed
+        buckets = self._buckets
+        bucket = buckets.get(host)
+        if bucket is None:
+            bucket = buckets[host] = [float(self.burst), now]
+            if len(buckets) > self.max_sources:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(host)
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self.burst:
+            tokens = float(self.burst)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1.0
+        return True
 
 
 class SipEndpoint:
@@ -783,11 +794,16 @@ class SipEndpoint:
 
     def _arm_timer(self) -> None:
         deadline = self.core.get_timer()
-        if deadline == self._timer_deadline:
+        if deadline is None or self._loop is None:
             return
+        armed = self._timer_deadline
         if self._timer is not None:
+            # Most timers are stopped well before they are due (a response comes), so the
+            # core's earliest deadline moves later with nearly every message. The handle
+            # armed earlier then stays: it fires early, finds nothing due and is armed again
+            # from there. Only an earlier deadline takes a new handle.
+            if armed is not None and armed <= deadline:
+                return
             self._timer.cancel()
-            self._timer = None
         self._timer_deadline = deadline
-        if deadline is not None and self._loop is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer = self._loop.call_at(deadline, self._on_timer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from callwhisper.errors import SipParseError
 
@@ -125,9 +125,31 @@ _CANONICAL: Final[dict[str, str]] = {name.lower(): name for name in _KNOWN} | _C
 _TOKEN: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
+# The methods of RFC 3261 and its extensions, all tokens: every message names one or two,
+# and a set lookup costs a fraction of the match.
+_METHODS: Final = frozenset(
+    {
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "INFO",
+        "INVITE",
+        "MESSAGE",
+        "NOTIFY",
+        "OPTIONS",
+        "PRACK",
+        "PUBLISH",
+        "REFER",
+        "REGISTER",
+        "SUBSCRIBE",
+        "UPDATE",
+    }
+)
+
+
 def is_token(text: str) -> bool:
     """Whether ``text`` is a non-empty RFC 3261 25.1 token (a method, a header name)."""
-    return _TOKEN.fullmatch(text) is not None
+    return text in _METHODS or _TOKEN.fullmatch(text) is not None
 
 
 def canonical_name(name: str) -> str:
@@ -215,15 +237,18 @@ def split_comma_list(value: str) -> list[str]:
 # Parameters as nearly every peer writes them (``;branch=z9hG4bK1;rport``): lowercase
 # token names, values without quotes, brackets, semicolons or whitespace. The general
 # path of parse_params would give the same; _usual_params gets there with one split.
-_USUAL_PARAMS: Final = r"(?:;[a-z0-9\-.!%*_+`'~]+(?:=[^;\"<>\s]*)?)*"
+# Possessive: a name stops at "=" or ";" and a value at ";", so no match ever needs to
+# give characters back, and the pattern only ends the ones it is part of.
+_USUAL_PARAMS: Final = r"(?:;[a-z0-9\-.!%*_+`'~]++(?:=[^;\"<>\s]*+)?+)*+"
 _USUAL_PARAMS_MATCH: Final = re.compile(_USUAL_PARAMS)
 
 
 def _usual_params(text: str) -> Params:
     params: Params = {}
-    for part in text.split(";")[1:]:
-        name, eq, value = part.partition("=")
-        params[name] = value if eq else None
+    if text:
+        for part in text[1:].split(";"):
+            name, eq, value = part.partition("=")
+            params[name] = value if eq else None
     return params
 
 
@@ -251,7 +276,12 @@ def parse_params(text: str) -> Params:
 
 def format_params(params: Params) -> str:
     """Render parameters back to ``;name=value`` text."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    # A loop adding to one string costs about half a join over a generator, for the one to
+    # three parameters of a header.
+    text = ""
+    for name, value in params.items():
+        text += f";{name}" if value is None else f";{name}={value}"
+    return text
 
 
 _NOT_IN_HOST: Final = frozenset(' \t<>"@;,')
@@ -339,8 +369,10 @@ class NameAddr:
     params: Params = field(default_factory=dict)
 
     def __str__(self) -> str:
-        display = f"{self.display} " if self.display else ""
-        return f"{display}<{self.uri}>{format_params(self.params)}"
+        params = format_params(self.params) if self.params else ""
+        if self.display:
+            return f"{self.display} <{self.uri}>{params}"
+        return f"<{self.uri}>{params}"
 
     @property
     def tag(self) -> str | None:
@@ -355,7 +387,7 @@ class NameAddr:
 # ``<sip:uri>;tag=1`` or ``"Name" <sip:uri>``, with usual parameters: one match gives
 # what the general path of parse_name_addr would.
 _USUAL_NAME_ADDR: Final = re.compile(
-    r'(?:("(?:[^"\\]|\\.)*") )?<([A-Za-z][A-Za-z0-9+\-.]*:[^\s<>"]+)>(' + _USUAL_PARAMS + ")",
+    r'(?:("(?:[^"\\]|\\.)*+") )?<([A-Za-z][A-Za-z0-9+\-.]*+:[^\s<>"]++)>(' + _USUAL_PARAMS + ")",
     re.DOTALL,
 )
 
@@ -420,7 +452,9 @@ class Via:
     params: Params = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
+        port = self.port
+        sent_by = self.host if port is None else f"{self.host}:{port}"
+        return f"SIP/2.0/{self.transport} {sent_by}{format_params(self.params)}"
 
     @property
     def sent_by(self) -> str:
@@ -433,10 +467,10 @@ class Via:
         return self.params.get("branch")
 
 
-# The usual via-parm, ``SIP/2.0/UDP host[:port][;params]``: one match parses what the
-# general path below would, field for field.
+# The usual via-parm, ``SIP/2.0/UDP host[:port][;params]`` with usual parameters: one
+# match parses what the general path below would, field for field.
 _USUAL_VIA: Final = re.compile(
-    r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9.\-]+)(?::([0-9]{1,5}))?(;.*)?", re.DOTALL
+    r"SIP/2\.0/([A-Za-z]++) ([A-Za-z0-9.\-]++)(?::([0-9]{1,5}))?(" + _USUAL_PARAMS + ")"
 )
 
 
@@ -447,8 +481,7 @@ def parse_via(text: str) -> Via:
         transport, host, port_text, params_text = usual.groups()
         port = None if port_text is None else int(port_text)
         if port is None or port <= 65535:
-            params = {} if params_text is None else parse_params(params_text)
-            return Via(transport.upper(), host, port, params)
+            return Via(transport.upper(), host, port, _usual_params(params_text))
     parts = text.split("/", 2)
     if len(parts) != 3 or parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
         raise SipParseError(f"malformed Via: {text!r}")
@@ -462,9 +495,11 @@ def parse_via(text: str) -> Via:
     return Via(transport, host, port, params)
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
-    """The CSeq header (RFC 3261 20.16): a sequence number and a method."""
+class CSeq(NamedTuple):
+    """The CSeq header (RFC 3261 20.16): a sequence number and a method.
+
+    A tuple, made cheaply for every message parsed.
+    """
 
     seq: int
     method: str

@@ -14,7 +14,7 @@ access, and kept with the headers until their lines change.
 
 from __future__ import annotations
 
-import secrets
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final, TypeVar
@@ -321,7 +321,9 @@ class SipRequest(_Message):
     __slots__ = ("method", "uri")
 
     def __init__(self, method: str, uri: str, headers: Headers, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        # What _Message.__init__ does, without the cost of super() for every message.
+        self.headers = headers
+        self.body = body
         self.method = method
         self.uri = uri
 
@@ -338,7 +340,9 @@ class SipResponse(_Message):
     __slots__ = ("reason", "status")
 
     def __init__(self, status: int, reason: str, headers: Headers, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        # What _Message.__init__ does, without the cost of super() for every message.
+        self.headers = headers
+        self.body = body
         self.status = status
         self.reason = reason
 
@@ -358,7 +362,7 @@ def _content_length(values: list[str]) -> int | None:
     text = values[0].strip()
     if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise SipParseError(f"invalid Content-Length: {values[0]!r}")
-    if any(v.strip() != text for v in values[1:]):
+    if len(values) > 1 and any(v.strip() != text for v in values[1:]):
         raise SipParseError("conflicting Content-Length headers")
     return int(text)
 
@@ -382,7 +386,7 @@ def parse_message(
     """
     if len(data) > max_size:
         raise SipParseError(f"message too large: {len(data)} bytes (limit {max_size})", 513)
-    start = _skip_crlf(data)
+    start = _skip_crlf(data) if data.startswith(b"\r\n") else 0
     if start == len(data):
         raise SipParseError("empty message")
     head_end = data.find(b"\r\n\r\n", start)
@@ -398,6 +402,9 @@ def parse_message(
     headers = Headers()
     items = headers._items
     known = HEADER_SPELLINGS
+    # The first value of each header, kept on the way (a folded line redoes it below).
+    first: dict[str, str] = {}
+    folded = False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         names = known.get(name)
@@ -409,14 +416,24 @@ def parse_message(
                 key, full, value = items[-1]
                 # The whitespace becomes one SP; a value that only starts here gets none.
                 items[-1] = (key, full, f"{value} {line.strip()}" if value else line.strip())
+                folded = True
                 continue
             names = header_key(name.rstrip()) if colon else None
             if names is None:
                 raise SipParseError(f"malformed header line: {line!r}")
-        items.append((names[0], names[1], value.strip()))
+        value = value.strip()
+        items.append((names[0], names[1], value))
+        first.setdefault(names[0], value)
 
     message = _parse_start_line(lines[0], headers)
-    first, vias, lengths = _index(items)
+    if folded or len(first) != len(items):
+        first, vias, lengths = _index(items)
+    else:
+        # No header twice: at most one Via and one Content-Length line, found in first.
+        via = first.get("via")
+        vias = [] if via is None else [via]
+        length_text = first.get("content-length")
+        lengths = [] if length_text is None else [length_text]
     length = _content_length(lengths)
     body = data[head_end + 4 :]
     if length is None:
@@ -582,19 +599,61 @@ def _framing_length(head: bytes) -> int:
     return length
 
 
+# Tags, branches and Call-IDs are cut from one os.urandom read per batch (the kernel's
+# CSPRNG, as secrets uses) rather than one system call each; a forked child drops its
+# parent's batches, whose values the parent hands out too.
+_RANDOM_BATCH: Final = 64
+
+
+def _random_batch(nbytes: int) -> Iterator[str]:
+    # hex() puts a space after every nbytes bytes: split() then cuts the values in C.
+    return iter(os.urandom(nbytes * _RANDOM_BATCH).hex(" ", nbytes).split())
+
+
+_random_8: Iterator[str] = iter(())
+_random_12: Iterator[str] = iter(())
+
+
+def _random_hex_8() -> str:
+    global _random_8
+    token = next(_random_8, None)
+    if token is None:
+        # Another thread may refill at the same time: each batch's values are handed out once.
+        _random_8 = batch = _random_batch(8)
+        token = next(batch)
+    return token
+
+
+def _random_hex_12() -> str:
+    global _random_12
+    token = next(_random_12, None)
+    if token is None:
+        _random_12 = batch = _random_batch(12)
+        token = next(batch)
+    return token
+
+
+def _forget_random() -> None:
+    global _random_8, _random_12
+    _random_8 = _random_12 = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def new_branch() -> str:
-    """A fresh Via branch with the RFC 3261 magic cookie (8.1.1.7)."""
-    return BRANCH_MAGIC_COOKIE + secrets.token_hex(8)
+    """A fresh Via branch with the RFC 3261 magic cookie (8.1.1.7) and 64 random bits."""
+    return BRANCH_MAGIC_COOKIE + _random_hex_8()
 
 
 def new_tag() -> str:
     """A fresh From/To tag with 64 random bits (RFC 3261 19.3)."""
-    return secrets.token_hex(8)
+    return _random_hex_8()
 
 
 def new_call_id() -> str:
     """A fresh, globally unique Call-ID: 96 random bits, no host (RFC 3261 8.1.1.4)."""
-    return secrets.token_hex(12)
+    return _random_hex_12()
 
 
 def make_response(
@@ -615,38 +674,46 @@ def make_response(
     (8.2.6.2). Record-Route is copied into 101-299 responses to dialog-
     creating requests (12.1.1).
     """
-    headers = Headers()
-    items = headers._items
     copied = request.headers._typed
-    typed: dict[str, object] = {}
-    for line in request.headers._items:
-        key = line[0]
-        if key in _COPIED:
-            items.append(line)
-            if key in copied:
-                typed[key] = copied[key]
-        elif key == "to":
-            if status != 100 and request.to.tag is None:
-                items.append((key, line[1], str(request.to.with_tag(to_tag or new_tag()))))
-            else:
-                items.append(line)
-                if key in copied:
-                    typed[key] = copied[key]
-        elif key == "record-route" and 100 < status < 300 and request.method == "INVITE":
-            items.append(line)
-    # The lines are the request's, so are their typed values.
+    keys = _COPIED_WITH_ROUTES if 100 < status < 300 and request.method == "INVITE" else _COPIED
+    typed: dict[str, object] = {key: copied[key] for key in _COPIED_TYPED if key in copied}
+    to = copied.get("to")
+    if not isinstance(to, NameAddr):
+        to = request.to if status != 100 and request.headers.get("To") is not None else None
+    if status != 100 and to is not None and to.tag is None:
+        to = to.with_tag(to_tag or new_tag())
+        to_value = str(to)
+        items = [
+            (key, name, to_value) if key == "to" else (key, name, value)
+            for key, name, value in request.headers._items
+            if key in keys
+        ]
+    else:
+        items = [line for line in request.headers._items if line[0] in keys]
+    if to is not None:
+        # Read from its line, a To we tagged is this value again (a test checks that).
+        typed["to"] = to
+    headers = Headers()
+    headers._items = items
+    # The lines are the request's (or the To we made), so are their typed values.
     headers._typed = typed
     if contact is not None:
-        headers.add("Contact", contact)
+        items.append(("contact", "Contact", contact))
     for name, value in extra:
-        headers.add(name, value)
+        key, full = header_names(name)
+        items.append((key, full, value))
+        # A line that joins a copied header (a second Via, say) has its value read anew.
+        typed.pop(key, None)
     if content_type is not None:
-        headers.add("Content-Type", content_type)
+        items.append(("content-type", "Content-Type", content_type))
     return SipResponse(status, reason or REASON_PHRASES.get(status, ""), headers, body)
 
 
-# RFC 3261 8.2.6.2: what a response copies from its request as it is.
-_COPIED: Final = frozenset({"via", "from", "call-id", "cseq"})
+# RFC 3261 8.2.6.2: what a response copies from its request as it is; To gets a tag, and
+# Record-Route is copied into 101-299 responses to INVITE (12.1.1).
+_COPIED: Final = frozenset({"via", "from", "to", "call-id", "cseq"})
+_COPIED_WITH_ROUTES: Final = _COPIED | {"record-route"}
+_COPIED_TYPED: Final = ("via", "from", "call-id", "cseq")
 
 
 def make_request(
@@ -668,21 +735,21 @@ def make_request(
     """Build an out-of-dialog request (RFC 3261 8.1.1); From gets a fresh tag if it has none."""
     if from_.tag is None:
         from_ = from_.with_tag(new_tag())
-    headers = Headers()
-    headers.add("Via", str(via))
-    headers.add("Max-Forwards", str(max_forwards))
-    for route in routes:
-        headers.add("Route", route)
-    headers.add("From", str(from_))
-    headers.add("To", str(to))
-    headers.add("Call-ID", call_id or new_call_id())
-    headers.add("CSeq", f"{cseq} {method}")
+    items = [("via", "Via", str(via)), ("max-forwards", "Max-Forwards", str(max_forwards))]
+    items += [("route", "Route", route) for route in routes]
+    items += (
+        ("from", "From", str(from_)),
+        ("to", "To", str(to)),
+        ("call-id", "Call-ID", call_id or new_call_id()),
+        ("cseq", "CSeq", f"{cseq} {method}"),
+    )
     if contact is not None:
-        headers.add("Contact", contact)
-    for name, value in extra:
-        headers.add(name, value)
+        items.append(("contact", "Contact", contact))
+    items += [(*header_names(name), value) for name, value in extra]
     if content_type is not None:
-        headers.add("Content-Type", content_type)
+        items.append(("content-type", "Content-Type", content_type))
+    headers = Headers()
+    headers._items = items
     return SipRequest(method, uri, headers, body)
 
 

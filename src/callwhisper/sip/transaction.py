@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Final, Literal, TypeAlias
+from typing import ClassVar, Final, Literal, NamedTuple, TypeAlias
 
 from callwhisper.errors import LocalProtocolError, SipParseError
 from callwhisper.sip.headers import BRANCH_MAGIC_COOKIE
@@ -71,6 +71,16 @@ class State(StrEnum):
     CONFIRMED = "Confirmed"
     ACCEPTED = "Accepted"
     TERMINATED = "Terminated"
+
+
+# The states as module constants, for the methods below: through the enum's metaclass
+# every ``State.X`` is a lookup of some 500 instructions, a module constant about 20.
+_CALLING: Final = State.CALLING
+_TRYING: Final = State.TRYING
+_PROCEEDING: Final = State.PROCEEDING
+_COMPLETED: Final = State.COMPLETED
+_ACCEPTED: Final = State.ACCEPTED
+_TERMINATED: Final = State.TERMINATED
 
 
 class Kind(StrEnum):
@@ -237,13 +247,14 @@ _INITIAL: Final[Mapping[Kind, State]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionKey:
+class TransactionKey(NamedTuple):
     """Identifies a transaction: top Via branch and method, plus sent-by on the server side.
 
     RFC 3261 17.1.3 and 17.2.3; ACK is matched under method INVITE and CANCEL
     has its own key. For RFC 2543 peers (no magic cookie) ``branch`` holds
     the fallback identity built from Call-ID, From tag, CSeq and top Via.
+    A tuple: every message looks its transaction up by one, and a tuple's
+    hash and equality cost a fraction of a dataclass's.
     """
 
     branch: str
@@ -358,7 +369,7 @@ def build_cancel(request: SipRequest) -> SipRequest:
 
 
 # The states in which a transaction still sends its request or first response.
-_LIVE: Final = frozenset({State.CALLING, State.TRYING, State.PROCEEDING})
+_LIVE: Final = frozenset({_CALLING, _TRYING, _PROCEEDING})
 
 
 class _Transaction(ABC):
@@ -401,7 +412,7 @@ class _Transaction(ABC):
         old, self.state = self.state, new
         if new not in _LIVE:
             self._settle()
-        if new is State.TERMINATED:
+        if new is _TERMINATED:
             self.timers.clear()
             self.layer._forget(self)
         return old
@@ -513,7 +524,7 @@ class InviteClientTransaction(_ClientTransaction):
         status = _status_class(response.status)
         request = self.request  # a final response settles the transaction, which drops it
         old = self._transition(_RECV[status])
-        live = old in (State.CALLING, State.PROCEEDING)
+        live = old in (_CALLING, _PROCEEDING)
         if status == "1xx":
             if live:
                 self._stop("timer_A", "timer_B")
@@ -522,7 +533,7 @@ class InviteClientTransaction(_ClientTransaction):
                     self.layer._send_cancel(self, self.pending_cancel, now)
                     self.pending_cancel = None
         elif status == "2xx":
-            if live or old is State.ACCEPTED:
+            if live or old is _ACCEPTED:
                 # RFC 6026 7.2: every 2xx goes to the TU, which ACKs each one.
                 self.layer._events.append(ResponseReceived(response, self.key))
             if live:
@@ -535,7 +546,7 @@ class InviteClientTransaction(_ClientTransaction):
             self._send(self.ack)
             self.layer._events.append(ResponseReceived(response, self.key))
             self._start("timer_D", self.config.timer_d(self.reliable), now)
-        elif old is State.COMPLETED and self.ack is not None:
+        elif old is _COMPLETED and self.ack is not None:
             # RFC 3261 17.1.1.2: a retransmitted final response is ACKed again.
             self._send(self.ack)
 
@@ -563,7 +574,7 @@ class NonInviteClientTransaction(_ClientTransaction):
     def receive_response(self, response: SipResponse, now: float) -> None:
         status = _status_class(response.status)
         old = self._transition(_RECV[status])
-        if old is State.COMPLETED:
+        if old is _COMPLETED:
             return
         self.layer._events.append(ResponseReceived(response, self.key))
         if status != "1xx":
@@ -575,10 +586,8 @@ class NonInviteClientTransaction(_ClientTransaction):
         if name == "timer_E":
             self._send_request()
             # RFC 3261 17.1.2.2: doubles up to T2 in Trying, stays at T2 in Proceeding.
-            if self.state is State.PROCEEDING:
-                interval = self.config.t2
-            else:
-                interval = self._double(self.config.t2)
+            t2 = self.config.t2
+            interval = t2 if self.state is _PROCEEDING else self._double(t2)
             self._start("timer_E", interval, now)
         elif name == "timer_F":
             self.layer._events.append(TransactionFailed(self.key, "Timer F"))
@@ -641,23 +650,23 @@ class InviteServerTransaction(_ServerTransaction):
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         old = self._transition("recv_request")
-        if old is State.PROCEEDING:
+        if old is _PROCEEDING:
             # 17.2.1: resend the latest provisional response (or 100 Trying now).
             if self.last_response is None:
                 self._stop("timer_trying")
                 self._send_trying()
             else:
                 self._send(self.last_response)
-        elif old is State.COMPLETED and self.last_response is not None:
+        elif old is _COMPLETED and self.last_response is not None:
             self._send(self.last_response)
         # Confirmed and Accepted absorb retransmissions (17.2.1, RFC 6026 7.1).
 
     def receive_ack(self, ack: SipRequest, source: Address, now: float) -> None:
         old = self._transition("recv_ack")
-        if old is State.COMPLETED:
+        if old is _COMPLETED:
             self._stop("timer_G", "timer_H")
             self._start("timer_I", self.config.timer_k(self.reliable), now)
-        elif old is State.ACCEPTED and not self.acked:
+        elif old is _ACCEPTED and not self.acked:
             # 13.3.1.4: the ACK ends 2xx retransmission; the TU gets the first one.
             self.acked = True
             self._stop("timer_2xx")
@@ -669,7 +678,7 @@ class InviteServerTransaction(_ServerTransaction):
         old = self._transition(_SEND[status])
         self._stop("timer_trying")
         self._remember(response)
-        if status == "2xx" and old is State.PROCEEDING:
+        if status == "2xx" and old is _PROCEEDING:
             self.layer._awaiting_ack[self.ack_key] = self
             self._start("timer_2xx", self.config.t1, now)
             self._start("timer_L", self.config.timeout, now)
@@ -704,7 +713,7 @@ class NonInviteServerTransaction(_ServerTransaction):
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         old = self._transition("recv_request")
-        if old is not State.TRYING and self.last_response is not None:
+        if old is not _TRYING and self.last_response is not None:
             self._send(self.last_response)
 
     def send_response(self, response: SipResponse, now: float) -> None:
@@ -820,7 +829,7 @@ class TransactionLayer:
         # RFC 3261 9.2: the CANCEL's 200 and the INVITE's 487 carry the same To tag.
         invite.to_tag = invite.to_tag or new_tag()
         server.send_response(make_response(cancel, 200, to_tag=invite.to_tag), now)
-        if invite.state is State.PROCEEDING:
+        if invite.state is _PROCEEDING:
             assert invite.request is not None  # kept until the final response
             invite.send_response(make_response(invite.request, 487, to_tag=invite.to_tag), now)
             self._events.append(InviteCancelled(invite.key, cancel))
@@ -872,14 +881,14 @@ class TransactionLayer:
         invite = self._client.get(key)
         if not isinstance(invite, InviteClientTransaction):
             return None
-        if invite.state not in (State.CALLING, State.PROCEEDING):
+        if invite.state not in (_CALLING, _PROCEEDING):
             return None
         cancel_key = TransactionKey(key.branch, "CANCEL")
         if cancel_key in self._client or invite.pending_cancel is not None:
             return cancel_key
         assert invite.request is not None  # kept until the final response
         cancel = build_cancel(invite.request)
-        if invite.state is State.CALLING:
+        if invite.state is _CALLING:
             invite.pending_cancel = cancel
         else:
             self._send_cancel(invite, cancel, now)
@@ -923,7 +932,7 @@ class TransactionLayer:
     def state_of(self, key: TransactionKey, *, server: bool = False) -> State:
         """The state of a live transaction; Terminated once it is gone."""
         transaction = (self._server if server else self._client).get(key)
-        return State.TERMINATED if transaction is None else transaction.state
+        return _TERMINATED if transaction is None else transaction.state
 
     # Callbacks from transactions.
 

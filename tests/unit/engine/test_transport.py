@@ -1,13 +1,18 @@
-"""The SIP transports' pure parts: the flood guard on virtual time, where lost connections lead."""
+"""The SIP transports' pure parts: the flood guard on virtual time, where lost connections lead,
+and the endpoint's timer handle on a loop the test drives."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from callwhisper.engine.transport import (
+    SipEndpoint,
     SourceRateLimiter,
     StreamTarget,
     TransportConfig,
@@ -16,6 +21,8 @@ from callwhisper.engine.transport import (
     server_tls_context,
 )
 from callwhisper.errors import ConfigError
+from callwhisper.sip.message import SipMessage
+from callwhisper.sip.transaction import Address, TransactionEvent, TransactionKey
 
 
 def test_a_source_gets_its_burst_then_is_refused() -> None:
@@ -47,6 +54,124 @@ def test_the_table_forgets_the_least_recent_source() -> None:
     assert limiter.allow("192.0.2.3", 0.0)
     assert limiter.allow("192.0.2.1", 0.0)
     assert not limiter.allow("192.0.2.3", 0.0)
+
+
+def test_a_source_seen_again_is_kept_over_one_seen_since() -> None:
+    """The table evicts by last datagram, not by first: a busy source keeps its bucket."""
+    limiter = SourceRateLimiter(rate=1, burst=1, max_sources=2)
+    assert limiter.allow("192.0.2.1", 0.0)
+    assert limiter.allow("192.0.2.2", 0.0)
+    assert not limiter.allow("192.0.2.1", 0.0)
+    assert limiter.allow("192.0.2.3", 0.0)  # evicts 192.0.2.2
+    assert not limiter.allow("192.0.2.1", 0.0)
+    assert limiter.allow("192.0.2.2", 0.0)
+
+
+class TimerCore:
+    """A SIP core whose earliest deadline the test sets; it notes when its timers are run."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.ran: list[float] = []
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
+        raise AssertionError("no datagrams here")
+
+    def receive_message(
+        self, message: SipMessage, source: Address, now: float, *, reliable: bool = False
+    ) -> None:
+        raise AssertionError("no messages here")
+
+    def messages_to_send(self) -> list[tuple[bytes, Address]]:
+        return []
+
+    def next_event(self) -> TransactionEvent | None:
+        return None
+
+    def get_timer(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.ran.append(now)
+        if self.deadline is not None and self.deadline <= now:
+            self.deadline = None
+
+    def transport_error(self, key: TransactionKey, *, server: bool = False) -> None:
+        raise AssertionError("no transport errors here")
+
+
+class Handle:
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualLoop:
+    """The two methods of an event loop the endpoint's timer uses; the test moves time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.handles: list[Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Handle:
+        handle = Handle(when, callback)
+        self.handles.append(handle)
+        return handle
+
+    def live(self) -> list[float]:
+        return [h.when for h in self.handles if not h.cancelled]
+
+    def run_until(self, now: float) -> None:
+        self.now = now
+        for handle in list(self.handles):
+            if not handle.cancelled and handle.when <= now:
+                handle.cancelled = True
+                handle.callback()
+
+
+def timer_endpoint() -> tuple[SipEndpoint, TimerCore, ManualLoop]:
+    core = TimerCore()
+    endpoint = SipEndpoint(core, lambda event: None)
+    loop = ManualLoop()
+    endpoint._loop = cast(asyncio.AbstractEventLoop, loop)
+    return endpoint, core, loop
+
+
+def test_the_timer_handle_is_armed_again_only_for_an_earlier_deadline() -> None:
+    """A later deadline (the earliest timer was stopped) keeps the handle armed before it."""
+    endpoint, core, loop = timer_endpoint()
+    endpoint.flush()
+    assert loop.live() == []
+    core.deadline = 1.0
+    endpoint.flush()
+    core.deadline = 2.0
+    endpoint.flush()
+    assert [h.when for h in loop.handles] == [1.0]
+    core.deadline = 0.5
+    endpoint.flush()
+    assert [h.when for h in loop.handles] == [1.0, 0.5]
+    assert loop.live() == [0.5]
+
+
+def test_a_handle_that_fires_early_runs_the_core_and_is_armed_for_its_deadline() -> None:
+    endpoint, core, loop = timer_endpoint()
+    core.deadline = 1.0
+    endpoint.flush()
+    core.deadline = 2.0
+    endpoint.flush()
+    loop.run_until(1.0)
+    assert core.ran == [1.0]
+    assert loop.live() == [2.0]
+    loop.run_until(2.0)
+    assert core.ran == [1.0, 2.0]
+    assert loop.live() == []
 
 
 def response(via: str, status: int = 200) -> bytes:

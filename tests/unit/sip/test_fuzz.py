@@ -94,6 +94,27 @@ def test_parser_raises_only_sip_parse_error(data: bytes) -> None:
 
 
 @FUZZ
+@given(messages, st.sampled_from([100, 180, 183, 200, 487]), st.sampled_from([None, "b2"]))
+def test_a_built_response_keeps_the_typed_values_its_lines_give(
+    data: bytes, status: int, to_tag: str | None
+) -> None:
+    """make_response carries typed values over (and the To it tags): reading its bytes agrees."""
+    request = _parse_or_error(data)
+    if not isinstance(request, SipRequest):
+        return
+    response = make_response(request, status, to_tag=to_tag, extra=(("Server", "test"),))
+    again = parse_message(bytes(response))
+    assert again == response
+    assert isinstance(again, SipResponse)
+    assert response.headers._typed.keys() >= {"via", "from", "to", "call-id", "cseq"}
+    assert (response.vias, response.from_, response.to) == (again.vias, again.from_, again.to)
+    assert (response.call_id, response.cseq) == (again.call_id, again.cseq)
+    if status != 100 and request.to.tag is None:
+        assert response.to.tag is not None
+        assert to_tag is None or response.to.tag == to_tag
+
+
+@FUZZ
 @given(st.lists(messages, min_size=1, max_size=4), st.integers(1, 64))
 def test_stream_framer_raises_only_sip_parse_error(parts: list[bytes], chunk: int) -> None:
     stream = b"".join(parts)

@@ -111,6 +111,14 @@ def test_header_key_validates_tokens_and_expands_compact_forms() -> None:
     assert header_key("") is None
 
 
+def test_the_methods_is_token_knows_by_name_are_tokens_by_the_grammar() -> None:
+    """is_token answers the usual methods from a set: the token match must agree."""
+    assert all(headers._TOKEN.fullmatch(method) for method in headers._METHODS)
+    assert not is_token("INVITE ")
+    assert not is_token("")
+    assert is_token("invite")
+
+
 def test_header_key_reads_any_case_of_a_known_name_without_growing_its_table() -> None:
     size = len(HEADER_SPELLINGS)
     assert header_key("cAlL-iD") == header_key("Call-Id") == ("call-id", "Call-ID")

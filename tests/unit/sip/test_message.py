@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from callwhisper.errors import SipParseError
@@ -15,6 +17,8 @@ from callwhisper.sip.message import (
     make_request,
     make_response,
     new_branch,
+    new_call_id,
+    new_tag,
     parse_message,
 )
 from tests.unit.sip import fixtures as fx
@@ -509,6 +513,38 @@ def test_make_request_builds_a_parseable_invite_with_fresh_identifiers() -> None
     assert set(invite.call_id) <= set("0123456789abcdef")
     assert invite.headers.get("Max-Forwards") == "70"
     assert new_branch() != new_branch()
+
+
+def test_tags_branches_and_call_ids_are_fresh_random_hex_across_batches() -> None:
+    """More values than one read of random bytes gives: each of its size, none repeated."""
+    tags = [new_tag() for _ in range(300)]
+    branches = [new_branch() for _ in range(300)]
+    call_ids = [new_call_id() for _ in range(300)]
+    hex_digits = set("0123456789abcdef")
+    assert all(len(tag) == 16 and set(tag) <= hex_digits for tag in tags)
+    assert all(
+        b.startswith("z9hG4bK") and len(b) == 23 and set(b[7:]) <= hex_digits for b in branches
+    )
+    assert all(len(c) == 24 and set(c) <= hex_digits for c in call_ids)
+    assert len(set(tags) | {b[7:] for b in branches}) == 600
+    assert len(set(call_ids)) == 300
+
+
+def test_a_forked_child_does_not_hand_out_the_tags_its_parent_will() -> None:
+    """The random bytes read ahead stay with the parent; the child reads its own."""
+    new_tag()  # the parent now holds unread values
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, "".join(new_tag() for _ in range(64)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        text = pipe.read()
+    os.waitpid(pid, 0)
+    child = {text[i : i + 16] for i in range(0, len(text), 16)}
+    assert len(child) == 64
+    assert child.isdisjoint(new_tag() for _ in range(64))
 
 
 def test_headers_are_case_insensitive_and_ordered() -> None:
