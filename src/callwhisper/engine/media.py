@@ -31,7 +31,7 @@ import asyncio
 import errno
 import functools
 import logging
-import secrets
+import os
 import select
 import socket
 import struct
@@ -99,6 +99,8 @@ _MAX_EVENTS: Final = 256
 _PLAIN_RTP: Final = 0x80
 """First octet of RTP version 2 without padding, extension or CSRCs: payload at octet 12."""
 _SEQ_TS_SSRC: Final = struct.Struct("!HII")
+_NONBLOCK: Final[int] = getattr(socket, "SOCK_NONBLOCK", 0)
+"""Where the system has it (Linux), a socket is created non-blocking: one system call less."""
 RECORDING_FLUSH_INTERVAL: Final = 0.5
 """Seconds between two writes of the recordings in progress."""
 OFFLOAD_CHECK_INTERVAL: Final = 0.2
@@ -517,9 +519,13 @@ class EpollPoller:
         self._readers[fd] = read
 
     def unregister(self, fd: int) -> None:
-        """Stop watching ``fd``; call before closing it."""
+        """Stop watching ``fd``, which the caller closes next.
+
+        Closing it takes it out of the set (epoll(7): the engine never
+        duplicates a leg's socket), so no system call is spent here; an
+        event of it already read is dropped.
+        """
         self._readers.pop(fd, None)
-        self._epoll.unregister(fd)
 
     def close(self) -> None:
         """Stop watching the set and close it."""
@@ -566,14 +572,15 @@ class MediaLeg:
     """
 
     __slots__ = (
+        "_codec",
         "_engine",
+        "_plain_pt",
         "_playback",
         "_route",
         "_sends",
         "_sock",
         "_tap",
         "bridge",
-        "codec",
         "counters",
         "dtmf",
         "ident",
@@ -598,6 +605,7 @@ class MediaLeg:
         self._engine = engine
         self._sock = sock
         self.ident = ident
+        self.incoming = IncomingStream(relatch_after=relatch_after)
         self.codec = codec
         self.remote = remote
         self._sends = True
@@ -606,10 +614,11 @@ class MediaLeg:
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
         self.counters = LegCounters()
-        self.incoming = IncomingStream(relatch_after=relatch_after)
-        # RFC 3550 5.1: random initial SSRC, sequence number and timestamp.
+        # RFC 3550 5.1: random initial SSRC, sequence number and timestamp, drawn at once
+        # from the system's generator (what ``secrets`` draws from).
+        numbering = int.from_bytes(os.urandom(10))
         self.outgoing = OutgoingStream(
-            secrets.randbits(32), secrets.randbits(16), secrets.randbits(32)
+            numbering >> 48, (numbering >> 32) & 0xFFFF, numbering & 0xFFFFFFFF
         )
         self.dtmf = DtmfReceiver()
         self._playback: Playback | None = None
@@ -620,6 +629,18 @@ class MediaLeg:
     def __repr__(self) -> str:
         """Name the leg and its local port."""
         return f"<MediaLeg {self.ident} {self.local_address[0]}:{self.local_address[1]}>"
+
+    @property
+    def codec(self) -> LegCodec:
+        """The leg's negotiated media format."""
+        return self._codec
+
+    @codec.setter
+    def codec(self, codec: LegCodec) -> None:
+        self._codec = codec
+        # The audio payload type that may take the short path of :meth:`_receive`: none
+        # (-1) where the latch may move or the type could be mistaken for RTCP.
+        self._plain_pt = codec.payload_type if _fast(self) else -1
 
     @property
     def closed(self) -> bool:
@@ -681,7 +702,7 @@ class MediaLeg:
             raise LocalProtocolError(f"{self.ident} is bridged: unbridge it before playing")
         if self.closed:
             raise LocalProtocolError(f"{self.ident} is closed")
-        playback = Playback(self._engine._next_playback(), source, self.codec.encoding, loop=loop)
+        playback = Playback(self._engine._next_playback(), source, self._codec.encoding, loop=loop)
         self._playback = playback
         self._engine._playing[self] = None
         return playback.ident
@@ -689,11 +710,11 @@ class MediaLeg:
     def play_silence(self, seconds: float) -> int:
         """Play G.711 silence for ``seconds`` (rounded up to whole 20 ms frames)."""
         count = max(1, -int(-seconds // PTIME))
-        return self.play([silence_frame(self.codec.encoding)] * count)
+        return self.play([silence_frame(self._codec.encoding)] * count)
 
     def play_ringback(self, style: RingbackStyle = "north_america") -> int:
         """Play ringback in the leg's codec until stopped or bridged (call-flow.md 1.2)."""
-        return self.play(self._engine._ringback(style, self.codec.encoding))
+        return self.play(self._engine._ringback(style, self._codec.encoding))
 
     def stop_playback(self) -> None:
         """Stop the playback in progress, if any, without reporting it finished."""
@@ -711,11 +732,12 @@ class MediaLeg:
             self._emit(PlaybackFinished(self.ident, playback.ident, now))
             return
         # RFC 3551 4.1: the marker bit starts a talkspurt; the receiver resynchronises.
-        packet = self.outgoing.send(
-            frame, self.codec.payload_type, now,
-            samples=FRAME_SAMPLES, marker=playback.frames_played == 1,
+        self._send(
+            self.outgoing.send(
+                frame, self._codec.payload_type, now,
+                samples=FRAME_SAMPLES, marker=playback.frames_played == 1,
+            )
         )  # fmt: skip
-        self._send(packet)
 
     # -- socket I/O -----------------------------------------------------------------
 
@@ -768,6 +790,26 @@ class MediaLeg:
     def _receive(self, data: bytes, address: Address, now: float) -> None:
         counters = self.counters
         counters.packets_in += 1
+        incoming = self.incoming
+        if (
+            RTP_HEADER_SIZE <= len(data) <= MAX_DATAGRAM
+            and data[0] == _PLAIN_RTP
+            and data[1] & 0x7F == self._plain_pt
+            and address == incoming.latched
+        ):
+            # Plain audio from the latched peer, the common packet: what the general path
+            # below does with it, without its checks (a leg waiting for its bridge reads
+            # and drops its peer's audio here).
+            seq, ts, ssrc = _SEQ_TS_SSRC.unpack_from(data, 2)
+            incoming.count(seq, ts, ssrc, now)
+            route = self._route
+            if route is not None:
+                route.audio(data, now)
+            elif self._tap is not None and self._tap.recorder is not None:
+                self._tap.recorder.add(
+                    CALLER, ssrc, ts, data[RTP_HEADER_SIZE:], self._codec.encoding, now
+                )
+            return
         if len(data) > MAX_DATAGRAM:
             counters.malformed += 1
             return
@@ -780,12 +822,12 @@ class MediaLeg:
                 return
             payload_type = data[1] & 0x7F
             route = self._route
-            if payload_type == self.codec.payload_type:
+            if payload_type == self._codec.payload_type:
                 if route is not None:
                     route.audio(data, now)
                 elif self._tap is not None and self._tap.recorder is not None:
-                    _record(self._tap.recorder, CALLER, data, self.codec.encoding, now)
-            elif payload_type == self.codec.telephone_event:
+                    _record(self._tap.recorder, CALLER, data, self._codec.encoding, now)
+            elif payload_type == self._codec.telephone_event:
                 self._receive_event(data, now)
                 if route is not None:
                     route.event(data, now)
@@ -809,8 +851,9 @@ class MediaLeg:
             log.exception("media event handler failed on %r", event)
 
     def _close_socket(self) -> None:
-        if not self.closed:
-            self._engine._poller.unregister(self._sock.fileno())
+        fd = self._sock.fileno()
+        if fd >= 0:
+            self._engine._poller.unregister(fd)
             self._sock.close()
 
 
@@ -961,9 +1004,10 @@ class MediaEngine:
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.config.address else socket.AF_INET
         for port in self.ports.candidates():
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
             try:
-                sock.setblocking(False)
+                if not _NONBLOCK:
+                    sock.setblocking(False)
                 sock.bind((self.config.address, port))
             except OSError as exc:
                 sock.close()

@@ -47,7 +47,7 @@ class Playback:
     (ringback), which never ends.
     """
 
-    __slots__ = ("_frames", "_index", "_tone", "ident", "loop")
+    __slots__ = ("_frames", "_tone", "frames_played", "ident", "loop")
 
     def __init__(
         self, ident: int, source: PlaybackSource, encoding: Codec, *, loop: bool = False
@@ -66,21 +66,20 @@ class Playback:
         self.ident = ident
         self.loop = loop
         self._frames = frames
-        self._index = 0
-
-    @property
-    def frames_played(self) -> int:
+        self.frames_played = 0
         """Frames returned so far (counting repeats of a loop)."""
-        return self._index
 
     def next_frame(self) -> bytes | None:
         """The payload for this tick, or None once a non-looped playback is over."""
-        index = self._index
+        index = self.frames_played
         if self._tone is not None:
-            self._index = index + 1
+            self.frames_played = index + 1
             return self._tone.frame(index)
         frames = self._frames
-        if index >= len(frames) and not self.loop:
+        if index < len(frames):
+            self.frames_played = index + 1
+            return frames[index]
+        if not self.loop:
             return None
-        self._index = index + 1
+        self.frames_played = index + 1
         return frames[index % len(frames)]

@@ -48,7 +48,11 @@ _SEQ_TS_SSRC: Final = struct.Struct("!HII")
 _EXTENSION_HEADER: Final = struct.Struct("!HH")
 
 _SEQ_MOD: Final = 1 << 16
+# RFC 3550 A.1: beyond these, a jump in sequence numbers is a restart, not loss.
+_MAX_DROPOUT: Final = 3000
+_MAX_MISORDER: Final = 100
 _TS_MOD: Final = 1 << 32
+_TS_HALF: Final = 1 << 31
 
 
 def is_rtcp(data: bytes) -> bool:
@@ -264,18 +268,30 @@ class OutgoingStream:
         advances by ``samples``: RFC 4733 events keep their start timestamp.
         Use :meth:`next_timestamp` to learn it.
         """
-        ts = self.next_timestamp(now)
+        # next_timestamp, inline: this runs for every frame played.
         if self._source is not None:
+            ts = self._resume_timestamp(now)
             self._source = None
             marker = True
+        elif self._last_time is None:
+            ts = self._last_ts
+        else:
+            ts = (self._last_ts + self._duration) % _TS_MOD
         seq = self._next_seq
         self._next_seq = (seq + 1) % _SEQ_MOD
         self._last_ts = ts
         self._duration = samples
         self._last_time = now
-        second = (0x80 if marker else 0) | payload_type
-        header = _HEADER.pack(0x80, second, seq, ts if timestamp is None else timestamp, self.ssrc)
-        return header + payload
+        return (
+            _HEADER.pack(
+                0x80,
+                payload_type | 0x80 if marker else payload_type,
+                seq,
+                ts if timestamp is None else timestamp,
+                self.ssrc,
+            )
+            + payload
+        )
 
     def next_timestamp(self, now: float) -> int:
         """The timestamp that the next :meth:`send` at ``now`` will use by default."""
@@ -380,9 +396,8 @@ class IncomingStream:
         "relatch_after",
     )
 
-    # RFC 3550 A.1: beyond these, a jump in sequence numbers is a restart, not loss.
-    MAX_DROPOUT: Final = 3000
-    MAX_MISORDER: Final = 100
+    MAX_DROPOUT: Final = _MAX_DROPOUT
+    MAX_MISORDER: Final = _MAX_MISORDER
 
     def __init__(self, clock_rate: int = 8000, relatch_after: int | None = None) -> None:
         """Create an unlatched stream; ``relatch_after`` None never moves the latch."""
@@ -456,11 +471,11 @@ class IncomingStream:
             self._reset_source(ssrc, seq)
         elif self._received:
             delta = (seq - self._max_seq) % _SEQ_MOD
-            if 0 < delta < self.MAX_DROPOUT:
+            if 0 < delta < _MAX_DROPOUT:
                 if seq < self._max_seq:
                     self._cycles += _SEQ_MOD
                 self._max_seq = seq
-            elif delta != 0 and delta <= _SEQ_MOD - self.MAX_MISORDER:
+            elif delta != 0 and delta <= _SEQ_MOD - _MAX_MISORDER:
                 # RFC 3550 A.1: a very large jump; the source restarted its numbering.
                 self._reset_source(ssrc, seq)
         self._received += 1
@@ -468,7 +483,7 @@ class IncomingStream:
         transit = now * self.clock_rate - ts
         if self._transit is not None:
             d = abs(transit - self._transit)
-            if d < _TS_MOD // 2:  # ignore timestamp wrap-around and jumps
+            if d < _TS_HALF:  # ignore timestamp wrap-around and jumps
                 self._jitter += (d - self._jitter) / 16
         self._transit = transit
 
