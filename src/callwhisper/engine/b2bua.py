@@ -7,8 +7,9 @@ it cannot serve (unknown numbers with 404, offers without a common codec
 with 488, stored as refused calls), creates a
 :class:`~callwhisper.engine.runner.CallRunner` per accepted INVITE, and
 routes every later transaction event to the runner of its call by server
-transaction key, client transaction key or dialog id. It never blocks: each
-runner works in its own task, which this object holds in a set.
+transaction key, client transaction key or dialog id. It never blocks: a
+runner handles what it can at once and waits for the rest on its own; the
+future of each call (done once it is over and written) is held in a set.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
-from callwhisper.domain import CallAttributes, Configuration
+from callwhisper.domain import CallAttributes, Campaign, Configuration, Publisher
 from callwhisper.engine.backend import CallBackend, Prompts
 from callwhisper.engine.legs import (
     CallerLeg,
@@ -63,6 +64,20 @@ __all__ = ["B2bua"]
 log = logging.getLogger(__name__)
 
 _Route = tuple[CallRunner, str]
+
+_NO_PORT: Final = 9
+"""The port of a first answer, made only to check the offer before a media port is taken."""
+
+
+def _answer_at(answer: SessionDescription, port: int, session_id: int) -> SessionDescription:
+    """``answer`` (made at ``_NO_PORT``) at our media port, with our session id.
+
+    The same answer :func:`create_answer` would give for those, without
+    negotiating the offer again: only the accepted stream has a port.
+    """
+    origin = replace(answer.origin, session_id=str(session_id))
+    media = tuple(replace(m, port=port) if m.port else m for m in answer.media)
+    return replace(answer, origin=origin, media=media)
 
 
 @dataclass(slots=True)
@@ -118,11 +133,15 @@ class B2bua(TransactionUser):
         self.accepting = True
         """False while draining: new INVITEs get 503."""
         self.runners: set[CallRunner] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Future[None]] = set()
+        """Each call in progress (done once it is over and written; cancel to end it now),
+        and each refused call being stored."""
         self._invites: dict[TransactionKey, CallRunner] = {}
         self._clients: dict[TransactionKey, _Route] = {}
         self._dialogs: dict[DialogId, _Route] = {}
         self._keys: dict[CallRunner, _Keys] = {}
+        self._settings: dict[tuple[str, str | None], FlowSettings] = {}
+        self._settings_of: Configuration | None = None
 
     server = "callwhisper"
     allow = ALLOW
@@ -276,8 +295,8 @@ class B2bua(TransactionUser):
         # RFC 3261 13.3.1.4 / RFC 3264: a codec we can speak is checked before anything else.
         try:
             offer = SessionDescription.parse(request.body)
-            _, negotiated = create_answer(
-                offer, self.media_address, 9, session_id=0, codecs=self.settings.codecs
+            checked, negotiated = create_answer(
+                offer, self.media_address, _NO_PORT, session_id=0, codecs=self.settings.codecs
             )
         except SdpError as exc:
             log.info("INVITE %s refused: %s", request.call_id, exc)
@@ -296,13 +315,7 @@ class B2bua(TransactionUser):
             self.respond(request, 503, extra=(("Retry-After", "5"),))
             return
         session_id = new_session_id()
-        answer, _ = create_answer(
-            offer,
-            self.media_address,
-            media.local_address[1],
-            session_id=session_id,
-            codecs=self.settings.codecs,
-        )
+        answer = _answer_at(checked, media.local_address[1], session_id)
         self.respond(request, 100)
         to_tag = new_tag()
         caller = CallerLeg(
@@ -317,9 +330,7 @@ class B2bua(TransactionUser):
         )
         runner = CallRunner(
             call_id,
-            FlowSettings.for_campaign(
-                campaign, configuration.telephony, publisher, speak=spoken_variables
-            ),
+            self._flow_settings(campaign, publisher),
             attributes,
             caller,
             sip=self,
@@ -335,8 +346,32 @@ class B2bua(TransactionUser):
         self._invites[key] = runner
         self._keys_of(runner).invite = key
         self.add_dialog(DialogId(request.call_id, to_tag, request.from_.tag or ""), runner, CALLER)
-        self._spawn(runner.run(), call_id)
-        log.info("call %s: %s -> %s (campaign %s)", call_id, number, tracking.number, campaign.id)
+        # At once, not from a task's first turn: the buyer's INVITE waits for no other work.
+        runner.start()
+        self._track(runner.done)
+        # Written once what the call sends now has gone: a log line is no reason to wait.
+        line = "call %s: %s -> %s (campaign %s)"
+        asyncio.get_running_loop().call_soon(
+            log.info, line, call_id, number, tracking.number, campaign.id
+        )
+
+    def _flow_settings(self, campaign: Campaign, publisher: Publisher | None) -> FlowSettings:
+        """The flow settings of a call to ``campaign`` from ``publisher``, made once each.
+
+        They are kept for the configuration they were made from: a new one
+        (:attr:`configuration` replaced) starts afresh.
+        """
+        configuration = self.configuration
+        if self._settings_of is not configuration:
+            self._settings.clear()
+            self._settings_of = configuration
+        key = (campaign.id, None if publisher is None else publisher.id)
+        settings = self._settings.get(key)
+        if settings is None:
+            settings = self._settings[key] = FlowSettings.for_campaign(
+                campaign, configuration.telephony, publisher, speak=spoken_variables
+            )
+        return settings
 
     def _caller_signalling(self, request: SipRequest) -> tuple[Address, str] | None:
         """Our Via sent-by and Contact towards a caller, None when we cannot be reached securely.
@@ -363,9 +398,11 @@ class B2bua(TransactionUser):
         return (self.local[0], port), self.contact_at(port, "tls", sips=sips)
 
     def _spawn(self, work: Coroutine[Any, Any, None], call_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(work, name=f"call-{call_id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._track(asyncio.get_running_loop().create_task(work, name=f"call-{call_id}"))
+
+    def _track(self, call: asyncio.Future[None]) -> None:
+        self.tasks.add(call)
+        call.add_done_callback(self.tasks.discard)
 
     async def _record_refused(
         self, call_id: str, campaign_id: str, attributes: CallAttributes, status: int

@@ -10,8 +10,10 @@ TCP or TLS) with our address and Contact on it, and once established their
 from __future__ import annotations
 
 import ipaddress
-import secrets
+import random
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 from callwhisper.audio import Codec
@@ -59,12 +61,20 @@ def codec_of(media: NegotiatedMedia) -> LegCodec:
 
 
 def new_session_id() -> int:
-    """A random SDP ``o=`` session id (RFC 4566 5.2 suggests an NTP timestamp; any unique int)."""
-    return secrets.randbits(62)
+    """A random SDP ``o=`` session id (RFC 4566 5.2 suggests an NTP timestamp; any unique int).
+
+    Unique, not secret: the process's generator (reseeded in a forked child)
+    rather than a system call per id.
+    """
+    return random.getrandbits(62)
 
 
+@lru_cache(maxsize=1024)
 def is_ip_literal(host: str) -> bool:
-    """Whether ``host`` is an IPv4 or IPv6 address (not a name to resolve)."""
+    """Whether ``host`` is an IPv4 or IPv6 address (not a name to resolve).
+
+    Kept for the few hosts a server meets again and again (trunks, buyers, proxies).
+    """
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -77,11 +87,13 @@ def is_sips(uri: str) -> bool:
     return uri[:5].lower() == "sips:"
 
 
+@lru_cache(maxsize=1024)
 def uri_address(uri: str, transport: Transport | None = None) -> tuple[str, int]:
     """Host and port a SIP URI names; raises SipParseError (ValueError for its transport).
 
     Without a port, the default of ``transport``, else of the URI's own
     transport: 5061 for ``sips:`` and ``transport=tls``, 5060 otherwise.
+    Kept for the URIs met again (trunks' proxies, buyers' targets and contacts).
     """
     parsed = parse_uri(uri)
     if parsed.port is None:
@@ -94,6 +106,7 @@ def uri_host(uri: str) -> str:
     return parse_uri(uri).host.strip("[]")
 
 
+@lru_cache(maxsize=1024)
 def uri_transport(uri: str) -> Transport | None:
     """The transport a SIP URI asks for (RFC 3261 19.1.1), None when it leaves the choice.
 
@@ -149,30 +162,41 @@ def via_transport(request: SipRequest) -> Transport:
     return _TRANSPORTS.get(request.top_via.transport.lower(), "udp")
 
 
-def dialed_user(request: SipRequest) -> list[str]:
-    """The users an INVITE may be for: the Request-URI's, then the To header's."""
-    users: list[str] = []
-    for text in (request.uri, request.to.uri):
-        try:
-            user = parse_uri(text).user
-        except SipParseError:
-            continue
-        if user and user not in users:
-            users.append(user)
-    return users
+def dialed_user(request: SipRequest) -> Iterator[str]:
+    """The users an INVITE may be for, in turn: the Request-URI's, then the To header's.
+
+    The To header is only read when the Request-URI's user was not the one.
+    """
+    first = _user_of(request.uri)
+    if first:
+        yield first
+    try:
+        second = _user_of(request.to.uri)
+    except SipParseError:
+        return
+    if second and second != first:
+        yield second
 
 
 def caller_user(request: SipRequest) -> str | None:
     """The caller's number or user from the From header (P-Asserted-Identity first)."""
     asserted = request.headers.get("P-Asserted-Identity")
-    for text in (asserted, request.headers.get("From")):
-        if not text:
-            continue
+    if asserted:
         try:
-            return parse_uri(parse_name_addr(text).uri).user
+            return parse_uri(parse_name_addr(asserted).uri).user
         except SipParseError:
-            continue
-    return None
+            pass
+    try:
+        return parse_uri(request.from_.uri).user
+    except SipParseError:
+        return None
+
+
+def _user_of(uri: str) -> str | None:
+    try:
+        return parse_uri(uri).user
+    except SipParseError:
+        return None
 
 
 @dataclass(eq=False, slots=True)

@@ -4,14 +4,20 @@
 owns the session, the one timer handle armed at ``session.get_timer()``, the
 SIP state of the caller and buyer legs and their media legs. Everything
 that happens to the call (SIP events, RTP keys and playback ends, timers) is
-queued and handled by one task, one at a time, so the session is never
-re-entered; the commands it returns are carried out in order (the loop in
-:class:`~callwhisper.flow.CallSession`'s docstring).
+handled when it happens, one at a time, so the session is never re-entered;
+the commands it returns are carried out in order (the loop in
+:class:`~callwhisper.flow.CallSession`'s docstring). Something that happens
+while an earlier input is in hand waits its turn.
 
-Store writes (timeline entries, cap commits) are handed to the backend at
-once, in order, and one background writer per call waits for their outcomes,
-so that signalling never waits for the database; only routing and cap
-reservations are awaited, because the session needs their answers.
+Only routing and cap reservations (whose answers the session needs), hold
+music, and the DNS lookups and connections of next hops may have to wait:
+each is run at once up to its first real wait (:func:`eagerly`), so that
+routing from memory to a buyer at an address dials the buyer before the call
+ever yields to the event loop; when one does wait, the call's later inputs
+wait for it. Store writes (timeline entries, cap commits) are handed to the
+backend at once, in order, and only their outcomes are watched, so that
+signalling never waits for the database. A call has no task of its own:
+its future (:attr:`CallRunner.done`) is done once it is over and written.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from functools import cache, partial
 from pathlib import Path
-from typing import Final, Protocol, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 from callwhisper.audio import Audio, Codec
 from callwhisper.domain import CallAttributes
@@ -251,8 +258,17 @@ class TimerInput:
     """The session's timer is due."""
 
 
+_TIMER: Final = TimerInput()
+
+
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """The call begins: its first input (see :meth:`CallRunner.start`)."""
+
+
+_ARRIVAL: Final = _Arrival()
+
 Input = SipInput | MediaInput | TimerInput | Event
-Write = Callable[[], Awaitable[None]]
 
 
 @dataclass(eq=False, slots=True)
@@ -261,7 +277,8 @@ class _Play:
 
     leg: str
     play_id: int
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Future[None] | None = None
+    """The rest of the rendering, when it had to wait."""
 
 
 @dataclass(slots=True)
@@ -290,7 +307,7 @@ class CallRunner:
         config: RunnerSettings,
         wall: Callable[[], float],
     ) -> None:
-        """Prepare the call; :meth:`run` carries it out."""
+        """Prepare the call; :meth:`start` begins it and :attr:`done` tells when it is over."""
         self.call_id = call_id
         self.session = CallSession(call_id, settings)
         self.attributes = attributes
@@ -303,9 +320,27 @@ class CallRunner:
         self.trunks = trunks
         self.config = config
         self._wall = wall
-        self._inbox: asyncio.Queue[tuple[float, Input]] = asyncio.Queue()
-        self._writes: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._inbox: deque[tuple[float, Input | _Arrival]] = deque()
+        """Inputs waiting for their turn, each stamped with the wall clock when it came."""
+        self._commands: deque[Command] = deque()
+        """The commands of the input in hand, still to carry out."""
+        self._busy = False
+        """Inputs are being handled: one fed now waits its turn (the session is not re-entered)."""
+        self._in_hand = False
+        """An input was taken and its commands are not all carried out yet."""
+        self._moved = False
+        """The session handled something since its timer was last armed."""
+        self._waiting: asyncio.Future[list[Command]] | None = None
+        """The command in progress that had to wait (routing or a reservation in the
+        database, a DNS lookup, a connection): nothing else is handled meanwhile."""
+        self._done: asyncio.Future[None] | None = None
+        self._ended = False
+        self._outcome: str | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._unwritten: deque[asyncio.Future[None]] = deque()
+        """Store writes handed over, in order, from the first not known to be done."""
+        self._watched: asyncio.Future[None] | None = None
+        """The first write not done, whose end is watched (see :meth:`_write`)."""
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._media = _Media()
@@ -318,8 +353,16 @@ class CallRunner:
     # -- inputs -------------------------------------------------------------------------
 
     def feed(self, item: Input) -> None:
-        """Queue something that happened to this call, stamped with the wall clock now."""
-        self._inbox.put_nowait((self._wall(), item))
+        """Handle something that happened to this call, stamped with the wall clock now.
+
+        It is handled at once, with every command it leads to, unless an
+        earlier input is still in hand: then it waits its turn. Once the call
+        is over, nothing more is.
+        """
+        if self._ended:
+            return
+        self._inbox.append((self._wall(), item))
+        self._drain()
 
     def media_handler(self, leg: str) -> Callable[[MediaEvent], None]:
         """The ``on_event`` callback of the media leg of ``leg``."""
@@ -329,59 +372,130 @@ class CallRunner:
 
         return handle
 
-    # -- the call's task ----------------------------------------------------------------
+    # -- the call's life ----------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Carry out the call until the session ends; never raises but on cancellation."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"call-{self.call_id}-writes")
-        outcome: str | None = None
-        try:
-            self._write(
-                lambda: self.backend.call_started(self.call_id, self.attributes, self._arrived_at)
-            )
-            await self._learn_first_route(self.caller.invite, self.caller.transport, uac=False)
-            await self._step(self._arrived_at, CallArrived(self.attributes))
-            while not self.session.finished:
-                at, item = await self._inbox.get()
-                await self._process(at, item)
-            outcome = self.session.record.outcome
-            await self._linger()
-        except asyncio.CancelledError:
+    def start(self) -> None:
+        """Begin the call (once); :attr:`done` then tells when it is over.
+
+        What needs no waiting is done before this returns: with routing and
+        reservations answered from memory and a buyer at an address, that is
+        as far as the buyer's INVITE, so no turn of the event loop stands
+        between the caller's INVITE and it. Inputs are then handled as they
+        are fed (see :meth:`feed`); the call needs no task of its own.
+        """
+        if self._done is not None:
+            return
+        self._done = asyncio.get_running_loop().create_future()
+        self._done.add_done_callback(self._stopped)
+        self._write(self.backend.call_started(self.call_id, self.attributes, self._arrived_at))
+        # First in line: nothing fed before the call began may come before its arrival.
+        self._inbox.appendleft((self._arrived_at, _ARRIVAL))
+        self._drain()
+
+    @property
+    def done(self) -> asyncio.Future[None]:
+        """Done once the call is over and its store writes are; made by :meth:`start`.
+
+        Cancelling it (the server stopping) ends every leg of the call at
+        once, without waiting for the writes: they were handed over, and the
+        store commits what it was handed before it closes.
+        """
+        assert self._done is not None, "the call was not started"
+        return self._done
+
+    def _stopped(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled():
+            return
+        if not self._ended:
             self._abort("server stopping")
-            raise
+            self._end(self._outcome or "interrupted")
+        self.sip.forget(self)
+
+    def _drain(self) -> None:
+        """Handle the inputs in turn, each with all its commands, until one has to wait."""
+        if self._busy or self._waiting is not None or self._done is None or self._ended:
+            return
+        self._busy = True
+        try:
+            while True:
+                commands = self._commands
+                while commands and self._waiting is None:
+                    self._execute(commands.popleft())
+                if self._waiting is not None:
+                    return
+                if self._in_hand:
+                    self._in_hand = False
+                    self._stepped()
+                if self._ended or not self._inbox:
+                    return
+                at, item = self._inbox.popleft()
+                self._in_hand = True
+                self._process(at, item)
         except Exception:
             log.exception("call %s failed; ending it", self.call_id)
             self._abort("internal error")
+            self._end(self._outcome or "interrupted")
         finally:
-            await self._close(outcome or "interrupted")
+            self._busy = False
 
-    async def _process(self, at: float, item: Input) -> None:
+    def _process(self, at: float, item: Input | _Arrival) -> None:
+        if self._linger is not None:
+            # Over, waiting for the final responses of cancelled INVITEs (see _stepped).
+            if isinstance(item, SipInput):
+                self._then(self._route_to_learn(item), partial(self._late_sip_event, item, at))
+            return
         match item:
             case TimerInput():
                 # The loop's clock and the wall clock differ by jitter: a due timer is due.
                 now = max(at, self._timer_deadline or at)
                 self._timer_deadline = None
-                await self._execute_all(self.session.handle_timer(now))
-                self._arm_timer()
+                self._moved = True
+                self._commands.extend(self.session.handle_timer(now))
             case SipInput():
-                await self._learn_route(item)
-                for event in self._sip_event(item.leg, item.event, at):
-                    await self._step(at, event)
+                self._then(self._route_to_learn(item), partial(self._sip_input, item, at))
             case MediaInput():
                 reported = self._media_event(item.leg, item.event)
                 if reported is not None:
-                    await self._step(at, reported)
+                    self._commands.extend(self._answer(reported, at))
+            case _Arrival():
+                arrived = partial(self._answer, CallArrived(self.attributes), at)
+                invite = self.caller.invite
+                self._then(self._first_route(invite, self.caller.transport, uac=False), arrived)
             case _:
-                await self._step(at, item)
+                self._commands.extend(self._answer(item, at))
 
-    async def _step(self, at: float, event: Event) -> None:
-        await self._execute_all(self._answer(event, at))
-        self._arm_timer()
+    def _sip_input(self, item: SipInput, at: float) -> list[Command]:
+        events = self._sip_event(item.leg, item.event, at)
+        if not events:
+            return []
+        # Each event is a step of its own: the others come next, before any later input.
+        self._inbox.extendleft((at, event) for event in reversed(events[1:]))
+        return self._answer(events[0], at)
 
-    async def _execute_all(self, pending: list[Command]) -> None:
-        # The session's driver loop: answers to requests run after the rest of the batch.
-        while pending:
-            pending += await self._execute(pending.pop(0))
+    def _late_sip_event(self, item: SipInput, at: float) -> list[Command]:
+        """A SIP event after the call ended: answered, and nothing reported to the session."""
+        self._sip_event(item.leg, item.event, at)
+        return []
+
+    def _stepped(self) -> None:
+        """An input was handled with all its commands: re-arm the timer, or end the call."""
+        if self._moved:
+            # Only the session moves its timer: an input it never saw (a 100 Trying, an
+            # ACK, the answer to our BYE) leaves it where it is.
+            self._moved = False
+            self._arm_timer()
+        if not self.session.finished:
+            return
+        if self._outcome is None:
+            self._outcome = self.session.record.outcome or "interrupted"
+        if not any(leg.key is not None and not leg.final for leg in self.buyers.values()):
+            self._end(self._outcome)
+        elif self._linger is None:
+            # A 200 may cross our CANCEL (RFC 3261 9.1): it must still be ACKed and the
+            # call hung up, or the buyer's phone stays off the hook. Wait a little for it.
+            self._linger = asyncio.get_running_loop().call_later(
+                self.config.cancel_linger_seconds, self._end, self._outcome
+            )
 
     def _arm_timer(self) -> None:
         deadline = self.session.get_timer()
@@ -394,53 +508,80 @@ class CallRunner:
         if deadline is not None:
             loop = asyncio.get_running_loop()
             delay = max(0.0, deadline - self._wall())
-            self._timer = loop.call_at(loop.time() + delay, self.feed, TimerInput())
+            self._timer = loop.call_at(loop.time() + delay, self.feed, _TIMER)
+
+    # -- what may have to wait ----------------------------------------------------------
+
+    def _await(self, work: Coroutine[Any, Any, list[Command]]) -> None:
+        """Carry out a command that may have to wait: at once when it need not.
+
+        Its answers join the commands in hand; when it does wait, nothing else
+        is handled until it is done (:meth:`_resume`).
+        """
+        started = eagerly(work)
+        if started.done():
+            self._commands.extend(started.result())
+            return
+        self._waiting = started
+        started.add_done_callback(self._resume)
+
+    def _resume(self, waited: asyncio.Future[list[Command]]) -> None:
+        if waited is not self._waiting:
+            return  # the call ended meanwhile
+        self._waiting = None
+        try:
+            self._commands.extend(waited.result())
+        except (Exception, asyncio.CancelledError):
+            log.exception("call %s failed; ending it", self.call_id)
+            self._abort("internal error")
+            self._end(self._outcome or "interrupted")
+            return
+        self._drain()
+
+    def _then(self, host: tuple[str, int] | None, then: Callable[[], list[Command]]) -> None:
+        """``then``'s commands, once ``host`` (a route's host name, if any) is resolved."""
+        if host is None:
+            self._commands.extend(then())
+        else:
+            self._await(self._learn_then(host, then))
+
+    async def _learn_then(
+        self, host: tuple[str, int], then: Callable[[], list[Command]]
+    ) -> list[Command]:
+        try:
+            await self._lookup(*host)
+        except OSError as exc:
+            log.warning("call %s: route host %s: %s", self.call_id, host[0], exc)
+        return then()
 
     # -- commands -------------------------------------------------------------------------
 
-    async def _execute(self, command: Command) -> list[Command]:
-        match command:
-            case Persist(entry):
-                self._write(lambda: self.backend.persist(self.call_id, entry))
-            case CommitCaps(reservation_id, metrics, revenue):
-                self._write(lambda: self.backend.commit(reservation_id, metrics, revenue))
-            case FinishCaps(reservation_id):
-                self._reservations.discard(reservation_id)
-                self._write(lambda: self.backend.finish(reservation_id))
-            case RequestRouting(attributes):
-                return await self._route(attributes)
-            case ReserveCaps(reservation):
-                return await self._reserve(reservation)
-            case StartRingback(music):
-                await self._start_ringback(music)
-            case StopRingback():
-                self._stop_ringback()
-            case AnswerCaller():
-                self._answer_caller()
-            case RejectCaller(sip_code, _reason):
-                self._reject_caller(sip_code)
-            case DialLeg() | ForwardCaller():
-                return await self._dial(command)
-            case CancelLeg(leg) | HangupLeg(leg):
-                if leg == CALLER:
-                    self._hang_up_caller()
-                else:
-                    self._end_buyer(self.buyers[leg], canceled=isinstance(command, CancelLeg))
-            case PlayText(leg, play_id, text, voice):
-                self._play(leg, play_id, lambda: self.prompts.speech(text, voice))
-            case PlayAudio(leg, play_id, path):
-                self._play(leg, play_id, lambda: self.prompts.recording(path))
-            case StopPlayback(leg, play_id):
-                self._stop_playback(leg, play_id)
-            case CollectDigits():
-                pass  # RFC 4733 keys are always reported; the session keeps the timers.
-            case Bridge(caller, buyer):
-                self._do_bridge(caller, buyer)
-            case StartRecording(channels):
-                self._start_recording(channels)
-            case StopRecording():
-                self._stop_recording()
-        return []
+    def _execute(self, command: Command) -> None:
+        _CARRY_OUT[type(command)](self, command)
+
+    def _persist(self, command: Persist) -> None:
+        self._write(self.backend.persist(self.call_id, command.entry))
+
+    def _commit_caps(self, command: CommitCaps) -> None:
+        self._write(self.backend.commit(command.reservation_id, command.metrics, command.revenue))
+
+    def _finish_caps(self, command: FinishCaps) -> None:
+        self._reservations.discard(command.reservation_id)
+        self._write(self.backend.finish(command.reservation_id))
+
+    def _end_leg(self, command: CancelLeg | HangupLeg) -> None:
+        if command.leg == CALLER:
+            self._hang_up_caller()
+        else:
+            self._end_buyer(self.buyers[command.leg], canceled=isinstance(command, CancelLeg))
+
+    def _play_text(self, command: PlayText) -> None:
+        text, voice = command.text, command.voice
+        self._play(command.leg, command.play_id, lambda: self.prompts.speech(text, voice))
+
+    def _play_audio(self, command: PlayAudio) -> None:
+        path = command.path
+        self._play(command.leg, command.play_id, lambda: self.prompts.recording(path))
 
     async def _route(self, attributes: CallAttributes) -> list[Command]:
         try:
@@ -449,7 +590,7 @@ class CallRunner:
             log.exception("call %s: routing failed", self.call_id)
             result = RoutingResult((), "routing failed")
         else:
-            self._write(lambda: self.backend.routed(self.call_id, decision))
+            self._write(self.backend.routed(self.call_id, decision))
             result = RoutingResult.from_decision(decision)
         return self._answer(RoutingDecided(result))
 
@@ -467,6 +608,7 @@ class CallRunner:
 
     def _answer(self, event: Event, at: float | None = None) -> list[Command]:
         """The session's commands for ``event`` at ``at`` (now when None)."""
+        self._moved = True
         try:
             return self.session.handle(event, self._wall() if at is None else at)
         except IllegalTransition as exc:
@@ -476,7 +618,7 @@ class CallRunner:
 
     # -- the caller (UAS) --------------------------------------------------------------
 
-    async def _start_ringback(self, music: str | None) -> None:
+    def _start_ringback(self, music: str | None) -> None:
         caller = self.caller
         if caller.final_sent and not caller.answered:
             return
@@ -484,20 +626,25 @@ class CallRunner:
             # call-flow 1: 183 with our SDP, ringback as early media (answer-on-bridge).
             self._respond_with_sdp(183)
             caller.early = True
-        source: Audio | None = None
         if music is not None:
-            try:
-                source = await self.prompts.recording(music)
-            except Exception:
-                log.exception(
-                    "call %s: hold music %s unusable; ringback instead", self.call_id, music
-                )
+            self._await(self._hold_music(music))
+        elif not caller.media.closed and caller.media.bridge is None:
+            caller.ringback = caller.media.play_ringback()
+
+    async def _hold_music(self, music: str) -> list[Command]:
+        caller = self.caller
+        source: Audio | None = None
+        try:
+            source = await self.prompts.recording(music)
+        except Exception:
+            log.exception("call %s: hold music %s unusable; ringback instead", self.call_id, music)
         if caller.media.closed or caller.media.bridge is not None:
-            return
+            return []
         if source is None:
             caller.ringback = caller.media.play_ringback()
         else:
             caller.ringback = caller.media.play(source, loop=True)
+        return []
 
     def _stop_ringback(self) -> None:
         media = self.caller.media
@@ -837,36 +984,35 @@ class CallRunner:
         self._hosts[key] = address
         return address
 
-    async def _learn_route(self, item: SipInput) -> None:
-        """Resolve the first route a buyer's 2xx records before the handlers need its address."""
+    def _route_to_learn(self, item: SipInput) -> tuple[str, int] | None:
+        """The first route host a buyer's 2xx records, to resolve before the handlers need it."""
         event = item.event
         leg = self.buyers.get(item.leg)
         if leg is None or not isinstance(event, ResponseReceived):
-            return
+            return None
         response = event.response
         if response.cseq.method == "INVITE" and 200 <= response.status < 300:
-            await self._learn_first_route(response, leg.transport, uac=True)
+            return self._first_route(response, leg.transport, uac=True)
+        return None
 
-    async def _learn_first_route(
+    def _first_route(
         self, message: SipRequest | SipResponse, transport: Transport, *, uac: bool
-    ) -> None:
-        """Resolve the host name of the first route ``message`` records, if it has one.
+    ) -> tuple[str, int] | None:
+        """The host name of the first route ``message`` records, if it has one to resolve.
 
-        The SIP handlers run without awaiting; a name is resolved here, when
-        the INVITE or 2xx that brings it arrives, and kept for the dialog.
-        Without a port the route means the default port of the leg's ``transport``.
+        The SIP handlers run without waiting; a name is resolved first
+        (:meth:`_then`), when the INVITE or 2xx that brings it arrives, and
+        kept for the dialog. Without a port the route means the default port
+        of the leg's ``transport``.
         """
         try:
             routes = learned_route_set(message, uac=uac)
             host, port = uri_address(route_uri(routes[0]), transport) if routes else ("", 0)
         except RemoteProtocolError:
-            return  # no dialog will be made of it
+            return None  # no dialog will be made of it
         if not routes or is_ip_literal(host) or (host, port) in self._hosts:
-            return
-        try:
-            await self._lookup(host, port)
-        except OSError as exc:
-            log.warning("call %s: route host %s: %s", self.call_id, host, exc)
+            return None
+        return host, port
 
     # -- SIP events -----------------------------------------------------------------------
 
@@ -1020,7 +1166,12 @@ class CallRunner:
         self._cancel_render(leg)
         play = _Play(leg, play_id)
         self._media.pending[leg] = play
-        play.task = asyncio.create_task(self._render_and_play(play, render))
+        # A prompt in the cache (the whisper of every call) starts playing at once.
+        rendered = eagerly(self._render_and_play(play, render))
+        if rendered.done():
+            rendered.result()
+        else:
+            play.task = rendered
 
     async def _render_and_play(self, play: _Play, render: Callable[[], Awaitable[Audio]]) -> None:
         try:
@@ -1084,7 +1235,7 @@ class CallRunner:
         # Recording is attached to a bridge: re-bridge at once, streams stay continuous.
         self.media.unbridge(bridge)
         self.media.bridge(bridge.caller, bridge.buyer, record_to=path)
-        self._write(lambda: self.backend.recording_started(self.call_id, path))
+        self._write(self.backend.recording_started(self.call_id, path))
 
     def _start_voicemail(self, path: Path) -> None:
         """call-flow 14: the caller, answered and told, leaves a message after the beep."""
@@ -1095,7 +1246,7 @@ class CallRunner:
         self._voicemail = self.media.record(media, path)
         # What we send is never in the recording: the beep only tells the caller to speak.
         media.play(_beep(media.codec.encoding))
-        self._write(lambda: self.backend.recording_started(self.call_id, path))
+        self._write(self.backend.recording_started(self.call_id, path))
 
     def _stop_recording(self) -> None:
         if self._voicemail is not None:
@@ -1127,70 +1278,60 @@ class CallRunner:
             entry = Entry(
                 self._wall(), "interrupted", data={"outcome": "interrupted", "reason": reason}
             )
-            self._write(lambda: self.backend.persist(self.call_id, entry))
+            self._write(self.backend.persist(self.call_id, entry))
         for reservation_id in sorted(self._reservations):
-            self._write(partial(self.backend.finish, reservation_id))
+            self._write(self.backend.finish(reservation_id))
         self._reservations.clear()
 
-    async def _linger(self) -> None:
-        """Wait a little for the final responses of cancelled buyer INVITEs.
-
-        A 200 may cross our CANCEL (RFC 3261 9.1); it must still be ACKed and
-        the call hung up, or the buyer's phone stays off the hook.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.cancel_linger_seconds
-        while any(leg.key is not None and not leg.final for leg in self.buyers.values()):
-            try:
-                async with asyncio.timeout_at(deadline):
-                    at, item = await self._inbox.get()
-            except TimeoutError:
-                return
-            if isinstance(item, SipInput):
-                await self._learn_route(item)
-                self._sip_event(item.leg, item.event, at)
-
-    async def _close(self, outcome: str) -> None:
+    def _end(self, outcome: str) -> None:
+        """The call is over: stop its timers and media, and write its end; once only."""
+        if self._ended:
+            return
+        self._ended = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._linger is not None:
+            self._linger.cancel()
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.cancel()
         for leg in list(self._media.pending):
             self._cancel_render(leg)
         self._close_media(self.caller.media)
         for buyer in self.buyers.values():
             self._close_media(buyer.media)
         record = self.session.record
-        self._write(
-            lambda: self.backend.call_ended(self.call_id, self.attributes, record, outcome=outcome)
-        )
-        writer = self._writer
-        try:
-            if writer is not None and not writer.done():
-                # Stop waiting if the writer itself is gone (the loop is shutting down).
-                drained = asyncio.ensure_future(self._writes.join())
-                await asyncio.wait({drained, writer}, return_when=asyncio.FIRST_COMPLETED)
-                drained.cancel()
-        finally:
-            if writer is not None:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
-                # Its cancellation's traceback holds the writer's frame, which holds us.
-                self._writer = None
+        # Its write is watched like any: the call is done once every write is (_check_writes).
+        self._write(self.backend.call_ended(self.call_id, self.attributes, record, outcome=outcome))
+
+    def _write(self, work: Awaitable[None]) -> None:
+        """Hand a write over at once, in order; only its outcome is waited for.
+
+        A store finishes writes in the order it was given them, mostly many
+        at a time: only the first write not done is watched, and when it is,
+        every write done by then is checked, so that a failure is logged as
+        it comes without a callback for every write.
+        """
+        written = work if isinstance(work, asyncio.Future) else asyncio.ensure_future(work)
+        self._unwritten.append(written)
+        if self._watched is None:
+            self._check_writes()
+
+    def _check_writes(self, _: object = None) -> None:
+        """Log the writes that failed among those done; watch the first one not done."""
+        unwritten = self._unwritten
+        while unwritten and unwritten[0].done():
+            written = unwritten.popleft()
+            if not written.cancelled() and (error := written.exception()) is not None:
+                log.error("call %s: store write failed", self.call_id, exc_info=error)
+        self._watched = unwritten[0] if unwritten else None
+        if self._watched is not None:
+            self._watched.add_done_callback(self._check_writes)
+        elif self._ended and self._done is not None and not self._done.done():
+            # The call is over and all of it is written.
             self.sip.forget(self)
-
-    def _write(self, work: Write) -> None:
-        # Handed over at once, in order; the writer only waits for the outcomes.
-        self._writes.put_nowait(asyncio.ensure_future(work()))
-
-    async def _write_loop(self) -> None:
-        while True:
-            written = await self._writes.get()
-            try:
-                await written
-            except Exception:
-                log.exception("call %s: store write failed", self.call_id)
-            finally:
-                self._writes.task_done()
+            self._done.set_result(None)
 
 
 ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
@@ -1225,3 +1366,84 @@ async def _resolve(host: str, port: int) -> Address:
         raise OSError(f"{host} does not resolve")
     address = infos[0][4]
     return str(address[0]), int(address[1])
+
+
+_T = TypeVar("_T")
+
+
+def eagerly(work: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
+    """Run ``work`` at once up to its first real wait, as asyncio's eager tasks do (3.12).
+
+    When it finishes without waiting, the future is done already (an
+    exception it raised comes out of this call); otherwise it is a task that
+    runs the rest. Until its first wait ``work`` runs in the caller, outside
+    of any task: it must not need one (``asyncio.timeout``, ``current_task``).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        waited = work.send(None)
+    except StopIteration as finished:
+        done: asyncio.Future[_T] = loop.create_future()
+        done.set_result(finished.value)
+        return done
+    return loop.create_task(_finish(work, waited))
+
+
+async def _finish(work: Coroutine[Any, Any, _T], waited: object) -> _T:
+    return await _Rest(work, waited)
+
+
+class _Rest(Generic[_T]):
+    """The rest of a coroutine stepped by hand, which stopped to wait for ``waited``.
+
+    Awaited in a task, it hands the task what the coroutine waits for, as
+    ``await`` would, and passes results and exceptions (a cancellation) back in.
+    """
+
+    __slots__ = ("_waited", "_work")
+
+    def __init__(self, work: Coroutine[Any, Any, _T], waited: object) -> None:
+        self._work = work
+        self._waited = waited
+
+    def __await__(self) -> Generator[Any, Any, _T]:
+        work, waited = self._work, self._waited
+        while True:
+            try:
+                try:
+                    sent = yield waited
+                except GeneratorExit:
+                    work.close()
+                    raise
+                except BaseException as error:
+                    waited = work.throw(error)
+                else:
+                    waited = work.send(sent)
+            except StopIteration as finished:
+                return cast(_T, finished.value)
+
+
+_CARRY_OUT: Final[dict[type[Command], Callable[[CallRunner, Any], None]]] = {
+    Persist: CallRunner._persist,
+    CommitCaps: CallRunner._commit_caps,
+    FinishCaps: CallRunner._finish_caps,
+    RequestRouting: lambda runner, command: runner._await(runner._route(command.attributes)),
+    ReserveCaps: lambda runner, command: runner._await(runner._reserve(command.reservation)),
+    StartRingback: lambda runner, command: runner._start_ringback(command.music),
+    StopRingback: lambda runner, _: runner._stop_ringback(),
+    AnswerCaller: lambda runner, _: runner._answer_caller(),
+    RejectCaller: lambda runner, command: runner._reject_caller(command.sip_code),
+    DialLeg: lambda runner, command: runner._await(runner._dial(command)),
+    ForwardCaller: lambda runner, command: runner._await(runner._dial(command)),
+    CancelLeg: CallRunner._end_leg,
+    HangupLeg: CallRunner._end_leg,
+    PlayText: CallRunner._play_text,
+    PlayAudio: CallRunner._play_audio,
+    StopPlayback: lambda runner, command: runner._stop_playback(command.leg, command.play_id),
+    # RFC 4733 keys are always reported; the session keeps the timers.
+    CollectDigits: lambda runner, _: None,
+    Bridge: lambda runner, command: runner._do_bridge(command.caller, command.buyer),
+    StartRecording: lambda runner, command: runner._start_recording(command.channels),
+    StopRecording: lambda runner, _: runner._stop_recording(),
+}
+"""How the runner carries out each command of the session (one lookup, not a match)."""

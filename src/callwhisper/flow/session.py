@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import ClassVar
 
 from callwhisper.domain.call import CallAttributes
@@ -78,8 +77,11 @@ from callwhisper.flow.states import (
 from callwhisper.flow.template import call_variables
 from callwhisper.flow.whisper import AcceptGate
 
-Timer = tuple[float, Callable[[float], None]]
+Timer = tuple[float, Callable[..., None], "_Dialed | None"]
+"""A deadline, what fires at it (with ``now``), and the leg it fires for (passed first)."""
 
+
+_ARRIVALS = (CallArrived, CallRefused)
 
 _RINGING = frozenset({LegState.DIALING, LegState.RINGING})
 """States in which a dialed leg's ring timeout runs (call-flow 5)."""
@@ -221,13 +223,20 @@ class CallSession:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or ``None``."""
-        return min((deadline for deadline, _ in self._timers()), default=None)
+        earliest: float | None = None
+        for deadline, _, _ in self._timers():
+            if earliest is None or deadline < earliest:
+                earliest = deadline
+        return earliest
 
     def handle_timer(self, now: float) -> list[Command]:
         """Fire every timer due at ``now``, earliest first."""
         while due := [timer for timer in self._timers() if timer[0] <= now]:
-            _, fire = min(due, key=lambda timer: timer[0])
-            fire(now)
+            _, fire, leg = min(due, key=lambda timer: timer[0])
+            if leg is None:
+                fire(now)
+            else:
+                fire(leg, now)
         return self._out.drain()
 
     # -- legality ---------------------------------------------------------------------
@@ -243,7 +252,7 @@ class CallSession:
             if leg is None:
                 raise IllegalTransition("call", self.state, f"{name} for unknown reservation")
             check_event(f"leg {leg.id}", LEG_EVENTS, leg.state, event)
-        elif isinstance(event, CallArrived | CallRefused):
+        elif isinstance(event, _ARRIVALS):
             return
         elif event.leg == CALLER:
             if type(event) not in CALLER_EVENTS:
@@ -831,30 +840,29 @@ class CallSession:
 
     # -- timers -------------------------------------------------------------------------
 
-    def _timers(self) -> list[Timer]:
-        timers: list[Timer] = []
-        if self.state is CallState.IVR and self._ivr and self._ivr.deadline is not None:
-            timers.append((self._ivr.deadline, self._ivr_timer))
-        if self.state is CallState.HUNTING and self._hunt_deadline is not None:
-            timers.append((self._hunt_deadline, self._hunt_expired))
+    def _timers(self) -> Iterator[Timer]:
+        state = self.state
+        if state is CallState.IVR and self._ivr and self._ivr.deadline is not None:
+            yield self._ivr.deadline, self._ivr_timer, None
+        if state is CallState.HUNTING and self._hunt_deadline is not None:
+            yield self._hunt_deadline, self._hunt_expired, None
         for leg in self._dialed_legs():
             if leg.ring_deadline is not None and leg.state in _RINGING:
-                timers.append((leg.ring_deadline, partial(self._ring_timeout, leg)))
+                yield leg.ring_deadline, self._ring_timeout, leg
             elif (
                 isinstance(leg, _Leg)
                 and leg.state is LegState.WHISPER
                 and leg.gate is not None
                 and leg.gate.deadline is not None
             ):
-                timers.append((leg.gate.deadline, partial(self._gate_timer, leg)))
-        if self.state is CallState.BRIDGED:
+                yield leg.gate.deadline, self._gate_timer, leg
+        if state is CallState.BRIDGED:
             if self._conversion_deadline is not None:
-                timers.append((self._conversion_deadline, self._convert))
+                yield self._conversion_deadline, self._convert, None
             if self._payout_deadline is not None:
-                timers.append((self._payout_deadline, self._pay))
-        if self.state is CallState.FALLBACK and self._voicemail_deadline is not None:
-            timers.append((self._voicemail_deadline, self._voicemail_done))
-        return timers
+                yield self._payout_deadline, self._pay, None
+        if state is CallState.FALLBACK and self._voicemail_deadline is not None:
+            yield self._voicemail_deadline, self._voicemail_done, None
 
     def _ivr_timer(self, now: float) -> None:
         assert self._ivr is not None

@@ -7,15 +7,17 @@ speech are fakes. No socket, no sleep.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from callwhisper.domain import Configuration
 from callwhisper.engine.media import DigitReceived as DigitEvent
 from callwhisper.engine.media import PlaybackFinished as PlaybackEvent
 from callwhisper.engine.runner import TimerInput
-from callwhisper.media.sdp import SessionDescription
+from callwhisper.media.sdp import SessionDescription, create_answer
 from callwhisper.sip.message import SipMessage, SipRequest, SipResponse
 from callwhisper.sip.transaction import TransactionKey
 from tests.unit.engine.b2bua_harness import (
@@ -94,6 +96,43 @@ async def test_invite_gets_183_with_sdp_and_ringback_then_the_buyer_is_dialed(
     assert request.uri == BUYER_URI
     assert request.from_.uri.startswith("sip:+14155550123@")
     assert b"m=audio 20002 RTP/AVP 0 8 101" in request.body
+
+
+async def test_our_answer_is_the_one_sdp_makes_for_the_callers_offer_at_our_port(
+    harness: Harness,
+) -> None:
+    """A stream we cannot take keeps its m= line at port 0; ours is at the caller's RTP port."""
+    head, sdp = invite().split("\n\n", 1)
+    sdp += "m=video 6002 RTP/AVP 96\n"
+    body = sdp.replace("\n", "\r\n")
+    head = re.sub(r"Content-Length: \d+", f"Content-Length: {len(body)}", head)
+    harness.receive(f"{head}\n\n{sdp}", CALLER)
+    await harness.settle()
+    [_, early] = [m for m, d in harness.endpoint.take() if d == CALLER]
+    ours = SessionDescription.parse(early.body).origin
+    expected, _ = create_answer(
+        SessionDescription.parse(body),
+        "127.0.0.1",
+        20000,
+        session_id=int(ours.session_id),
+        codecs=("PCMU", "PCMA"),
+    )
+    assert early.body == expected.serialize()
+    assert b"m=video 0 RTP/AVP 96" in early.body
+
+
+async def test_a_new_configuration_is_used_by_the_next_call(harness: Harness) -> None:
+    """The settings made for a campaign are not kept past a configuration change."""
+    await harness.dial()
+    changed = document()
+    changed["campaigns"][0]["routing"]["hunt_timeout_seconds"] = 5
+    configuration = Configuration.model_validate(changed)
+    harness.b2bua.configuration = configuration
+    harness.receive(invite().replace("call-1", "call-2").replace("caller-1", "caller-2"), CALLER)
+    await harness.settle()
+    first, second = sorted(harness.b2bua.runners, key=lambda runner: runner.caller.invite.call_id)
+    assert first.session.settings.hunt_timeout_seconds == 120
+    assert second.session.settings.hunt_timeout_seconds == 5
 
 
 async def test_busy_buyer_is_reported_and_the_caller_is_rejected_without_answer(

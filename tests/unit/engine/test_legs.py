@@ -6,7 +6,9 @@ import pytest
 
 from callwhisper.engine.legs import (
     Transport,
+    caller_user,
     contact_uri,
+    dialed_user,
     needs_sips,
     uri_address,
     uri_host,
@@ -23,15 +25,20 @@ def request(
     via: str = "UDP",
     contact: str | None = "sip:caller@127.0.0.1:5071",
     record_route: str | None = None,
+    to: str = "<sip:sales@127.0.0.1>",
+    from_: str = "<sip:caller@127.0.0.1>;tag=a",
+    asserted: str | None = None,
 ) -> SipRequest:
     lines = [
         f"INVITE {uri} SIP/2.0",
         f"Via: SIP/2.0/{via} 127.0.0.1:5071;branch=z9hG4bK-1",
-        "From: <sip:caller@127.0.0.1>;tag=a",
-        "To: <sip:sales@127.0.0.1>",
+        f"From: {from_}",
+        f"To: {to}",
         "Call-ID: c1",
         "CSeq: 1 INVITE",
     ]
+    if asserted is not None:
+        lines.append(f"P-Asserted-Identity: {asserted}")
     if contact is not None:
         lines.append(f"Contact: <{contact}>")
     if record_route is not None:
@@ -128,3 +135,38 @@ def test_without_record_route_the_contact_decides_and_with_one_the_top_route() -
 )
 def test_the_transport_a_request_came_over_is_its_top_via(via: str, transport: Transport) -> None:
     assert via_transport(request(via=via)) == transport
+
+
+@pytest.mark.parametrize(
+    ("uri", "to", "users"),
+    [
+        ("sip:sales@127.0.0.1", "<sip:sales@127.0.0.1>", ["sales"]),
+        ("sip:+18005550100@127.0.0.1", "<sip:sales@127.0.0.1>", ["+18005550100", "sales"]),
+        ("sip:127.0.0.1", "<sip:sales@127.0.0.1>", ["sales"]),
+        ("sip:sales@127.0.0.1", "<tel:+18005550100>", ["sales"]),
+    ],
+)
+def test_an_invite_is_for_the_request_uri_user_then_the_to_user(
+    uri: str, to: str, users: list[str]
+) -> None:
+    assert list(dialed_user(request(uri, to=to))) == users
+
+
+@pytest.mark.parametrize(
+    ("from_", "asserted", "user"),
+    [
+        ("<sip:+14155550123@127.0.0.1>;tag=a", None, "+14155550123"),
+        (
+            '"Caller" <sip:+14155550123@127.0.0.1>;tag=a',
+            "<sip:+14155550999@carrier>",
+            "+14155550999",
+        ),
+        ("<sip:+14155550123@127.0.0.1>;tag=a", "not a name-addr <", "+14155550123"),
+        ("<sip:anonymous@anonymous.invalid>;tag=a", None, "anonymous"),
+        ("<tel:+14155550123>;tag=a", None, None),
+    ],
+)
+def test_the_caller_is_the_asserted_identity_else_the_from_user(
+    from_: str, asserted: str | None, user: str | None
+) -> None:
+    assert caller_user(request(from_=from_, asserted=asserted)) == user

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from callwhisper.domain.campaign import PayoutRule, TelephonyCosts
 from callwhisper.domain.caps import CapCharge, CapKey
@@ -31,6 +33,26 @@ def test_leg_cost_is_exact_and_nothing_for_an_unanswered_leg() -> None:
     assert leg_cost(10.0, 100.0, Decimal("0.013"), 6) == Decimal("0.0195")
     assert leg_cost(None, 100.0, Decimal("5"), 60) == Decimal(0)
     assert elapsed(0.1, 90.1) == Decimal("90.000")
+
+
+@given(
+    start=st.floats(0, 2e9, allow_nan=False),
+    duration=st.floats(-1, 1e6, allow_nan=False),
+    increment=st.integers(1, 3600),
+    cents=st.integers(0, 10**6),
+)
+def test_leg_cost_is_the_billed_time_of_the_elapsed_milliseconds_at_the_rate(
+    start: float, duration: float, increment: int, cents: int
+) -> None:
+    """As call-flow 18 says: the elapsed time to the ms, rounded up to the increment, priced."""
+    end = start + duration
+    per_minute = Decimal(cents).scaleb(-4)
+    seconds = elapsed(start, end)
+    milliseconds = Decimal(round((end - start) * 1000))
+    assert str(seconds) == str((milliseconds * Decimal("0.001")).quantize(Decimal("0.001")))
+    billed = billed_seconds(seconds, increment)
+    expected = (per_minute * billed / 60).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    assert leg_cost(start, end, per_minute, increment) == expected
 
 
 def _bridged(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import random
 
+import phonenumbers
 import pytest
+from phonenumbers import geocoder
 
 from callwhisper.routing import geo
 from callwhisper.routing.geo import (
@@ -31,6 +34,38 @@ from tests.unit.routing.helpers import call
 )
 def test_geography_of_real_numbers(number: str, expected: Geo) -> None:
     assert geo_for_number(number) == expected
+
+
+def _reference(e164: str) -> tuple[str | None, str | None, str | None] | None:
+    """Country, area code and description as libphonenumber's own calls give them."""
+    number = phonenumbers.parse(e164, None)
+    if not phonenumbers.is_valid_number(number):
+        return None
+    area_code = phonenumbers.national_significant_number(number)[:3]
+    return (
+        phonenumbers.region_code_for_number(number),
+        area_code if number.country_code == 1 else None,
+        geocoder.description_for_number(number, "en") or None,
+    )
+
+
+def test_the_lookup_agrees_with_libphonenumber_on_valid_and_invalid_numbers() -> None:
+    """Ten-digit North American numbers of any area code, and numbers of other countries."""
+    rng = random.Random(7)
+    numbers = [f"+1{rng.randrange(2_000_000_000, 10_000_000_000)}" for _ in range(600)]
+    numbers += [f"+1{rng.randrange(1_000_000_000, 2_000_000_000)}" for _ in range(20)]
+    numbers += ["+18005550100", "+18885550100", "+19005550100", "+12425550100", "+16495550100"]
+    numbers += ["+442079460000", "+33142685300", "+61412345678", "+8613800138000", "+3912345"]
+    valid = 0
+    for number in numbers:
+        found = geo._look_up(number)
+        expected = _reference(number)
+        if expected is None:
+            assert found is UNKNOWN, number
+            continue
+        valid += 1
+        assert (found.country, found.area_code, found.city) == expected, number
+    assert valid > 200
 
 
 @pytest.mark.parametrize(
