@@ -87,6 +87,7 @@ from tests.integration.peers.sipp import last_row, prepare_pcap_dir
 
 from bench.bench_routing import AREA_CODES
 from bench.stats import percentile
+from callwhisper.cli.common import configure_logging
 from callwhisper.cli.serve import _RESIDENT_COUNTERS
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.media import DigitReceived, MediaEngine, MediaEvent, MediaLeg, _Route
@@ -363,11 +364,7 @@ def serve(conn: Connection, settings: ServeSettings) -> None:
     sends the probe's results (or None). With the probe, SIGUSR1 makes it
     forget what it saw, which is acknowledged with None.
     """
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=settings.log_file,
-    )
+    configure_logging(logging.INFO, settings.log_file)
     probe = AcceptProbe() if settings.probe else None
     if probe is not None:
         probe.install()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
@@ -25,6 +26,22 @@ EXIT_INVALID = 1
 
 EXIT_STORE = 2
 """Exit status when the store (database) cannot be reached or fails."""
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""How the commands log: no process, thread or task names in it."""
+
+
+def configure_logging(level: int, filename: str | os.PathLike[str] | None = None) -> None:
+    """Log at ``level`` in :data:`LOG_FORMAT`, on stderr or to ``filename``.
+
+    :data:`LOG_FORMAT` names no process nor thread, so log records do not
+    look them up (the logging module's documented optimisation): on Python
+    3.11 the process id is a system call per record.
+    """
+    logging.logProcesses = False
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging.basicConfig(level=level, format=LOG_FORMAT, filename=filename)
 
 
 def fail(problems: list[str], status: int = EXIT_INVALID) -> NoReturn:

@@ -30,7 +30,7 @@ import numpy as np
 import soundfile
 from sqlalchemy.exc import SQLAlchemyError
 
-from callwhisper.cli.common import fail
+from callwhisper.cli.common import configure_logging, fail
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.agent import AnswerScript, PhoneCall, UserAgent
 from callwhisper.errors import CallwhisperError
@@ -409,10 +409,7 @@ def command(
     the caller hangs up after --talk-seconds. Exits with status 1, saying
     why, when the call did not go that way (2 when it could not be placed).
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.INFO if verbose else logging.WARNING)
     if verbose:
         logging.getLogger("callwhisper").setLevel(logging.DEBUG)
     announce = (lambda _: None) if as_json else _announce

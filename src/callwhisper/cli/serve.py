@@ -9,7 +9,7 @@ from typing import cast
 
 import click
 
-from callwhisper.cli.common import read_configuration
+from callwhisper.cli.common import configure_logging, read_configuration
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.offload import KERNEL_FORWARDING_MODES, KernelForwarding
 from callwhisper.engine.transport import client_tls_context, server_tls_context
@@ -140,10 +140,7 @@ def command(
         raise click.UsageError(str(exc)) from exc
     if config_file is not None:
         read_configuration(config_file)  # every problem is reported before anything starts
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
     config = ServerConfig(
         database_url=database_url,
         data_dir=data_dir,

@@ -334,6 +334,8 @@ class CallRunner:
         """The command in progress that had to wait (routing or a reservation in the
         database, a DNS lookup, a connection): nothing else is handled meanwhile."""
         self._done: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop
+        """The running loop, set by :meth:`start`: nothing is handled before it."""
         self._ended = False
         self._outcome: str | None = None
         self._linger: asyncio.TimerHandle | None = None
@@ -385,7 +387,9 @@ class CallRunner:
         """
         if self._done is not None:
             return
-        self._done = asyncio.get_running_loop().create_future()
+        # Kept: on Python 3.11 every asyncio.get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
         self._done.add_done_callback(self._stopped)
         self._write(self.backend.call_started(self.call_id, self.attributes, self._arrived_at))
         # First in line: nothing fed before the call began may come before its arrival.
@@ -493,7 +497,7 @@ class CallRunner:
         elif self._linger is None:
             # A 200 may cross our CANCEL (RFC 3261 9.1): it must still be ACKed and the
             # call hung up, or the buyer's phone stays off the hook. Wait a little for it.
-            self._linger = asyncio.get_running_loop().call_later(
+            self._linger = self._loop.call_later(
                 self.config.cancel_linger_seconds, self._end, self._outcome
             )
 
@@ -506,7 +510,7 @@ class CallRunner:
             self._timer = None
         self._timer_deadline = deadline
         if deadline is not None:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             delay = max(0.0, deadline - self._wall())
             self._timer = loop.call_at(loop.time() + delay, self.feed, _TIMER)
 
@@ -518,7 +522,7 @@ class CallRunner:
         Its answers join the commands in hand; when it does wait, nothing else
         is handled until it is done (:meth:`_resume`).
         """
-        started = eagerly(work)
+        started = eagerly(work, self._loop)
         if started.done():
             self._commands.extend(started.result())
             return
@@ -1167,7 +1171,7 @@ class CallRunner:
         play = _Play(leg, play_id)
         self._media.pending[leg] = play
         # A prompt in the cache (the whisper of every call) starts playing at once.
-        rendered = eagerly(self._render_and_play(play, render))
+        rendered = eagerly(self._render_and_play(play, render), self._loop)
         if rendered.done():
             rendered.result()
         else:
@@ -1371,15 +1375,19 @@ async def _resolve(host: str, port: int) -> Address:
 _T = TypeVar("_T")
 
 
-def eagerly(work: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
+def eagerly(
+    work: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop | None = None
+) -> asyncio.Future[_T]:
     """Run ``work`` at once up to its first real wait, as asyncio's eager tasks do (3.12).
 
     When it finishes without waiting, the future is done already (an
     exception it raised comes out of this call); otherwise it is a task that
     runs the rest. Until its first wait ``work`` runs in the caller, outside
     of any task: it must not need one (``asyncio.timeout``, ``current_task``).
+    ``loop`` is the running loop, when the caller knows it.
     """
-    loop = asyncio.get_running_loop()
+    if loop is None:
+        loop = asyncio.get_running_loop()
     try:
         waited = work.send(None)
     except StopIteration as finished:

@@ -277,12 +277,16 @@ class Database:
         raises, each is run again in a transaction of its own, so that one
         bad write loses nothing else and gets its own error.
         """
-        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        committer = self._committer
+        # The committer's loop is the running one: on Python 3.11 asyncio.get_running_loop()
+        # is a getpid() system call, and a call submits a dozen units of work.
+        loop = asyncio.get_running_loop() if committer is None else committer.get_loop()
+        future: asyncio.Future[_T] = loop.create_future()
         self._queued.append((work, future))
         if urgent:
             self._urgent.set()
-        if self._committer is None:
-            self._committer = asyncio.create_task(self._commit_queued(), name="store-commits")
+        if committer is None:
+            self._committer = loop.create_task(self._commit_queued(), name="store-commits")
         return future
 
     async def _commit_queued(self) -> None:
