@@ -610,32 +610,35 @@ def _random_batch(nbytes: int) -> Iterator[str]:
     return iter(os.urandom(nbytes * _RANDOM_BATCH).hex(" ", nbytes).split())
 
 
-_random_8: Iterator[str] = iter(())
-_random_12: Iterator[str] = iter(())
+class _RandomHex:
+    """Random hex values of ``nbytes`` bytes each, cut from one system read per batch."""
+
+    __slots__ = ("_batch", "_nbytes")
+
+    def __init__(self, nbytes: int) -> None:
+        self._nbytes = nbytes
+        self._batch: Iterator[str] = iter(())
+
+    def __call__(self) -> str:
+        token = next(self._batch, None)
+        if token is None:
+            # Another thread may refill at the same time: each batch's values are handed out once.
+            self._batch = batch = _random_batch(self._nbytes)
+            token = next(batch)
+        return token
+
+    def forget(self) -> None:
+        """Drop the values read ahead (a forked child must not reuse its parent's)."""
+        self._batch = iter(())
 
 
-def _random_hex_8() -> str:
-    global _random_8
-    token = next(_random_8, None)
-    if token is None:
-        # Another thread may refill at the same time: each batch's values are handed out once.
-        _random_8 = batch = _random_batch(8)
-        token = next(batch)
-    return token
-
-
-def _random_hex_12() -> str:
-    global _random_12
-    token = next(_random_12, None)
-    if token is None:
-        _random_12 = batch = _random_batch(12)
-        token = next(batch)
-    return token
+_random_hex_8: Final = _RandomHex(8)
+_random_hex_12: Final = _RandomHex(12)
 
 
 def _forget_random() -> None:
-    global _random_8, _random_12
-    _random_8 = _random_12 = iter(())
+    _random_hex_8.forget()
+    _random_hex_12.forget()
 
 
 os.register_at_fork(after_in_child=_forget_random)

@@ -294,15 +294,7 @@ class CallRepository:
         writes every call's new entries in one statement, and raises each
         call's counter once, to its last entry.
         """
-        row = {
-            "call_id": call_id,
-            "seq": seq,
-            "at": at,
-            "kind": kind,
-            "leg_id": leg_id,
-            "data": dict(data),
-        }
-        defer(connection, _INSERT_EVENT, row)
+        defer(connection, _INSERT_EVENT, _event_row(call_id, seq, at, kind, leg_id, data))
         raised = {"call_key": call_id, "seq": seq}
         if not update_deferred(connection, _RAISE_EVENT_SEQ, call_id, raised):
             defer(connection, _RAISE_EVENT_SEQ, raised, key=call_id)
@@ -417,18 +409,27 @@ def _append_event(
     seq = connection.scalar(_NEXT_EVENT_SEQ, {"call_key": call_id})
     if seq is None:
         raise KeyError(call_id)
-    connection.execute(
-        _INSERT_EVENT,
-        {
-            "call_id": call_id,
-            "seq": seq,
-            "at": at,
-            "kind": kind,
-            "leg_id": leg_id,
-            "data": dict(data),
-        },
-    )
+    connection.execute(_INSERT_EVENT, _event_row(call_id, seq, at, kind, leg_id, data))
     return int(seq)
+
+
+def _event_row(
+    call_id: str,
+    seq: int,
+    at: datetime,
+    kind: str,
+    leg_id: str | None,
+    data: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The parameters of ``_INSERT_EVENT`` for one timeline entry."""
+    return {
+        "call_id": call_id,
+        "seq": seq,
+        "at": at,
+        "kind": kind,
+        "leg_id": leg_id,
+        "data": dict(data),
+    }
 
 
 def _leg(row: Row[Any]) -> LegRecord:
