@@ -1317,7 +1317,7 @@ class CallRunner:
         every write done by then is checked, so that a failure is logged as
         it comes without a callback for every write.
         """
-        written = work if isinstance(work, asyncio.Future) else asyncio.ensure_future(work)
+        written = asyncio.ensure_future(work, loop=self._loop)
         self._unwritten.append(written)
         if self._watched is None:
             self._check_writes()

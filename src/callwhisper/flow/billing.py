@@ -23,8 +23,18 @@ def elapsed(start: float, end: float) -> Decimal:
 
 def billed_seconds(duration: Decimal, increment_seconds: int) -> int:
     """Seconds billed for an answered leg: rounded up to the increment, one increment at least."""
-    increments = (duration / increment_seconds).to_integral_value(rounding=ROUND_CEILING)
-    return max(1, int(increments)) * increment_seconds
+    milliseconds = int((duration * 1000).to_integral_value(rounding=ROUND_CEILING))
+    return _billed(milliseconds, increment_seconds)
+
+
+def _billed(milliseconds: int, increment_seconds: int) -> int:
+    """:func:`billed_seconds` of a whole number of milliseconds, in integers.
+
+    Rounding the milliseconds up first changes nothing: an increment is a
+    whole number of milliseconds.
+    """
+    increments = -(-milliseconds // (1000 * increment_seconds))
+    return max(1, increments) * increment_seconds
 
 
 _NOTHING = Decimal(0).quantize(_MONEY_PLACES)
@@ -36,7 +46,5 @@ def leg_cost(
     """What a leg costs (call-flow 18): nothing unanswered, else billed time at ``per_minute``."""
     if answered_at is None:
         return _NOTHING
-    # billed_seconds on whole milliseconds: the increments a duration takes, rounded up.
-    milliseconds = _milliseconds(answered_at, ended_at)
-    billed = max(1, -(-milliseconds // (1000 * increment_seconds))) * increment_seconds
+    billed = _billed(_milliseconds(answered_at, ended_at), increment_seconds)
     return (per_minute * billed / 60).quantize(_MONEY_PLACES, rounding=ROUND_HALF_UP)

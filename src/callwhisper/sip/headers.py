@@ -452,9 +452,7 @@ class Via:
     params: Params = field(default_factory=dict)
 
     def __str__(self) -> str:
-        port = self.port
-        sent_by = self.host if port is None else f"{self.host}:{port}"
-        return f"SIP/2.0/{self.transport} {sent_by}{format_params(self.params)}"
+        return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
 
     @property
     def sent_by(self) -> str:

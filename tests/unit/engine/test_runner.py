@@ -267,7 +267,7 @@ async def test_a_buyer_host_that_resolves_late_is_dialed_once_it_has(
 
 
 class BrokenBackend(FakeBackend):
-    """A store whose timeline writes fail, and a session driver that trips on the answer."""
+    """A store whose timeline write of the buyer's answer fails."""
 
     async def persist(self, call_id: str, entry: Entry) -> None:
         await super().persist(call_id, entry)
