@@ -3,8 +3,8 @@
 ``Connection.execute`` costs several times what SQLite takes to run a
 primary-key update: for every statement SQLAlchemy looks up its compiled
 form, builds an execution context, processes the parameters, makes a result
-and dispatches events. The store's thread runs the same few statements for
-every call, so on SQLite's standard driver (the store's thread, see
+and dispatches events. The store runs the same few statements for every
+call, so on SQLite's standard driver (on the event loop, see
 ``store.engine``) :func:`execute` compiles each statement once per set of
 parameter names and hands the driver a plain tuple, each value converted by
 the bind processor SQLAlchemy itself applies (``UtcDateTime``'s text form,

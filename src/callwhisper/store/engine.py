@@ -8,12 +8,29 @@ foreign keys on and a busy timeout; write transactions there start with
 
 The call path runs its work as plain synchronous SQLAlchemy, one unit of
 work per transaction (:meth:`Database.run_write`, :meth:`Database.run_read`):
-on SQLite in the store's own thread with the standard driver, so that a
-transaction of many statements costs one trip to a thread instead of one per
-statement (the async driver's trip costs several times the statement); on
-PostgreSQL through ``run_sync`` on an asyncpg connection. Its writes go
-through ``store.compiled``, which on SQLite runs each statement compiled
-once on the driver's cursor instead of SQLAlchemy's per-statement machinery.
+on SQLite on the event loop's own thread with the standard driver, on one
+connection kept open; on PostgreSQL through ``run_sync`` on an asyncpg
+connection. Its writes go through ``store.compiled``, which on SQLite runs
+each statement compiled once on the driver's cursor instead of SQLAlchemy's
+per-statement machinery.
+
+Why SQLite runs on the loop's thread: a statement costs SQLite a few
+microseconds, and the driver lets go of the GIL around each one. With the
+work in a thread of its own, every statement handed the GIL to the loop and
+back (a futex wake and a context switch each way): at 150 calls a second the
+server spent about a tenth more CPU per call that way than with the same
+work on the loop (the SIP benchmark's whole flow, ``docs/benchmarks.md``).
+On the loop the work runs in slices of at most :data:`SLICE_SECONDS`, each
+followed by a turn of the loop, so that an arriving call waits for one slice
+at most; nothing there waits for the disk: commits in WAL mode with
+``synchronous=NORMAL`` only write to the log, and that connection never
+checkpoints. A worker thread does, with a connection of its own, at most
+:data:`CHECKPOINT_DELAY` after a commit (a passive checkpoint, which neither
+waits for nor stops the writer); it is then that the log is synced to disk.
+When another connection (the API's, another process) holds the write lock,
+the loop's ``BEGIN IMMEDIATE`` does not wait in SQLite's busy handler, which
+would stop the loop: it tries again after a pause, for as long as the busy
+timeout.
 
 Writes that nobody needs to wait for one by one (a call's timeline, its
 records, its cap commits) are better still handed to :meth:`Database.submit`:
@@ -27,7 +44,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import sqlite3
+import time
 from _json import encode_basestring_ascii, make_encoder
 from collections.abc import (
     AsyncIterator,
@@ -44,7 +64,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
@@ -69,16 +89,27 @@ MAX_BATCH = 500
 COMMIT_DELAY = 0.05
 """Seconds a submitted unit of work may wait for others to share its transaction.
 
-Each transaction costs a trip to the store's thread, its BEGIN and COMMIT,
-and writes every page it changed to the log once, however many calls
-changed it: replaying the benchmark's calls at 75 a second, 50 ms instead of
-10 cut the store thread's CPU per call by about a third (100 ms gained
-nothing more). A crash loses what is queued: about this much of the writes
+Each transaction costs its BEGIN and COMMIT and writes every page it
+changed to the log once, however many calls changed it: replaying the
+benchmark's calls at 75 a second, 50 ms instead of 10 cut the store's CPU
+per call by about a third (100 ms gained nothing more; measured when the
+store had a thread of its own). A crash loses what is queued: about this much of the writes
 nobody waits for.
 """
 
+SLICE_SECONDS = 0.0005
+"""Longest stretch of SQLite work on the event loop before other work gets a turn."""
+DEFERRED_CHUNK = 64
+"""Deferred rows run per ``executemany`` between two turns of the loop."""
+CHECKPOINT_DELAY = 1.0
+"""Seconds after a commit by which the worker thread checkpoints the log (and syncs it)."""
+
+log = logging.getLogger(__name__)
+
 _BEGIN_OPTION = "callwhisper_begin"
 _BEGIN = {mode: text(f"BEGIN {mode}") for mode in ("DEFERRED", "IMMEDIATE")}
+_BEGUN = "begun"
+"""The begin mode of a transaction whose BEGIN was already run (:meth:`Database._begin`)."""
 
 _T = TypeVar("_T")
 Work = Callable[[Connection], _T]
@@ -155,20 +186,26 @@ def make_engine(url: URL, *, pool_size: int = 10, null_pool: bool = False) -> As
     return create_async_engine(url, **options)
 
 
-def _sync_sqlite_engine(url: URL) -> Engine:
-    """The standard-driver engine on the same SQLite file, for one thread's units of work."""
+def _loop_sqlite_engine(url: URL) -> Engine:
+    """The standard-driver engine on the same SQLite file, for the event loop's units of work.
+
+    Its connection never waits in SQLite's busy handler (that would stop the
+    loop) and, on a file, never checkpoints the log (the worker thread does).
+    """
     engine = create_engine(
         url.set(drivername="sqlite+pysqlite"),
         json_serializer=_json_dumps,
         pool_size=1,
         max_overflow=0,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        connect_args={"timeout": 0.0, "check_same_thread": False},
     )
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, busy_timeout=0.0, checkpoints=sqlite_file(url) is None)
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(
+    engine: Engine, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS, checkpoints: bool = True
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (see _on_begin); the driver's own is deferred and
@@ -177,14 +214,17 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if not checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-        execute(connection, _BEGIN[mode], {})
+        if mode != _BEGUN:
+            execute(connection, _BEGIN[mode], {})
 
 
 class Database:
@@ -194,12 +234,19 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._sqlite: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
         self._connection: Connection | None = None
-        """The SQLite thread's own connection, kept open between units of work."""
+        """The event loop's own SQLite connection, kept open between units of work."""
+        self._lock = asyncio.Lock()
+        """Held by whoever runs a transaction on :attr:`_connection`."""
+        self._file = sqlite_file(engine.url)
+        self._worker: ThreadPoolExecutor | None = None
+        """Checkpoints the log of a SQLite file, with a connection of its own."""
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint: asyncio.TimerHandle | asyncio.Future[None] | None = None
         if self.is_sqlite:
-            self._sqlite = _sync_sqlite_engine(engine.url)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-sqlite")
+            self._sqlite = _loop_sqlite_engine(engine.url)
+            if self._file is not None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-checkpoint")
         self._queued: list[tuple[Work[Any], asyncio.Future[Any]]] = []
         self._committer: asyncio.Task[None] | None = None
         self._urgent = asyncio.Event()
@@ -234,32 +281,116 @@ class Database:
 
         Statements the work hands to :func:`defer` run at its end, before the commit.
         """
-        deferring = partial(_deferring, work)
         if self._sqlite is None:
             async with self.write() as connection:
-                return await connection.run_sync(deferring)
-        return await self._in_thread(deferring, "IMMEDIATE")
+                return await connection.run_sync(partial(_deferring, work))
+        (result,) = await self._on_loop([work], "IMMEDIATE")
+        return cast(_T, result)
 
     async def run_read(self, work: Work[_T]) -> _T:
         """Run ``work`` in a read transaction (as :meth:`read`)."""
         if self._sqlite is None:
             async with self.read() as connection:
                 return await connection.run_sync(work)
-        return await self._in_thread(work, "DEFERRED")
+        (result,) = await self._on_loop([work], "DEFERRED")
+        return cast(_T, result)
 
-    async def _in_thread(self, work: Work[_T], mode: str) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._thread, self._run_sqlite, work, mode
-        )
+    async def _write_all(self, works: Sequence[Work[Any]]) -> list[Any]:
+        """Run ``works`` in one write transaction, in order; their results."""
+        if self._sqlite is None:
+            return await self.run_write(partial(_run_all, works))
+        return await self._on_loop(works, "IMMEDIATE")
 
-    def _run_sqlite(self, work: Work[_T], mode: str) -> _T:
+    async def _on_loop(self, works: Sequence[Work[Any]], mode: str) -> list[Any]:
+        """Run ``works`` in one transaction on the loop's SQLite connection, in slices.
+
+        A write transaction runs what its units of work deferred at the end,
+        before the commit. Between two slices of at most
+        :data:`SLICE_SECONDS` the loop takes a turn; the connection stays
+        this transaction's until it ends.
+        """
+        async with self._lock:
+            connection = await self._begin(mode)
+            transaction = connection.begin()
+            deferred: _Deferred = {}
+            if mode == "IMMEDIATE":
+                _deferred[connection] = deferred
+            try:
+                results = []
+                clock = time.perf_counter
+                until = clock() + SLICE_SECONDS
+                for work in works:
+                    results.append(work(connection))
+                    if clock() >= until:
+                        await asyncio.sleep(0)
+                        until = clock() + SLICE_SECONDS
+                _deferred.pop(connection, None)
+                for statement, rows in deferred.items():
+                    pending = list(rows.values())
+                    for start in range(0, len(pending), DEFERRED_CHUNK):
+                        execute_many(connection, statement, pending[start : start + DEFERRED_CHUNK])
+                        if clock() >= until:
+                            await asyncio.sleep(0)
+                            until = clock() + SLICE_SECONDS
+                transaction.commit()
+            except BaseException:
+                _deferred.pop(connection, None)
+                if transaction.is_active:
+                    transaction.rollback()
+                raise
+        if mode == "IMMEDIATE":
+            self._checkpoint_soon()
+        return results
+
+    async def _begin(self, mode: str) -> Connection:
+        """The loop's connection, its SQLite transaction begun in ``mode``.
+
+        ``BEGIN IMMEDIATE`` fails at once while another connection writes:
+        it is tried again after growing pauses, for as long as the busy
+        timeout, the loop running meanwhile.
+        """
         connection = self._connection
         if connection is None or connection.invalidated:
             assert self._sqlite is not None
             connection = self._connection = self._sqlite.connect()
-        connection.execution_options(**{_BEGIN_OPTION: mode})
-        with connection.begin():
-            return work(connection)
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+        attempt = 0
+        while True:
+            try:
+                execute(connection, _BEGIN[mode], {})
+            except DBAPIError as error:
+                if not is_retryable(error) or time.monotonic() > deadline:
+                    raise StoreError(f"store: {error.orig}") from error
+                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                attempt += 1
+            else:
+                connection.execution_options(**{_BEGIN_OPTION: _BEGUN})
+                return connection
+
+    def _checkpoint_soon(self) -> None:
+        """Have the worker thread checkpoint the log :data:`CHECKPOINT_DELAY` from now."""
+        if self._worker is None or self._checkpoint is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.call_later(CHECKPOINT_DELAY, self._start_checkpoint, loop)
+
+    def _start_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+        running = self._checkpoint = loop.run_in_executor(self._worker, self._checkpoint_log)
+        running.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, running: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not running.cancelled() and running.exception() is not None:
+            log.warning("store: checkpoint of the log failed: %s", running.exception())
+
+    def _checkpoint_log(self) -> None:
+        """Copy the log's committed pages into the database file (worker thread)."""
+        if self._checkpointer is None:
+            assert self._file is not None
+            self._checkpointer = sqlite3.connect(
+                self._file, timeout=SQLITE_BUSY_TIMEOUT_SECONDS, check_same_thread=False
+            )
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _close_sqlite(self) -> None:
         if self._connection is not None:
@@ -267,6 +398,9 @@ class Database:
             self._connection = None
         if self._sqlite is not None:
             self._sqlite.dispose()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
 
     def submit(self, work: Work[_T], *, urgent: bool = False) -> asyncio.Future[_T]:
         """Queue ``work`` for a shared write transaction; the future has its result.
@@ -319,7 +453,7 @@ class Database:
 
     async def _run_batch(self, works: Sequence[Work[Any]]) -> list[tuple[Any, Exception | None]]:
         try:
-            results = await retrying(lambda: self.run_write(partial(_run_all, works)))
+            results = await retrying(partial(self._write_all, works))
         except Exception as error:
             if len(works) == 1:
                 return [(None, error)]
@@ -334,14 +468,26 @@ class Database:
         return outcomes
 
     async def close(self) -> None:
-        """Commit what is queued, then close every pooled connection and the SQLite thread."""
+        """Commit what is queued, then close every connection and the checkpoint thread."""
         if self._committer is not None:
             self._urgent.set()
             await asyncio.gather(self._committer, return_exceptions=True)
         await self.engine.dispose()
-        if self._sqlite is not None and self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sqlite)
-            self._thread.shutdown()
+        if self._sqlite is None:
+            return
+        async with self._lock:
+            checkpoint = self._checkpoint
+            if isinstance(checkpoint, asyncio.Future):
+                await asyncio.gather(checkpoint, return_exceptions=True)
+            elif checkpoint is not None:  # a timer (uvloop's are not asyncio.TimerHandle)
+                checkpoint.cancel()
+            self._checkpoint = None
+            if self._worker is None:
+                self._close_sqlite()
+                return
+            # The last connection to close checkpoints the whole log: not on the loop.
+            await asyncio.get_running_loop().run_in_executor(self._worker, self._close_sqlite)
+            self._worker.shutdown()
 
 
 def _run_all(works: Sequence[Work[Any]], connection: Connection) -> list[Any]:

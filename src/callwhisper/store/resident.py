@@ -3,7 +3,7 @@
 With the embedded SQLite store exactly one server process owns the database,
 so nothing but that process changes the counters: it can keep them in memory
 and decide routing and cap reservations there, on its event loop, instead of
-a trip to the store's thread before every buyer is dialed (which cost most of
+a trip to the store before every buyer is dialed (which cost most of
 the post-dial delay). A reservation checked and applied in one synchronous
 step of the one event loop is atomic, so caps still cannot overshoot.
 
