@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import os
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -62,6 +63,27 @@ from callwhisper.whisper import spoken_variables
 __all__ = ["B2bua"]
 
 log = logging.getLogger(__name__)
+
+
+def new_call_id() -> str:
+    """A new call's id: a UUID of version 7 (RFC 9562 5.7) in 32 hex digits.
+
+    It starts with the time in milliseconds, so calls made in the same
+    minutes have neighbouring ids: the rows of a busy hour (the call, its
+    legs, reservations and timeline, all keyed by it) land in the same few
+    index pages instead of one page each, which a commit writes once. With
+    74 random bits it is as hard to guess as a random id must be.
+    """
+    random = int.from_bytes(os.urandom(10))
+    value = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76  # version
+        | (random >> 68) << 64  # rand_a: 12 bits
+        | 0x2 << 62  # variant 10
+        | random & (1 << 62) - 1  # rand_b: 62 bits
+    )
+    return f"{value:032x}"
+
 
 _Route = tuple[CallRunner, str]
 
@@ -291,7 +313,7 @@ class B2bua(TransactionUser):
                 tags=dict(tracking.tags),
             )
         )
-        call_id = uuid.uuid4().hex
+        call_id = new_call_id()
         # RFC 3261 13.3.1.4 / RFC 3264: a codec we can speak is checked before anything else.
         try:
             offer = SessionDescription.parse(request.body)
