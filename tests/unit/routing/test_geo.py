@@ -7,7 +7,7 @@ import random
 
 import phonenumbers
 import pytest
-from phonenumbers import geocoder
+from phonenumbers import PhoneNumberFormat, PhoneNumberType, geocoder
 
 from callwhisper.routing import geo
 from callwhisper.routing.geo import (
@@ -56,6 +56,12 @@ def test_the_lookup_agrees_with_libphonenumber_on_valid_and_invalid_numbers() ->
     numbers += [f"+1{rng.randrange(1_000_000_000, 2_000_000_000)}" for _ in range(20)]
     numbers += ["+18005550100", "+18885550100", "+19005550100", "+12425550100", "+16495550100"]
     numbers += ["+442079460000", "+33142685300", "+61412345678", "+8613800138000", "+3912345"]
+    # Every North American region (some are found by leading digits, the others by type).
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1]:
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(phonenumbers.format_number(example, PhoneNumberFormat.E164))
     valid = 0
     for number in numbers:
         found = geo._look_up(number)
