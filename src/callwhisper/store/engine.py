@@ -227,6 +227,21 @@ def _configure_sqlite(
             execute(connection, _BEGIN[mode], {})
 
 
+class _Turns:
+    """Lets the event loop take a turn whenever :data:`SLICE_SECONDS` of work have run."""
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until = time.perf_counter() + SLICE_SECONDS
+
+    async def take(self) -> None:
+        """A turn of the loop if this slice is over, else nothing."""
+        if time.perf_counter() >= self._until:
+            await asyncio.sleep(0)
+            self._until = time.perf_counter() + SLICE_SECONDS
+
+
 class Database:
     """One engine and its transactions; every repository of a store shares it."""
 
@@ -315,29 +330,24 @@ class Database:
             deferred: _Deferred = {}
             if mode == "IMMEDIATE":
                 _deferred[connection] = deferred
+            turns = _Turns()
             try:
                 results = []
-                clock = time.perf_counter
-                until = clock() + SLICE_SECONDS
                 for work in works:
                     results.append(work(connection))
-                    if clock() >= until:
-                        await asyncio.sleep(0)
-                        until = clock() + SLICE_SECONDS
-                _deferred.pop(connection, None)
+                    await turns.take()
                 for statement, rows in deferred.items():
                     pending = list(rows.values())
                     for start in range(0, len(pending), DEFERRED_CHUNK):
                         execute_many(connection, statement, pending[start : start + DEFERRED_CHUNK])
-                        if clock() >= until:
-                            await asyncio.sleep(0)
-                            until = clock() + SLICE_SECONDS
+                        await turns.take()
                 transaction.commit()
             except BaseException:
-                _deferred.pop(connection, None)
                 if transaction.is_active:
                     transaction.rollback()
                 raise
+            finally:
+                _deferred.pop(connection, None)
         if mode == "IMMEDIATE":
             self._checkpoint_soon()
         return results
@@ -361,7 +371,7 @@ class Database:
             except DBAPIError as error:
                 if not is_retryable(error) or time.monotonic() > deadline:
                     raise StoreError(f"store: {error.orig}") from error
-                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                await pause(attempt)
                 attempt += 1
             else:
                 connection.execution_options(**{_BEGIN_OPTION: _BEGUN})
@@ -380,8 +390,9 @@ class Database:
 
     def _checkpointed(self, running: asyncio.Future[None]) -> None:
         self._checkpoint = None
-        if not running.cancelled() and running.exception() is not None:
-            log.warning("store: checkpoint of the log failed: %s", running.exception())
+        error = None if running.cancelled() else running.exception()
+        if error is not None:
+            log.warning("store: checkpoint of the log failed: %s", error)
 
     def _checkpoint_log(self) -> None:
         """Copy the log's committed pages into the database file (worker thread)."""
