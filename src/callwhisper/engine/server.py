@@ -48,14 +48,20 @@ __all__ = ["CallwhisperServer", "ServerConfig"]
 
 log = logging.getLogger(__name__)
 
-GC_THRESHOLDS: Final = (5_000, 20, 100)
+GC_THRESHOLDS: Final = (200_000, 10, 100)
 """The collector's thresholds while serving (Python's defaults: 700, 10, 10).
 
-A young pass after 5,000 net allocations instead of 700, a middle one every
-20 young ones and a full one every 100 middle ones at most. Measured under
-``python -m bench sip`` at 50 calls/s: 11 young passes in 20 s instead of
-264-570 and no full pass after start-up, where the defaults gave 4-6 full
-passes of 40-220 ms each, every call in progress waiting meanwhile.
+A young pass after 200,000 net allocations of tracked objects, a middle one
+every 10 young ones and a full one every 100 middle ones at most. A call's
+objects are freed by reference counting when it ends (a test holds every
+call to that), so a pass finds nothing to free, yet it walks every object
+allocated since the last one, which under load is mostly the state of the
+calls in progress: at 200 calls/s, thresholds of 5,000 made 36 young passes
+of about 8 ms and a middle one of 44 ms in a 20 s step of
+``python -m bench sip`` (freeing nothing, about 9 % of the server's CPU,
+every call in progress waiting meanwhile); these made none. What a pass
+would free comes from a reference cycle some error path left: it waits at
+most for this many new objects.
 """
 
 
