@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -433,12 +433,21 @@ class B2bua(TransactionUser):
         session = CallSession(call_id, FlowSettings(campaign_id=campaign_id))
         at = self._wall()
         commands = session.handle(CallRefused(attributes, status), at)
+        # Handed over in order; the call's end is done once every write before it is.
+        writes: list[Awaitable[None] | None] = []
         try:
-            await self.backend.call_started(call_id, attributes, at)
+            writes.append(self.backend.call_started(call_id, attributes, at))
             for command in commands:
                 if isinstance(command, Persist):
-                    await self.backend.persist(call_id, command.entry)
+                    writes.append(self.backend.persist(call_id, command.entry))
             outcome = session.record.outcome or "refused"
-            await self.backend.call_ended(call_id, attributes, session.record, outcome=outcome)
+            record = session.record
+            writes.append(self.backend.call_ended(call_id, attributes, record, outcome=outcome))
         except Exception:
             log.exception("call %s: the refused call could not be stored", call_id)
+        outcomes = await asyncio.gather(
+            *(write for write in writes if write is not None), return_exceptions=True
+        )
+        for error in outcomes:
+            if isinstance(error, Exception):
+                log.error("call %s: the refused call could not be stored", call_id, exc_info=error)

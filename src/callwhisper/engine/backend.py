@@ -51,14 +51,19 @@ class CallBackend(Protocol):
     """Routing, the cap ledger and the call record, as one call runner uses them.
 
     Writes are called by the runner as soon as the session emits them, in
-    that order; what they return is awaited by one background writer per
-    call, so signalling never waits for them. A reservation is asked after
-    the writes before it were called, and must be applied after them (the
-    reservation row refers to the call row): a backend whose writes are not
-    under way when called must order them itself.
+    that order; signalling never waits for them. A write returns what tells
+    when it is done, watched by the runner (a failure is logged), or
+    ``None`` when the backend finishes it in order with the call's later
+    writes and logs its failure itself: :meth:`call_ended`'s is then done
+    only once every earlier write of the call is. A reservation is asked
+    after the writes before it were called, and must be applied after them
+    (the reservation row refers to the call row): a backend whose writes
+    are not under way when called must order them itself.
     """
 
-    def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
+    def call_started(
+        self, call_id: str, attributes: CallAttributes, at: float
+    ) -> Awaitable[None] | None:
         """Create the call's record."""
         ...
 
@@ -66,7 +71,7 @@ class CallBackend(Protocol):
         """Decide the candidates of a call from the current counters."""
         ...
 
-    def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None]:
+    def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None] | None:
         """Keep the decision with the call, and persist the tier rotations it moved."""
         ...
 
@@ -76,26 +81,29 @@ class CallBackend(Protocol):
 
     def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
-    ) -> Awaitable[None]:
+    ) -> Awaitable[None] | None:
         """Commit metrics of a reservation for good."""
         ...
 
-    def finish(self, reservation_id: str) -> Awaitable[None]:
+    def finish(self, reservation_id: str) -> Awaitable[None] | None:
         """Release what a reservation did not commit."""
         ...
 
-    def persist(self, call_id: str, entry: Entry) -> Awaitable[None]:
+    def persist(self, call_id: str, entry: Entry) -> Awaitable[None] | None:
         """Append one timeline entry (and keep the call and leg rows up to date)."""
         ...
 
-    def recording_started(self, call_id: str, path: Path) -> Awaitable[None]:
+    def recording_started(self, call_id: str, path: Path) -> Awaitable[None] | None:
         """Remember where the call's recording is written."""
         ...
 
     def call_ended(
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
     ) -> Awaitable[None]:
-        """Close the call with its outcome and money, and remember the caller for duplicates."""
+        """Close the call with its outcome and money, and remember the caller for duplicates.
+
+        Done once this and every earlier write of the call are.
+        """
         ...
 
 
@@ -108,9 +116,11 @@ class StoreBackend:
     """:class:`CallBackend` on the store, routing on ``configuration``.
 
     Every write of a call, and its cap reservations, go through the store's
-    shared write transaction (``Store.submit``), queued in order when called:
-    the writes of all the calls in progress are committed together instead
-    of one transaction each.
+    shared write transaction, queued in order when called: the writes of
+    all the calls in progress are committed together instead of one
+    transaction each. Only the call's last write has a future
+    (``Store.submit``); the others are posted (``Store.post``), their
+    failures logged with the call.
 
     Where the counters are decided depends on ``resident``:
 
@@ -147,11 +157,11 @@ class StoreBackend:
         self.configuration = configuration
         compile_plan(configuration)
 
-    def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> Awaitable[None]:
+    def call_started(self, call_id: str, attributes: CallAttributes, at: float) -> None:
         """Create the call row."""
         self._tags[call_id] = dict(attributes.tags)
         self._seqs[call_id] = 0
-        return self.store.submit(
+        self.store.post(
             partial(
                 self.store.calls.create_call_in,
                 call_id,
@@ -162,7 +172,8 @@ class StoreBackend:
                 publisher_id=attributes.publisher_id,
                 state="active",
                 tags=attributes.tags,
-            )
+            ),
+            what=_call(call_id),
         )
 
     async def route(self, call_id: str, attributes: CallAttributes, at: float) -> RoutingDecision:
@@ -180,12 +191,12 @@ class StoreBackend:
             )
         return decide(configuration, attributes, counters, now)
 
-    def routed(self, call_id: str, decision: RoutingDecision) -> Awaitable[None]:
+    def routed(self, call_id: str, decision: RoutingDecision) -> None:
         """Store the decision, the duplicate flag and the new rotations."""
         if self.resident is not None:
             for (campaign_id, tier_index), rotation in decision.rotations.items():
                 self.resident.save_rotation(campaign_id, tier_index, rotation)
-        return self.store.submit(partial(self._routed_in, call_id, decision))
+        self.store.post(partial(self._routed_in, call_id, decision), what=_call(call_id))
 
     def _routed_in(self, call_id: str, decision: RoutingDecision, connection: Connection) -> None:
         calls = self.store.calls
@@ -206,14 +217,14 @@ class StoreBackend:
             return await self.store.ledger.reserve(reservation, call_id=call_id, queued=True)
         refused = self.resident.reserve(reservation)
         if refused is None:
-            ledger = self.store.ledger
-            written = self.store.submit(partial(ledger.record_reservation_in, reservation, call_id))
-            written.add_done_callback(partial(_log_failed_write, reservation.reservation_id))
+            # A failure is logged: memory granted the reservation, the database lost it.
+            work = partial(self.store.ledger.record_reservation_in, reservation, call_id)
+            self.store.post(work, what=_reservation(reservation.reservation_id))
         return refused
 
     def commit(
         self, reservation_id: str, metrics: tuple[CapMetric, ...], revenue: Decimal | None
-    ) -> Awaitable[None]:
+    ) -> Awaitable[None] | None:
         """Commit in memory when resident, and in the SQL ledger.
 
         When resident, the commit memory made is written without reading the
@@ -222,28 +233,34 @@ class StoreBackend:
         when the SQL ledger decides, ride with the next batch of writes.
         """
         ledger = self.store.ledger
+        what = _reservation(reservation_id)
         if self.resident is None:
-            return self.store.submit(partial(ledger.commit_in, reservation_id, metrics, revenue))
+            self.store.post(partial(ledger.commit_in, reservation_id, metrics, revenue), what=what)
+            return None
         try:
             reservation, committed = self.resident.commit(reservation_id, metrics, revenue)
         except KeyError as error:
             return _failed(error)
         work = partial(ledger.record_commit_in, reservation, committed, metrics, revenue)
-        return self.store.submit(work, urgent=not _URGENT_METRICS.isdisjoint(metrics))
+        self.store.post(work, what=what, urgent=not _URGENT_METRICS.isdisjoint(metrics))
+        return None
 
-    def finish(self, reservation_id: str) -> Awaitable[None]:
+    def finish(self, reservation_id: str) -> Awaitable[None] | None:
         """Finish in memory when resident (written without reading back), and in the SQL ledger."""
         ledger = self.store.ledger
         now = datetime.now(UTC)
+        what = _reservation(reservation_id)
         if self.resident is None:
-            return self.store.submit(partial(ledger.finish_in, reservation_id, now))
+            self.store.post(partial(ledger.finish_in, reservation_id, now), what=what)
+            return None
         try:
             reservation, committed = self.resident.finish(reservation_id)
         except KeyError as error:
             return _failed(error)
-        return self.store.submit(partial(ledger.record_finish_in, reservation, committed, now))
+        self.store.post(partial(ledger.record_finish_in, reservation, committed, now), what=what)
+        return None
 
-    def persist(self, call_id: str, entry: Entry) -> Awaitable[None]:
+    def persist(self, call_id: str, entry: Entry) -> None:
         """Append the entry, then mirror leg milestones onto the call and leg rows."""
         tags: dict[str, str] | None = None
         if entry.kind == "tag":
@@ -252,7 +269,7 @@ class StoreBackend:
             tags[entry.data["name"]] = entry.data["value"]
             tags = dict(tags)
         seq = self._seqs[call_id] = self._seqs.get(call_id, 0) + 1
-        return self.store.submit(partial(self._persist_in, call_id, seq, entry, tags))
+        self.store.post(partial(self._persist_in, call_id, seq, entry, tags), what=_call(call_id))
 
     def _persist_in(
         self,
@@ -290,15 +307,19 @@ class StoreBackend:
         elif (changes := _leg_changes(entry.kind, at, data)) is not None:
             calls.update_leg_in(leg_row_id(call_id, leg), changes, connection)
 
-    def recording_started(self, call_id: str, path: Path) -> Awaitable[None]:
+    def recording_started(self, call_id: str, path: Path) -> None:
         """Store the recording's path on the call."""
         changes: CallChanges = {"recording_path": os.fspath(path)}
-        return self.store.submit(partial(self.store.calls.update_call_in, call_id, changes))
+        work = partial(self.store.calls.update_call_in, call_id, changes)
+        self.store.post(work, what=_call(call_id))
 
     def call_ended(
         self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
     ) -> Awaitable[None]:
-        """Close the call row with its money; record the caller for duplicate rules."""
+        """Close the call row with its money; record the caller for duplicate rules.
+
+        Its future is done once the call's earlier writes, posted before it, are.
+        """
         self._tags.pop(call_id, None)
         self._seqs.pop(call_id, None)
         ended_at = utc(record.ended_at) if record.ended_at is not None else datetime.now(UTC)
@@ -370,13 +391,14 @@ def _failed(error: Exception) -> asyncio.Future[None]:
     return future
 
 
-def _log_failed_write(reservation_id: str, written: asyncio.Future[None]) -> None:
-    """Log a reservation write that failed: memory granted it, the database lost it."""
-    if written.cancelled():
-        return
-    error = written.exception()
-    if error is not None:
-        log.error("cap reservation %s was not written", reservation_id, exc_info=error)
+def _call(call_id: str) -> str:
+    """How the log names a call's write that failed."""
+    return f"call {call_id}"
+
+
+def _reservation(reservation_id: str) -> str:
+    """How the log names a cap reservation's write that failed."""
+    return f"cap reservation {reservation_id}"
 
 
 def _leg_changes(kind: str, at: datetime, data: Mapping[str, str]) -> LegChanges | None:

@@ -1309,14 +1309,20 @@ class CallRunner:
         # Its write is watched like any: the call is done once every write is (_check_writes).
         self._write(self.backend.call_ended(self.call_id, self.attributes, record, outcome=outcome))
 
-    def _write(self, work: Awaitable[None]) -> None:
+    def _write(self, work: Awaitable[None] | None) -> None:
         """Hand a write over at once, in order; only its outcome is waited for.
 
-        A store finishes writes in the order it was given them, mostly many
-        at a time: only the first write not done is watched, and when it is,
+        ``None`` is a write the backend finishes in order and reports itself
+        (see :class:`~callwhisper.engine.backend.CallBackend`). A store
+        finishes writes in the order it was given them, mostly many at a
+        time: only the first write not done is watched, and when it is,
         every write done by then is checked, so that a failure is logged as
         it comes without a callback for every write.
         """
+        if work is None:
+            if self._ended and self._watched is None:
+                self._check_writes()  # nothing left to watch: the call may be done
+            return
         written = asyncio.ensure_future(work, loop=self._loop)
         self._unwritten.append(written)
         if self._watched is None:

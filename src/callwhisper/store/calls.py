@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from callwhisper.store.compiled import execute
-from callwhisper.store.engine import Database, defer, update_deferred
+from callwhisper.store.engine import Database, defer, run_deferred, update_deferred
 from callwhisper.store.ledger import SqlCapLedger
 from callwhisper.store.sql import utcnow
 from callwhisper.store.tables import call_events, call_legs, calls, cap_reservations
@@ -79,7 +79,10 @@ class LegChanges(TypedDict, total=False):
     reservation_id: str | None
 
 
-_NO_LEG_CHANGES: dict[str, Any] = dict.fromkeys(LegChanges.__annotations__)
+_EVERY_CALL_COLUMN: dict[str, Any] = dict.fromkeys(calls.c.keys())
+_EVERY_LEG_COLUMN: dict[str, Any] = dict.fromkeys(call_legs.c.keys())
+"""A new call's or leg's row starts with every column, so that a change folded into it
+in the same transaction (see ``create_call_in``) keeps every row of the insert alike."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,27 +167,31 @@ class CallRepository:
         state: str = "new",
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Record a new inbound call."""
-        execute(
-            connection,
-            _INSERT_CALL,
-            {
-                "id": call_id,
-                "campaign_id": campaign_id,
-                "dialed": dialed,
-                "caller": caller,
-                "publisher_id": publisher_id,
-                "state": state,
-                "started_at": started_at,
-                "tags": dict(tags or {}),
-                "revenue": Decimal(0),
-                "payout": Decimal(0),
-                "cost": Decimal(0),
-                "converted": False,
-                "duplicate": False,
-                "updated_at": utcnow(),
-            },
-        )
+        """Record a new inbound call.
+
+        The insert is deferred to the end of the transaction
+        (``store.engine.defer``): the call's changes in the same transaction
+        (its routing decision, its first timeline numbers) are written with
+        it, and a shared transaction inserts every new call in one statement.
+        """
+        row = {
+            "id": call_id,
+            "campaign_id": campaign_id,
+            "dialed": dialed,
+            "caller": caller,
+            "publisher_id": publisher_id,
+            "state": state,
+            "started_at": started_at,
+            "tags": dict(tags or {}),
+            "revenue": Decimal(0),
+            "payout": Decimal(0),
+            "cost": Decimal(0),
+            "converted": False,
+            "duplicate": False,
+            "last_event_seq": 0,
+            "updated_at": utcnow(),
+        }
+        defer(connection, _INSERT_CALL, {**_EVERY_CALL_COLUMN, **row}, key=call_id)
 
     def update_call_in(self, call_id: str, changes: CallChanges, connection: Connection) -> None:
         """Change some fields of a call; raises ``KeyError`` for an unknown call."""
@@ -252,8 +259,7 @@ class CallRepository:
             "dialed_at": dialed_at,
             "cost": Decimal(0),
         }
-        # Every column a change may set, so that every row of the deferred insert has the same.
-        defer(connection, _INSERT_LEG, {**_NO_LEG_CHANGES, **row}, key=leg_id)
+        defer(connection, _INSERT_LEG, {**_EVERY_LEG_COLUMN, **row}, key=leg_id)
 
     def update_leg_in(self, leg_id: str, changes: LegChanges, connection: Connection) -> None:
         """Change some fields of a leg; raises ``KeyError`` for an unknown leg."""
@@ -292,9 +298,12 @@ class CallRepository:
         The insert and the call's counter are deferred to the end of the
         transaction (``store.engine.defer``): a shared transaction then
         writes every call's new entries in one statement, and raises each
-        call's counter once, to its last entry.
+        call's counter once, to its last entry (a call inserted in the same
+        transaction is inserted with it).
         """
         defer(connection, _INSERT_EVENT, _event_row(call_id, seq, at, kind, leg_id, data))
+        if update_deferred(connection, _INSERT_CALL, call_id, {"last_event_seq": seq}):
+            return
         raised = {"call_key": call_id, "seq": seq}
         if not update_deferred(connection, _RAISE_EVENT_SEQ, call_id, raised):
             defer(connection, _RAISE_EVENT_SEQ, raised, key=call_id)
@@ -392,8 +401,10 @@ class CallRepository:
 
 
 def _update_call(connection: Connection, call_id: str, values: Mapping[str, Any]) -> None:
-    params = {**values, "updated_at": utcnow(), "call_key": call_id}
-    if execute(connection, _UPDATE_CALL, params) != 1:
+    changes = {**values, "updated_at": utcnow()}
+    if update_deferred(connection, _INSERT_CALL, call_id, changes):
+        return
+    if execute(connection, _UPDATE_CALL, {**changes, "call_key": call_id}) != 1:
         raise KeyError(call_id)
 
 
@@ -406,6 +417,7 @@ def _append_event(
     leg_id: str | None,
 ) -> int:
     # Bumping the call's counter locks the call row: concurrent appends take turns.
+    run_deferred(connection, _INSERT_CALL, call_id)
     seq = connection.scalar(_NEXT_EVENT_SEQ, {"call_key": call_id})
     if seq is None:
         raise KeyError(call_id)

@@ -64,7 +64,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection, Engine
@@ -262,7 +262,8 @@ class Database:
             self._sqlite = _loop_sqlite_engine(engine.url)
             if self._file is not None:
                 self._worker = ThreadPoolExecutor(1, thread_name_prefix="callwhisper-checkpoint")
-        self._queued: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Work[Any], asyncio.Future[Any] | str]] = []
+        """Units of work to commit, each with its future, or what to call it in the log."""
         self._committer: asyncio.Task[None] | None = None
         self._urgent = asyncio.Event()
 
@@ -336,7 +337,7 @@ class Database:
                 for work in works:
                     results.append(work(connection))
                     await turns.take()
-                for statement, rows in deferred.items():
+                for statement, rows in _in_table_order(deferred):
                     pending = list(rows.values())
                     for start in range(0, len(pending), DEFERRED_CHUNK):
                         execute_many(connection, statement, pending[start : start + DEFERRED_CHUNK])
@@ -422,20 +423,42 @@ class Database:
         raises, each is run again in a transaction of its own, so that one
         bad write loses nothing else and gets its own error.
         """
+        loop = self._loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._queue(work, future, urgent, loop)
+        return future
+
+    def post(self, work: Work[Any], *, what: str, urgent: bool = False) -> None:
+        """Queue ``work`` as :meth:`submit` does, for a write nobody waits for by itself.
+
+        Its failure is logged as ``"<what>: store write failed"``. A future
+        of a unit of work submitted after it is done only once this one is
+        (units of work end in the order queued): a caller with many writes
+        waits for its last one only, without a future for each of the others.
+        """
+        self._queue(work, what, urgent, self._loop())
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
         committer = self._committer
         # The committer's loop is the running one: on Python 3.11 asyncio.get_running_loop()
         # is a getpid() system call, and a call submits a dozen units of work.
-        loop = asyncio.get_running_loop() if committer is None else committer.get_loop()
-        future: asyncio.Future[_T] = loop.create_future()
-        self._queued.append((work, future))
+        return asyncio.get_running_loop() if committer is None else committer.get_loop()
+
+    def _queue(
+        self,
+        work: Work[Any],
+        waiter: asyncio.Future[Any] | str,
+        urgent: bool,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._queued.append((work, waiter))
         if urgent:
             self._urgent.set()
-        if committer is None:
+        if self._committer is None:
             self._committer = loop.create_task(self._commit_queued(), name="store-commits")
-        return future
 
     async def _commit_queued(self) -> None:
-        batch: list[tuple[Work[Any], asyncio.Future[Any]]] = []
+        batch: list[tuple[Work[Any], asyncio.Future[Any] | str]] = []
         try:
             while self._queued:
                 if not self._urgent.is_set():
@@ -446,17 +469,25 @@ class Database:
                 batch = self._queued[:MAX_BATCH]
                 del self._queued[:MAX_BATCH]
                 outcomes = await self._run_batch([work for work, _ in batch])
-                for (_, future), (value, error) in zip(batch, outcomes, strict=True):
-                    if future.done():
+                for (_, waiter), (value, error) in zip(batch, outcomes, strict=True):
+                    if isinstance(waiter, str):
+                        if error is not None:
+                            log.error("%s: store write failed", waiter, exc_info=error)
+                    elif waiter.done():
                         continue
-                    if error is None:
-                        future.set_result(value)
+                    elif error is None:
+                        waiter.set_result(value)
                     else:
-                        future.set_exception(error)
+                        waiter.set_exception(error)
         except BaseException:
             # Cancelled (the loop is closing): nobody may wait for ever on a lost write.
-            for _, future in [*batch, *self._queued]:
-                future.cancel()
+            lost = [*batch, *self._queued]
+            for _, waiter in lost:
+                if not isinstance(waiter, str):
+                    waiter.cancel()
+            posted = sorted({waiter for _, waiter in lost if isinstance(waiter, str)})
+            if posted:
+                log.warning("store: writes of %s were not committed", ", ".join(posted))
             self._queued.clear()
             raise
         finally:
@@ -512,6 +543,33 @@ _deferred: dict[Connection, _Deferred] = {}
 """What each connection's :meth:`Database.run_write` under way has deferred (a plain
 dictionary: a unit of work looks it up several times per row it writes, and
 ``Connection.info`` costs a few property calls each time)."""
+
+
+def _in_table_order(deferred: _Deferred) -> list[tuple[Executable, dict[Hashable, dict[str, Any]]]]:
+    """The deferred statements, each table's before those of the tables referring to it.
+
+    A row may then be deferred after rows that refer to it (a call's
+    insert after a leg of an earlier call): foreign keys are checked as
+    each statement runs. Statements on one table keep the order in which
+    they were first deferred.
+    """
+    return sorted(deferred.items(), key=_table_rank)
+
+
+_ranks: dict[object, int] = {}
+_UNRANKED: Final = 1 << 30
+"""The rank of a statement on no table its metadata sorts: after every table."""
+
+
+def _table_rank(item: tuple[Executable, object]) -> int:
+    """A table's place among its metadata's tables, parents first; a statement without one last."""
+    table = getattr(item[0], "table", None)
+    rank = _ranks.get(table)
+    if rank is None:
+        metadata = getattr(table, "metadata", None)
+        ordered = [] if metadata is None else metadata.sorted_tables
+        rank = _ranks[table] = ordered.index(table) if table in ordered else _UNRANKED
+    return rank
 
 
 def defer(
@@ -627,7 +685,7 @@ def _deferring(work: Work[_T], connection: Connection) -> _T:
     _deferred[connection] = deferred
     try:
         result = work(connection)
-        for statement, rows in deferred.items():
+        for statement, rows in _in_table_order(deferred):
             if rows:
                 execute_many(connection, statement, list(rows.values()))
         return result

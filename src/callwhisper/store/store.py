@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -60,6 +60,10 @@ class Store:
     def submit(self, work: Work[_T], *, urgent: bool = False) -> asyncio.Future[_T]:
         """Queue a unit of work for a shared write transaction (``Database.submit``)."""
         return self.database.submit(work, urgent=urgent)
+
+    def post(self, work: Work[Any], *, what: str, urgent: bool = False) -> None:
+        """Queue a unit of work nobody waits for by itself (``Database.post``)."""
+        self.database.post(work, what=what, urgent=urgent)
 
     async def close(self) -> None:
         """Commit the queued writes, then close every pooled connection."""

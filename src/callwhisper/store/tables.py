@@ -105,7 +105,8 @@ calls = Table(
     Column("answered_at", UtcDateTime, nullable=True),
     Column("ended_at", UtcDateTime, nullable=True),
     Column("tags", JSON, nullable=False),
-    Column("routing", JSON, nullable=True),
+    # A call without a decision keeps SQL NULL, also when its row is written with others.
+    Column("routing", JSON(none_as_null=True), nullable=True),
     Column("revenue", Money, nullable=False),
     Column("payout", Money, nullable=False),
     Column("cost", Money, nullable=False),

@@ -272,3 +272,64 @@ async def test_entries_numbered_by_the_caller_share_statements_and_keep_the_coun
         (3, "hangup", None, {}),
     ]
     assert [(e.seq, e.at) for e in second.events] == [(1, later(1))]
+
+
+async def test_a_new_call_is_inserted_at_the_end_with_what_its_transaction_changed(
+    store: Store,
+) -> None:
+    """Its routing, tags and timeline numbers ride in its insert; it still follows rows of
+    earlier calls deferred before it and precedes its own legs and entries (foreign keys)."""
+    calls = store.calls
+    write = store.database.run_write
+    await write(partial(calls.create_call_in, "c0", dialed="+18005550123", started_at=START))
+    written: list[str] = []
+
+    def shared(connection: Connection) -> None:
+        # Rows that refer to calls, deferred before the new call's insert is.
+        calls.record_event_in("c0", 1, "inbound", START, {}, connection)
+        calls.create_leg_in("c0/B1", "c0", connection, destination="sip:a", dialed_at=START)
+        calls.create_call_in("c1", connection, dialed="+18005550123", started_at=later(1))
+        calls.record_routing_in("c1", {"candidates": ["acme"]}, connection)
+        calls.update_call_in("c1", {"tags": {"source": "radio"}, "duplicate": True}, connection)
+        calls.record_event_in("c1", 1, "inbound", later(1), {}, connection)
+        calls.create_leg_in("c1/B1", "c1", connection, destination="sip:b", dialed_at=later(2))
+        calls.record_event_in("c1", 2, "dial", later(2), {}, connection, leg_id="B1")
+        # Nothing of c1 is written yet: it is all deferred.
+        written.extend(str(row[0]) for row in connection.exec_driver_sql("SELECT id FROM calls"))
+
+    await store.submit(shared)
+
+    assert written == ["c0"]
+    call = await calls.get_call("c1")
+    assert call is not None
+    assert call.routing == {"candidates": ["acme"]}
+    assert (dict(call.tags), call.duplicate) == ({"source": "radio"}, True)
+    assert [(e.seq, e.kind) for e in call.events] == [(1, "inbound"), (2, "dial")]
+    assert [leg.id for leg in call.legs] == ["c1/B1"]
+    # The counter came with the insert: the next entry appended follows the last one.
+    assert await write(partial(calls.append_event_in, "c1", "hangup", later(3), None)) == 3
+    first = await calls.get_call("c0")
+    assert first is not None
+    assert [e.kind for e in first.events] == ["inbound"]
+    assert [leg.id for leg in first.legs] == ["c0/B1"]
+
+
+async def test_a_call_without_a_routing_decision_keeps_sql_null(store: Store) -> None:
+    """Written with others in one statement, the missing decision is NULL, not JSON null."""
+    calls = store.calls
+
+    def two(connection: Connection) -> None:
+        calls.create_call_in("c1", connection, dialed="+18005550123", started_at=START)
+        calls.create_call_in("c2", connection, dialed="+18005550123", started_at=START)
+        calls.record_routing_in("c2", {"candidates": []}, connection)
+
+    await store.submit(two)
+
+    def unrouted(connection: Connection) -> list[str]:
+        query = "SELECT id FROM calls WHERE routing IS NULL"
+        return [str(row[0]) for row in connection.exec_driver_sql(query)]
+
+    assert await store.database.run_read(unrouted) == ["c1"]
+    call = await calls.get_call("c1")
+    assert call is not None
+    assert call.routing is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from callwhisper.store import Store, create_store, database_url, sqlite_file
 from callwhisper.store import engine as store_engine
 from callwhisper.store.tables import calls
+from tests.logs import only_error
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +136,34 @@ async def test_a_failing_submitted_write_gets_its_error_and_the_others_commit(st
     assert [e.kind for e in call.events] == ["inbound"]
 
 
+async def test_a_posted_write_has_no_future_its_failure_is_logged_and_later_ones_wait_for_it(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_engine, "COMMIT_DELAY", 3600.0)
+    ran: list[str] = []
+
+    def noted(name: str, work: store_engine.Work[object], connection: Connection) -> object:
+        ran.append(name)
+        return work(connection)
+
+    create = partial(store.calls.create_call_in, "c1", dialed="+18005550123", started_at=START)
+    store.post(partial(noted, "create", create), what="call c1")
+    unknown = partial(store.calls.update_call_in, "nope", {"state": "ended"})
+    store.post(partial(noted, "unknown", unknown), what="call nope")
+    append = partial(store.calls.append_event_in, "c1", "inbound", START, {})
+    store.post(partial(noted, "append", append), what="call c1", urgent=True)
+    with caplog.at_level(logging.ERROR, logger="callwhisper.store.engine"):
+        last = await asyncio.wait_for(store.submit(partial(noted, "last", append)), 10)
+
+    assert last == 2
+    # The batch failed as a whole, then each ran alone, in order.
+    assert ran[-4:] == ["create", "unknown", "append", "last"]
+    assert only_error(caplog, KeyError) == "call nope: store write failed"
+    call = await store.calls.get_call("c1")
+    assert call is not None
+    assert [(e.seq, e.kind) for e in call.events] == [(1, "inbound"), (2, "inbound")]
+
+
 async def test_closing_the_store_commits_what_is_queued(database_url: str) -> None:
     store = create_store(database_url)
     await store.migrate()
@@ -177,9 +207,11 @@ async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_p
         .values(last_event_seq=calls.c.last_event_seq + bindparam("step"))
     )
 
-    def work(connection: Connection) -> None:
+    def create(connection: Connection) -> None:
         for call_id in ("c1", "c2"):
             store.calls.create_call_in(call_id, connection, dialed="+18005550123", started_at=START)
+
+    def work(connection: Connection) -> None:
         store_engine.defer(connection, add, {"call_key": "c1", "step": 1}, key="c1")
         store_engine.defer(connection, add, {"call_key": "c2", "step": 10})
         assert store_engine.update_deferred(connection, add, "c1", {"step": 100})
@@ -190,6 +222,7 @@ async def test_deferred_rows_run_at_the_end_and_a_keyed_one_only_with_its_last_p
         # Nothing deferred has run yet.
         assert connection.scalar(select(func.sum(calls.c.last_event_seq))) == 0
 
+    await store.database.run_write(create)
     await store.database.run_write(work)
 
     async with store.database.read() as connection:

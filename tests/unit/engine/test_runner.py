@@ -19,9 +19,10 @@ from callwhisper.domain import CallAttributes
 from callwhisper.domain.state import Reservation
 from callwhisper.engine import runner
 from callwhisper.engine.runner import eagerly
-from callwhisper.flow import Command, Entry
+from callwhisper.flow import CallRecord, Command, Entry
 from callwhisper.routing import RoutingDecision
 from callwhisper.sip.transaction import Address
+from tests.logs import only_error
 from tests.unit.engine.b2bua_harness import (
     BUYER,
     BUYER_SDP,
@@ -282,9 +283,18 @@ async def test_a_failed_store_write_is_logged_and_the_call_goes_on(
         harness.backend = harness.b2bua.backend = BrokenBackend(harness.backend.configuration)
         with caplog.at_level(logging.ERROR, "callwhisper.engine.runner"):
             await harness.bridge()
-        [record] = caplog.records
-        assert record.getMessage().endswith(": store write failed")
-        assert isinstance(record.exc_info and record.exc_info[1], OSError)
+        assert only_error(caplog, OSError).endswith(": store write failed")
+
+
+async def busy_buyer_call(harness: Harness, backend: FakeBackend) -> asyncio.Future[None]:
+    """A call through ``backend`` whose only buyer is busy: the caller has its 480; its task."""
+    harness.backend = harness.b2bua.backend = backend
+    buyer_invite = await harness.dial()
+    harness.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
+    await harness.settle()
+    assert statuses(harness.sent_to(CALLER)) == [480]
+    [task] = harness.b2bua.tasks
+    return task
 
 
 class GatedBackend(FakeBackend):
@@ -308,12 +318,7 @@ async def test_writes_done_out_of_order_are_all_waited_for_and_a_failure_logged_
 ) -> None:
     async with Harness(tmp_path) as harness:
         backend = GatedBackend(harness.backend)
-        harness.backend = harness.b2bua.backend = backend
-        buyer_invite = await harness.dial()
-        harness.receive(response_to(buyer_invite, 486, "Busy Here"), BUYER)
-        await harness.settle()
-        assert statuses(harness.sent_to(CALLER)) == [480]
-        [task] = harness.b2bua.tasks
+        task = await busy_buyer_call(harness, backend)
         with caplog.at_level(logging.ERROR, "callwhisper.engine.runner"):
             first, *later = backend.gates
             for gate in reversed(later):
@@ -323,10 +328,43 @@ async def test_writes_done_out_of_order_are_all_waited_for_and_a_failure_logged_
             first.set_result(None)
             await harness.settle()
         assert task.done()
-        [record] = caplog.records
-        assert record.getMessage().endswith(": store write failed")
+        assert only_error(caplog, OSError).endswith(": store write failed")
         assert [e.kind for e in backend.entries][-1] == "arrived"
         assert len(backend.entries) == len(backend.gates)
+
+
+class PostingBackend(FakeBackend):
+    """Writes handed over without anything to wait for, as the store's backend posts them;
+    the call's end is done when the test says (the store ends writes in order)."""
+
+    def __init__(self, backend: FakeBackend) -> None:
+        super().__init__(backend.configuration)
+        self.ended_write: asyncio.Future[None] | None = None
+
+    def persist(self, call_id: str, entry: Entry) -> None:  # type: ignore[override]
+        self.entries.append(entry)
+
+    def call_ended(  # type: ignore[override]
+        self, call_id: str, attributes: CallAttributes, record: CallRecord, *, outcome: str
+    ) -> asyncio.Future[None]:
+        self.ended.append(outcome)
+        self.ended_write = asyncio.get_running_loop().create_future()
+        return self.ended_write
+
+
+async def test_a_call_whose_writes_were_posted_is_done_once_its_last_write_is(
+    tmp_path: Path,
+) -> None:
+    async with Harness(tmp_path) as harness:
+        backend = PostingBackend(harness.backend)
+        task = await busy_buyer_call(harness, backend)
+        assert backend.ended == ["no_buyer"]
+        assert backend.ended_write is not None
+        assert not task.done()
+        backend.ended_write.set_result(None)
+        await harness.settle()
+        assert task.done()
+        assert backend.entries[0].kind == "arrived"
 
 
 async def test_an_input_whose_handling_fails_ends_the_call_as_interrupted(
