@@ -6,7 +6,9 @@ directory), in its own process so that its CPU time can be read from
 ``/proc/<pid>/stat`` (Linux). SIPp places the calls (``-r`` calls per
 second, one new caller number each) and plays the buyers: each call runs the
 whole whisper flow on loopback. The caller hears ringback as early media
-(183) and already talks; the buyer answers, hears the whisper for
+(183) and already talks (SIPp's RTP stream of the speech in its sample
+capture, 20 ms packets; not the capture played as it is: see the caller's
+scenario for why); the buyer answers, hears the whisper for
 ``LISTEN_MS``, presses 1 (RFC 4733, SIPp's capture of the key, played while
 the whisper still plays); callwhisper bridges, answers the caller, who stays
 ``HOLD_MS`` and hangs up; callwhisper hangs up the buyer. A call counts as a
@@ -34,7 +36,7 @@ What is measured, and how:
   two legs, and on each leg when the next packet a bridge relays is read
   (the baseline: the earliest a relay bridged beforehand could forward
   anything) and when the first packet is relayed. The caller already talks
-  (SIPp's capture has 30 ms packets); the buyer talks again 20 ms after the
+  (20 ms packets); the buyer talks again 20 ms after the
   key's last packet, as a phone does (the rest of the key itself is
   deliberately not relayed to the caller). The target (one 20 ms frame,
   call-flow.md 15) is checked on the bridge: made within 20 ms of the key at
@@ -58,7 +60,8 @@ Every peer shares one loopback address, as a carrier's calls all come from
 its SBC, so the server runs with the per-source flood guard raised past the
 load (``TransportConfig.rate_per_source``), so that only the server's own
 speed limits the rate. Run with ``python -m bench sip``
-(about five minutes; needs ``sipp`` with pcap play, Debian's ``sip-tester``,
+(about five minutes; needs ``sipp`` with pcap play and RTP streaming, Debian's
+``sip-tester``,
 and ``espeak-ng`` for the whisper). ``BENCH_SIP_COUNTERS=database`` runs the
 server with its counters decided in the database instead of memory
 (``callwhisper serve --counters``), to compare the two in the same session.
@@ -83,7 +86,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from tests.integration.peers.net import LOOPBACK, free_port, free_port_block, udp_port_in_use
-from tests.integration.peers.sipp import last_row, prepare_pcap_dir
+from tests.integration.peers.sipp import SIPP_PCAP_DIR, last_row, prepare_pcap_dir
+from tests.unit.media.pcap import read_udp
 
 from bench.bench_routing import AREA_CODES
 from bench.stats import percentile
@@ -92,6 +96,7 @@ from callwhisper.cli.serve import _RESIDENT_COUNTERS
 from callwhisper.engine import CallwhisperServer, MediaConfig, ServerConfig, TransportConfig
 from callwhisper.engine.media import DigitReceived, MediaEngine, MediaEvent, MediaLeg, _Route
 from callwhisper.engine.runner import CALLER
+from callwhisper.media.rtp import RtpPacket
 
 LATENCY_RATE: Final = 50
 """Calls per second of the latency run (the rate the targets are set at)."""
@@ -463,6 +468,18 @@ class SippRun:
     """Caller number (digits) -> wall-clock time the scenario logged for its INVITE."""
 
 
+SPEECH_FILE: Final = "speech.alaw"
+"""What the caller says, streamed by SIPp (see the caller's scenario)."""
+
+
+def write_speech(path: Path) -> None:
+    """The speech of SIPp's ``g711a.pcap`` as headerless A-law, for SIPp's RTP stream."""
+    packets = (
+        RtpPacket.parse(datagram.payload) for datagram in read_udp(SIPP_PCAP_DIR / "g711a.pcap")
+    )
+    path.write_bytes(b"".join(packet.payload for packet in packets))
+
+
 class Sipp:
     """One SIPp process of the benchmark, in a working directory of its own.
 
@@ -489,6 +506,7 @@ class Sipp:
         self.port = port
         command = ["sipp", "-sf", str(scenario)]
         if remote is not None:
+            write_speech(workdir / SPEECH_FILE)
             command.append(f"{remote[0]}:{remote[1]}")
             (workdir / "callers.csv").write_text(
                 "SEQUENTIAL\n" + "".join(f"{number};\n" for number in callers)
