@@ -252,6 +252,11 @@ def _usual_params(text: str) -> Params:
     return params
 
 
+# RFC 3261 25.1 ``gen-value``: a token or a host (IPv6 references included, so any
+# character but the delimiters), or one quoted string.
+_PARAM_VALUE: Final = re.compile(r'[^\s"<>;,]*|"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
 def parse_params(text: str) -> Params:
     """Parse ``;name=value;flag`` generic parameters (RFC 3261 25.1 ``generic-param``).
 
@@ -268,9 +273,12 @@ def parse_params(text: str) -> Params:
     for part in parts[1:]:
         name, eq, val = part.partition("=")
         name = name.strip().lower()
-        if not name or " " in name:
+        val = val.strip()
+        # A name is a token and a value a token, a host or one quoted string: anything
+        # else (a "<" in a name, say) would not read back the same once written out.
+        if not _TOKEN.fullmatch(name) or (eq and not _PARAM_VALUE.fullmatch(val)):
             raise SipParseError(f"malformed parameter: {part!r}")
-        params[name] = val.strip() if eq else None
+        params[name] = val if eq else None
     return params
 
 

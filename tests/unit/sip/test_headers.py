@@ -93,6 +93,23 @@ def test_params_keep_quoted_values_and_lowercase_names() -> None:
         parse_params("x;a=1")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        ";<ag=cw-a-1",  # a name that is not a token: written back with a tag, it would
+        ";tag=a<b",  # swallow the tag (";<ag=cw-a-1;tag=x" reads as one parameter)
+        ';tag="a"b',
+        ";tag=a b",
+        ';tag=a"b"',
+    ],
+)
+def test_params_that_would_not_read_back_the_same_are_malformed(text: str) -> None:
+    with pytest.raises(SipParseError, match=r"^malformed parameter"):
+        parse_params(text)
+    with pytest.raises(SipParseError, match=r"^malformed"):
+        parse_name_addr("<sip:bob@example.com>" + text)
+
+
 def test_cseq_and_canonical_names() -> None:
     assert parse_cseq(" 4711   INVITE ") == CSeq(4711, "INVITE")
     assert str(CSeq(1, "BYE")) == "1 BYE"
