@@ -83,6 +83,14 @@ _PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
     "the rest is dropped and counted as a flood.",
 )
 @click.option(
+    "--sip-receive-buffer",
+    type=click.IntRange(min=4096, max=1 << 30),
+    default=TransportConfig().receive_buffer,
+    show_default=True,
+    help="Bytes of SIP datagrams the kernel holds for the UDP socket while the server is "
+    "busy (capped by the sysctl net.core.rmem_max without CAP_NET_ADMIN).",
+)
+@click.option(
     "--drain-timeout",
     type=float,
     default=30.0,
@@ -114,6 +122,7 @@ def command(
     rtp_ports: str,
     media_kernel_forwarding: str,
     sip_rate_per_source: float,
+    sip_receive_buffer: int,
     drain_timeout: float,
     counters: str,
     verbose: bool,
@@ -127,6 +136,7 @@ def command(
         port=sip_port,
         rate_per_source=sip_rate_per_source,
         burst_per_source=int(2 * sip_rate_per_source),
+        receive_buffer=sip_receive_buffer,
         tls_port=sip_tls_port,
         tls_certificate=sip_tls_certificate,
         tls_key=sip_tls_key,

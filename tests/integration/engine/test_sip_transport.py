@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from callwhisper.engine.transport import SipEndpoint, TransportConfig
+from callwhisper.engine.transport import SipEndpoint, TransportConfig, set_receive_buffer
 from callwhisper.sip.message import (
     SipRequest,
     SipResponse,
@@ -139,6 +139,57 @@ async def test_oversized_and_flooding_datagrams_are_dropped_and_counted(
     assert endpoint.counters.oversized == 1
     assert endpoint.counters.flooded == 5
     assert [(await next_response(phone)).status for _ in range(10)] == [200] * 10
+
+
+async def test_a_burst_while_the_loop_is_busy_waits_in_the_receive_buffer(
+    layer: TransactionLayer, answering: Answering, phone: socket.socket
+) -> None:
+    """3,000 requests that arrive while the loop is busy (sending them) are all read after.
+
+    The system's default buffer (208 KiB on Linux) holds about 90 of them:
+    the kernel would drop the rest before the endpoint could count them.
+    """
+    sip = SipEndpoint(layer, answering, TransportConfig(port=0, rate_per_source=1e6))
+    await sip.start()
+    try:
+        sent = 3000
+        for n in range(sent):
+            phone.sendto(request("OPTIONS", f"burst{n}"), sip.udp_address)
+        await until(lambda: sip.counters.datagrams_in >= sent)
+        assert sip.counters.datagrams_in == sent
+        assert sum(isinstance(event, RequestReceived) for event in answering.events) == sent
+    finally:
+        await sip.stop()
+
+
+async def test_the_receive_buffer_granted_is_asked_for_or_a_warning_says_so(
+    layer: TransactionLayer, answering: Answering, caplog: pytest.LogCaptureFixture
+) -> None:
+    asked = 4 * 1024 * 1024
+    sip = SipEndpoint(layer, answering, TransportConfig(port=0, receive_buffer=asked))
+    await sip.start()
+    try:
+        assert sip._udp is not None
+        granted = sip._udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    finally:
+        await sip.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if granted >= asked:  # a process with CAP_NET_ADMIN, or a machine whose cap allows it
+        assert warnings == []
+    else:
+        assert warnings == [
+            f"SIP UDP receive buffer: {granted} bytes granted of {asked} asked; datagrams"
+            " arriving while the server is busy beyond that are dropped (raise the sysctl"
+            " net.core.rmem_max, or run with CAP_NET_ADMIN)"
+        ]
+
+
+def test_without_privilege_the_receive_buffer_is_capped_by_the_system() -> None:
+    with open("/proc/sys/net/core/rmem_max") as cap_file:
+        cap = int(cap_file.read())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert set_receive_buffer(sock, 64 * 1024, force=False) >= 64 * 1024
+        assert set_receive_buffer(sock, cap + 1024 * 1024, force=False) == cap
 
 
 async def test_tcp_request_is_answered_on_its_connection(endpoint: SipEndpoint) -> None:

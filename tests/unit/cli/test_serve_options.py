@@ -16,6 +16,7 @@ from callwhisper.engine import CallwhisperServer, TransportConfig
     ("option", "value", "message"),
     [
         ("--sip-rate-per-source", "0", "0.0 is not in the range x>=1.0"),
+        ("--sip-receive-buffer", "100", "100 is not in the range 4096<=x<=1073741824"),
         ("--rtp-ports", "30000-20000", "expected LOW-HIGH, e.g. 20000-30000"),
         ("--counters", "redis", "'redis' is not one of 'auto', 'memory', 'database'"),
     ],
@@ -57,6 +58,7 @@ def test_the_sip_and_counter_options_reach_the_server_configuration(
             "serve", "--data-dir", str(tmp_path),
             "--sip-host", "127.0.0.2", "--sip-port", "5070", "--sip-tls-port", "5071",
             "--sip-tls-no-verify", "--sip-rate-per-source", "500", "--counters", counters,
+            "--sip-receive-buffer", "1048576",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -66,6 +68,7 @@ def test_the_sip_and_counter_options_reach_the_server_configuration(
         port=5070,
         rate_per_source=500.0,
         burst_per_source=1000,
+        receive_buffer=1048576,
         tls_port=5071,
         tls_verify=False,
     )
