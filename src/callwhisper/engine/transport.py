@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import platform
 import re
 import socket
 import ssl
@@ -241,6 +242,18 @@ class TransportConfig:
     """
 
 
+def _rcvbuf_force_option() -> int | None:
+    """``SO_RCVBUFFORCE`` (Linux, socket(7)), which Python's socket module does not name."""
+    named: int | None = getattr(socket, "SO_RCVBUFFORCE", None)
+    if named is not None or sys.platform != "linux":
+        return named
+    # asm-generic's number, but for the architectures that number their socket options apart.
+    return 0x100B if platform.machine().startswith(("alpha", "parisc", "sparc")) else 33
+
+
+_SO_RCVBUFFORCE: Final = _rcvbuf_force_option()
+
+
 def set_receive_buffer(sock: socket.socket, size: int, *, force: bool = True) -> int:
     """Ask for a receive buffer of ``size`` bytes; returns the bytes of datagrams it holds.
 
@@ -250,12 +263,13 @@ def set_receive_buffer(sock: socket.socket, size: int, *, force: bool = True) ->
     reports twice what it grants (the other half is its bookkeeping, socket(7)):
     the figure returned is halved there, so that it compares with ``size``.
     """
-    forced = getattr(socket, "SO_RCVBUFFORCE", None) if force else None
-    try:
-        if forced is None:
-            raise PermissionError
-        sock.setsockopt(socket.SOL_SOCKET, forced, size)
-    except PermissionError:
+    option = _SO_RCVBUFFORCE if force else None
+    if option is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except PermissionError:
+            option = None
+    if option is None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     return granted // 2 if sys.platform == "linux" else granted

@@ -17,13 +17,13 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from callwhisper.engine.media import Bridge, MediaConfig, MediaEngine, MediaLeg
 from callwhisper.engine.playback import PCMU
 from callwhisper.media.rtp import RtpPacket
+from tests.integration.peers.net import has_cap_net_admin
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +43,9 @@ def _missing() -> str | None:
         ctypes.CDLL("libnftables.so.1")
     except OSError:
         return "libnftables is not installed (Debian package libnftables1; `make test` does)"
-    if not _capable():
+    if not has_cap_net_admin():
         return "needs CAP_NET_ADMIN (run as root)"
     return None
-
-
-def _capable() -> bool:
-    status = Path("/proc/self/status").read_text()
-    effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
-    return bool(int(effective.split()[1], 16) >> 12 & 1)  # CAP_NET_ADMIN
 
 
 MISSING = _missing()

@@ -6,11 +6,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from asyncio.trsock import TransportSocket
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +35,7 @@ from callwhisper.sip.transaction import (
     TransactionLayer,
     server_key,
 )
-from tests.integration.peers.net import free_tcp_port
+from tests.integration.peers.net import free_tcp_port, has_cap_net_admin
 
 pytestmark = pytest.mark.integration
 
@@ -184,12 +189,62 @@ async def test_the_receive_buffer_granted_is_asked_for_or_a_warning_says_so(
         ]
 
 
-def test_without_privilege_the_receive_buffer_is_capped_by_the_system() -> None:
-    with open("/proc/sys/net/core/rmem_max") as cap_file:
-        cap = int(cap_file.read())
+async def test_asking_past_what_any_process_is_granted_logs_the_warning(
+    layer: TransactionLayer, answering: Answering, caplog: pytest.LogCaptureFixture
+) -> None:
+    """1 GiB: past net.core.rmem_max unprivileged, and past the kernel's own cap (2**30 - 1)
+    with CAP_NET_ADMIN."""
+    asked = 1 << 30
+    sip = SipEndpoint(layer, answering, TransportConfig(port=0, receive_buffer=asked))
+    await sip.start()
+    try:
+        assert sip._udp is not None
+        granted = sip._udp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    finally:
+        await sip.stop()
+    assert granted < asked
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"SIP UDP receive buffer: {granted} bytes granted of {asked} asked")
+
+
+def rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+def test_without_force_the_receive_buffer_is_capped_by_the_system() -> None:
+    cap = rmem_max()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         assert set_receive_buffer(sock, 64 * 1024, force=False) >= 64 * 1024
         assert set_receive_buffer(sock, cap + 1024 * 1024, force=False) == cap
+
+
+@pytest.mark.skipif(not has_cap_net_admin(), reason="needs CAP_NET_ADMIN (run as root)")
+def test_with_cap_net_admin_the_receive_buffer_passes_the_system_cap() -> None:
+    asked = rmem_max() + 1024 * 1024
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert set_receive_buffer(sock, asked) == asked
+
+
+GRANTED = "import socket, sys; from callwhisper.engine.transport import set_receive_buffer; " + (
+    "print(set_receive_buffer(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), int(sys.argv[1])))"
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to run a process without CAP_NET_ADMIN")
+def test_a_process_refused_the_force_falls_back_to_the_system_cap() -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed (Debian package util-linux)")
+    cap = rmem_max()
+    drop = ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"]
+    result = subprocess.run(
+        [*drop, sys.executable, "-c", GRANTED, str(cap + 1024 * 1024)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == cap
 
 
 async def test_tcp_request_is_answered_on_its_connection(endpoint: SipEndpoint) -> None:

@@ -1,4 +1,4 @@
-"""Free loopback ports for the real peers.
+"""Free loopback ports for the real peers, and what this process may do on the network.
 
 Ports are found by binding to port 0 and releasing the socket; the peer
 then binds the same number. Another process can in theory take the port in
@@ -11,11 +11,19 @@ import errno
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 """Every peer listens on loopback only."""
 
 Address = tuple[str, int]
+
+
+def has_cap_net_admin() -> bool:
+    """Whether this process holds CAP_NET_ADMIN (Linux): nftables, forced socket buffers."""
+    status = Path("/proc/self/status").read_text()
+    effective = next(line for line in status.splitlines() if line.startswith("CapEff:"))
+    return bool(int(effective.split()[1], 16) >> 12 & 1)
 
 
 def _bindable(port: int, kind: socket.SocketKind) -> bool:
