@@ -55,6 +55,7 @@ from collections.abc import (
     Callable,
     Collection,
     Hashable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -337,11 +338,9 @@ class Database:
                 for work in works:
                     results.append(work(connection))
                     await turns.take()
-                for statement, rows in _in_table_order(deferred):
-                    pending = list(rows.values())
-                    for start in range(0, len(pending), DEFERRED_CHUNK):
-                        execute_many(connection, statement, pending[start : start + DEFERRED_CHUNK])
-                        await turns.take()
+                for statement, rows in _deferred_batches(deferred, DEFERRED_CHUNK):
+                    execute_many(connection, statement, rows)
+                    await turns.take()
                 transaction.commit()
             except BaseException:
                 if transaction.is_active:
@@ -364,6 +363,8 @@ class Database:
         if connection is None or connection.invalidated:
             assert self._sqlite is not None
             connection = self._connection = self._sqlite.connect()
+            # Its transactions begin here, not in _on_begin.
+            connection.execution_options(**{_BEGIN_OPTION: _BEGUN})
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
         attempt = 0
         while True:
@@ -375,7 +376,6 @@ class Database:
                 await pause(attempt)
                 attempt += 1
             else:
-                connection.execution_options(**{_BEGIN_OPTION: _BEGUN})
                 return connection
 
     def _checkpoint_soon(self) -> None:
@@ -545,15 +545,24 @@ dictionary: a unit of work looks it up several times per row it writes, and
 ``Connection.info`` costs a few property calls each time)."""
 
 
-def _in_table_order(deferred: _Deferred) -> list[tuple[Executable, dict[Hashable, dict[str, Any]]]]:
-    """The deferred statements, each table's before those of the tables referring to it.
+def _deferred_batches(
+    deferred: _Deferred, size: int | None = None
+) -> Iterator[tuple[Executable, list[dict[str, Any]]]]:
+    """The deferred rows to run, in batches of at most ``size`` rows (all of a statement's).
 
-    A row may then be deferred after rows that refer to it (a call's
-    insert after a leg of an earlier call): foreign keys are checked as
-    each statement runs. Statements on one table keep the order in which
-    they were first deferred.
+    Each table's statements come before those of the tables referring to it:
+    a row may then be deferred after rows that refer to it (a call's insert
+    after a leg of an earlier call), as foreign keys are checked as each
+    statement runs. Statements on one table keep the order in which they
+    were first deferred.
     """
-    return sorted(deferred.items(), key=_table_rank)
+    for statement, rows in sorted(deferred.items(), key=_table_rank):
+        pending = list(rows.values())
+        if not pending:
+            continue
+        step = size or len(pending)
+        for start in range(0, len(pending), step):
+            yield statement, pending[start : start + step]
 
 
 _ranks: dict[object, int] = {}
@@ -685,9 +694,8 @@ def _deferring(work: Work[_T], connection: Connection) -> _T:
     _deferred[connection] = deferred
     try:
         result = work(connection)
-        for statement, rows in _in_table_order(deferred):
-            if rows:
-                execute_many(connection, statement, list(rows.values()))
+        for statement, rows in _deferred_batches(deferred):
+            execute_many(connection, statement, rows)
         return result
     finally:
         del _deferred[connection]
